@@ -1,0 +1,245 @@
+"""Poses, quaternions, pinhole cameras and Plücker rays.
+
+One pose convention inside the project: ``T_world_camera`` (4x4 float64, maps camera
+coordinates to world coordinates) with OpenCV / REP-103 optical axes (x right, y down,
+z forward). Other conventions (ROS body frames, OpenGL/NeRF cameras, MuJoCo cameras) are
+converted here, at the edges, and nowhere else.
+
+Quaternions use ROS order (x, y, z, w). Rotation math goes through scipy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy.spatial.transform import Rotation, Slerp
+
+# A quaternion whose norm is off by more than this is refused; closer ones are normalised.
+QUAT_NORM_TOLERANCE = 1e-3
+MAX_RESOLUTION = 4096
+
+# Rotation taking optical-frame coordinates (x right, y down, z forward) to ROS body-frame
+# coordinates (x forward, y left, z up): columns are the optical axes seen from the body.
+R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+# OpenGL / NeRF / MuJoCo cameras (x right, y up, looking along -z) to optical axes.
+R_GL_OPTICAL = np.diag([1.0, -1.0, -1.0])
+
+
+class GeometryError(ValueError):
+    """A pose, quaternion or camera that cannot be used."""
+
+
+def _finite(name: str, a: np.ndarray) -> np.ndarray:
+    if not np.all(np.isfinite(a)):
+        raise GeometryError(f"{name} has non-finite values: {a.tolist()}")
+    return a
+
+
+def make_transform(rotation: np.ndarray | None = None, translation: Sequence[float] | None = None) -> np.ndarray:
+    """4x4 rigid transform from a 3x3 rotation and a translation."""
+    T = np.eye(4)
+    if rotation is not None:
+        T[:3, :3] = np.asarray(rotation, dtype=np.float64)
+    if translation is not None:
+        T[:3, 3] = np.asarray(translation, dtype=np.float64)
+    return validate_transform(T)
+
+
+def validate_transform(T: np.ndarray, name: str = "transform", atol: float = 1e-5) -> np.ndarray:
+    """Return T as 4x4 float64 after checking it is finite and rigid (rotation + translation)."""
+    T = np.asarray(T, dtype=np.float64)
+    if T.shape != (4, 4):
+        raise GeometryError(f"{name} must be 4x4, got shape {T.shape}")
+    _finite(name, T)
+    R = T[:3, :3]
+    if not np.allclose(R.T @ R, np.eye(3), atol=atol) or abs(np.linalg.det(R) - 1.0) > atol:
+        raise GeometryError(f"{name} rotation is not orthonormal with det +1")
+    if not np.allclose(T[3], [0.0, 0.0, 0.0, 1.0]):
+        raise GeometryError(f"{name} last row must be [0, 0, 0, 1], got {T[3].tolist()}")
+    return T
+
+
+def compose(*transforms: np.ndarray) -> np.ndarray:
+    """Product T1 @ T2 @ ... (read right to left as frame changes)."""
+    out = np.eye(4)
+    for T in transforms:
+        out = out @ np.asarray(T, dtype=np.float64)
+    return out
+
+
+def invert(T: np.ndarray) -> np.ndarray:
+    """Inverse of a rigid transform (exact, no general matrix inverse)."""
+    T = np.asarray(T, dtype=np.float64)
+    out = np.eye(4)
+    R = T[:3, :3]
+    out[:3, :3] = R.T
+    out[:3, 3] = -R.T @ T[:3, 3]
+    return out
+
+
+def quat_to_matrix(q_xyzw: Sequence[float]) -> np.ndarray:
+    """3x3 rotation from a ROS-order quaternion, refusing non-finite or badly scaled ones."""
+    q = _finite("quaternion", np.asarray(q_xyzw, dtype=np.float64).reshape(-1))
+    if q.shape != (4,):
+        raise GeometryError(f"quaternion must have 4 values (x, y, z, w), got {q.shape[0]}")
+    norm = float(np.linalg.norm(q))
+    if abs(norm - 1.0) > QUAT_NORM_TOLERANCE:
+        raise GeometryError(f"quaternion norm is {norm:.6g}, expected 1 (x, y, z, w = {q.tolist()})")
+    return Rotation.from_quat(q / norm).as_matrix()
+
+
+def matrix_to_quat(R: np.ndarray) -> np.ndarray:
+    """ROS-order quaternion (x, y, z, w) with w >= 0 from a 3x3 rotation."""
+    q = Rotation.from_matrix(np.asarray(R, dtype=np.float64)).as_quat()
+    return -q if q[3] < 0 else q
+
+
+def transform_from_ros(translation: Sequence[float], q_xyzw: Sequence[float]) -> np.ndarray:
+    """4x4 from a ROS translation (x, y, z) and rotation (x, y, z, w), validated."""
+    t = _finite("translation", np.asarray(translation, dtype=np.float64).reshape(-1))
+    if t.shape != (3,):
+        raise GeometryError(f"translation must have 3 values, got {t.shape[0]}")
+    return make_transform(quat_to_matrix(q_xyzw), t)
+
+
+def transform_to_ros(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(translation xyz, quaternion xyzw) of a 4x4 transform."""
+    T = validate_transform(T)
+    return T[:3, 3].copy(), matrix_to_quat(T[:3, :3])
+
+
+def interpolate(T0: np.ndarray, T1: np.ndarray, alpha: float) -> np.ndarray:
+    """Pose between T0 (alpha=0) and T1 (alpha=1): linear translation, SLERP rotation."""
+    if not 0.0 <= alpha <= 1.0:
+        raise GeometryError(f"interpolation factor must be in [0, 1], got {alpha}")
+    T0, T1 = np.asarray(T0, dtype=np.float64), np.asarray(T1, dtype=np.float64)
+    slerp = Slerp([0.0, 1.0], Rotation.from_matrix(np.stack([T0[:3, :3], T1[:3, :3]])))
+    out = np.eye(4)
+    out[:3, :3] = slerp([alpha]).as_matrix()[0]
+    out[:3, 3] = (1.0 - alpha) * T0[:3, 3] + alpha * T1[:3, 3]
+    return out
+
+
+def body_to_optical(T_world_body: np.ndarray) -> np.ndarray:
+    """Pose of a ROS body-convention camera frame (x forward, z up) -> optical-axes pose."""
+    return compose(T_world_body, make_transform(R_BODY_OPTICAL))
+
+
+def optical_to_body(T_world_camera: np.ndarray) -> np.ndarray:
+    """Inverse of body_to_optical."""
+    return compose(T_world_camera, make_transform(R_BODY_OPTICAL.T))
+
+
+def opengl_to_optical(T_world_gl: np.ndarray) -> np.ndarray:
+    """NeRF/OpenGL/MuJoCo camera-to-world (x right, y up, looks along -z) -> optical pose."""
+    return compose(T_world_gl, make_transform(R_GL_OPTICAL))
+
+
+def optical_to_opengl(T_world_camera: np.ndarray) -> np.ndarray:
+    """Inverse of opengl_to_optical (the same flip, applied again)."""
+    return compose(T_world_camera, make_transform(R_GL_OPTICAL))
+
+
+def look_at(eye: Sequence[float], target: Sequence[float], up: Sequence[float] = (0.0, 0.0, 1.0)) -> np.ndarray:
+    """Optical-axes T_world_camera at ``eye`` looking at ``target``, image 'up' towards ``up``."""
+    eye_ = np.asarray(eye, dtype=np.float64)
+    z = np.asarray(target, dtype=np.float64) - eye_
+    if np.linalg.norm(z) < 1e-12:
+        raise GeometryError("look_at: eye and target coincide")
+    z /= np.linalg.norm(z)
+    x = np.cross(z, np.asarray(up, dtype=np.float64))
+    if np.linalg.norm(x) < 1e-9:
+        raise GeometryError("look_at: viewing direction is parallel to 'up'")
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    return make_transform(np.stack([x, y, z], axis=1), eye_)
+
+
+def pose_distance(T_a: np.ndarray, T_b: np.ndarray) -> tuple[float, float]:
+    """(translation distance in metres, rotation angle in radians) between two poses."""
+    dt = float(np.linalg.norm(np.asarray(T_a)[:3, 3] - np.asarray(T_b)[:3, 3]))
+    R = np.asarray(T_a)[:3, :3].T @ np.asarray(T_b)[:3, :3]
+    angle = float(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)))
+    return dt, angle
+
+
+@dataclass(frozen=True)
+class PinholeCamera:
+    """Ideal pinhole intrinsics for an image of width x height pixels (no distortion)."""
+
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+
+    def __post_init__(self) -> None:
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if int(v) != v or not 0 < v <= MAX_RESOLUTION:
+                raise GeometryError(f"camera {name} must be an integer in 1..{MAX_RESOLUTION}, got {v}")
+            object.__setattr__(self, name, int(v))
+        for name in ("fx", "fy", "cx", "cy"):
+            v = float(getattr(self, name))
+            if not math.isfinite(v):
+                raise GeometryError(f"camera {name} must be finite, got {v}")
+            object.__setattr__(self, name, v)
+        if self.fx <= 0 or self.fy <= 0:
+            raise GeometryError(f"focal lengths must be positive, got fx={self.fx}, fy={self.fy}")
+
+    @classmethod
+    def from_fov(cls, width: int, height: int, fov_deg: float, axis: str = "horizontal") -> "PinholeCamera":
+        """Square-pixel camera with the principal point at the centre and the given field of view."""
+        if not 0.0 < fov_deg < 180.0:
+            raise GeometryError(f"field of view must be in (0, 180) degrees, got {fov_deg}")
+        if axis not in ("horizontal", "vertical"):
+            raise GeometryError(f"axis must be 'horizontal' or 'vertical', got {axis!r}")
+        span = width if axis == "horizontal" else height
+        f = 0.5 * span / math.tan(math.radians(fov_deg) / 2.0)
+        return cls(width, height, f, f, width / 2.0, height / 2.0)
+
+    @classmethod
+    def from_camera_info(cls, width: int, height: int, k: Sequence[float]) -> "PinholeCamera":
+        """From sensor_msgs/CameraInfo fields (k is the row-major 3x3 matrix)."""
+        k = np.asarray(k, dtype=np.float64).reshape(-1)
+        if k.shape != (9,):
+            raise GeometryError(f"CameraInfo k must have 9 values, got {k.shape[0]}")
+        return cls(int(width), int(height), k[0], k[4], k[2], k[5])
+
+    @property
+    def K(self) -> np.ndarray:
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+    def camera_info_k(self) -> list[float]:
+        """Row-major 3x3 K, as CameraInfo.k."""
+        return self.K.reshape(-1).tolist()
+
+    def camera_info_p(self) -> list[float]:
+        """Row-major 3x4 P = [K | 0], as CameraInfo.p for a monocular camera."""
+        return np.hstack([self.K, np.zeros((3, 1))]).reshape(-1).tolist()
+
+    @property
+    def fov_deg(self) -> tuple[float, float]:
+        """(horizontal, vertical) field of view in degrees."""
+        return (
+            math.degrees(2.0 * math.atan(self.width / (2.0 * self.fx))),
+            math.degrees(2.0 * math.atan(self.height / (2.0 * self.fy))),
+        )
+
+    def scaled(self, width: int, height: int) -> "PinholeCamera":
+        """The same field of view at another resolution (pixel-edge convention)."""
+        sx, sy = width / self.width, height / self.height
+        return PinholeCamera(width, height, self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy)
+
+
+def intrinsics_matrix(cameras: "PinholeCamera | Sequence[PinholeCamera]", batch: int) -> np.ndarray:
+    """Bx3x3 K from one camera (repeated) or one camera per item."""
+    if isinstance(cameras, PinholeCamera):
+        return np.repeat(cameras.K[None], batch, axis=0)
+    if len(cameras) != batch:
+        raise GeometryError(f"{len(cameras)} cameras for a batch of {batch}")
+    return np.stack([c.K for c in cameras])

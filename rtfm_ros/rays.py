@@ -1,0 +1,110 @@
+"""Per-pixel camera rays in torch: Plücker ray maps, unprojection and z-buffered splatting.
+
+Batched and device-agnostic: the model, the oracle-reprojection baseline and training all
+call these, so every pixel-to-ray convention lives in this one place. Pixel (u, v) has its
+centre at (u + 0.5, v + 0.5) in the K convention of PinholeCamera.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def pixel_grid(height: int, width: int, device: torch.device | str | None = None,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """HxWx3 homogeneous pixel centres (u + 0.5, v + 0.5, 1)."""
+    v, u = torch.meshgrid(
+        torch.arange(height, device=device, dtype=dtype) + 0.5,
+        torch.arange(width, device=device, dtype=dtype) + 0.5,
+        indexing="ij",
+    )
+    return torch.stack([u, v, torch.ones_like(u)], dim=-1)
+
+
+def camera_directions(K: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bx3xHxW ray directions in camera (optical) coordinates with z = 1 (not normalised)."""
+    grid = pixel_grid(height, width, K.device, K.dtype)  # H W 3
+    Kinv = torch.linalg.inv(K)  # B 3 3
+    return torch.einsum("bij,hwj->bihw", Kinv, grid)
+
+
+def plucker_rays(T_world_camera: torch.Tensor, K: torch.Tensor, height: int, width: int,
+                 T_frame_world: torch.Tensor | None = None) -> torch.Tensor:
+    """Bx6xHxW Plücker map (unit direction d, moment o x d) of each pixel's ray.
+
+    Rays are expressed in the world frame, or in another frame when ``T_frame_world`` (Bx4x4)
+    is given, e.g. a target camera's frame for camera-relative encodings.
+    """
+    T = T_world_camera if T_frame_world is None else T_frame_world @ T_world_camera
+    dirs = camera_directions(K, height, width)
+    dirs = torch.einsum("bij,bjhw->bihw", T[:, :3, :3], dirs)
+    dirs = dirs / dirs.norm(dim=1, keepdim=True)
+    origin = T[:, :3, 3][:, :, None, None].expand_as(dirs)
+    moment = torch.cross(origin, dirs, dim=1)
+    return torch.cat([dirs, moment], dim=1)
+
+
+def unproject(depth: torch.Tensor, K: torch.Tensor, T_world_camera: torch.Tensor) -> torch.Tensor:
+    """Bx3xHxW world points of each pixel from planar z-depth (BxHxW)."""
+    _, height, width = depth.shape
+    pts = camera_directions(K, height, width) * depth[:, None]
+    return torch.einsum("bij,bjhw->bihw", T_world_camera[:, :3, :3], pts) + T_world_camera[:, :3, 3, None, None]
+
+
+def splat(colors: torch.Tensor, depth: torch.Tensor, K_src: torch.Tensor, T_world_src: torch.Tensor,
+          K_dst: torch.Tensor, T_world_dst: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Forward-splat N source views per target into B target views with a z-buffer.
+
+    colors: BxNxCxHsxWs, depth: BxNxHsxWs (planar z, <= 0 or non-finite = no data),
+    K_src/T_world_src: BxNx3x3 / BxNx4x4, K_dst/T_world_dst: Bx3x3 / Bx4x4.
+    Returns (image BxCxHxW, depth BxHxW, mask Bx1xHxW) where mask is 1 where a source
+    pixel landed. Each source pixel lands on the nearest target pixel; the closest wins.
+    """
+    B, N, C, Hs, Ws = colors.shape
+    dev = colors.device
+    pts = unproject(depth.reshape(B * N, Hs, Ws).float(), K_src.reshape(B * N, 3, 3).float(),
+                    T_world_src.reshape(B * N, 4, 4).float())  # BN 3 Hs Ws
+    T_dst_world = torch.linalg.inv(T_world_dst.float())
+    pts = pts.reshape(B, N, 3, Hs * Ws).permute(0, 2, 1, 3).reshape(B, 3, N * Hs * Ws)
+    cam = T_dst_world[:, :3, :3] @ pts + T_dst_world[:, :3, 3:]
+    z = cam[:, 2]
+    uvw = K_dst.float() @ cam
+    u = torch.floor(uvw[:, 0] / z.clamp_min(1e-6))
+    v = torch.floor(uvw[:, 1] / z.clamp_min(1e-6))
+    src_valid = torch.isfinite(depth.reshape(B, N * Hs * Ws)) & (depth.reshape(B, N * Hs * Ws) > 0)
+    valid = src_valid & (z > 1e-3) & (u >= 0) & (u < width) & (v >= 0) & (v < height) & torch.isfinite(z)
+    pix = (v.clamp(0, height - 1) * width + u.clamp(0, width - 1)).long()
+    flat = torch.arange(B, device=dev)[:, None] * (height * width) + pix  # B, M
+    inf = torch.tensor(float("inf"), device=dev)
+    zkey = torch.where(valid, z, inf).reshape(-1)
+    zbuf = torch.full((B * height * width,), float("inf"), device=dev)
+    zbuf.scatter_reduce_(0, flat.reshape(-1), zkey, reduce="amin")
+    winner = valid.reshape(-1) & (zkey <= zbuf[flat.reshape(-1)])
+    src = colors.permute(0, 2, 1, 3, 4).reshape(B, C, N * Hs * Ws)
+    out = torch.zeros(B * height * width, C, device=dev, dtype=colors.dtype)
+    src_flat = src.permute(0, 2, 1).reshape(-1, C)
+    out.index_copy_(0, flat.reshape(-1)[winner], src_flat[winner])
+    image = out.reshape(B, height, width, C).permute(0, 3, 1, 2)
+    zimg = zbuf.reshape(B, height, width)
+    mask = torch.isfinite(zimg)[:, None].to(colors.dtype)
+    return image, torch.where(torch.isfinite(zimg), zimg, torch.zeros_like(zimg)), mask
+
+
+def fill_holes(image: torch.Tensor, mask: torch.Tensor, iterations: int = 64) -> torch.Tensor:
+    """Fill pixels where mask == 0 with the average of filled neighbours, growing inwards.
+
+    Used by the oracle-reprojection baseline; stops early once every pixel is filled.
+    Pixels that stay unreached (an empty view) are set to mid-grey.
+    """
+    img, m = image * mask, mask
+    kernel = torch.ones(1, 1, 3, 3, device=image.device, dtype=image.dtype)
+    C = image.shape[1]
+    for _ in range(iterations):
+        if bool((m > 0).all()):
+            break
+        s = torch.nn.functional.conv2d(img, kernel.expand(C, 1, 3, 3), padding=1, groups=C)
+        n = torch.nn.functional.conv2d(m, kernel, padding=1)
+        grow = (m == 0) & (n > 0)
+        img = torch.where(grow, s / n.clamp_min(1e-6), img)
+        m = torch.where(grow, torch.ones_like(m), m)
+    return torch.where(m > 0, img, torch.full_like(img, 0.5))

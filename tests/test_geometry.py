@@ -1,0 +1,176 @@
+"""Geometry core: transforms, quaternions, conventions, cameras, Plücker rays."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.spatial.transform import Rotation
+
+from rtfm_ros import geometry as g
+from rtfm_ros.rays import plucker_rays, splat, unproject
+
+finite = st.floats(-50, 50, allow_nan=False, allow_infinity=False)
+quats = st.lists(st.floats(-1, 1, allow_nan=False), min_size=4, max_size=4).filter(
+    lambda q: np.linalg.norm(q) > 0.1).map(lambda q: np.asarray(q) / np.linalg.norm(q))
+poses = st.tuples(st.lists(finite, min_size=3, max_size=3), quats).map(
+    lambda tq: g.transform_from_ros(tq[0], tq[1]))
+
+
+@given(poses, poses)
+def test_invert_and_compose(T1, T2):
+    np.testing.assert_allclose(g.compose(T1, g.invert(T1)), np.eye(4), atol=1e-9)
+    np.testing.assert_allclose(g.invert(g.compose(T1, T2)), g.compose(g.invert(T2), g.invert(T1)), atol=1e-8)
+
+
+@given(quats)
+def test_quaternion_round_trip(q):
+    q2 = g.matrix_to_quat(g.quat_to_matrix(q))
+    assert q2[3] >= 0
+    # q and -q are the same rotation
+    assert min(np.abs(q2 - q).max(), np.abs(q2 + q).max()) < 1e-9
+
+
+@given(poses)
+def test_ros_round_trip(T):
+    t, q = g.transform_to_ros(T)
+    np.testing.assert_allclose(g.transform_from_ros(t, q), T, atol=1e-9)
+
+
+def test_quaternion_hand_checked():
+    # 90 degrees about z in ROS order (x, y, z, w)
+    R = g.quat_to_matrix([0, 0, math.sqrt(0.5), math.sqrt(0.5)])
+    np.testing.assert_allclose(R, [[0, -1, 0], [1, 0, 0], [0, 0, 1]], atol=1e-12)
+
+
+def test_quaternion_validation():
+    np.testing.assert_allclose(g.quat_to_matrix([0, 0, 0, 1.0005]), np.eye(3), atol=1e-12)  # normalised
+    with pytest.raises(g.GeometryError, match="norm"):
+        g.quat_to_matrix([0, 0, 0, 1.1])
+    with pytest.raises(g.GeometryError, match="non-finite"):
+        g.quat_to_matrix([0, 0, math.nan, 1])
+    with pytest.raises(g.GeometryError, match="non-finite"):
+        g.transform_from_ros([0, math.inf, 0], [0, 0, 0, 1])
+    with pytest.raises(g.GeometryError):
+        g.quat_to_matrix([0, 0, 0])
+
+
+def test_validate_transform_rejects_non_rigid():
+    T = np.eye(4)
+    T[0, 0] = 2.0
+    with pytest.raises(g.GeometryError, match="orthonormal"):
+        g.validate_transform(T)
+    with pytest.raises(g.GeometryError, match="4x4"):
+        g.validate_transform(np.eye(3))
+
+
+@given(poses, poses, st.floats(0, 1))
+@settings(max_examples=50)
+def test_interpolate_endpoints_and_geodesic(T0, T1, a):
+    np.testing.assert_allclose(g.interpolate(T0, T1, 0.0), T0, atol=1e-8)
+    np.testing.assert_allclose(g.interpolate(T0, T1, 1.0), T1, atol=1e-8)
+    Ta = g.interpolate(T0, T1, a)
+    _, total = g.pose_distance(T0, T1)
+    _, first = g.pose_distance(T0, Ta)
+    assert first == pytest.approx(a * total, abs=1e-6)
+
+
+def test_interpolate_midpoint_hand_checked():
+    T0 = np.eye(4)
+    T1 = g.make_transform(Rotation.from_euler("z", 90, degrees=True).as_matrix(), [2, 0, 0])
+    Tm = g.interpolate(T0, T1, 0.5)
+    np.testing.assert_allclose(Tm[:3, 3], [1, 0, 0])
+    np.testing.assert_allclose(Tm[:3, :3], Rotation.from_euler("z", 45, degrees=True).as_matrix(), atol=1e-12)
+    with pytest.raises(g.GeometryError):
+        g.interpolate(T0, T1, 1.5)
+
+
+def test_body_to_optical_axes():
+    # A body camera at the origin looking along world +x (x forward, y left, z up).
+    T = g.body_to_optical(np.eye(4))
+    R = T[:3, :3]
+    np.testing.assert_allclose(R[:, 2], [1, 0, 0])   # optical z (forward) = body x
+    np.testing.assert_allclose(R[:, 0], [0, -1, 0])  # optical x (right) = -body y
+    np.testing.assert_allclose(R[:, 1], [0, 0, -1])  # optical y (down) = -body z
+    np.testing.assert_allclose(g.optical_to_body(T), np.eye(4), atol=1e-12)
+
+
+def test_opengl_to_optical():
+    # An OpenGL camera at the origin looks along -z with +y up.
+    T = g.opengl_to_optical(np.eye(4))
+    np.testing.assert_allclose(T[:3, :3] @ [0, 0, 1], [0, 0, -1])
+    np.testing.assert_allclose(T[:3, :3] @ [0, 1, 0], [0, -1, 0])
+    np.testing.assert_allclose(g.optical_to_opengl(T), np.eye(4))
+
+
+def test_look_at():
+    T = g.look_at([0, 0, 1], [5, 0, 1])
+    np.testing.assert_allclose(T, g.compose(g.make_transform(translation=[0, 0, 1]), g.body_to_optical(np.eye(4))),
+                               atol=1e-12)
+
+
+def test_camera_fov_and_info():
+    cam = g.PinholeCamera.from_fov(128, 96, 90.0)
+    assert cam.fx == pytest.approx(64.0) and cam.cx == 64.0 and cam.cy == 48.0
+    assert cam.fov_deg[0] == pytest.approx(90.0)
+    back = g.PinholeCamera.from_camera_info(128, 96, cam.camera_info_k())
+    assert back == cam
+    assert cam.camera_info_p()[:3] == [cam.fx, 0.0, cam.cx]
+    half = cam.scaled(64, 48)
+    assert half.fx == pytest.approx(32.0) and half.cx == 32.0
+    assert half.fov_deg == pytest.approx(cam.fov_deg)
+
+
+@pytest.mark.parametrize("kwargs", [dict(width=0), dict(width=-3), dict(height=5000), dict(fx=0.0),
+                                    dict(cx=math.nan), dict(width=12.5)])
+def test_camera_rejects_bad_values(kwargs):
+    base = dict(width=64, height=64, fx=50.0, fy=50.0, cx=32.0, cy=32.0)
+    base.update(kwargs)
+    with pytest.raises(g.GeometryError):
+        g.PinholeCamera(**base)
+
+
+@given(poses)
+@settings(max_examples=30, deadline=None)
+def test_principal_ray_is_optical_axis(T):
+    cam = g.PinholeCamera(width=9, height=7, fx=10.0, fy=12.0, cx=4.5, cy=3.5)  # pixel (4, 3) centre = (cx, cy)
+    rays = plucker_rays(torch.tensor(T)[None], torch.tensor(cam.K)[None], cam.height, cam.width)
+    d, m = rays[0, :3, 3, 4].numpy(), rays[0, 3:, 3, 4].numpy()
+    np.testing.assert_allclose(d, T[:3, 2], atol=1e-9)
+    np.testing.assert_allclose(m, np.cross(T[:3, 3], T[:3, 2]), atol=1e-8)
+    # every moment is orthogonal to its direction, every direction is unit length
+    dirs, moms = rays[0, :3], rays[0, 3:]
+    np.testing.assert_allclose((dirs * moms).sum(0).numpy(), 0, atol=1e-8)
+    np.testing.assert_allclose(dirs.norm(dim=0).numpy(), 1, atol=1e-12)
+
+
+def test_plucker_relative_frame_and_device():
+    T = torch.tensor(g.look_at([1, 2, 0.5], [3, 2, 0.5]))[None]
+    K = torch.tensor(g.PinholeCamera.from_fov(8, 8, 60).K)[None]
+    rel = plucker_rays(T, K, 8, 8, T_frame_world=torch.linalg.inv(T))
+    # in its own frame a camera's rays start at the origin: zero moment
+    assert rel[:, 3:].abs().max() < 1e-12
+    assert plucker_rays(T.float(), K.float(), 8, 8).dtype == torch.float32
+
+
+def test_splat_identity_is_exact():
+    cam = g.PinholeCamera.from_fov(16, 12, 70)
+    T = torch.tensor(g.look_at([0, 0, 1], [4, 1, 1]))
+    img = torch.rand(1, 1, 3, 12, 16, dtype=torch.float64)
+    depth = torch.rand(1, 1, 12, 16, dtype=torch.float64) * 3 + 1
+    K = torch.tensor(cam.K)
+    out, zbuf, mask = splat(img, depth, K[None, None], T[None, None], K[None], T[None], 12, 16)
+    assert mask.min() == 1
+    torch.testing.assert_close(out.double(), img[:, 0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(zbuf.double(), depth[:, 0], atol=1e-5, rtol=0)
+
+
+def test_unproject_projects_back():
+    cam = g.PinholeCamera.from_fov(10, 10, 80)
+    T = torch.tensor(g.look_at([0, 0, 1], [3, 0, 1]))[None]
+    depth = torch.full((1, 10, 10), 2.0, dtype=torch.float64)
+    pts = unproject(depth, torch.tensor(cam.K)[None], T)
+    # planar depth 2: every point lies on the plane x = 2
+    assert pts[0, 0].mean().item() == pytest.approx(2.0)
