@@ -1,9 +1,8 @@
 """The one command-line program: `rtfm <command> ...`.
 
 Each command lives in its own module exposing ``add_parser(subparsers)``, which registers the
-subcommand and sets ``func(args) -> int``. Modules are imported only when listed here, so a
-command's heavy dependencies load only when that command runs... as long as the module keeps
-its heavy imports inside ``func``.
+subcommand and sets ``func(args) -> int``. Every listed module is imported to build the parser, so
+modules keep heavy imports (mujoco, rclpy) inside their command functions.
 """
 
 from __future__ import annotations
@@ -13,6 +12,9 @@ import importlib
 import sys
 
 COMMAND_MODULES: list[str] = [
+    "rtfm_ros.demo",
+    "rtfm_ros.train",
+    "rtfm_ros.replay",
 ]
 
 

@@ -1,0 +1,120 @@
+"""Checkpoints: a directory with ``model.safetensors`` + ``config.json`` (+ a model card).
+
+No pickle anywhere. ``config.json`` records the weights' SHA-256, so a truncated or corrupt
+file is refused before any tensor is used, and every tensor's name and shape is checked
+against the model the config describes, so a mismatched checkpoint is refused as a whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from rtfm_ros.model.config import ModelConfig
+from rtfm_ros.model.renderer import FrameRenderer
+
+FORMAT = "rtfm-checkpoint"
+VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "default_model"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded: missing, corrupt, truncated or mismatched."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_checkpoint(path: str | Path, model: FrameRenderer, info: dict | None = None,
+                    model_card: str | None = None) -> Path:
+    """Write a checkpoint directory atomically (a temp dir renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        meta = {"format": FORMAT, "version": VERSION, "model": model.config.to_dict(),
+                "weights_sha256": _sha256(tmp / WEIGHTS), "info": info or {}}
+        (tmp / CONFIG).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        if model_card:
+            (tmp / "MODEL_CARD.md").write_text(model_card)
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def read_checkpoint_config(path: str | Path) -> dict:
+    """The validated ``config.json`` of a checkpoint directory."""
+    path = Path(path)
+    cfg_file = path / CONFIG
+    if not cfg_file.is_file():
+        raise CheckpointError(f"{path} is not a checkpoint: {CONFIG} is missing")
+    try:
+        meta = json.loads(cfg_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{cfg_file} is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{cfg_file} is not an {FORMAT} config")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(f"{cfg_file} has version {meta.get('version')}, this build reads {VERSION}")
+    return meta
+
+
+def load_checkpoint(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[FrameRenderer, dict]:
+    """Load (model in eval mode, config dict); the bundled default model when path is None."""
+    path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+    meta = read_checkpoint_config(path)
+    weights = path / WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"{path}: {WEIGHTS} is missing")
+    if _sha256(weights) != meta.get("weights_sha256"):
+        raise CheckpointError(f"{weights} is corrupt or truncated (checksum mismatch)")
+    try:
+        config = ModelConfig.from_dict(meta["model"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: bad model config: {exc}") from None
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{weights} cannot be read: {exc}") from None
+    model = FrameRenderer(config)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != got:
+        missing = sorted(set(expected) - set(got))[:5]
+        extra = sorted(set(got) - set(expected))[:5]
+        wrong = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])[:5]
+        raise CheckpointError(f"{weights} does not match its config: missing {missing}, unexpected {extra}, "
+                              f"wrong shapes {wrong}")
+    if not all(torch.isfinite(v).all() for v in state.values()):
+        raise CheckpointError(f"{weights} holds non-finite weights")
+    model.load_state_dict(state)
+    return model.to(device).eval(), meta

@@ -1,0 +1,276 @@
+"""The training loop: single process or torchrun DDP, resumable, evaluated on held-out worlds.
+
+`rtfm train --model tiny --data DIR --eval-data DIR --out runs/tiny` trains (or resumes) a run.
+A run directory holds ``last/`` and ``best/`` checkpoints (safetensors + JSON), the optimizer
+state (safetensors), ``state.json`` and ``log.csv``. Kill it at any time and run the same command
+again to resume from the last save.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rtfm_ros.data.clips import open_dataset
+from rtfm_ros.data.examples import ClipExamples, ExampleConfig, collate
+from rtfm_ros.model.checkpoint import load_checkpoint, save_checkpoint
+from rtfm_ros.model.config import preset
+from rtfm_ros.model.renderer import FrameRenderer
+from rtfm_ros.runtime import autocast_dtype, pick_device
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str = "runs/tiny"
+    model: str = "tiny"
+    init: str | None = None          # fine-tune from this checkpoint instead of from scratch
+    eval_data: str | None = None     # clips from held-out worlds for periodic evaluation
+    steps: int = 20000
+    batch_size: int = 8
+    lr: float = 6e-4
+    min_lr_ratio: float = 0.05
+    warmup: int = 300
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    eval_every: int = 500
+    eval_examples: int = 64
+    save_every: int = 200
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"                # auto: bf16 autocast where the hardware makes it fast
+    compile: bool = False
+    max_minutes: float | None = None  # stop (after saving) when this much wall-clock has passed
+    examples: ExampleConfig = field(default_factory=ExampleConfig)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio * lr."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
+def compute_loss(model: FrameRenderer, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """L1 + image-gradient L1 on colour, L1 on log-depth (target and context depth head)."""
+    H, W = batch["tgt_rgb"].shape[-2:]
+    out, ctx_depth_pred = model(batch["ctx_rgb"], batch["ctx_depth"], batch["ctx_K"], batch["ctx_T"],
+                                batch["tgt_K"], batch["tgt_T"], H, W, depth_known=batch["depth_known"])
+    raw = model.module if hasattr(model, "module") else model
+    rgb, tgt = out.rgb.float(), batch["tgt_rgb"]
+    l1 = (rgb - tgt).abs().mean()
+    gx, gy = image_gradients(rgb)
+    tx, ty = image_gradients(tgt)
+    grad = (gx - tx).abs().mean() + (gy - ty).abs().mean()
+    has = batch["tgt_has_depth"].float()[:, None, None]
+    valid_t = (batch["tgt_depth"] > 0) * has
+    enc = raw._encode_depth
+    depth_t = ((enc(out.depth.float().clamp_min(1e-3)) - enc(batch["tgt_depth"].clamp_min(1e-3))).abs() * valid_t).sum() \
+        / valid_t.sum().clamp_min(1)
+    valid_c = (batch["ctx_depth"] > 0) * has[:, None]
+    depth_c = ((enc(ctx_depth_pred.float()) - enc(batch["ctx_depth"].clamp_min(1e-3))).abs() * valid_c).sum() \
+        / valid_c.sum().clamp_min(1)
+    loss = l1 + 0.5 * grad + 0.1 * depth_t + 0.1 * depth_c
+    return loss, {"loss": loss.item(), "l1": l1.item(), "grad": grad.item(), "depth": depth_t.item(),
+                  "ctx_depth": depth_c.item()}
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    mse = ((a.clamp(0, 1) - b) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+    return -10 * torch.log10(mse)
+
+
+@torch.no_grad()
+def evaluate_examples(model: FrameRenderer, batches: list[dict[str, torch.Tensor]], device: torch.device) -> dict:
+    """Mean PSNR on fixed held-out examples, per case, beside the splat it starts from."""
+    model.eval()
+    scores: dict[str, list[float]] = {}
+    for batch in batches:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        H, W = batch["tgt_rgb"].shape[-2:]
+        out, _ = model(batch["ctx_rgb"], batch["ctx_depth"], batch["ctx_K"], batch["ctx_T"], batch["tgt_K"],
+                       batch["tgt_T"], H, W, depth_known=batch["depth_known"])
+        p = psnr(out.rgb.float(), batch["tgt_rgb"]).cpu()
+        for case, value in zip(batch["case"].cpu().tolist(), p.tolist()):
+            scores.setdefault(f"psnr_{['interpolation', 'extrapolation', 'identity'][case]}", []).append(value)
+    model.train()
+    return {k: float(np.mean(v)) for k, v in sorted(scores.items())}
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors = {f"state.{i}.{k}": v.detach().cpu().contiguous() for i, st in sd["state"].items()
+               for k, v in st.items() if torch.is_tensor(v)}
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: dict) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        _, i, name = key.split(".", 2)
+        state.setdefault(int(i), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run (or resume) training; returns the final state dict written to state.json."""
+    from safetensors.torch import load_file, save_file
+
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank, world = 0, 1
+    if distributed:
+        import torch.distributed as dist
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+        rank, world = dist.get_rank(), dist.get_world_size()
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    device = pick_device(cfg.device if not (distributed and torch.cuda.is_available()) else "cuda")
+    amp = autocast_dtype(device) if cfg.amp == "auto" else (torch.bfloat16 if cfg.amp == "bf16" else None)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+
+    clips = [c for c in open_dataset(cfg.data)]
+    if cfg.init:
+        model, _ = load_checkpoint(cfg.init, device)
+        model.train()
+    else:
+        model = FrameRenderer(preset(cfg.model)).to(device)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    state = {"step": 0, "best_psnr": -1.0, "examples_seen": 0, "train_seconds": 0.0}
+    if (out / "state.json").exists() and (out / "last").exists():
+        resumed, _ = load_checkpoint(out / "last", device)
+        model.load_state_dict(resumed.state_dict())
+        model.train()
+        _load_optimizer(opt, load_file(str(out / "optimizer.safetensors")),
+                        json.loads((out / "optimizer.json").read_text()))
+        state.update(json.loads((out / "state.json").read_text()))
+        if rank == 0:
+            print(f"resuming {out} at step {state['step']}")
+    net = model
+    if distributed:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+    if cfg.compile:
+        net = torch.compile(net)
+
+    data = ClipExamples(clips, cfg.examples, seed=cfg.seed)
+    eval_batches: list[dict[str, torch.Tensor]] = []
+    if cfg.eval_data and rank == 0:
+        held = ClipExamples(list(open_dataset(cfg.eval_data)), cfg.examples, seed=12345)
+        ex = [held[i] for i in range(cfg.eval_examples)]
+        eval_batches = [collate(ex[i:i + 16]) for i in range(0, len(ex), 16)]
+
+    def save(tag: str, metrics: dict) -> None:
+        info = {"train_config": json.loads(json.dumps(asdict(cfg), default=str)), **state, "metrics": metrics}
+        save_checkpoint(out / tag, model, info=info)
+
+    log_file = out / "log.csv"
+    fields = ["step", "lr", "loss", "l1", "grad", "depth", "ctx_depth", "examples_per_s", "seconds"]
+    start = time.time()
+    seconds_before = state["train_seconds"]
+    t_last, metrics = time.time(), {}
+    from tqdm import tqdm
+    bar = tqdm(total=cfg.steps, initial=state["step"], disable=rank != 0, desc="train", dynamic_ncols=True)
+    while state["step"] < cfg.steps:
+        step = state["step"]
+        base = (step * world + rank) * cfg.batch_size
+        batch = collate([data[base + b] for b in range(cfg.batch_size)])
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            loss, parts = compute_loss(net, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        state["step"] = step + 1
+        state["examples_seen"] += cfg.batch_size * world
+        state["train_seconds"] = seconds_before + time.time() - start
+        bar.update(1)
+        bar.set_postfix(loss=f"{parts['loss']:.4f}")
+        if rank != 0:
+            continue
+        done = state["step"] >= cfg.steps
+        out_of_time = cfg.max_minutes is not None and time.time() - start > cfg.max_minutes * 60
+        if state["step"] % 20 == 0 or done:
+            rate = 20 * cfg.batch_size * world / max(1e-9, time.time() - t_last)
+            t_last = time.time()
+            new = not log_file.exists()
+            with open(log_file, "a", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=fields + ["eval"])
+                if new:
+                    w.writeheader()
+                w.writerow({"step": state["step"], "lr": f"{lr_at(step, cfg):.3g}", "examples_per_s": f"{rate:.1f}",
+                            "seconds": f"{state['train_seconds']:.0f}", "eval": "",
+                            **{k: f"{v:.5f}" for k, v in parts.items()}})
+        if eval_batches and (state["step"] % cfg.eval_every == 0 or done or out_of_time):
+            metrics = evaluate_examples(model, eval_batches, device)
+            with open(out / "eval.jsonl", "a") as f:
+                f.write(json.dumps({"step": state["step"], **metrics}) + "\n")
+            score = metrics.get("psnr_interpolation", -1.0)
+            if score > state["best_psnr"]:
+                state["best_psnr"] = score
+                save("best", metrics)
+            bar.write(f"step {state['step']}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+        if state["step"] % cfg.save_every == 0 or done or out_of_time:
+            save("last", metrics)
+            tensors, groups = _optimizer_tensors(opt)
+            save_file(tensors, str(out / "optimizer.safetensors.tmp"))
+            os.replace(out / "optimizer.safetensors.tmp", out / "optimizer.safetensors")
+            (out / "optimizer.json").write_text(json.dumps(groups))
+            (out / "state.json.tmp").write_text(json.dumps(state, indent=2))
+            os.replace(out / "state.json.tmp", out / "state.json")
+        if out_of_time:
+            bar.write(f"time limit reached at step {state['step']}; run again to resume")
+            break
+    bar.close()
+    if distributed:
+        import torch.distributed as dist
+        dist.destroy_process_group()
+    return state
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train or fine-tune the renderer (resumable; torchrun for DDP)")
+    p.add_argument("--data", required=True, help="clip dataset directory (rtfm data generate / import)")
+    p.add_argument("--eval-data", help="clip dataset of held-out worlds for periodic evaluation")
+    p.add_argument("--out", default="runs/tiny")
+    p.add_argument("--model", default="tiny", help="preset: tiny, small, base")
+    p.add_argument("--init", help="checkpoint to fine-tune from")
+    for name in ("steps", "batch_size", "warmup", "eval_every", "save_every", "seed"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(TrainConfig, name))
+    p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"])
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--max-minutes", type=float)
+    p.set_defaults(func=lambda a: _run(a))
+
+
+def _run(a: argparse.Namespace) -> int:
+    cfg = TrainConfig(data=a.data, eval_data=a.eval_data, out=a.out, model=a.model, init=a.init, steps=a.steps,
+                      batch_size=a.batch_size, warmup=a.warmup, eval_every=a.eval_every, save_every=a.save_every,
+                      seed=a.seed, lr=a.lr, device=a.device, amp=a.amp, compile=a.compile, max_minutes=a.max_minutes)
+    state = train(cfg)
+    print(json.dumps(state, indent=2))
+    return 0

@@ -1,0 +1,175 @@
+"""WorldModel: the one facade the node, bag replay, Gym envs and the demo use.
+
+A world is a FrameMemory (posed frames) plus a renderer. Rendering a pose picks context frames
+by juggling, reuses each frame's cached encoding (computed once per frame), renders, and by
+default remembers the view when it shows a place the memory does not hold yet.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rtfm_ros.geometry import GeometryError, PinholeCamera, validate_transform
+from rtfm_ros.memory import FrameMemory
+from rtfm_ros.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from rtfm_ros.model.renderer import ContextEncoding, FrameRenderer
+from rtfm_ros.runtime import autocast_dtype, pick_device
+
+
+class EmptyWorldError(RuntimeError):
+    """Rendering was asked of a world with no frames."""
+
+
+def _resize(img: np.ndarray, width: int, height: int, mode: str) -> np.ndarray:
+    """Resize HxWxC (or HxW) with torch: 'area' for images, 'nearest' for depth."""
+    if img.shape[1] == width and img.shape[0] == height:
+        return img
+    t = torch.from_numpy(np.ascontiguousarray(img)).float()
+    t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
+    out = F.interpolate(t, size=(height, width), mode=mode)[0]
+    out = out[0] if img.ndim == 2 else out.permute(1, 2, 0)
+    return out.round().clamp(0, 255).to(torch.uint8).numpy() if img.dtype == np.uint8 else out.numpy().astype(img.dtype)
+
+
+class WorldModel:
+    """Posed-frame memory + learned renderer. See README for the API tour."""
+
+    def __init__(self, model: FrameRenderer, memory: FrameMemory | None = None, *,
+                 device: str | torch.device = "auto", checkpoint_info: dict | None = None) -> None:
+        self.device = pick_device(device)
+        self.model = model.to(self.device).eval()
+        self.config = model.config
+        self.memory = memory if memory is not None else FrameMemory()
+        self.checkpoint_info = checkpoint_info or {}
+        self.amp = autocast_dtype(self.device)
+        self.context_size = self.config.context
+        self.last_render_seconds = 0.0
+
+    @classmethod
+    def load(cls, checkpoint: str | Path | None = None, *, world: str | Path | None = None,
+             device: str | torch.device = "auto", ram_budget_bytes: int | None = None) -> "WorldModel":
+        """The bundled default model (or ``checkpoint``), with an empty memory or a saved world."""
+        dev = pick_device(device)
+        model, meta = load_checkpoint(checkpoint if checkpoint is not None else DEFAULT_CHECKPOINT, dev)
+        memory = FrameMemory.open(world, ram_budget_bytes=ram_budget_bytes) if world is not None \
+            else FrameMemory(ram_budget_bytes=ram_budget_bytes)
+        return cls(model, memory, device=dev, checkpoint_info=meta)
+
+    @property
+    def memory_camera_size(self) -> int:
+        """Frames are stored at the model's native resolution (square, intrinsics rescaled)."""
+        return self.config.image_size
+
+    def _to_memory(self, image: np.ndarray, camera: PinholeCamera, depth: np.ndarray | None):
+        s = self.memory_camera_size
+        cam = camera.scaled(s, s)
+        img = _resize(image, s, s, "area")
+        d = None if depth is None else _resize(depth.astype(np.float32), s, s, "nearest")
+        return img, cam, d
+
+    def check_camera(self, camera: PinholeCamera) -> None:
+        p = self.config.patch
+        if camera.width % p or camera.height % p:
+            raise GeometryError(f"this model renders sizes that are multiples of {p} pixels; "
+                                f"got {camera.width}x{camera.height}")
+
+    def add_frame(self, image: np.ndarray, T_world_camera: np.ndarray, camera: PinholeCamera, *,
+                  depth: np.ndarray | None = None, stamp: float | None = None, source: str = "seed") -> int:
+        """Store a posed frame (HxWx3 uint8, optical-axes T_world_camera); returns its id."""
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image must be HxWx3 uint8, got {image.dtype} {image.shape}")
+        if image.shape[:2] != (camera.height, camera.width):
+            raise ValueError(f"image is {image.shape[1]}x{image.shape[0]} but the camera is "
+                             f"{camera.width}x{camera.height}")
+        T = validate_transform(T_world_camera, "T_world_camera")
+        if depth is not None and np.asarray(depth).shape != image.shape[:2]:
+            raise ValueError(f"depth shape {np.asarray(depth).shape} does not match the image {image.shape[:2]}")
+        img, cam, d = self._to_memory(image, camera, depth)
+        return self.memory.add(img, T, cam, stamp=time.time() if stamp is None else stamp, source=source, depth=d)
+
+    def _encoding(self, frame) -> ContextEncoding:
+        """A frame's context encoding, computed on first use and cached in the memory."""
+        if frame.encoding is None:
+            rgb = torch.from_numpy(np.array(frame.rgb)).to(self.device).permute(2, 0, 1)[None].float() / 255
+            K = torch.from_numpy(frame.camera.K).to(self.device)[None].float()
+            with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp or torch.float32,
+                                                 enabled=self.amp is not None):
+                tokens, depth = self.model.encode(rgb, K)
+            frame.encoding = ContextEncoding(tokens=tokens[0], depth=depth[0].float())
+            self.memory.set_encoding(frame.id, frame.encoding)
+        return frame.encoding
+
+    def _cameras(self, camera: PinholeCamera | Sequence[PinholeCamera], n: int) -> list[PinholeCamera]:
+        cams = [camera] * n if isinstance(camera, PinholeCamera) else list(camera)
+        if len(cams) != n:
+            raise ValueError(f"{len(cams)} cameras for {n} poses")
+        for c in cams:
+            self.check_camera(c)
+        if len({(c.width, c.height) for c in cams}) > 1:
+            raise ValueError("all views of one render_batch call must have the same resolution")
+        return cams
+
+    @torch.no_grad()
+    def render_batch(self, T_stack: np.ndarray, camera: PinholeCamera | Sequence[PinholeCamera], *,
+                     remember: bool = True, return_depth: bool = False):
+        """Render N poses in one batched model call: Nx4x4 -> NxHxWx3 uint8 (and NxHxW depth)."""
+        if len(self.memory) == 0:
+            raise EmptyWorldError("the world is empty: seed the world first (add_frame or a saved world)")
+        T_stack = np.asarray(T_stack, dtype=np.float64)
+        if T_stack.ndim != 3 or T_stack.shape[1:] != (4, 4):
+            raise ValueError(f"poses must be Nx4x4, got {T_stack.shape}")
+        Ts = [validate_transform(T, "T_world_camera") for T in T_stack]
+        cams = self._cameras(camera, len(Ts))
+        t0 = time.perf_counter()
+        ids = [self.memory.select_context(T, c, self.context_size) for T, c in zip(Ts, cams)]
+        ids = [(i * self.context_size)[: self.context_size] for i in ids]  # pad short lists by repetition
+        frames = [[self.memory.get(i) for i in row] for row in ids]
+        enc = [[self._encoding(f) for f in row] for row in frames]
+        dev = self.device
+
+        def stack(fn, dtype=torch.float32):
+            return torch.stack([torch.stack([fn(f, e) for f, e in zip(fr, er)]) for fr, er in zip(frames, enc)]).to(dev, dtype)
+
+        tokens = stack(lambda f, e: e.tokens, self.model.enc_in.weight.dtype)
+        rgb = stack(lambda f, e: torch.from_numpy(np.array(f.rgb)).permute(2, 0, 1).float() / 255)
+        # Stored depth where the frame has it (NaN = unknown pixel), the encoder's prediction elsewhere.
+        depth = stack(lambda f, e: e.depth.cpu() if f.depth is None else
+                      torch.where(torch.isfinite(d := torch.from_numpy(np.array(f.depth))), d, e.depth.cpu()))
+        ctx_K = stack(lambda f, e: torch.from_numpy(f.camera.K))
+        ctx_T = stack(lambda f, e: torch.from_numpy(np.array(f.T_world_camera)), torch.float64)
+        tgt_K = torch.from_numpy(np.stack([c.K for c in cams])).to(dev, torch.float32)
+        tgt_T = torch.from_numpy(np.stack(Ts)).to(dev, torch.float64)
+        H, W = cams[0].height, cams[0].width
+        with torch.autocast(dev.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+            out = self.model.render(tokens, rgb, depth, ctx_K, ctx_T, tgt_K, tgt_T, H, W)
+        images = (out.rgb.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        depths = out.depth.float().cpu().numpy()
+        self.last_render_seconds = time.perf_counter() - t0
+        if remember:
+            for img, d, T, c in zip(images, depths, Ts, cams):
+                if self.memory.should_remember(T, c):
+                    m_img, m_cam, m_d = self._to_memory(img, c, d)
+                    self.memory.add(m_img, T, m_cam, stamp=time.time(), source="generated", depth=m_d)
+        return (images, depths) if return_depth else images
+
+    def render(self, T_world_camera: np.ndarray, camera: PinholeCamera, *, remember: bool = True,
+               return_depth: bool = False):
+        """Render one pose: HxWx3 uint8 (and HxW depth in metres with return_depth)."""
+        out = self.render_batch(np.asarray(T_world_camera, dtype=np.float64)[None], camera, remember=remember,
+                                return_depth=return_depth)
+        return (out[0][0], out[1][0]) if return_depth else out[0]
+
+    def save(self, path: str | Path) -> Path:
+        """Save the world (frames + poses) to a world directory; the model is not copied."""
+        return self.memory.save(path, meta={"model": self.checkpoint_info.get("model", {}).get("name", "")})
+
+    def reset(self) -> None:
+        """Forget every frame."""
+        self.memory.clear()

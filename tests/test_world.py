@@ -1,0 +1,120 @@
+"""WorldModel: the public API on the bundled default model, seeded from a MuJoCo world."""
+
+import numpy as np
+import pytest
+
+from rtfm_ros import PinholeCamera, WorldModel
+from rtfm_ros.geometry import GeometryError, look_at
+from rtfm_ros.world import EmptyWorldError
+
+CAM = PinholeCamera.from_fov(64, 64, 90)
+
+
+def psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """Ground-truth views of a held-out procedural world along a short drive."""
+    from rtfm_ros.sim.renderer import WorldRenderer
+    from rtfm_ros.sim.trajectories import make_trajectory
+    from rtfm_ros.sim.worlds import make_world
+
+    world = make_world(1_000_901, "room")
+    traj = make_trajectory(world, "ground_robot", 40, 0).T_world_camera
+    with WorldRenderer(world, CAM) as r:
+        views = [r.render(T) for T in traj]
+    return traj, views
+
+
+def seeded(scene, every=4):
+    traj, views = scene
+    wm = WorldModel.load()
+    for T, (rgb, depth) in list(zip(traj, views))[::every]:
+        wm.add_frame(rgb, T, CAM, depth=depth)
+    return wm
+
+
+def test_empty_world_says_seed_first():
+    wm = WorldModel.load()
+    assert len(wm.memory) == 0
+    with pytest.raises(EmptyWorldError, match="seed the world first"):
+        wm.render(np.eye(4), CAM)
+
+
+def test_bad_inputs_are_refused(scene):
+    wm = seeded(scene)
+    traj, views = scene
+    n = len(wm.memory)
+    with pytest.raises(ValueError, match="uint8"):
+        wm.add_frame(views[0][0].astype(np.float32), traj[0], CAM)
+    with pytest.raises(ValueError, match="camera is 32x32"):
+        wm.add_frame(views[0][0], traj[0], PinholeCamera.from_fov(32, 32, 90))
+    bad = traj[0].copy()
+    bad[0, 3] = np.nan
+    with pytest.raises(GeometryError):
+        wm.add_frame(views[0][0], bad, CAM)
+    with pytest.raises(GeometryError):
+        wm.render(bad, CAM)
+    with pytest.raises(GeometryError, match="multiples of 8"):
+        wm.render(traj[1], PinholeCamera.from_fov(60, 60, 90))
+    assert len(wm.memory) == n  # nothing half-added
+
+
+def test_seed_pose_is_reproduced(scene):
+    traj, views = scene
+    wm = seeded(scene)
+    img = wm.render(traj[0], CAM, remember=False)
+    assert img.shape == (64, 64, 3) and img.dtype == np.uint8
+    assert psnr(img, views[0][0]) > 30
+
+
+def test_render_batch_matches_single_renders_and_other_sizes(scene):
+    traj, _ = scene
+    wm = seeded(scene)
+    poses = traj[[1, 6, 11]]
+    batch = wm.render_batch(poses, CAM, remember=False)
+    singles = np.stack([wm.render(T, CAM, remember=False) for T in poses])
+    assert batch.shape == (3, 64, 64, 3)
+    assert np.abs(batch.astype(int) - singles.astype(int)).max() <= 2
+    big, depth = wm.render(traj[5], PinholeCamera.from_fov(128, 96, 90), remember=False, return_depth=True)
+    assert big.shape == (96, 128, 3) and depth.shape == (96, 128) and np.isfinite(depth).all()
+
+
+def test_remember_grows_with_space_not_time(scene):
+    traj, _ = scene
+    wm = seeded(scene)
+    n = len(wm.memory)
+    wm.render(traj[2], CAM)  # a new place: stored
+    assert len(wm.memory) == n + 1
+    for _ in range(3):
+        wm.render(traj[2], CAM)  # the same place again: not stored again
+    assert len(wm.memory) == n + 1
+    wm.render(traj[3], CAM, remember=False)
+    assert len(wm.memory) == n + 1
+
+
+def test_revisit_after_a_long_loop_is_consistent(scene):
+    traj, _ = scene
+    wm = seeded(scene, every=8)
+    first = wm.render(traj[2], CAM)
+    others = [T for T in traj[3:]] + [T for T in traj[::-1]] + [T for T in traj[5:35]]
+    assert len(others) >= 100
+    for T in others:
+        wm.render(T, CAM)
+    again = wm.render(traj[2], CAM, remember=False)
+    assert psnr(first, again) >= 35
+
+
+def test_save_and_load_round_trip(scene, tmp_path):
+    traj, _ = scene
+    wm = seeded(scene)
+    wm.render(traj[3], CAM)
+    before = wm.render(traj[7], CAM, remember=False)
+    wm.save(tmp_path / "world")
+    wm2 = WorldModel.load(world=tmp_path / "world")
+    assert len(wm2.memory) == len(wm.memory)
+    after = wm2.render(traj[7], CAM, remember=False)
+    assert np.array_equal(before, after)
