@@ -15,6 +15,9 @@ COMMAND_MODULES: list[str] = [
     "rtfm_ros.demo",
     "rtfm_ros.train",
     "rtfm_ros.replay",
+    "rtfm_ros.data.generate",
+    "rtfm_ros.data.importers",
+    "rtfm_ros.evaluate.suite",
 ]
 
 

@@ -50,6 +50,7 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "auto"                # auto: bf16 autocast where the hardware makes it fast
     compile: bool = False
+    threads: int = 0                 # CPU intra-op threads (0: PyTorch's default)
     max_minutes: float | None = None  # stop (after saving) when this much wall-clock has passed
     examples: ExampleConfig = field(default_factory=ExampleConfig)
 
@@ -140,6 +141,8 @@ def train(cfg: TrainConfig) -> dict:
         rank, world = dist.get_rank(), dist.get_world_size()
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device if not (distributed and torch.cuda.is_available()) else "cuda")
     amp = autocast_dtype(device) if cfg.amp == "auto" else (torch.bfloat16 if cfg.amp == "bf16" else None)
     out = Path(cfg.out)
@@ -263,6 +266,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"])
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads (0: default; 1 is faster on a CPU shared with other busy processes)")
     p.add_argument("--max-minutes", type=float)
     p.set_defaults(func=lambda a: _run(a))
 
@@ -270,7 +275,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _run(a: argparse.Namespace) -> int:
     cfg = TrainConfig(data=a.data, eval_data=a.eval_data, out=a.out, model=a.model, init=a.init, steps=a.steps,
                       batch_size=a.batch_size, warmup=a.warmup, eval_every=a.eval_every, save_every=a.save_every,
-                      seed=a.seed, lr=a.lr, device=a.device, amp=a.amp, compile=a.compile, max_minutes=a.max_minutes)
+                      seed=a.seed, lr=a.lr, device=a.device, amp=a.amp, compile=a.compile, threads=a.threads,
+                      max_minutes=a.max_minutes)
     state = train(cfg)
     print(json.dumps(state, indent=2))
     return 0
