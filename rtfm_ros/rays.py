@@ -52,13 +52,17 @@ def unproject(depth: torch.Tensor, K: torch.Tensor, T_world_camera: torch.Tensor
 
 
 def splat(colors: torch.Tensor, depth: torch.Tensor, K_src: torch.Tensor, T_world_src: torch.Tensor,
-          K_dst: torch.Tensor, T_world_dst: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+          K_dst: torch.Tensor, T_world_dst: torch.Tensor, height: int, width: int,
+          rank_margin: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Forward-splat N source views per target into B target views with a z-buffer.
 
     colors: BxNxCxHsxWs, depth: BxNxHsxWs (planar z, <= 0 or non-finite = no data),
     K_src/T_world_src: BxNx3x3 / BxNx4x4, K_dst/T_world_dst: Bx3x3 / Bx4x4.
     Returns (image BxCxHxW, depth BxHxW, mask Bx1xHxW) where mask is 1 where a source
     pixel landed. Each source pixel lands on the nearest target pixel; the closest wins.
+    With ``rank_margin`` > 0 the sources are ranked (source n's depths count as
+    z * (1 + rank_margin * n)): a later source must be clearly closer to hide an earlier one,
+    so the best-ranked view keeps its pixels where depths roughly agree.
     """
     B, N, C, Hs, Ws = colors.shape
     dev = colors.device
@@ -76,7 +80,8 @@ def splat(colors: torch.Tensor, depth: torch.Tensor, K_src: torch.Tensor, T_worl
     pix = (v.clamp(0, height - 1) * width + u.clamp(0, width - 1)).long()
     flat = torch.arange(B, device=dev)[:, None] * (height * width) + pix  # B, M
     inf = torch.tensor(float("inf"), device=dev)
-    zkey = torch.where(valid, z, inf).reshape(-1)
+    rank = torch.arange(N, device=dev).repeat_interleave(Hs * Ws).to(z.dtype)
+    zkey = torch.where(valid, z * (1 + rank_margin * rank), inf).reshape(-1)
     zbuf = torch.full((B * height * width,), float("inf"), device=dev)
     zbuf.scatter_reduce_(0, flat.reshape(-1), zkey, reduce="amin")
     winner = valid.reshape(-1) & (zkey <= zbuf[flat.reshape(-1)])
@@ -85,9 +90,10 @@ def splat(colors: torch.Tensor, depth: torch.Tensor, K_src: torch.Tensor, T_worl
     src_flat = src.permute(0, 2, 1).reshape(-1, C)
     out.index_copy_(0, flat.reshape(-1)[winner], src_flat[winner])
     image = out.reshape(B, height, width, C).permute(0, 3, 1, 2)
-    zimg = zbuf.reshape(B, height, width)
-    mask = torch.isfinite(zimg)[:, None].to(colors.dtype)
-    return image, torch.where(torch.isfinite(zimg), zimg, torch.zeros_like(zimg)), mask
+    zimg = torch.zeros(B * height * width, device=dev)
+    zimg.index_copy_(0, flat.reshape(-1)[winner], z.reshape(-1)[winner])
+    mask = torch.isfinite(zbuf).reshape(B, 1, height, width).to(colors.dtype)
+    return image, zimg.reshape(B, height, width), mask
 
 
 def fill_holes(image: torch.Tensor, mask: torch.Tensor, iterations: int = 64) -> torch.Tensor:

@@ -60,8 +60,7 @@ def sample_example(clip: Clip, rng: np.random.Generator, cfg: ExampleConfig) -> 
         picks = ([t] + picks)[: cfg.context]
     while len(picks) < cfg.context:  # short clips: repeat frames (the model handles duplicates)
         picks.append(picks[len(picks) % max(1, len(picks))] if picks else t)
-    order = rng.permutation(len(picks))
-    ctx = np.asarray(picks)[order]
+    ctx = np.asarray(picks)  # best first, as juggling ranks them at inference
     has_depth = clip.depth is not None
     known = (rng.random(cfg.context) < cfg.depth_known_probability) & has_depth
     if case == "identity":

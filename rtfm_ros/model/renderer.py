@@ -26,6 +26,10 @@ from rtfm_ros.model.config import ModelConfig
 from rtfm_ros.rays import camera_directions, plucker_rays, splat
 
 
+# A later-ranked context frame must be >10% closer (per rank) to hide a better-ranked one.
+RANK_MARGIN = 0.1
+
+
 def _no_autocast(like: torch.Tensor):
     return torch.autocast(like.device.type, enabled=False)
 
@@ -179,8 +183,9 @@ class FrameRenderer(nn.Module):
             eye = torch.eye(4, device=ctx_rgb.device).expand(B, 4, 4)
             rays = plucker_rays(T_rel.reshape(B * N, 4, 4), ctx_K.reshape(B * N, 3, 3).float(), Hc, Wc)
             # Forward-splat the context into the target view (target pose = identity here).
+            # Context comes best first (juggling order): better-ranked frames keep their pixels.
             s_rgb, s_depth, s_mask = splat(ctx_rgb.float(), ctx_depth.float(), ctx_K.float(), T_rel,
-                                           tgt_K.float(), eye, height, width)
+                                           tgt_K.float(), eye, height, width, rank_margin=RANK_MARGIN)
             base = s_rgb * s_mask + 0.5 * (1 - s_mask)
             dirs = camera_directions(tgt_K.float(), height, width)
             dirs = dirs / dirs.norm(dim=1, keepdim=True)

@@ -1,0 +1,459 @@
+"""World files: a frame memory on disk, in one SQLite file, safe against crashes and corruption.
+
+Layout (schema version 1): ``frames`` holds the small per-frame data (pose as 16 float64,
+intrinsics, stamp, source and checksums) so the whole index loads with one compact scan;
+``pixels`` holds the encoded image (PNG by default, lossless; WebP/JPEG with a quality) and
+optional depth (compressed npz float32/float16, or 16-bit PNG in millimetres); ``meta`` holds
+JSON values (schema version, creation time, model name, caller metadata, frame count and a
+rolling digest).
+
+Why it survives crashes: appends are single SQLite transactions in WAL mode (INSERT only, plus
+the meta counters in the same transaction), and a whole-world save writes a hidden temporary
+file, fsyncs it and renames it over the target, so a killed save leaves the previous world.
+Why it never half-loads: opening checks the SQLite header against the file size, runs
+PRAGMA quick_check, recomputes every row's SHA-256 over its small fields and the rolling digest
+over all rows (catching lost, reordered or edited rows); pixel bytes carry their own SHA-256,
+checked whenever they are read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sqlite3
+import struct
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x52544657  # "RTFW" in the SQLite header
+IMAGE_FORMATS = ("png", "webp", "jpeg")
+DEPTH_FORMATS = ("npz32", "npz16", "png16mm")
+CHECKS = ("none", "quick", "full")
+_GENESIS = hashlib.sha256(b"rtfm_ros world v1").digest()
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE frames (
+    id INTEGER PRIMARY KEY, pose BLOB NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,
+    fx REAL NOT NULL, fy REAL NOT NULL, cx REAL NOT NULL, cy REAL NOT NULL, stamp REAL NOT NULL,
+    source TEXT NOT NULL, pixels_sha256 BLOB NOT NULL, sha256 BLOB NOT NULL);
+CREATE TABLE pixels (
+    id INTEGER PRIMARY KEY, image_format TEXT NOT NULL, image BLOB NOT NULL,
+    depth_format TEXT, depth BLOB);
+"""
+
+
+class WorldFileError(ValueError):
+    """A world file that cannot be used: missing, corrupt, truncated or of an unknown version."""
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """One frame as stored: small fields plus encoded pixel bytes."""
+
+    id: int
+    pose: np.ndarray           # 4x4 float64
+    intrinsics: np.ndarray     # (width, height, fx, fy, cx, cy) float64
+    stamp: float
+    source: str
+    image_format: str
+    image: bytes
+    depth_format: str | None
+    depth: bytes | None
+
+    def pixels_sha256(self) -> bytes:
+        h = hashlib.sha256()
+        for part in (self.image_format.encode(), self.image, (self.depth_format or "").encode(), self.depth or b""):
+            h.update(struct.pack("<Q", len(part)))
+            h.update(part)
+        return h.digest()
+
+
+def row_sha256(fid: int, pose: bytes, intr: np.ndarray, stamp: float, source: str, pixels_sha: bytes) -> bytes:
+    """Checksum of one row's small fields (covers the pixels through their own checksum)."""
+    return hashlib.sha256(struct.pack("<q", fid) + pose + np.asarray(intr, dtype="<f8").tobytes()
+                          + struct.pack("<d", stamp) + source.encode() + b"\0" + pixels_sha).digest()
+
+
+def encode_image(rgb: np.ndarray, fmt: str = "png", quality: int = 95) -> bytes:
+    """HxWx3 uint8 -> bytes. PNG is lossless; WebP/JPEG use ``quality`` (1..100)."""
+    buf = io.BytesIO()
+    img = Image.fromarray(rgb, "RGB")
+    if fmt == "png":
+        img.save(buf, format="PNG", compress_level=6)
+    elif fmt == "webp":
+        img.save(buf, format="WEBP", quality=int(quality), method=4)
+    elif fmt == "jpeg":
+        img.save(buf, format="JPEG", quality=int(quality))
+    else:
+        raise WorldFileError(f"image format must be one of {IMAGE_FORMATS}, got {fmt!r}")
+    return buf.getvalue()
+
+
+def decode_image(data: bytes, width: int, height: int) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as img:
+        rgb = np.asarray(img.convert("RGB"))
+    if rgb.shape != (height, width, 3):
+        raise WorldFileError(f"stored image is {rgb.shape}, expected ({height}, {width}, 3)")
+    return rgb
+
+
+def encode_depth(depth: np.ndarray, fmt: str = "npz32") -> bytes:
+    """HxW float32 metres -> bytes. png16mm rounds to millimetres; NaN and > 65.535 m become 0."""
+    buf = io.BytesIO()
+    if fmt in ("npz32", "npz16"):
+        np.savez_compressed(buf, depth=depth.astype(np.float32 if fmt == "npz32" else np.float16))
+    elif fmt == "png16mm":
+        with np.errstate(invalid="ignore"):
+            mm = np.where(np.isfinite(depth) & (depth <= 65.535), np.round(depth * 1000.0), 0.0)
+        Image.fromarray(mm.astype(np.uint16)).save(buf, format="PNG")
+    else:
+        raise WorldFileError(f"depth format must be one of {DEPTH_FORMATS}, got {fmt!r}")
+    return buf.getvalue()
+
+
+def decode_depth(data: bytes, fmt: str, width: int, height: int) -> np.ndarray:
+    if fmt in ("npz32", "npz16"):
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            depth = z["depth"].astype(np.float32)
+    elif fmt == "png16mm":
+        with Image.open(io.BytesIO(data)) as img:
+            mm = np.asarray(img).astype(np.float32)
+        depth = np.where(mm > 0, mm / 1000.0, np.nan).astype(np.float32)
+    else:
+        raise WorldFileError(f"unknown stored depth format {fmt!r}")
+    if depth.shape != (height, width):
+        raise WorldFileError(f"stored depth is {depth.shape}, expected ({height}, {width})")
+    return depth
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_sqlite_header(path: Path) -> None:
+    """Refuse files that are not SQLite or are shorter than their header says (truncated)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(100)
+    except FileNotFoundError:
+        raise WorldFileError(f"world file {path} does not exist") from None
+    if len(head) < 100 or not head.startswith(_SQLITE_MAGIC):
+        raise WorldFileError(f"{path} is not a world file (no SQLite header)")
+    page_size = struct.unpack(">H", head[16:18])[0]
+    page_size = 65536 if page_size == 1 else page_size
+    pages, change, valid_for = struct.unpack(">I", head[28:32])[0], head[24:28], head[92:96]
+    if change == valid_for and size < pages * page_size:
+        raise WorldFileError(f"world file {path} is truncated ({size} bytes, header says {pages * page_size})")
+    if struct.unpack(">I", head[68:72])[0] != APPLICATION_ID:
+        raise WorldFileError(f"{path} is an SQLite file but not an rtfm_ros world")
+
+
+class WorldFile:
+    """An open world file. Use :meth:`create`, :meth:`open` or :func:`save_world`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, writable: bool) -> None:
+        self.path = path
+        self._conn = conn
+        self.writable = writable
+        self._lock = threading.Lock()
+        self.meta: dict[str, Any] = {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+        self._count = int(self.meta.get("frame_count", 0))
+        self._digest = bytes.fromhex(self.meta.get("digest", _GENESIS.hex()))
+
+    # ---------------------------------------------------------------- creation / opening
+    @classmethod
+    def create(cls, path: str | os.PathLike, *, model: str | None = None, meta: dict | None = None,
+               image_format: str = "png", image_quality: int = 95, depth_format: str = "npz32") -> "WorldFile":
+        """New empty world at ``path`` (which must not exist), opened for appending.
+
+        Created under a temporary name and renamed, so ``path`` never holds a half-made world.
+        ``meta`` must be JSON-serialisable.
+        """
+        if Path(path).exists():
+            raise WorldFileError(f"world file {path} already exists")
+        save_world(path, [], model=model, meta=meta, image_format=image_format, image_quality=image_quality,
+                   depth_format=depth_format)
+        return cls.open(path, writable=True, check="none")
+
+    @classmethod
+    def _create_unjournaled(cls, path: Path, *, model: str | None, meta: dict | None, image_format: str,
+                            image_quality: int, depth_format: str) -> "WorldFile":
+        """A fresh world without journal: only for temporary files that are renamed once complete."""
+        if image_format not in IMAGE_FORMATS:
+            raise WorldFileError(f"image format must be one of {IMAGE_FORMATS}, got {image_format!r}")
+        if depth_format not in DEPTH_FORMATS:
+            raise WorldFileError(f"depth format must be one of {DEPTH_FORMATS}, got {depth_format!r}")
+        if not 1 <= int(image_quality) <= 100:
+            raise WorldFileError(f"image quality must be in 1..100, got {image_quality}")
+        if path.exists():
+            raise WorldFileError(f"world file {path} already exists")
+        values = {"schema_version": SCHEMA_VERSION, "created": time.time(), "model": model,
+                  "user": meta or {}, "image_format": image_format, "image_quality": int(image_quality),
+                  "depth_format": depth_format, "frame_count": 0, "digest": _GENESIS.hex()}
+        try:
+            encoded = {k: json.dumps(v) for k, v in values.items()}
+        except (TypeError, ValueError) as exc:
+            raise WorldFileError(f"world metadata must be JSON-serialisable: {exc}") from None
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute("PRAGMA journal_mode = OFF")
+            conn.execute("PRAGMA synchronous = OFF")
+            conn.execute("BEGIN")
+            for stmt in _SCHEMA.strip().split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            conn.executemany("INSERT INTO meta VALUES (?, ?)", encoded.items())
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            path.unlink(missing_ok=True)
+            raise
+        return cls(path, conn, writable=True)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, writable: bool = False, check: str = "quick") -> "WorldFile":
+        """Open and verify a world. ``check``: 'quick' (default), 'full' (also every pixel
+        checksum and PRAGMA integrity_check) or 'none' (index checksums only)."""
+        path = Path(path)
+        if check not in CHECKS:
+            raise WorldFileError(f"check must be one of {CHECKS}, got {check!r}")
+        _check_sqlite_header(path)
+        uri = path.resolve().as_uri() + ("?mode=rw" if writable else "?mode=ro")
+        try:
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise WorldFileError(f"cannot open world file {path}: {exc}") from None
+        try:
+            if check != "none":
+                pragma = "integrity_check" if check == "full" else "quick_check"
+                result = [r[0] for r in conn.execute(f"PRAGMA {pragma}")]
+                if result != ["ok"]:
+                    raise WorldFileError(f"world file {path} is corrupt: {'; '.join(result[:3])}")
+            world = cls(path, conn, writable)
+            version = world.meta.get("schema_version")
+            if version != SCHEMA_VERSION:
+                raise WorldFileError(f"world file {path} has schema version {version!r}; "
+                                     f"this rtfm_ros reads version {SCHEMA_VERSION}")
+            if writable:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+            world.read_index()  # verifies row checksums, count and digest
+            if check == "full":
+                for _ in world.iter_records():
+                    pass
+        except WorldFileError:
+            conn.close()
+            raise
+        except (sqlite3.Error, ValueError, KeyError) as exc:
+            conn.close()
+            raise WorldFileError(f"world file {path} is corrupt or unreadable: {exc}") from None
+        return world
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> "WorldFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return self._count
+
+    # ---------------------------------------------------------------- writing
+    def append(self, records: Iterable[FrameRecord]) -> int:
+        """Append records (ids must continue 0, 1, 2, ...) in one transaction; returns the new count."""
+        if not self.writable:
+            raise WorldFileError(f"world file {self.path} is open read-only")
+        with self._lock:
+            count, digest = self._count, self._digest
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise WorldFileError(f"cannot append to world file {self.path}: {exc}") from None
+            try:
+                stored = self._conn.execute("SELECT value FROM meta WHERE key = 'frame_count'").fetchone()
+                if json.loads(stored[0]) != count:
+                    raise WorldFileError(f"world file {self.path} was changed by another writer")
+                for r in records:
+                    if r.id != count:
+                        raise WorldFileError(f"frame id {r.id} appended to {self.path}, expected {count}")
+                    pose = np.ascontiguousarray(r.pose, dtype="<f8").tobytes()
+                    psha = r.pixels_sha256()
+                    sha = row_sha256(r.id, pose, r.intrinsics, r.stamp, r.source, psha)
+                    w, h, fx, fy, cx, cy = (float(v) for v in r.intrinsics)
+                    self._conn.execute("INSERT INTO frames VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                                       (r.id, pose, int(w), int(h), fx, fy, cx, cy, r.stamp, r.source, psha, sha))
+                    self._conn.execute("INSERT INTO pixels VALUES (?,?,?,?,?)",
+                                       (r.id, r.image_format, r.image, r.depth_format, r.depth))
+                    digest = hashlib.sha256(digest + sha).digest()
+                    count += 1
+                self._conn.executemany("UPDATE meta SET value = ? WHERE key = ?",
+                                       [(json.dumps(count), "frame_count"), (json.dumps(digest.hex()), "digest")])
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise WorldFileError(f"cannot append to world file {self.path}: {exc}") from None
+                raise
+            self._count, self._digest = count, digest
+            self.meta["frame_count"], self.meta["digest"] = count, digest.hex()
+        return count
+
+    def set_meta(self, user: dict | None = None, model: str | None = None) -> None:
+        """Replace the caller's metadata and/or the model name (one transaction)."""
+        updates = {}
+        if user is not None:
+            updates["user"] = user
+        if model is not None:
+            updates["model"] = model
+        try:
+            rows = [(json.dumps(v), k) for k, v in updates.items()]
+        except (TypeError, ValueError) as exc:
+            raise WorldFileError(f"world metadata must be JSON-serialisable: {exc}") from None
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany("UPDATE meta SET value = ? WHERE key = ?", rows)
+            self._conn.execute("COMMIT")
+        self.meta.update(updates)
+
+    # ---------------------------------------------------------------- reading
+    def read_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """(poses Nx4x4, intrinsics Nx6, stamps N, sources) of every frame, all checksums verified."""
+        n = self._count
+        poses = np.empty((n, 4, 4))
+        intr = np.empty((n, 6))
+        stamps = np.empty(n)
+        sources: list[str] = []
+        digest = _GENESIS
+        with self._lock:
+            rows = self._conn.execute("SELECT id, pose, width, height, fx, fy, cx, cy, stamp, source, "
+                                      "pixels_sha256, sha256 FROM frames ORDER BY id")
+            i = -1
+            for i, (fid, pose, w, h, fx, fy, cx, cy, stamp, source, psha, sha) in enumerate(rows):
+                if fid != i or i >= n:
+                    raise WorldFileError(f"world file {self.path} has unexpected frame id {fid} at row {i} "
+                                         f"(meta says {n} frames)")
+                intr[i] = (w, h, fx, fy, cx, cy)
+                if len(pose) != 128 or row_sha256(fid, pose, intr[i], stamp, source, psha) != sha:
+                    raise WorldFileError(f"world file {self.path}: checksum mismatch in frame {fid}")
+                poses[i] = np.frombuffer(pose, dtype="<f8").reshape(4, 4)
+                stamps[i] = stamp
+                sources.append(source)
+                digest = hashlib.sha256(digest + sha).digest()
+        if i + 1 != n:
+            raise WorldFileError(f"world file {self.path} holds {i + 1} frames but its meta says {n}")
+        if digest != self._digest:
+            raise WorldFileError(f"world file {self.path}: frame digest does not match (rows lost or altered)")
+        return poses, intr, stamps, sources
+
+    def read_record(self, fid: int) -> FrameRecord:
+        """One frame's record, with both checksums verified."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT f.pose, f.width, f.height, f.fx, f.fy, f.cx, f.cy, f.stamp, f.source, f.pixels_sha256, "
+                "f.sha256, p.image_format, p.image, p.depth_format, p.depth FROM frames f "
+                "JOIN pixels p ON p.id = f.id WHERE f.id = ?", (int(fid),)).fetchone()
+        if row is None:
+            raise WorldFileError(f"world file {self.path} has no frame {fid}")
+        pose, w, h, fx, fy, cx, cy, stamp, source, psha, sha, ifmt, image, dfmt, depth = row
+        intr = np.array([w, h, fx, fy, cx, cy], dtype=np.float64)
+        rec = FrameRecord(int(fid), np.frombuffer(pose, dtype="<f8").reshape(4, 4).copy(), intr, stamp, source,
+                          ifmt, bytes(image), dfmt, None if depth is None else bytes(depth))
+        if rec.pixels_sha256() != psha or row_sha256(fid, pose, intr, stamp, source, psha) != sha:
+            raise WorldFileError(f"world file {self.path}: checksum mismatch in frame {fid} (corrupt pixels)")
+        return rec
+
+    def read_pixels(self, fid: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(rgb, depth or None) of one frame, decoded after its checksum passes."""
+        rec = self.read_record(fid)
+        w, h = int(rec.intrinsics[0]), int(rec.intrinsics[1])
+        try:
+            rgb = decode_image(rec.image, w, h)
+            depth = None if rec.depth is None else decode_depth(rec.depth, rec.depth_format, w, h)
+        except (OSError, ValueError) as exc:
+            raise WorldFileError(f"world file {self.path}: frame {fid} cannot be decoded: {exc}") from None
+        return rgb, depth
+
+    def iter_records(self) -> Iterator[FrameRecord]:
+        """Every record in id order, verified, one at a time (constant memory)."""
+        for fid in range(self._count):
+            yield self.read_record(fid)
+
+
+def save_world(path: str | os.PathLike, records: Iterable[FrameRecord], *, model: str | None = None,
+               meta: dict | None = None, image_format: str = "png", image_quality: int = 95,
+               depth_format: str = "npz32", batch: int = 512,
+               progress: Callable[[int], None] | None = None) -> Path:
+    """Write a complete world to ``path`` atomically (temp file, fsync, rename, fsync directory).
+
+    A save that fails or is killed midway leaves whatever was at ``path`` untouched. Records are
+    consumed one batch at a time, so a world larger than RAM can be written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise WorldFileError(f"cannot save a world over the directory {path}")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        world = WorldFile._create_unjournaled(tmp, model=model, meta=meta, image_format=image_format,
+                                              image_quality=image_quality, depth_format=depth_format)
+        try:
+            pending: list[FrameRecord] = []
+            for rec in records:
+                pending.append(rec)
+                if len(pending) >= batch:
+                    n = world.append(pending)
+                    pending = []
+                    if progress is not None:
+                        progress(n)
+            n = world.append(pending)
+            if progress is not None:
+                progress(n)
+            world._conn.execute("PRAGMA journal_mode = WAL")
+        finally:
+            world.close()
+        _fsync(tmp)
+        if path.exists():
+            _checkpoint(path)
+        os.replace(tmp, path)
+        for side in ("-wal", "-shm"):
+            Path(f"{path}{side}").unlink(missing_ok=True)
+        _fsync(path.parent)
+    except BaseException:
+        for side in ("", "-wal", "-shm", "-journal"):
+            Path(f"{tmp}{side}").unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _checkpoint(path: Path) -> None:
+    """Fold an existing world's WAL into it so that no stale WAL can pair with a new file."""
+    try:
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        pass  # not a readable SQLite file: nothing of it to keep
