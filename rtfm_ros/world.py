@@ -22,6 +22,11 @@ from rtfm_ros.model.renderer import ContextEncoding, FrameRenderer
 from rtfm_ros.runtime import autocast_dtype, pick_device
 
 
+# Generated views feed back into later renders; real (seeded, observed) frames are trusted more
+# so errors do not compound, except at a generated view's exact pose (revisits).
+GENERATED_PRIOR = 0.5
+
+
 class EmptyWorldError(RuntimeError):
     """Rendering was asked of a world with no frames."""
 
@@ -128,7 +133,8 @@ class WorldModel:
         Ts = [validate_transform(T, "T_world_camera") for T in T_stack]
         cams = self._cameras(camera, len(Ts))
         t0 = time.perf_counter()
-        ids = [self.memory.select_context(T, c, self.context_size) for T, c in zip(Ts, cams)]
+        ids = [self.memory.select_context(T, c, self.context_size, generated_prior=GENERATED_PRIOR)
+               for T, c in zip(Ts, cams)]
         ids = [(i * self.context_size)[: self.context_size] for i in ids]  # pad short lists by repetition
         frames = [[self.memory.get(i) for i in row] for row in ids]
         enc = [[self._encoding(f) for f in row] for row in frames]

@@ -170,3 +170,19 @@ def test_exact_pose_beats_newer_near_duplicates():
         assert select_context(poses[target], CAM, poses, CAM, 4, stamps=stamps)[0] == target
     dup = np.concatenate([poses, poses[100:101]])  # the same view again, newer
     assert select_context(poses[100], CAM, dup, CAM, 2, stamps=np.append(stamps, 500.0))[:2] == [200, 100]
+
+
+def test_priors_demote_frames_except_at_the_exact_pose():
+    target = yaw_view([0.0, 0.0, 1.0], 0.0)
+    a = yaw_view([0.3, 0.0, 1.0], 0.0)   # slightly ahead
+    b = yaw_view([-0.3, 0.0, 1.0], 0.0)  # slightly behind
+    poses = np.stack([a, b])
+    first = select_context(target, CAM, poses, CAM, 1)[0]
+    priors = np.ones(2)
+    priors[first] = 0.3
+    assert select_context(target, CAM, poses, CAM, 1, priors=priors) == [1 - first]
+    # a demoted frame at exactly the target pose still comes first
+    poses = np.stack([target, a])
+    assert select_context(target, CAM, poses, CAM, 1, priors=np.array([0.1, 1.0])) == [0]
+    with pytest.raises(ContextError, match="priors"):
+        select_context(target, CAM, poses, CAM, 1, priors=np.array([0.0, 1.0]))

@@ -180,7 +180,8 @@ def select_context(target_T: np.ndarray, target_camera: PinholeCamera, poses: np
                    cameras: CamerasLike, budget: int, *, stamps: np.ndarray | Sequence[float] | None = None,
                    depth_hint: float = 3.0, candidates: int = 64, rng: np.random.Generator | None = None,
                    candidate_indices: np.ndarray | Sequence[int] | None = None,
-                   recency_weight: float = 0.25, samples: int = SAMPLES) -> list[int]:
+                   recency_weight: float = 0.25, samples: int = SAMPLES,
+                   priors: np.ndarray | Sequence[float] | None = None) -> list[int]:
     """Indices into ``poses`` of up to ``budget`` context frames for rendering ``target_T``, best first.
 
     ``cameras``: one PinholeCamera for all, one per pose, or an (N, 6) array of
@@ -188,6 +189,8 @@ def select_context(target_T: np.ndarray, target_camera: PinholeCamera, poses: np
     candidate's pose penalty grows by ``recency_weight`` (a frame at the target pose still
     wins). Only ``candidates`` poses are scored, half nearest the camera and half nearest the
     centre of its frustum, unless ``candidate_indices`` are given (e.g. from a spatial index).
+    ``priors`` (N values in (0, 1]) scale each frame's score, e.g. to trust generated views less
+    than real ones; a frame exactly at the target pose is exempt, so revisits still find it.
     ``rng`` replaces the fixed sample pattern by random samples (training augmentation);
     without it the result is deterministic.
 
@@ -239,8 +242,14 @@ def select_context(target_T: np.ndarray, target_camera: PinholeCamera, poses: np
         st = st[idx]
         span = float(st.max() - st.min())
         age = (st.max() - st) / span if span > 0 else age
-    penalty = 0.2 * (1.0 - pose_similarity(T, cand_poses, depth_hint))
+    similarity = pose_similarity(T, cand_poses, depth_hint)
+    penalty = 0.2 * (1.0 - similarity)
     factor = 1.0 - penalty * (1.0 + recency_weight * age) - 1e-6 * age
+    if priors is not None:
+        pr = np.asarray(priors, dtype=np.float64).reshape(-1)
+        if pr.shape[0] != n or not np.all((pr > 0) & (pr <= 1)):
+            raise ContextError(f"priors must be {n} values in (0, 1]")
+        factor = factor * np.where(similarity >= 1.0 - 1e-9, 1.0, pr[idx])
 
     chosen: list[int] = []
     available = np.ones(len(idx), dtype=bool)

@@ -342,15 +342,23 @@ class FrameMemory:
         return np.unique(found)
 
     def select_context(self, T_world_camera: np.ndarray, camera: PinholeCamera, budget: int, *,
-                       depth_hint: float = 3.0, candidates: int = 64, use_stamps: bool = True) -> list[int]:
-        """Frame ids to condition the model on for this view, best first (see juggling.select_context)."""
+                       depth_hint: float = 3.0, candidates: int = 64, use_stamps: bool = True,
+                       generated_prior: float = 1.0) -> list[int]:
+        """Frame ids to condition the model on for this view, best first (see juggling.select_context).
+
+        ``generated_prior`` < 1 trusts generated views less than seeded and observed ones
+        (except a generated view at exactly the target pose, which a revisit must find).
+        """
         with self._lock:
             n = self._n
             cand = self.context_candidates(T_world_camera, depth_hint, candidates)
+            priors = None
+            if generated_prior != 1.0:
+                priors = np.where(self._sources[:n] == SOURCES.index("generated"), generated_prior, 1.0)
             return juggling.select_context(
                 T_world_camera, camera, self._poses[:n], self._intr[:n], budget,
                 stamps=self._stamps[:n] if use_stamps else None, depth_hint=depth_hint,
-                candidate_indices=cand)
+                candidate_indices=cand, priors=priors)
 
     def should_remember(self, T_world_camera: np.ndarray, camera: PinholeCamera, **kwargs: float) -> bool:
         """Whether a view at this pose adds something new (see juggling.should_remember)."""
