@@ -1,0 +1,106 @@
+"""What the node reports on ~/status: render statistics and the floor area the world covers.
+
+Coverage is an estimate that costs nothing per render: the xy footprint of each stored frame's
+view frustum between NEAR_M and FAR_M, on CELL_M square cells, counted once per frame (new
+frames only, so a status message stays cheap for worlds of 100k frames).
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rtfm_ros.memory import FrameMemory
+from rtfm_ros.memory.juggling import sample_pattern
+
+CELL_M = 0.5
+NEAR_M = 0.3
+FAR_M = 4.0
+_POINTS = 64
+_CHUNK = 4096
+
+
+def footprint_cells(poses: np.ndarray, intrinsics: np.ndarray) -> set[tuple[int, int]]:
+    """CELL_M cells under the frustums of frames (N,4,4 poses; N,6 rows width height fx fy cx cy)."""
+    p = sample_pattern(_POINTS)
+    cells: set[tuple[int, int]] = set()
+    for s in range(0, len(poses), _CHUNK):
+        T, K = poses[s: s + _CHUNK], intrinsics[s: s + _CHUNK]
+        w, h, fx, fy, cx, cy = (K[:, i: i + 1] for i in range(6))
+        z = NEAR_M + p[None, :, 2] * (FAR_M - NEAR_M)
+        x = (p[None, :, 0] * w - cx) / fx * z
+        y = (p[None, :, 1] * h - cy) / fy * z
+        local = np.stack([x, y, np.broadcast_to(z, x.shape)], axis=-1)  # N, P, 3
+        world = np.einsum("nij,npj->npi", T[:, :3, :3], local) + T[:, None, :3, 3]
+        ij = np.floor(world[..., :2].reshape(-1, 2) / CELL_M).astype(np.int64)
+        cells.update(map(tuple, np.unique(ij, axis=0).tolist()))
+    return cells
+
+
+class Coverage:
+    """Incremental floor coverage of a FrameMemory (restarts when the memory is replaced or cleared)."""
+
+    def __init__(self) -> None:
+        self._memory_id: int | None = None
+        self._done = 0
+        self._cells: set[tuple[int, int]] = set()
+
+    def area_m2(self, memory: FrameMemory) -> float:
+        n = len(memory)
+        if id(memory) != self._memory_id or n < self._done:
+            self._memory_id, self._done, self._cells = id(memory), 0, set()
+        if n > self._done:
+            self._cells |= footprint_cells(memory.poses()[self._done: n], memory.intrinsics()[self._done: n])
+            self._done = n
+        return len(self._cells) * CELL_M * CELL_M
+
+
+def frames_in_ram(memory: FrameMemory) -> int:
+    """How many frames have their pixels in RAM now."""
+    return sum(1 for i in range(len(memory)) if memory.is_resident(i))
+
+
+@dataclass
+class RenderStats:
+    """Counters shared by the timer, the render thread and the status timer (thread-safe)."""
+
+    rendered: int = 0          # render cycles that published images
+    images: int = 0            # image_raw messages published (all cameras)
+    batches: int = 0           # render_batch calls
+    dropped: int = 0           # ticks dropped because the previous render was still busy
+    skipped: Counter = field(default_factory=Counter)  # ticks or cameras skipped, by reason
+    bad_transforms: int = 0
+    tf_resets: int = 0
+    recent_render_s: deque = field(default_factory=lambda: deque(maxlen=1000))  # for benchmarks
+    _latencies: list[float] = field(default_factory=list)
+    _period_images: int = 0
+    _period_start: float = field(default_factory=time.monotonic)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add_render(self, seconds: float, images: int, batches: int) -> None:
+        with self._lock:
+            self.rendered += 1
+            self.images += images
+            self.batches += batches
+            self._period_images += images
+            self._latencies.append(seconds)
+            self.recent_render_s.append(seconds)
+
+    def skip(self, reason: str) -> None:
+        with self._lock:
+            self.skipped[reason] += 1
+
+    def period(self) -> tuple[float, float]:
+        """(median render latency in ms, images per second) since the last call; starts a new period."""
+        with self._lock:
+            now = time.monotonic()
+            elapsed = max(now - self._period_start, 1e-9)
+            latency = 1000.0 * statistics.median(self._latencies) if self._latencies else 0.0
+            rate = self._period_images / elapsed
+            self._latencies, self._period_images, self._period_start = [], 0, now
+            return latency, rate
