@@ -8,7 +8,8 @@ Design (measured choices are recorded in the model card and BENCHMARKS.md):
   world): (1) each context token gets a cheap additive encoding of its pixels' Plücker rays
   expressed in the target camera's frame; (2) the context frames are forward-splatted into the
   target view with their depth (stored, or predicted by the encoder's depth head for frames
-  without depth), and the splat (colour, coverage mask, depth) is part of the target tokens.
+  without depth); the splat, its holes filled from their neighbours, with its coverage mask
+  and depth, is part of the target tokens.
 - Target tokens attend to themselves and to all context tokens; the head predicts a colour
   correction on top of the splat (so an identical pose gives an exact copy) plus depth.
 """
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rtfm_ros.model.config import ModelConfig
-from rtfm_ros.rays import camera_directions, plucker_rays, splat
+from rtfm_ros.rays import camera_directions, fill_holes, plucker_rays, splat
 
 
 # A later-ranked context frame must be >10% closer (per rank) to hide a better-ranked one.
@@ -186,7 +187,8 @@ class FrameRenderer(nn.Module):
             # Context comes best first (juggling order): better-ranked frames keep their pixels.
             s_rgb, s_depth, s_mask = splat(ctx_rgb.float(), ctx_depth.float(), ctx_K.float(), T_rel,
                                            tgt_K.float(), eye, height, width, rank_margin=RANK_MARGIN)
-            base = s_rgb * s_mask + 0.5 * (1 - s_mask)
+            # Holes filled from their neighbours: the model starts from a complete reprojection.
+            base = fill_holes(s_rgb, s_mask)
             dirs = camera_directions(tgt_K.float(), height, width)
             dirs = dirs / dirs.norm(dim=1, keepdim=True)
             s_d = torch.where(s_mask[:, 0] > 0, self._encode_depth(s_depth.clamp_min(c.min_depth)),

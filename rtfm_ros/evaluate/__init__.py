@@ -1,0 +1,1 @@
+"""Evaluation: image metrics, reference renderers (baselines) and the held-out suite."""

@@ -1,0 +1,302 @@
+"""The fixed held-out evaluation suite and `rtfm eval`.
+
+Held-out worlds: seeds ``HELDOUT_SEED_BASE + i`` (i = 0 .. worlds-1, default 8), kinds
+alternating room / multiroom. Training data never uses seeds >= HELDOUT_SEED_BASE
+(`rtfm data generate` refuses them), so these worlds are never seen in training.
+
+Per world, one seeded ``loop`` trajectory of CONTEXT_FRAMES + TAIL_FRAMES poses (drive out,
+turn, back, turn, out again); its first CONTEXT_FRAMES frames are the context views (RGB +
+depth). Targets, TARGETS_PER_KIND of each kind:
+
+- ``interpolation``: between two context poses three frames apart (alpha 0.3-0.7), nudged by
+  up to 0.1 m sideways and 8 degrees of yaw: inside the region the context saw.
+- ``extrapolation``: free points 1-3 m away from every context position, random heading and
+  pitch: views of places the context saw from elsewhere or not at all.
+- ``revisit``: frames after the context (the loop coming back over its first pass), nudged by
+  up to 0.05 m and 3 degrees: places seen long ago, where a memory should recall them.
+
+Everything derives from the world seed, so the suite is the same on every machine; it is
+built once and cached as a clip dataset (per world a "context" clip and a "targets" clip whose
+meta lists each target's kind); bump SUITE_VERSION whenever worlds, trajectories or rendering
+change, so that stale caches are refused rather than silently compared. Each renderer then gets, for each target, the same context:
+the ``budget`` views chosen by rtfm_ros.memory.juggling.select_context (as at run time), or the
+nearest ones by position when that module is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+HELDOUT_SEED_BASE = 1_000_000
+SUITE_VERSION = 1
+DEFAULT_WORLDS = 8
+CONTEXT_FRAMES = 48
+TAIL_FRAMES = 24
+TARGETS_PER_KIND = 4
+TARGET_KINDS = ("interpolation", "extrapolation", "revisit")
+DEFAULT_RES = 64
+DEFAULT_FOV = 90.0
+
+
+class SuiteError(ValueError):
+    """A suite that cannot be built, loaded or evaluated."""
+
+
+@dataclass
+class SuiteWorld:
+    seed: int
+    kind: str
+    context: "Clip"  # noqa: F821 - rtfm_ros.data.clips.Clip
+    targets: "Clip"  # noqa: F821
+    target_kinds: list[str]
+
+
+@dataclass
+class Suite:
+    worlds: list[SuiteWorld]
+    settings: dict
+
+    @property
+    def num_targets(self) -> int:
+        return sum(len(w.target_kinds) for w in self.worlds)
+
+
+def heldout_seeds(worlds: int = DEFAULT_WORLDS) -> list[int]:
+    return [HELDOUT_SEED_BASE + i for i in range(worlds)]
+
+
+def _yaw_about_z(T: np.ndarray, angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    R = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    out = T.copy()
+    out[:3, :3] = R @ T[:3, :3]
+    return out
+
+
+def _targets(world, poses: np.ndarray, rng: np.random.Generator, n_context: int) -> tuple[list[np.ndarray], list[str]]:
+    from rtfm_ros.geometry import interpolate
+    from rtfm_ros.sim.trajectories import camera_poses
+
+    ctx, tail = poses[:n_context], poses[n_context:]
+    out: list[np.ndarray] = []
+    kinds: list[str] = []
+    for _ in range(TARGETS_PER_KIND):  # interpolation
+        for _try in range(100):
+            i = int(rng.integers(0, n_context - 3))
+            T = interpolate(ctx[i], ctx[i + 3], float(rng.uniform(0.3, 0.7)))
+            T = _yaw_about_z(T, math.radians(rng.uniform(-8, 8)))
+            T[:2, 3] += rng.uniform(-0.1, 0.1, 2)
+            if world.is_free(T[0, 3], T[1, 3], 0.25):
+                break
+        out.append(T)
+        kinds.append("interpolation")
+    positions = ctx[:, :2, 3]
+    for _ in range(TARGETS_PER_KIND):  # extrapolation
+        for attempt in range(400):
+            p = world.sample_free_point(rng, 0.35)
+            d = float(np.min(np.linalg.norm(positions - p, axis=1)))
+            if 1.0 <= d <= 3.0 or (attempt > 200 and d >= 0.6):
+                break
+        top = min(1.5, world.ceiling - 0.3)
+        T = camera_poses(p[None], np.array([rng.uniform(0.3, top)]), np.array([rng.uniform(-math.pi, math.pi)]),
+                         np.array([math.radians(rng.uniform(-10, 10))]), np.zeros(1))[0]
+        out.append(T)
+        kinds.append("extrapolation")
+    picks = rng.choice(len(tail), size=min(TARGETS_PER_KIND, len(tail)), replace=False)
+    for j in sorted(int(v) for v in picks):  # revisit
+        T = _yaw_about_z(tail[j], math.radians(rng.uniform(-3, 3)))
+        nudged = T[:2, 3] + rng.uniform(-0.05, 0.05, 2)
+        if world.is_free(nudged[0], nudged[1], 0.25):
+            T[:2, 3] = nudged
+        out.append(T)
+        kinds.append("revisit")
+    return out, kinds
+
+
+def build_world(seed: int, res: int = DEFAULT_RES, fov: float = DEFAULT_FOV) -> SuiteWorld:
+    """Render one held-out world's context and targets."""
+    from rtfm_ros.data.clips import Clip
+    from rtfm_ros.geometry import PinholeCamera
+    from rtfm_ros.sim.renderer import WorldRenderer
+    from rtfm_ros.sim.trajectories import make_trajectory
+    from rtfm_ros.sim.worlds import KINDS, make_world
+
+    if seed < HELDOUT_SEED_BASE:
+        raise SuiteError(f"suite worlds use held-out seeds >= {HELDOUT_SEED_BASE}, got {seed}")
+    kind = KINDS[seed % len(KINDS)]
+    world = make_world(seed, kind)
+    traj = make_trajectory(world, "loop", CONTEXT_FRAMES + TAIL_FRAMES, seed=0)
+    rng = np.random.default_rng([seed, SUITE_VERSION])
+    target_T, target_kinds = _targets(world, traj.T_world_camera, rng, CONTEXT_FRAMES)
+    camera = PinholeCamera.from_fov(res, res, fov)
+    with WorldRenderer(world, camera) as r:
+        ctx = [r.render(T) for T in traj.T_world_camera[:CONTEXT_FRAMES]]
+        tgt = [r.render(T) for T in target_T]
+
+    def clip(frames: list, poses: Sequence[np.ndarray], stamps: np.ndarray, meta: dict) -> Clip:
+        return Clip(rgb=np.stack([f[0] for f in frames]), depth=np.stack([f[1] for f in frames]),
+                    T_world_camera=np.stack(poses), K=np.repeat(camera.K[None], len(frames), axis=0),
+                    stamps=stamps, meta=meta)
+
+    base = {"source": "heldout-suite", "world": world.describe(), "suite_version": SUITE_VERSION}
+    context = clip(ctx, list(traj.T_world_camera[:CONTEXT_FRAMES]), traj.stamps[:CONTEXT_FRAMES],
+                   {**base, "role": "context", "trajectory": "loop"})
+    targets = clip(tgt, target_T, np.full(len(tgt), traj.stamps[-1]), {**base, "role": "targets",
+                                                                        "target_kinds": target_kinds})
+    return SuiteWorld(seed, kind, context, targets, target_kinds)
+
+
+def default_suite_dir(res: int = DEFAULT_RES, fov: float = DEFAULT_FOV, worlds: int = DEFAULT_WORLDS) -> Path:
+    return Path("data") / f"heldout-suite-v{SUITE_VERSION}-r{res}-fov{fov:g}-w{worlds}"
+
+
+def load_suite(suite_dir: str | Path | None = None, *, res: int = DEFAULT_RES, fov: float = DEFAULT_FOV,
+               worlds: int = DEFAULT_WORLDS, progress: bool = False) -> Suite:
+    """The suite from its cache directory, building (and caching) it first if needed."""
+    from tqdm import tqdm
+
+    from rtfm_ros.data.clips import INDEX, open_dataset, write_dataset
+
+    settings = {"version": SUITE_VERSION, "res": res, "fov": fov, "worlds": worlds, "seeds": heldout_seeds(worlds),
+                "context_frames": CONTEXT_FRAMES, "targets_per_kind": TARGETS_PER_KIND}
+    path = Path(suite_dir) if suite_dir is not None else default_suite_dir(res, fov, worlds)
+    if not (path / INDEX).exists():
+        built = (build_world(s, res, fov) for s in tqdm(settings["seeds"], desc="building held-out suite",
+                                                         unit="world", disable=not progress))
+        write_dataset(path, (c for w in built for c in (w.context, w.targets)), clips_per_shard=2,
+                      info={"suite": settings})
+    ds = open_dataset(path)
+    if ds.info.get("suite") != settings:
+        raise SuiteError(f"{path} holds a suite built with {ds.info.get('suite')}, not {settings}; "
+                         f"use another --suite-dir or delete it")
+    clips = list(ds)
+    out = []
+    for ctx, tgt in zip(clips[0::2], clips[1::2]):
+        seed = int(ctx.meta["world"]["seed"])
+        out.append(SuiteWorld(seed, ctx.meta["world"]["kind"], ctx, tgt, list(tgt.meta["target_kinds"])))
+    return Suite(out, settings)
+
+
+def choose_context(target_T: np.ndarray, camera, poses: np.ndarray, cameras: list, budget: int) -> list[int]:
+    """Context indices for one target: the run-time juggling when available, else nearest positions."""
+    try:
+        from rtfm_ros.memory.juggling import select_context
+    except ImportError:
+        select_context = None
+    if select_context is not None:
+        return list(select_context(target_T, camera, poses, cameras, budget))
+    d = np.linalg.norm(poses[:, :3, 3] - target_T[:3, 3], axis=1)
+    return [int(i) for i in np.argsort(d, kind="stable")[:budget]]
+
+
+@dataclass
+class EvalTable:
+    """Mean PSNR / SSIM per renderer and target kind (plus 'all')."""
+
+    scores: dict[str, dict[str, dict[str, float]]]  # renderer -> kind -> {psnr, ssim, n}
+    seconds_per_frame: dict[str, float]
+
+    def to_markdown(self) -> str:
+        kinds = list(TARGET_KINDS) + ["all"]
+        head = "| renderer | " + " | ".join(f"{k} PSNR / SSIM" for k in kinds) + " | ms / frame |"
+        rows = [head, "|" + "---|" * (len(kinds) + 2)]
+        for name, per in self.scores.items():
+            cells = [f"{per[k]['psnr']:.2f} / {per[k]['ssim']:.3f}" if per[k]["n"] else "-" for k in kinds]
+            rows.append(f"| {name} | " + " | ".join(cells) + f" | {1000 * self.seconds_per_frame[name]:.1f} |")
+        return "\n".join(rows)
+
+
+def evaluate(renderers: dict[str, Callable], suite: Suite, context_budget: int = 4, progress: bool = False) -> EvalTable:
+    """Score each renderer on every target with the same context; returns the table."""
+    from tqdm import tqdm
+
+    from rtfm_ros.evaluate.baselines import ContextView
+    from rtfm_ros.evaluate.metrics import psnr, ssim
+
+    if not renderers:
+        raise SuiteError("no renderers to evaluate")
+    if context_budget < 1:
+        raise SuiteError(f"context_budget must be >= 1, got {context_budget}")
+    vals = {name: {k: {"psnr": [], "ssim": []} for k in TARGET_KINDS} for name in renderers}
+    spent = {name: 0.0 for name in renderers}
+    with tqdm(total=suite.num_targets, desc="evaluating", unit="view", disable=not progress) as bar:
+        for w in suite.worlds:
+            ctx = w.context
+            cams = [ctx.camera(i) for i in range(len(ctx))]
+            for t, kind in enumerate(w.target_kinds):
+                T, cam, truth = w.targets.T_world_camera[t], w.targets.camera(t), w.targets.rgb[t]
+                idx = choose_context(T, cam, ctx.T_world_camera, cams, context_budget)
+                views = [ContextView(ctx.rgb[i], ctx.T_world_camera[i], cams[i],
+                                     None if ctx.depth is None else ctx.depth[i]) for i in idx]
+                for name, fn in renderers.items():
+                    t0 = time.perf_counter()
+                    img = np.asarray(fn(views, T, cam))
+                    spent[name] += time.perf_counter() - t0
+                    vals[name][kind]["psnr"].append(psnr(img, truth))
+                    vals[name][kind]["ssim"].append(ssim(img, truth))
+                bar.update(1)
+    scores: dict[str, dict[str, dict[str, float]]] = {}
+    for name, per in vals.items():
+        scores[name] = {k: {"psnr": float(np.mean(v["psnr"])) if v["psnr"] else float("nan"),
+                            "ssim": float(np.mean(v["ssim"])) if v["ssim"] else float("nan"), "n": len(v["psnr"])}
+                        for k, v in per.items()}
+        allp = [x for v in per.values() for x in v["psnr"]]
+        alls = [x for v in per.values() for x in v["ssim"]]
+        scores[name]["all"] = {"psnr": float(np.mean(allp)), "ssim": float(np.mean(alls)), "n": len(allp)}
+    return EvalTable(scores, {n: spent[n] / max(1, suite.num_targets) for n in renderers})
+
+
+def _baseline(name: str) -> Callable:
+    from rtfm_ros.evaluate.baselines import BASELINES
+
+    return BASELINES[name]
+
+
+# Renderers `rtfm eval` knows: name -> factory(args) -> render(context, T_world_camera, camera).
+# Adding one is one line, e.g. "model": lambda args: <load args.checkpoint as a renderer>.
+RENDERERS: dict[str, Callable[[argparse.Namespace], Callable]] = {
+    "nearest_frame": lambda args: _baseline("nearest_frame"),
+    "oracle_reprojection": lambda args: _baseline("oracle_reprojection"),
+    "model": lambda args: _model(args, use_depth=True),
+    "model_predicted_depth": lambda args: _model(args, use_depth=False),
+}
+
+
+def _model(args: argparse.Namespace, use_depth: bool) -> Callable:
+    from rtfm_ros.evaluate.model_renderer import model_renderer
+
+    return model_renderer(args.checkpoint, device=getattr(args, "device", "auto"), use_depth=use_depth)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `rtfm eval`."""
+    p = sub.add_parser("eval", help="score renderers on the held-out suite (PSNR / SSIM per target kind)")
+    p.add_argument("--suite-dir", help="suite cache directory (built on first use)")
+    p.add_argument("--res", type=int, default=DEFAULT_RES, help=f"image size (default {DEFAULT_RES})")
+    p.add_argument("--fov", type=float, default=DEFAULT_FOV, help=f"field of view (default {DEFAULT_FOV:g})")
+    p.add_argument("--worlds", type=int, default=DEFAULT_WORLDS, help=f"held-out worlds (default {DEFAULT_WORLDS})")
+    p.add_argument("--budget", type=int, default=4, help="context views per target (default 4)")
+    p.add_argument("--renderers", help="comma-separated subset of the known renderers (default: all)")
+    p.add_argument("--checkpoint", help="model checkpoint, for renderers that load one")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    known = RENDERERS
+    names = [n.strip() for n in args.renderers.split(",")] if args.renderers else list(known)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SuiteError(f"unknown renderers {unknown}; known: {', '.join(known)}")
+    suite = load_suite(args.suite_dir, res=args.res, fov=args.fov, worlds=args.worlds, progress=True)
+    table = evaluate({n: known[n](args) for n in names}, suite, context_budget=args.budget, progress=True)
+    print(f"held-out suite: {len(suite.worlds)} worlds, {suite.num_targets} targets, {args.res}x{args.res}, "
+          f"fov {args.fov:g}, context budget {args.budget}")
+    print(table.to_markdown())
+    return 0
