@@ -44,7 +44,8 @@ pip_install() {
   "$PY" -m pip install -q --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither" >&2)
 }
 echo "installing torch ($TORCH_SPEC)"
-pip_install "$TORCH_SPEC"
+# shellcheck disable=SC2086  # the spec may carry pip options (e.g. an index URL for CUDA builds)
+pip_install $TORCH_SPEC
 echo "installing ROS 2 wheels"
 pip_install -r "$ROOT/requirements-ros.txt"
 echo "installing rtfm_ros (editable) and its Python dependencies"
