@@ -295,7 +295,8 @@ def test_world_of_100k_frames_streams_through_bounded_ram(tmp_path):
     """100k frames at 128x128 (4.9 GB of raw pixels, a 3.8 GB file) save, open and page in within 100-150 MB."""
     import tracemalloc
 
-    from rtfm_ros.memory.world_file import FrameRecord, encode_image, save_world
+    from rtfm_ros.memory.codecs import encode_image
+    from rtfm_ros.memory.world_file import FrameRecord, save_world
 
     n, size = 100_000, 128
     cam = PinholeCamera.from_fov(size, size, 90.0)

@@ -24,8 +24,8 @@ from rtfm_ros.geometry import PinholeCamera
 from rtfm_ros.memory import juggling
 from rtfm_ros.memory.frame import SOURCES, Frame, FrameError, check_frame, readonly
 from rtfm_ros.memory.spatial_index import SpatialIndex
-from rtfm_ros.memory.world_file import (FrameRecord, WorldFile, WorldFileError, encode_depth, encode_image,
-                                        save_world)
+from rtfm_ros.memory.codecs import encode_depth, encode_image
+from rtfm_ros.memory.world_file import FrameRecord, WorldFile, WorldFileError, save_world
 
 
 def _nbytes(obj: Any) -> int:

@@ -19,7 +19,6 @@ checked whenever they are read.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import sqlite3
@@ -32,13 +31,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
-from PIL import Image
+
+from rtfm_ros.memory.codecs import DEPTH_FORMATS, IMAGE_FORMATS, WorldFileError, decode_depth, decode_image
 
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x52544657  # "RTFW" in the SQLite header
-IMAGE_FORMATS = ("png", "webp", "jpeg")
-DEPTH_FORMATS = ("npz32", "npz16", "png16mm")
 CHECKS = ("none", "quick", "full")
 _GENESIS = hashlib.sha256(b"rtfm_ros world v1").digest()
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -53,10 +51,6 @@ CREATE TABLE pixels (
     id INTEGER PRIMARY KEY, image_format TEXT NOT NULL, image BLOB NOT NULL,
     depth_format TEXT, depth BLOB);
 """
-
-
-class WorldFileError(ValueError):
-    """A world file that cannot be used: missing, corrupt, truncated or of an unknown version."""
 
 
 @dataclass(frozen=True)
@@ -85,58 +79,6 @@ def row_sha256(fid: int, pose: bytes, intr: np.ndarray, stamp: float, source: st
     """Checksum of one row's small fields (covers the pixels through their own checksum)."""
     return hashlib.sha256(struct.pack("<q", fid) + pose + np.asarray(intr, dtype="<f8").tobytes()
                           + struct.pack("<d", stamp) + source.encode() + b"\0" + pixels_sha).digest()
-
-
-def encode_image(rgb: np.ndarray, fmt: str = "png", quality: int = 95) -> bytes:
-    """HxWx3 uint8 -> bytes. PNG is lossless; WebP/JPEG use ``quality`` (1..100)."""
-    buf = io.BytesIO()
-    img = Image.fromarray(rgb, "RGB")
-    if fmt == "png":
-        img.save(buf, format="PNG", compress_level=6)
-    elif fmt == "webp":
-        img.save(buf, format="WEBP", quality=int(quality), method=4)
-    elif fmt == "jpeg":
-        img.save(buf, format="JPEG", quality=int(quality))
-    else:
-        raise WorldFileError(f"image format must be one of {IMAGE_FORMATS}, got {fmt!r}")
-    return buf.getvalue()
-
-
-def decode_image(data: bytes, width: int, height: int) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as img:
-        rgb = np.asarray(img.convert("RGB"))
-    if rgb.shape != (height, width, 3):
-        raise WorldFileError(f"stored image is {rgb.shape}, expected ({height}, {width}, 3)")
-    return rgb
-
-
-def encode_depth(depth: np.ndarray, fmt: str = "npz32") -> bytes:
-    """HxW float32 metres -> bytes. png16mm rounds to millimetres; NaN and > 65.535 m become 0."""
-    buf = io.BytesIO()
-    if fmt in ("npz32", "npz16"):
-        np.savez_compressed(buf, depth=depth.astype(np.float32 if fmt == "npz32" else np.float16))
-    elif fmt == "png16mm":
-        with np.errstate(invalid="ignore"):
-            mm = np.where(np.isfinite(depth) & (depth <= 65.535), np.round(depth * 1000.0), 0.0)
-        Image.fromarray(mm.astype(np.uint16)).save(buf, format="PNG")
-    else:
-        raise WorldFileError(f"depth format must be one of {DEPTH_FORMATS}, got {fmt!r}")
-    return buf.getvalue()
-
-
-def decode_depth(data: bytes, fmt: str, width: int, height: int) -> np.ndarray:
-    if fmt in ("npz32", "npz16"):
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            depth = z["depth"].astype(np.float32)
-    elif fmt == "png16mm":
-        with Image.open(io.BytesIO(data)) as img:
-            mm = np.asarray(img).astype(np.float32)
-        depth = np.where(mm > 0, mm / 1000.0, np.nan).astype(np.float32)
-    else:
-        raise WorldFileError(f"unknown stored depth format {fmt!r}")
-    if depth.shape != (height, width):
-        raise WorldFileError(f"stored depth is {depth.shape}, expected ({height}, {width})")
-    return depth
 
 
 def _fsync(path: Path) -> None:
