@@ -35,7 +35,7 @@ def _resize(img: np.ndarray, width: int, height: int, mode: str) -> np.ndarray:
     """Resize HxWxC (or HxW) with torch: 'area' for images, 'nearest' for depth."""
     if img.shape[1] == width and img.shape[0] == height:
         return img
-    t = torch.from_numpy(np.ascontiguousarray(img)).float()
+    t = torch.from_numpy(np.array(img, dtype=np.float32))
     t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
     out = F.interpolate(t, size=(height, width), mode=mode)[0]
     out = out[0] if img.ndim == 2 else out.permute(1, 2, 0)
