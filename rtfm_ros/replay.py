@@ -15,6 +15,7 @@ import json
 import math
 import re
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -62,7 +63,7 @@ class ReplayOptions:
     depth: bool = False
     checkpoint: Path | None = None
     save_world: Path | None = None
-    batch_size: int = 16
+    batch_size: int = 4
     remember: bool = True
     progress: bool = True
 
@@ -315,6 +316,8 @@ def replay(bag: str | Path, output: str | Path | None, opt: ReplayOptions,
     """
     _validate(opt, output, world_model is not None)
     result = ReplayResult(output=Path(output) if output is not None else None)
+    scratch: tempfile.TemporaryDirectory | None = None
+    own_model = world_model is None
     reader = open_bag(bag)
     try:
         tf, offsets = load_tf(reader)
@@ -325,8 +328,7 @@ def replay(bag: str | Path, output: str | Path | None, opt: ReplayOptions,
             _seed_sources(reader, opt)
         stamps, Ts, result.skipped = _trajectory(reader, tf, opt) if output is not None else ([], np.empty(0), 0)
         if world_model is None:
-            from rtfm_ros.world import WorldModel
-            world_model = WorldModel.load(opt.checkpoint, world=opt.world)
+            world_model, scratch = _load_world(opt)
         world_model.check_camera(camera)
         if opt.seed_topic:
             result.seeded, seed_skipped = seed_world(world_model, reader, tf, opt)
@@ -343,7 +345,38 @@ def replay(bag: str | Path, output: str | Path | None, opt: ReplayOptions,
         raise ReplayError(f"TF lookup failed: {e}") from e
     finally:
         reader.close()
+        if own_model and world_model is not None:
+            world_model.memory.close()
+        if scratch is not None:
+            scratch.cleanup()
     return result
+
+
+def _load_world(opt: ReplayOptions) -> "tuple[WorldModel, tempfile.TemporaryDirectory | None]":
+    """The model with opt.world opened read-only: the saved world is input and is never changed.
+
+    Frames added during replay (seeds, remembered views) go to a scratch copy, deleted afterwards
+    (--save-world keeps them).
+    """
+    from rtfm_ros.memory import FrameMemory
+    from rtfm_ros.world import WorldModel
+
+    wm = WorldModel.load(opt.checkpoint)
+    if opt.world is None:
+        return wm, None
+    memory = FrameMemory.open(opt.world, writable=False)
+    if not (opt.remember or opt.seed_topic):
+        wm.memory = memory
+        return wm, None
+    scratch = tempfile.TemporaryDirectory(prefix="rtfm-replay-")
+    try:
+        with memory:
+            copy = memory.save(Path(scratch.name) / "world")  # frames copied as stored
+        wm.memory = FrameMemory.open(copy)
+    except BaseException:
+        scratch.cleanup()
+        raise
+    return wm, scratch
 
 
 def _write_output(output: Path, reader: "AnyReader", wm: "WorldModel", camera: PinholeCamera, stamps: list[int],
@@ -462,7 +495,8 @@ def add_parser(sub: Any) -> None:
     c.add_argument("--depth", action="store_true", help="also write 32FC1 depth on <prefix>/depth/image_raw")
     c.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="output storage (default mcap)")
     c.add_argument("--no-copy", action="store_true", help="do not copy the input bag's messages")
-    c.add_argument("--batch", type=int, default=16, help="views rendered per model call (default 16)")
+    c.add_argument("--batch", type=int, default=4,
+                   help="views rendered per model call (default 4: best on CPU; raise it on a GPU)")
     c.add_argument("--threads", type=int, default=0, help="CPU threads for the model (default: PyTorch's choice)")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

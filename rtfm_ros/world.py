@@ -160,7 +160,9 @@ class WorldModel:
         self.last_render_seconds = time.perf_counter() - t0
         if remember:
             for img, d, T, c in zip(images, depths, Ts, cams):
-                if self.memory.should_remember(T, c):
+                # Judged at the memory's resolution, where the view would be stored.
+                s = self.memory_camera_size
+                if self.memory.should_remember(T, c.scaled(s, s)):
                     m_img, m_cam, m_d = self._to_memory(img, c, d)
                     self.memory.add(m_img, T, m_cam, stamp=time.time(), source="generated", depth=m_d)
         return (images, depths) if return_depth else images

@@ -199,6 +199,10 @@ def test_cli_world_dir(bag_mcap: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert "wrote" in capsys.readouterr().out
     imgs = read(out)["/rtfm/camera/image_raw"]
     assert len(imgs) == 5 and (imgs[0][1].width, imgs[0][1].height) == (16, 8)
+    from rtfm_ros.memory import FrameMemory
+
+    with FrameMemory.open(tmp_path / "w", writable=False) as mem:  # the input world is left as it was
+        assert len(mem) == 5
 
 
 @pytest.mark.parametrize("args, message", [

@@ -118,3 +118,13 @@ def test_save_and_load_round_trip(scene, tmp_path):
     assert len(wm2.memory) == len(wm.memory)
     after = wm2.render(traj[7], CAM, remember=False)
     assert np.array_equal(before, after)
+
+
+def test_larger_renders_are_not_stored_twice(scene):
+    traj, _ = scene
+    wm = seeded(scene)
+    n = len(wm.memory)
+    big = PinholeCamera.from_fov(128, 128, 90)
+    wm.render(traj[2], big)
+    wm.render(traj[2], big)
+    assert len(wm.memory) == n + 1
