@@ -21,6 +21,11 @@ def pixel_grid(height: int, width: int, device: torch.device | str | None = None
     return torch.stack([u, v, torch.ones_like(u)], dim=-1)
 
 
+def unit(v: torch.Tensor) -> torch.Tensor:
+    """Normalise along dim 1 (rsqrt of a sum: several times faster than .norm() on CPU here)."""
+    return v * torch.rsqrt((v * v).sum(dim=1, keepdim=True))
+
+
 def camera_directions(K: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Bx3xHxW ray directions in camera (optical) coordinates with z = 1 (not normalised)."""
     grid = pixel_grid(height, width, K.device, K.dtype)  # H W 3
@@ -38,7 +43,7 @@ def plucker_rays(T_world_camera: torch.Tensor, K: torch.Tensor, height: int, wid
     T = T_world_camera if T_frame_world is None else T_frame_world @ T_world_camera
     dirs = camera_directions(K, height, width)
     dirs = torch.einsum("bij,bjhw->bihw", T[:, :3, :3], dirs)
-    dirs = dirs / dirs.norm(dim=1, keepdim=True)
+    dirs = unit(dirs)
     origin = T[:, :3, 3][:, :, None, None].expand_as(dirs)
     moment = torch.cross(origin, dirs, dim=1)
     return torch.cat([dirs, moment], dim=1)

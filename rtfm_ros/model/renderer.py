@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rtfm_ros.model.config import ModelConfig
-from rtfm_ros.rays import camera_directions, fill_holes, plucker_rays, splat
+from rtfm_ros.rays import camera_directions, fill_holes, plucker_rays, splat, unit
 
 
 # A later-ranked context frame must be >10% closer (per rank) to hide a better-ranked one.
@@ -159,7 +159,7 @@ class FrameRenderer(nn.Module):
         p = self.config.patch
         with _no_autocast(rgb):
             dirs = camera_directions(K.float(), H, W)
-            dirs = dirs / dirs.norm(dim=1, keepdim=True)
+            dirs = unit(dirs)
         x = self.enc_in(patchify(torch.cat([rgb * 2 - 1, dirs], dim=1), p))
         for blk in self.encoder:
             x = blk(x)
@@ -190,7 +190,7 @@ class FrameRenderer(nn.Module):
             # Holes filled from their neighbours: the model starts from a complete reprojection.
             base = fill_holes(s_rgb, s_mask)
             dirs = camera_directions(tgt_K.float(), height, width)
-            dirs = dirs / dirs.norm(dim=1, keepdim=True)
+            dirs = unit(dirs)
             s_d = torch.where(s_mask[:, 0] > 0, self._encode_depth(s_depth.clamp_min(c.min_depth)),
                               torch.zeros_like(s_depth))
         ctx = ctx_tokens + self.rel_rays(patchify(rays, p)).reshape(B, N, -1, c.dim).to(ctx_tokens.dtype)
