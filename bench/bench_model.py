@@ -11,11 +11,11 @@ import platform
 import statistics
 import time
 
-import numpy as np
-import torch
-
-from rtfm_ros.geometry import PinholeCamera, look_at
+from rtfm_ros.geometry import PinholeCamera, look_at  # first: sets OpenMP's wait policy before torch loads
 from rtfm_ros.world import WorldModel
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 
 def seeded_world(wm: WorldModel, n: int = 24) -> None:

@@ -6,7 +6,13 @@ y down, z forward). ``WorldModel`` is imported lazily so that light modules (geo
 the CLI's argument parsing) do not pay for torch.
 """
 
+import os
 from typing import TYPE_CHECKING
+
+# OpenMP threads that spin while waiting make PyTorch ~40x slower on a CPU shared with other
+# busy processes (measured on 2 cores: a 64x64 render took 1000 ms instead of 26 ms). Sleeping
+# waits cost little when the CPU is idle. Takes effect when rtfm_ros is imported before torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from rtfm_ros.geometry import PinholeCamera
 

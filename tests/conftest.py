@@ -4,6 +4,8 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+import rtfm_ros  # noqa: E402,F401  (sets OpenMP's wait policy before torch loads)
+
 import torch  # noqa: E402
 
 # Test workloads are tiny: one intra-op thread avoids OpenMP spin-waiting on a busy 2-core
