@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 from pathlib import Path
 
@@ -99,7 +100,8 @@ def test_suite_cache_evaluate_and_cli(tmp_path: Path, capsys: pytest.CaptureFixt
     assert suite.worlds[0].seed == HELDOUT_SEED_BASE
     with pytest.raises(SuiteError, match="built with"):
         load_suite(tmp_path / "suite", res=16, worlds=2)
-    table = evaluate({n: f(None) for n, f in RENDERERS.items()}, suite, context_budget=3)
+    args = argparse.Namespace(checkpoint=None, device="cpu")  # the bundled model for the model renderers
+    table = evaluate({n: f(args) for n, f in RENDERERS.items()}, suite, context_budget=3)
     for name in RENDERERS:
         per = table.scores[name]
         assert per["all"]["n"] == 3 * TARGETS_PER_KIND and 5 < per["all"]["psnr"] <= MAX_PSNR
