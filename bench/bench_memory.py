@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -22,20 +20,14 @@ from pathlib import Path
 import numpy as np
 import scipy
 
+from machine import machine as machine_line
 from rtfm_ros.geometry import PinholeCamera
 from rtfm_ros.memory import SOURCES, FrameMemory
 from rtfm_ros.memory.juggling import select_context
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}, "
-            f"scipy {scipy.__version__}, load average {os.getloadavg()[0]:.1f} at start")
+    return machine_line(f"numpy {np.__version__}, scipy {scipy.__version__}")
 
 
 def synthetic_image(seed: int, size: int) -> np.ndarray:

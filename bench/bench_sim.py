@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import machine as machine_line
 from rtfm_ros.geometry import PinholeCamera
 from rtfm_ros.sim.renderer import MUJOCO_VERSION, WorldRenderer
 from rtfm_ros.sim.trajectories import make_trajectory
@@ -25,14 +25,7 @@ from rtfm_ros.sim.worlds import KINDS, make_world
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, MuJoCo {MUJOCO_VERSION}, "
-            f"MUJOCO_GL={os.environ.get('MUJOCO_GL')}, load average {os.getloadavg()[0]:.1f} at start")
+    return machine_line(f"MuJoCo {MUJOCO_VERSION}, MUJOCO_GL={os.environ.get('MUJOCO_GL')}")
 
 
 def fps(fn, poses: np.ndarray) -> float:

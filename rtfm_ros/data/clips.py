@@ -21,7 +21,6 @@ under a real name; index.json is written last, so a dataset without it is incomp
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from rtfm_ros.checksum import file_sha256
 from rtfm_ros.geometry import PinholeCamera
 
 FORMAT = "rtfm-clips"
@@ -96,14 +96,6 @@ class Clip:
         return PinholeCamera(w, h, K[0, 0], K[1, 1], K[0, 2], K[1, 2])
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fsync_replace(tmp: Path, final: Path) -> None:
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
@@ -131,7 +123,7 @@ def write_shard(path: str | Path, clips: Sequence[Clip]) -> dict:
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(header, sort_keys=True)})
     _fsync_replace(tmp, path)
-    return {"file": path.name, "sha256": _sha256(path), "bytes": path.stat().st_size,
+    return {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size,
             "clips": len(clips), "frames": [len(c) for c in clips]}
 
 
@@ -220,7 +212,7 @@ class ClipDataset:
             raise DatasetError(f"shard {path} is missing")
         if path.stat().st_size != shard["bytes"]:
             raise DatasetError(f"shard {path} has {path.stat().st_size} bytes, index says {shard['bytes']} (truncated?)")
-        if verify and _sha256(path) != shard["sha256"]:
+        if verify and file_sha256(path) != shard["sha256"]:
             raise DatasetError(f"shard {path} fails its sha256 check (corrupt)")
         try:
             with safe_open(str(path), framework="numpy") as f:

@@ -7,7 +7,6 @@ against the model the config describes, so a mismatched checkpoint is refused as
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -18,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from rtfm_ros.checksum import file_sha256
 from rtfm_ros.model.config import ModelConfig
 from rtfm_ros.model.renderer import FrameRenderer
 
@@ -32,14 +32,6 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded: missing, corrupt, truncated or mismatched."""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_checkpoint(path: str | Path, model: FrameRenderer, info: dict | None = None,
                     model_card: str | None = None) -> Path:
     """Write a checkpoint directory atomically (a temp dir renamed into place)."""
@@ -50,7 +42,7 @@ def save_checkpoint(path: str | Path, model: FrameRenderer, info: dict | None = 
         state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
         meta = {"format": FORMAT, "version": VERSION, "model": model.config.to_dict(),
-                "weights_sha256": _sha256(tmp / WEIGHTS), "info": info or {}}
+                "weights_sha256": file_sha256(tmp / WEIGHTS), "info": info or {}}
         (tmp / CONFIG).write_text(json.dumps(meta, indent=2, sort_keys=True))
         if model_card:
             (tmp / "MODEL_CARD.md").write_text(model_card)
@@ -95,7 +87,7 @@ def load_checkpoint(path: str | Path | None = None, device: str | torch.device =
     weights = path / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{path}: {WEIGHTS} is missing")
-    if _sha256(weights) != meta.get("weights_sha256"):
+    if file_sha256(weights) != meta.get("weights_sha256"):
         raise CheckpointError(f"{weights} is corrupt or truncated (checksum mismatch)")
     try:
         config = ModelConfig.from_dict(meta["model"])
