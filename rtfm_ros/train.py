@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rtfm_ros.data.clips import open_dataset
 from rtfm_ros.data.examples import ClipExamples, ExampleConfig, collate

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rtfm_ros import PinholeCamera, WorldModel
-from rtfm_ros.geometry import GeometryError, look_at
+from rtfm_ros.geometry import GeometryError
 from rtfm_ros.world import EmptyWorldError
 
 CAM = PinholeCamera.from_fov(64, 64, 90)

@@ -30,9 +30,12 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from rtfm_ros.data.clips import Clip
 
 HELDOUT_SEED_BASE = 1_000_000
 SUITE_VERSION = 1
@@ -53,8 +56,8 @@ class SuiteError(ValueError):
 class SuiteWorld:
     seed: int
     kind: str
-    context: "Clip"  # noqa: F821 - rtfm_ros.data.clips.Clip
-    targets: "Clip"  # noqa: F821
+    context: Clip
+    targets: Clip
     target_kinds: list[str]
 
 
