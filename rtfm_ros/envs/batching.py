@@ -2,8 +2,8 @@
 
 ``WorldModel.render_batch`` renders N poses of ONE memory. A vector env with one world per
 sub-env has N memories but (normally) one network, so ``render_many`` does what render_batch
-does with WorldModel's public pieces (memory.select_context, model.encode/render, device,
-autocast dtype), picking each view's context from that view's own memory, and sends every view
+does with WorldModel's public pieces (memory.select_context with the same GENERATED_PRIOR,
+model.encode/render, device, autocast dtype), picking each view's context from that view's own memory, and sends every view
 through the network at once. Frames that have no cached encoding yet (typically a fresh
 episode's seed frames) are also encoded together in one call instead of one by one.
 
@@ -21,7 +21,7 @@ import torch
 from rtfm_ros.geometry import PinholeCamera, validate_transform
 from rtfm_ros.memory import Frame
 from rtfm_ros.model.renderer import ContextEncoding, FrameRenderer
-from rtfm_ros.world import EmptyWorldError, WorldModel
+from rtfm_ros.world import GENERATED_PRIOR, EmptyWorldError, WorldModel
 
 ENCODE_CHUNK = 64  # frames per encoder call (bounds peak memory when many worlds are seeded at once)
 
@@ -107,23 +107,28 @@ def _render_group(wms: list[WorldModel], Ts: list[np.ndarray], cams: list[Pinhol
         if len(wm.memory) == 0:
             raise EmptyWorldError("the world is empty: seed the world first (add_frame or a saved world)")
         wm.check_camera(cam)
-        ids = wm.memory.select_context(T, cam, k)
+        ids = wm.memory.select_context(T, cam, k, generated_prior=GENERATED_PRIOR)
         if not ids:
             raise EmptyWorldError("context selection found no frame to render from")
         rows.append((ids * k)[:k])  # pad short lists by repetition, as render_batch does
     enc = encode_missing(lead, [(wm, i) for wm, row in zip(wms, rows) for i in row])
-    frames = [[wm.memory.get(i) for i in row] for wm, row in zip(wms, rows)]
-    encs = [[enc[(id(wm), i)] for i in row] for wm, row in zip(wms, rows)]
-    dev = lead.device
+    frames = [wm.memory.get(i) for wm, row in zip(wms, rows) for i in row]
+    encs = [enc[(id(wm), i)] for wm, row in zip(wms, rows) for i in row]
+    dev, B = lead.device, len(rows)
 
-    def stack(fn, dtype=torch.float32):
-        return torch.stack([torch.stack([fn(f, e) for f, e in zip(fr, er)]) for fr, er in zip(frames, encs)]).to(dev, dtype)
+    def per_view(t: torch.Tensor) -> torch.Tensor:  # (B*k, ...) -> (B, k, ...)
+        return t.reshape(B, k, *t.shape[1:])
 
-    tokens = stack(lambda f, e: e.tokens, lead.model.enc_in.weight.dtype)
-    rgb = stack(lambda f, e: torch.from_numpy(np.array(f.rgb)).permute(2, 0, 1).float() / 255)
-    depth = stack(lambda f, e: torch.from_numpy(np.array(f.depth)) if f.depth is not None else e.depth.cpu())
-    ctx_K = stack(lambda f, e: torch.from_numpy(f.camera.K))
-    ctx_T = stack(lambda f, e: torch.from_numpy(np.array(f.T_world_camera)), torch.float64)
+    # Stacked in numpy and moved once (not frame by frame): this is per-step overhead in an env.
+    tokens = per_view(torch.stack([e.tokens for e in encs]).to(dev, lead.model.enc_in.weight.dtype))
+    rgb = per_view(torch.from_numpy(np.stack([f.rgb for f in frames])).to(dev).permute(0, 3, 1, 2).float() / 255)
+    # Stored depth where the frame has it (NaN = unknown pixel), the encoder's prediction elsewhere.
+    pred = torch.stack([e.depth for e in encs]).to(dev, torch.float32)
+    nan = np.full(pred.shape[1:], np.nan, np.float32)
+    stored = torch.from_numpy(np.stack([nan if f.depth is None else f.depth for f in frames])).to(dev)
+    depth = per_view(torch.where(torch.isfinite(stored), stored, pred))
+    ctx_K = per_view(torch.from_numpy(np.stack([f.camera.K for f in frames])).to(dev, torch.float32))
+    ctx_T = per_view(torch.from_numpy(np.stack([f.T_world_camera for f in frames])).to(dev, torch.float64))
     tgt_K = torch.from_numpy(np.stack([c.K for c in cams])).to(dev, torch.float32)
     tgt_T = torch.from_numpy(np.stack(Ts)).to(dev, torch.float64)
     H, W = cams[0].height, cams[0].width
