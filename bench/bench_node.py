@@ -22,7 +22,9 @@ import tempfile
 import threading
 import time
 
-import numpy as np
+import rtfm_ros  # noqa: F401  first: sets OpenMP's wait policy before torch loads
+
+import numpy as np  # noqa: E402
 import rclpy
 import torch
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
@@ -31,20 +33,12 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from tf2_msgs.msg import TFMessage
 
-from rtfm_ros.geometry import PinholeCamera, look_at
+from rtfm_ros.geometry import look_at
 from rtfm_ros.ros.camera_node import CameraNode
 from rtfm_ros.ros.conversions import matrix_to_transform_stamped, stamp_to_ns
 from rtfm_ros.world import WorldModel
 
-
-def seeded_world(wm: WorldModel, n: int = 24) -> None:
-    """A ring of seed frames (textured noise with depth) around the origin."""
-    rng = np.random.default_rng(0)
-    cam = PinholeCamera.from_fov(64, 64, 90)
-    for i in range(n):
-        a = 2 * np.pi * i / n
-        T = look_at([np.cos(a), np.sin(a), 1.0], [3 * np.cos(a), 3 * np.sin(a), 1.0])
-        wm.add_frame((rng.random((64, 64, 3)) * 255).astype(np.uint8), T, cam, depth=np.full((64, 64), 3.0, np.float32))
+from bench_model import seeded_world  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def load_world(checkpoint: str | None, device: str) -> tuple[WorldModel, str]:
