@@ -240,7 +240,9 @@ def test_images_frames_stamps_info_rate_and_status(cam_node, ctx, tf_child):
               "/tf_static": (TFMessage, reliable_qos(latched=True)),
               "/rtfm_camera/status": (WorldStatus, reliable_qos())}
     got = collect(ctx, topics, lambda r: len(r["/image_raw"]) >= 8 and len(r["/camera_info"]) >= 8
-                  and r["/depth"] and r["/rtfm_camera/status"], timeout_s=30, process=tf_child)
+                  and r["/depth"] and r["/rtfm_camera/status"]
+                  and any(t.child_frame_id == "camera_link_optical" for m in r["/tf_static"] for t in m.transforms),
+                  timeout_s=30, process=tf_child)
     images = got["/image_raw"]
     for m in images:
         assert (m.encoding, m.width, m.height, m.header.frame_id) == ("rgb8", 96, 64, "camera_link_optical")
@@ -422,7 +424,10 @@ def test_multi_camera_batch_sim_time_and_seeding_from_a_topic(assets, domain_id,
         left_stamps = {c.stamp_to_ns(m.header.stamp) for m in left}
         assert front_stamps <= sent and left_stamps <= sent  # stamps are /clock values: sim time honoured
         assert len(front_stamps & left_stamps) >= 2  # both cameras of a tick share the stamp
-        assert node.stats.batches == node.stats.rendered and node.stats.images == 2 * node.stats.rendered
+        with node.stats._lock:
+            rendered, batches, published = node.stats.rendered, node.stats.batches, node.stats.images
+        # one batch per rendered tick; a tick publishes both cameras, or one while the other's TF lags
+        assert batches == rendered and rendered <= published <= 2 * rendered
         assert node.stats.skipped["tf lookup"] > 0  # rear_missing: logged and skipped, others go on
 
         # A bag loop: time jumps back a minute, the TF buffer is cleared, then time runs on again.
