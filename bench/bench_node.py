@@ -1,7 +1,7 @@
 """Camera node: TF -> image latency and sustained rate, over real ROS 2 (Fast DDS) in one process.
 
 A child process streams map -> cam at --tf-rate Hz (stamp = publish time, as a robot's TF);
-the node (its own context, MultiThreadedExecutor) renders at --rate Hz; a subscriber on another
+the node (its own context, spun by camera_node.make_executor) renders at --rate Hz; a subscriber on another
 context records when each image arrives. Latency = arrival time - publish time of the first TF sample at or after the
 image's stamp (the sample that let the node render that stamp); compare with the model's render
 time (goal: latency <= render + 5 ms). The rate test counts images received and ticks dropped.
@@ -27,14 +27,14 @@ import rtfm_ros  # noqa: F401  first: sets OpenMP's wait policy before torch loa
 import numpy as np  # noqa: E402
 import rclpy
 import torch
-from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from tf2_msgs.msg import TFMessage
 
 from rtfm_ros.geometry import look_at
-from rtfm_ros.ros.camera_node import CameraNode
+from rtfm_ros.ros.camera_node import CameraNode, make_executor
 from rtfm_ros.ros.conversions import matrix_to_transform_stamped, stamp_to_ns
 from rtfm_ros.world import WorldModel
 
@@ -83,7 +83,7 @@ def run(wm: WorldModel, size: int, rate: float, seconds: float, tf_rate: float, 
         Parameter("width", value=size), Parameter("height", value=size), Parameter("rate", value=rate),
         Parameter("camera_frame", value="cam"), Parameter("camera_frame_convention", value="optical"),
         Parameter("remember_generated", value=False), Parameter("lazy", value=True)])
-    node_exec = MultiThreadedExecutor(num_threads=4, context=node_ctx)
+    node_exec = make_executor(node_ctx)
     node_exec.add_node(node)
     bench = rclpy.create_node("rtfm_bench", context=bench_ctx)
     bench_exec = SingleThreadedExecutor(context=bench_ctx)
@@ -129,8 +129,8 @@ def run(wm: WorldModel, size: int, rate: float, seconds: float, tf_rate: float, 
     age = [(arrived - stamp) / 1e6 for stamp, arrived in window]
     render_ms = 1000 * statistics.median(renders) if renders else float("nan")
     return {"size": size, "rate": rate, "received_hz": (n1 - n0) / (t1 - t0), "dropped": dropped1 - dropped0,
-            "skipped": skipped, "render_ms": render_ms, "lat_ms": statistics.median(lat),
-            "lat_p90_ms": float(np.percentile(lat, 90)), "age_ms": statistics.median(age)}
+            "skipped": skipped, "render_ms": render_ms, "lat_ms": statistics.median(lat) if lat else float("nan"),
+            "lat_p90_ms": float(np.percentile(lat, 90)) if lat else float("nan"), "age_ms": statistics.median(age)}
 
 
 def main() -> None:

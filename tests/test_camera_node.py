@@ -122,18 +122,16 @@ class Caller:
 
 
 class SpunNode:
-    """A CameraNode on its own context, spun by a MultiThreadedExecutor in a thread."""
+    """A CameraNode on its own context, spun by the node's own executor in a thread."""
 
     def __init__(self, domain_id: int, overrides: dict, **kwargs) -> None:
-        from rclpy.executors import MultiThreadedExecutor
-
-        from rtfm_ros.ros.camera_node import CameraNode
+        from rtfm_ros.ros.camera_node import CameraNode, make_executor
 
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         params = [Parameter(k, value=v) for k, v in overrides.items()]
         self.node = CameraNode(context=self.context, parameter_overrides=params, **kwargs)
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self.executor = make_executor(self.context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()

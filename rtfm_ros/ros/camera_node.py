@@ -4,7 +4,7 @@ A timer at ``rate`` takes the node's clock (sim time honoured) as the render tim
 thread (queue of one) looks the camera up in TF at that time, renders every camera of the tick
 in one batched model call and publishes Image + CameraInfo (+ depth) stamped with that time,
 framed in the optical frame. A tick that finds the worker still busy is dropped and counted,
-so the rate never drifts and no callback waits for the model. Parameters, services and topics
+so the rate never drifts and no callback waits for the model. Spin it with make_executor(). Parameters, services and topics
 are listed in the README (section "ROS 2 camera node").
 """
 
@@ -23,7 +23,8 @@ import rclpy
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.context import Context
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -362,7 +363,22 @@ class CameraNode(Node):
             except queue.Full:
                 pass
             worker.join(5.0)
+        services = getattr(self, "world_services", None)
+        if services is not None:
+            services.close()
         super().destroy_node()
+
+
+def make_executor(context: Context | None = None) -> Executor:
+    """The executor to spin a CameraNode with: single-threaded, by design.
+
+    Every callback of the node is short (TF ingest, the tick hand-off, status); rendering runs on
+    the node's own worker thread and services/seed images on another (see WorldServices). rclpy's
+    MultiThreadedExecutor busy-polls its wait set while a mutually exclusive callback is running:
+    measured here it kept a core busy, starved /tf ingestion at 100 Hz by ~1 s and slowed a 64x64
+    render from 33 ms to ~550 ms (bench/bench_node.py).
+    """
+    return SingleThreadedExecutor(context=context)
 
 
 def main(args: list[str] | None = None) -> int:
@@ -374,7 +390,7 @@ def main(args: list[str] | None = None) -> int:
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {e}")
         rclpy.try_shutdown()
         return 2
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = make_executor()
     executor.add_node(node)
     try:
         executor.spin()

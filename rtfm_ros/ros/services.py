@@ -3,16 +3,22 @@
 Every handler answers (success + message) instead of raising: a bad path, a corrupt world or a
 camera the model cannot render never takes the node down, and a failed save or load leaves
 the world in use untouched (world files are written to a temporary name and renamed).
+
+Handlers run one at a time on a thread of their own: a long save, a render on request or a
+seed image waiting for its TF must not stall the node's single-threaded executor, which keeps
+taking /tf and ticking meanwhile (the callbacks are coroutines awaiting that thread).
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.task import Future
 from rtfm_ros_interfaces.srv import RenderView, WorldPath
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
@@ -26,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from rtfm_ros.ros.camera_node import CameraNode
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+R = TypeVar("R")
 
 
 class WorldServices:
@@ -35,14 +42,34 @@ class WorldServices:
         self.node = node
         self.seed_camera = None  # from ~/seed_camera_info
         self.seeded = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtfm_services")
         group = MutuallyExclusiveCallbackGroup()
-        node.create_service(Trigger, "~/reset", self.reset, callback_group=group)
-        node.create_service(WorldPath, "~/save_world", self.save_world, callback_group=group)
-        node.create_service(WorldPath, "~/load_world", self.load_world, callback_group=group)
-        node.create_service(RenderView, "~/render_view", self.render_view, callback_group=group)
-        node.create_subscription(Image, "~/seed_image", self.on_seed_image, 10, callback_group=group)
+        node.create_service(Trigger, "~/reset", self._off(self.reset), callback_group=group)
+        node.create_service(WorldPath, "~/save_world", self._off(self.save_world), callback_group=group)
+        node.create_service(WorldPath, "~/load_world", self._off(self.load_world), callback_group=group)
+        node.create_service(RenderView, "~/render_view", self._off(self.render_view), callback_group=group)
+        node.create_subscription(Image, "~/seed_image", self._off(self.on_seed_image), 10, callback_group=group)
         node.create_subscription(CameraInfo, "~/seed_camera_info", self.on_seed_camera_info, LATCHED,
                                  callback_group=group)
+
+    def _off(self, handler: Callable[..., R]) -> Callable[..., Any]:
+        """handler as a coroutine callback that runs it on the services thread and awaits the answer."""
+        async def callback(*args: Any) -> R:
+            done: Future = Future(executor=self.node.executor)
+            done.add_done_callback(lambda _: None)  # completing it wakes the executor to resume us
+            def run() -> None:
+                try:
+                    done.set_result(handler(*args))
+                except BaseException as e:  # handlers answer their own errors; this is a bug: re-raised
+                    done.set_exception(e)
+            self._pool.submit(run)
+            return await done
+        callback.__name__ = handler.__name__
+        return callback
+
+    def close(self) -> None:
+        """Finish the request in progress (if any) and stop the services thread."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     @property
     def log(self) -> Any:
