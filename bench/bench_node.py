@@ -36,6 +36,7 @@ from tf2_msgs.msg import TFMessage
 from rtfm_ros.geometry import look_at
 from rtfm_ros.ros.camera_node import CameraNode, make_executor
 from rtfm_ros.ros.conversions import matrix_to_transform_stamped, stamp_to_ns
+from rtfm_ros.runtime import serving_threads
 from rtfm_ros.world import WorldModel
 
 from bench_model import seeded_world  # noqa: E402  (bench/ is on sys.path when run as a script)
@@ -75,14 +76,15 @@ def tf_child(tf_rate: float, out: str) -> None:
     rclpy.try_shutdown()
 
 
-def run(wm: WorldModel, size: int, rate: float, seconds: float, tf_rate: float, domain: int) -> dict:
+def run(wm: WorldModel, size: int, rate: float, seconds: float, tf_rate: float, domain: int, threads: int) -> dict:
     node_ctx, bench_ctx = rclpy.Context(), rclpy.Context()
     rclpy.init(context=node_ctx, domain_id=domain)
     rclpy.init(context=bench_ctx, domain_id=domain)
     node = CameraNode(world_model=wm, context=node_ctx, parameter_overrides=[
         Parameter("width", value=size), Parameter("height", value=size), Parameter("rate", value=rate),
         Parameter("camera_frame", value="cam"), Parameter("camera_frame_convention", value="optical"),
-        Parameter("remember_generated", value=False), Parameter("lazy", value=True)])
+        Parameter("remember_generated", value=False), Parameter("lazy", value=True),
+        Parameter("torch_threads", value=threads)])
     node_exec = make_executor(node_ctx)
     node_exec.add_node(node)
     bench = rclpy.create_node("rtfm_bench", context=bench_ctx)
@@ -142,24 +144,22 @@ def main() -> None:
     ap.add_argument("--tf-rate", type=float, default=100.0)
     ap.add_argument("--tf-child", metavar="OUT", help=argparse.SUPPRESS)
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
+    ap.add_argument("--threads", type=int, default=0, help="the node's torch_threads (0: auto, all cores but one)")
     args = ap.parse_args()
     if args.tf_child:
         return tf_child(args.tf_rate, args.tf_child)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     wm, name = load_world(args.checkpoint, args.device)
     seeded_world(wm)
     domain = 1 + os.getpid() % 101
     load = os.getloadavg()[0]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (load {load:.1f}), "
-          f"{torch.get_num_threads()} torch threads, device {wm.device}, model {name}, TF at {args.tf_rate:g} Hz, "
+          f"torch_threads {args.threads or f'auto ({serving_threads()})'}, device {wm.device}, model {name}, TF at {args.tf_rate:g} Hz, "
           f"{args.seconds:g} s per row")
     print("| resolution | rate (Hz) | images/s received | dropped ticks | TF-skipped | render (ms) | "
           "TF -> image latency median / p90 (ms) | latency - render (ms) | stamp age (ms) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
-        r = run(wm, size, args.rate, args.seconds, args.tf_rate, domain)
+        r = run(wm, size, args.rate, args.seconds, args.tf_rate, domain, args.threads)
         print(f"| {size}x{size} | {r['rate']:g} | {r['received_hz']:.1f} | {r['dropped']} | {r['skipped']} | "
               f"{r['render_ms']:.1f} | {r['lat_ms']:.1f} / {r['lat_p90_ms']:.1f} | "
               f"{r['lat_ms'] - r['render_ms']:.1f} | {r['age_ms']:.1f} |", flush=True)

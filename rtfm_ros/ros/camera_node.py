@@ -80,10 +80,11 @@ class CameraNode(Node):
         self.values = {s.name: P.declare(self, s) for s in P.NODE_PARAMS}
         self._cam_values = self._declare_cameras()  # every parameter is checked before the model loads
         self._seed_rows = P.seed_pose_rows(self.values["seed_images"], self.values["seed_poses"])
-        if self.values["torch_threads"]:
-            import torch
+        import torch
 
-            torch.set_num_threads(self.values["torch_threads"])
+        from rtfm_ros.runtime import serving_threads
+
+        torch.set_num_threads(self.values["torch_threads"] or serving_threads())
         self.world = world_model if world_model is not None else self._load_model()
         self._seed_from_parameters()
         self.cameras = tuple(self._build_camera(n, v, at_start=True) for n, v in self._cam_values.items())

@@ -147,8 +147,8 @@ CAMERA_PARAMS: tuple[ParamSpec, ...] = (
 NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("checkpoint", "str", "", "model checkpoint directory ('' = the bundled default model)", None, "refuse"),
     ParamSpec("device", "str", "auto", "torch device: auto, cpu, cuda, cuda:1 ...", _nonempty, "refuse"),
-    ParamSpec("torch_threads", "int", 0, "CPU threads for the model (0 = PyTorch's default; 1 is often fastest "
-              "on a busy CPU)", lambda v: None if 0 <= v <= 1024 else "must be in 0..1024"),
+    ParamSpec("torch_threads", "int", 0, "CPU threads for the model (0 = auto: all cores but one, "
+              "which is left to DDS, TF and the executor)", lambda v: None if 0 <= v <= 1024 else "must be in 0..1024"),
     ParamSpec("world", "str", "", "world directory to load at start ('' = none)", None, "refuse"),
     ParamSpec("seed_images", "str_list", [], "image files that seed the world", None, "refuse"),
     ParamSpec("seed_poses", "float_list", [],
