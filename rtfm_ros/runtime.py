@@ -30,6 +30,12 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     return None
 
 
+def autocast(device: torch.device, dtype: torch.dtype | None | str = "auto") -> torch.autocast:
+    """The autocast context for ``device``: ``dtype`` (``"auto"``: autocast_dtype), or fp32 if None."""
+    amp = autocast_dtype(device) if dtype == "auto" else dtype
+    return torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None)
+
+
 def serving_threads() -> int:
     """CPU threads for a model that serves a live stream beside other work: all cores but one.
 

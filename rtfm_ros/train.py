@@ -25,7 +25,7 @@ from rtfm_ros.data.examples import ClipExamples, ExampleConfig, collate
 from rtfm_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from rtfm_ros.model.config import preset
 from rtfm_ros.model.renderer import FrameRenderer
-from rtfm_ros.runtime import autocast_dtype, pick_device
+from rtfm_ros.runtime import autocast, autocast_dtype, pick_device
 
 
 @dataclass
@@ -199,7 +199,7 @@ def train(cfg: TrainConfig) -> dict:
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        with autocast(device, amp):
             loss, parts = compute_loss(net, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()

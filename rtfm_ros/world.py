@@ -16,15 +16,16 @@ import torch
 import torch.nn.functional as F
 
 from rtfm_ros.geometry import GeometryError, PinholeCamera, validate_transform
-from rtfm_ros.memory import FrameMemory
+from rtfm_ros.memory import Frame, FrameMemory
 from rtfm_ros.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from rtfm_ros.model.renderer import ContextEncoding, FrameRenderer
-from rtfm_ros.runtime import autocast_dtype, pick_device
+from rtfm_ros.runtime import autocast, autocast_dtype, pick_device
 
 
 # Generated views feed back into later renders; real (seeded, observed) frames are trusted more
 # so errors do not compound, except at a generated view's exact pose (revisits).
 GENERATED_PRIOR = 0.5
+ENCODE_CHUNK = 64  # frames per encoder call (bounds peak memory when many frames are new at once)
 
 
 class EmptyWorldError(RuntimeError):
@@ -99,17 +100,9 @@ class WorldModel:
         img, cam, d = self._to_memory(image, camera, depth)
         return self.memory.add(img, T, cam, stamp=time.time() if stamp is None else stamp, source=source, depth=d)
 
-    def _encoding(self, frame) -> ContextEncoding:
-        """A frame's context encoding, computed on first use and cached in the memory."""
-        if frame.encoding is None:
-            rgb = torch.from_numpy(np.array(frame.rgb)).to(self.device).permute(2, 0, 1)[None].float() / 255
-            K = torch.from_numpy(frame.camera.K).to(self.device)[None].float()
-            with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp or torch.float32,
-                                                 enabled=self.amp is not None):
-                tokens, depth = self.model.encode(rgb, K)
-            frame.encoding = ContextEncoding(tokens=tokens[0], depth=depth[0].float())
-            self.memory.set_encoding(frame.id, frame.encoding)
-        return frame.encoding
+    def autocast(self):
+        """The autocast context for this model's device (a no-op where fp32 is used)."""
+        return autocast(self.device, self.amp)
 
     def _cameras(self, camera: PinholeCamera | Sequence[PinholeCamera], n: int) -> list[PinholeCamera]:
         cams = [camera] * n if isinstance(camera, PinholeCamera) else list(camera)
@@ -133,30 +126,7 @@ class WorldModel:
         Ts = [validate_transform(T, "T_world_camera") for T in T_stack]
         cams = self._cameras(camera, len(Ts))
         t0 = time.perf_counter()
-        ids = [self.memory.select_context(T, c, self.context_size, generated_prior=GENERATED_PRIOR)
-               for T, c in zip(Ts, cams)]
-        ids = [(i * self.context_size)[: self.context_size] for i in ids]  # pad short lists by repetition
-        frames = [[self.memory.get(i) for i in row] for row in ids]
-        enc = [[self._encoding(f) for f in row] for row in frames]
-        dev = self.device
-
-        def stack(fn, dtype=torch.float32):
-            return torch.stack([torch.stack([fn(f, e) for f, e in zip(fr, er)]) for fr, er in zip(frames, enc)]).to(dev, dtype)
-
-        tokens = stack(lambda f, e: e.tokens, self.model.enc_in.weight.dtype)
-        rgb = stack(lambda f, e: torch.from_numpy(np.array(f.rgb)).permute(2, 0, 1).float() / 255)
-        # Stored depth where the frame has it (NaN = unknown pixel), the encoder's prediction elsewhere.
-        depth = stack(lambda f, e: e.depth.cpu() if f.depth is None else
-                      torch.where(torch.isfinite(d := torch.from_numpy(np.array(f.depth))), d, e.depth.cpu()))
-        ctx_K = stack(lambda f, e: torch.from_numpy(f.camera.K))
-        ctx_T = stack(lambda f, e: torch.from_numpy(np.array(f.T_world_camera)), torch.float64)
-        tgt_K = torch.from_numpy(np.stack([c.K for c in cams])).to(dev, torch.float32)
-        tgt_T = torch.from_numpy(np.stack(Ts)).to(dev, torch.float64)
-        H, W = cams[0].height, cams[0].width
-        with torch.autocast(dev.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-            out = self.model.render(tokens, rgb, depth, ctx_K, ctx_T, tgt_K, tgt_T, H, W)
-        images = (out.rgb.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        depths = out.depth.float().cpu().numpy()
+        images, depths = render_views([(self, T, c) for T, c in zip(Ts, cams)])
         self.last_render_seconds = time.perf_counter() - t0
         if remember:
             for img, d, T, c in zip(images, depths, Ts, cams):
@@ -181,3 +151,90 @@ class WorldModel:
     def reset(self) -> None:
         """Forget every frame."""
         self.memory.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# The batched core: shared by WorldModel.render_batch (N views of one memory) and
+# envs.batching.render_many (one view per memory, many memories sharing one network).
+
+@torch.no_grad()
+def encode_missing(lead: WorldModel, items: Sequence[tuple[WorldModel, int]]) -> dict[tuple[int, int], ContextEncoding]:
+    """Encodings of (world model, frame id) pairs, computing the uncached ones in batched calls.
+
+    Every world model must share ``lead``'s network. Returns {(id(world model), frame id):
+    encoding}; new encodings are cached in each memory (a frame is encoded once, ever).
+    """
+    out: dict[tuple[int, int], ContextEncoding] = {}
+    todo: dict[tuple[int, int], tuple[WorldModel, Frame]] = {}
+    for wm, fid in items:
+        key = (id(wm), int(fid))
+        if key in out or key in todo:
+            continue
+        frame = wm.memory.get(fid)
+        if frame.encoding is not None:
+            out[key] = frame.encoding
+        else:
+            todo[key] = (wm, frame)
+    by_shape: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for key, (_, frame) in todo.items():
+        by_shape.setdefault(frame.rgb.shape[:2], []).append(key)
+    dev = lead.device
+    for keys in by_shape.values():
+        for s in range(0, len(keys), ENCODE_CHUNK):
+            chunk = keys[s: s + ENCODE_CHUNK]
+            frames = [todo[k][1] for k in chunk]
+            rgb = torch.from_numpy(np.stack([f.rgb for f in frames])).to(dev).permute(0, 3, 1, 2).float() / 255
+            K = torch.from_numpy(np.stack([f.camera.K for f in frames])).to(dev).float()
+            with lead.autocast():
+                tokens, depth = lead.model.encode(rgb, K)
+            for j, k in enumerate(chunk):
+                enc = ContextEncoding(tokens=tokens[j].clone(), depth=depth[j].float().clone())
+                wm, frame = todo[k]
+                wm.memory.set_encoding(frame.id, enc)
+                out[k] = enc
+    return out
+
+
+@torch.no_grad()
+def render_views(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]]) -> tuple[np.ndarray, np.ndarray]:
+    """One model call for views (world model, T_world_camera, camera) of one size, each from its
+    own world model's memory; all share the first one's network. -> (NxHxWx3 uint8, NxHxW depth).
+
+    Poses and cameras must already be validated (render_batch / render_many do it).
+    """
+    lead = views[0][0]
+    k = lead.context_size
+    rows: list[list[int]] = []
+    for wm, T, cam in views:
+        if len(wm.memory) == 0:
+            raise EmptyWorldError("the world is empty: seed the world first (add_frame or a saved world)")
+        ids = wm.memory.select_context(T, cam, k, generated_prior=GENERATED_PRIOR)
+        if not ids:
+            raise EmptyWorldError("context selection found no frame to render from")
+        rows.append((ids * k)[:k])  # pad short lists by repetition
+    pairs = [(wm, i) for (wm, _, _), row in zip(views, rows) for i in row]
+    enc = encode_missing(lead, pairs)
+    frames = [wm.memory.get(i) for wm, i in pairs]
+    encs = [enc[(id(wm), i)] for wm, i in pairs]
+    dev, B = lead.device, len(rows)
+
+    def per_view(t: torch.Tensor) -> torch.Tensor:  # (B*k, ...) -> (B, k, ...)
+        return t.reshape(B, k, *t.shape[1:])
+
+    # Stacked in numpy and moved once (not frame by frame): this is per-view overhead.
+    tokens = per_view(torch.stack([e.tokens for e in encs]).to(dev, lead.model.enc_in.weight.dtype))
+    rgb = per_view(torch.from_numpy(np.stack([f.rgb for f in frames])).to(dev).permute(0, 3, 1, 2).float() / 255)
+    # Stored depth where the frame has it (NaN = unknown pixel), the encoder's prediction elsewhere.
+    pred = torch.stack([e.depth for e in encs]).to(dev, torch.float32)
+    nan = np.full(pred.shape[1:], np.nan, np.float32)
+    stored = torch.from_numpy(np.stack([nan if f.depth is None else f.depth for f in frames])).to(dev)
+    depth = per_view(torch.where(torch.isfinite(stored), stored, pred))
+    ctx_K = per_view(torch.from_numpy(np.stack([f.camera.K for f in frames])).to(dev, torch.float32))
+    ctx_T = per_view(torch.from_numpy(np.stack([f.T_world_camera for f in frames])).to(dev, torch.float64))
+    cams = [cam for _, _, cam in views]
+    tgt_K = torch.from_numpy(np.stack([c.K for c in cams])).to(dev, torch.float32)
+    tgt_T = torch.from_numpy(np.stack([T for _, T, _ in views])).to(dev, torch.float64)
+    with lead.autocast():
+        out = lead.model.render(tokens, rgb, depth, ctx_K, ctx_T, tgt_K, tgt_T, cams[0].height, cams[0].width)
+    images = (out.rgb.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return images, out.depth.float().cpu().numpy()
