@@ -19,7 +19,6 @@ resize (intrinsics scaled with PinholeCamera.scaled), so pixels stay square.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -33,8 +32,6 @@ from rtfm_ros.geometry import PinholeCamera, opengl_to_optical, validate_transfo
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 INFO_TYPE = "sensor_msgs/msg/CameraInfo"
-TF_TOPICS = ("/tf", "/tf_static")
-CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
 
 
 class ImportDataError(ValueError):
@@ -64,32 +61,6 @@ def _assemble(frames: list[tuple[float, np.ndarray, np.ndarray, PinholeCamera]],
 
 
 # ----------------------------------------------------------------------------- ROS 2 bags
-def decode_image(msg: Any, msgtype: str) -> np.ndarray:
-    """HxWx3 uint8 RGB from a sensor_msgs Image or CompressedImage message."""
-    if msgtype.endswith("CompressedImage"):
-        try:
-            return np.asarray(Image.open(io.BytesIO(bytes(msg.data))).convert("RGB"), dtype=np.uint8)
-        except Exception as exc:
-            raise ImportDataError(f"cannot decode a CompressedImage (format {msg.format!r}): {exc}") from exc
-    enc = msg.encoding.lower()
-    if enc not in CHANNELS:
-        raise ImportDataError(f"unsupported image encoding {msg.encoding!r}; supported: {', '.join(CHANNELS)}")
-    c, h, w = CHANNELS[enc], int(msg.height), int(msg.width)
-    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
-    if data.size < h * msg.step or msg.step < w * c:
-        raise ImportDataError(f"image data too short for {w}x{h} {enc} (step {msg.step}, {data.size} bytes)")
-    img = data[: h * msg.step].reshape(h, msg.step)[:, : w * c].reshape(h, w, c)
-    if enc == "mono8":
-        img = np.repeat(img, 3, axis=2)
-    elif enc.startswith("bgr"):
-        img = img[:, :, 2::-1]
-    return np.ascontiguousarray(img[:, :, :3])
-
-
-def _stamp_ns(header: Any) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
-
 def _pick_topic(conns: list, types: tuple[str, ...], wanted: str | None, what: str) -> Any:
     found = [c for c in conns if c.msgtype in types]
     if wanted is not None:
@@ -111,21 +82,17 @@ def import_bag(path: str | Path, *, image_topic: str | None = None, camera_info_
                camera_frame: str | None = None, world_frame: str | None = None, res: int | None = None,
                max_frames: int | None = None) -> Clip:
     """One clip from a ROS 2 bag (folder, .mcap or .db3): every image with a TF pose at its stamp."""
-    from rosbags.highlevel import AnyReader
-    from rosbags.typesys import Stores, get_typestore
-
-    from rtfm_ros.tf_buffer import TransformBuffer, TransformLookupError
-    from rtfm_ros.geometry import transform_from_ros
+    from rtfm_ros.bags import BagError, decode_image, load_tf, open_bag, stamp_to_ns
+    from rtfm_ros.tf_buffer import TransformLookupError
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"bag {path} not found")
     world_frame = world_frame.lstrip("/") if world_frame else None
     try:
-        reader = AnyReader([path], default_typestore=get_typestore(Stores.ROS2_JAZZY))
-        reader.open()
-    except Exception as exc:
-        raise ImportDataError(f"cannot open bag {path}: {exc}") from exc
+        reader = open_bag(path)
+    except BagError as exc:
+        raise ImportDataError(str(exc)) from exc
     try:
         conns = reader.connections
         img_conn = _pick_topic(conns, IMAGE_TYPES, image_topic, "image")
@@ -135,17 +102,8 @@ def import_bag(path: str | Path, *, image_topic: str | None = None, camera_info_
             near = [c for c in infos if c.topic.startswith(ns + "/")]
             camera_info_topic = near[0].topic if len(near) == 1 else None
         info_conn = _pick_topic(conns, (INFO_TYPE,), camera_info_topic, "CameraInfo")
-        duration_s = max(1.0, (reader.end_time - reader.start_time) / 1e9)
-        tf = TransformBuffer(cache_time_s=duration_s + 10.0, jump_threshold_s=duration_s + 10.0)
-        tf_conns = [c for c in conns if c.topic in TF_TOPICS and c.msgtype == "tf2_msgs/msg/TFMessage"]
-        for conn, _t, raw in reader.messages(connections=tf_conns):
-            msg = reader.deserialize(raw, conn.msgtype)
-            for ts in msg.transforms:
-                tr, q = ts.transform.translation, ts.transform.rotation
-                T = transform_from_ros((tr.x, tr.y, tr.z), (q.x, q.y, q.z, q.w))
-                tf.set_transform(ts.header.frame_id, ts.child_frame_id, _stamp_ns(ts.header), T,
-                                 static=conn.topic == "/tf_static")
-        info_msgs = [(_stamp_ns(m.header), m) for m in (reader.deserialize(r, c.msgtype)
+        tf, _ = load_tf(reader)  # the whole bag's TF, so lookups do not depend on logging order
+        info_msgs = [(stamp_to_ns(m.header.stamp), m) for m in (reader.deserialize(r, c.msgtype)
                                                         for c, _t, r in reader.messages(connections=[info_conn]))]
         if not info_msgs:
             raise ImportDataError(f"CameraInfo topic {info_conn.topic} has no messages")
@@ -153,7 +111,7 @@ def import_bag(path: str | Path, *, image_topic: str | None = None, camera_info_
         frames, skipped, frame_ids, distortion = [], 0, set(), None
         for conn, _t, raw in reader.messages(connections=[img_conn]):
             msg = reader.deserialize(raw, conn.msgtype)
-            stamp = _stamp_ns(msg.header)
+            stamp = stamp_to_ns(msg.header.stamp)
             cam_frame = (camera_frame or msg.header.frame_id).lstrip("/")
             frame_ids.add(cam_frame)
             known = tf.frames()
@@ -174,7 +132,10 @@ def import_bag(path: str | Path, *, image_topic: str | None = None, camera_info_
                 continue
             info = info_msgs[int(np.argmin(np.abs(info_stamps - stamp)))][1]
             camera = PinholeCamera.from_camera_info(info.width, info.height, info.k)
-            rgb = decode_image(msg, conn.msgtype)
+            try:
+                rgb = decode_image(msg, conn.msgtype)
+            except BagError as exc:
+                raise ImportDataError(str(exc)) from exc
             if rgb.shape[:2] != (camera.height, camera.width):
                 raise ImportDataError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says "
                                       f"{camera.width}x{camera.height}")
