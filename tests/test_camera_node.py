@@ -443,6 +443,45 @@ def test_multi_camera_batch_sim_time_and_seeding_from_a_topic(assets, domain_id,
         spun.close()
 
 
+# ---------------------------------------------------------------------------------- TF arriving late
+def test_seed_image_waits_for_late_tf_while_the_node_keeps_taking_tf(assets):
+    """A seed image whose TF comes 0.5 s after it is placed once that TF arrives.
+
+    The lookup waits (tf_timeout 3 s) on the services thread; were it to block the executor,
+    the late /tf could not be taken in and the image would be skipped after 3 s.
+    """
+    domain = pick_domain_id(offset=53)  # a domain of its own: no TF but this test's
+    spun = SpunNode(domain, {"checkpoint": str(assets["ckpt"]), "device": "cpu", "camera_frame": "cam",
+                             "camera_frame_convention": "optical", "tf_timeout": 3.0})
+    try:
+        with ros_context(domain) as pub_ctx:
+            node = rclpy.create_node("rtfm_test_late_tf", context=pub_ctx)
+            tf_pub = node.create_publisher(TFMessage, "/tf", reliable_qos(depth=100))
+            img_pub = node.create_publisher(Image, "/rtfm_camera/seed_image", reliable_qos())
+            deadline = time.monotonic() + 20
+            while (tf_pub.get_subscription_count() == 0 or img_pub.get_subscription_count() == 0) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert img_pub.get_subscription_count() > 0, "the node's seed_image subscription was not discovered"
+            t = time.time_ns()
+            rot = g.look_at([0, 0, 1], [1, 0, 1])[:3, :3]
+            before, after = g.make_transform(rot, (0.0, 0.0, 1.0)), g.make_transform(rot, (0.2, 0.0, 1.0))
+            tf_pub.publish(TFMessage(transforms=[c.matrix_to_transform_stamped(before, "map", "cam", t - S // 10)]))
+            img_pub.publish(c.image_to_msg(assets["frames"][0][0], t, "cam"))
+            time.sleep(0.5)
+            tf_pub.publish(TFMessage(transforms=[c.matrix_to_transform_stamped(after, "map", "cam", t + S // 10)]))
+            placed_by = time.monotonic() + 2.0  # well before tf_timeout runs out
+            while spun.node.world_services.seeded == 0 and time.monotonic() < placed_by:
+                time.sleep(0.02)
+            node.destroy_node()
+        assert spun.node.world_services.seeded == 1
+        with spun.node.world_lock:
+            T = spun.node.world.memory.get(0).T_world_camera
+        np.testing.assert_allclose(T[:3, 3], (0.1, 0.0, 1.0), atol=1e-6)  # interpolated at the image's stamp
+    finally:
+        spun.close()
+
+
 # ---------------------------------------------------------------------------------- the console script
 def test_console_script_yaml_absurd_start_parameters_and_refusal(assets, domain_id, ctx, tf_child):
     from PIL import Image as PILImage
