@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from rtfm_ros.cli import main as cli_main
-from rtfm_ros.evaluate.baselines import BaselineError, ContextView, nearest_frame, oracle_reprojection
+from rtfm_ros.evaluate.baselines import (BaselineError, ContextView, nearest_frame, oracle_reprojection,
+                                         ranked_reprojection)
 from rtfm_ros.evaluate.metrics import MAX_PSNR, MetricError, psnr, ssim
 from rtfm_ros.evaluate.suite import (HELDOUT_SEED_BASE, RENDERERS, TARGETS_PER_KIND, SuiteError, build_world, evaluate,
                                      load_suite)
@@ -70,6 +71,20 @@ def test_oracle_reprojection_reproduces_views_and_beats_copying() -> None:
     assert psnr(oracle_reprojection(views, target, CAM), truth) > psnr(nearest_frame(views, target, CAM), truth) + 2
     with pytest.raises(BaselineError, match="depth"):
         oracle_reprojection([ContextView(v.rgb, v.T_world_camera, v.camera) for v in views], target, CAM)
+
+
+def test_ranked_reprojection_keeps_the_best_ranked_view() -> None:
+    """At a context view's own pose, ranking keeps that view's pixels (all but a few at depth
+    edges); unranked z-buffering lets the other view win wherever depths nearly tie."""
+    world, at = _scene()
+    views = _views(world, [at(0.0, 0.0), at(0.0, 0.5)])
+    for order, pose in ((views, views[0]), (views[::-1], views[1])):
+        ranked = psnr(ranked_reprojection(order, pose.T_world_camera, CAM), pose.rgb)
+        assert ranked >= 40 and ranked > psnr(oracle_reprojection(order, pose.T_world_camera, CAM), pose.rgb) + 5
+    target = at(0.0, 0.25)
+    with WorldRenderer(world, CAM) as r:
+        truth = r.render_rgb(target)
+    assert psnr(ranked_reprojection(views, target, CAM), truth) > psnr(nearest_frame(views, target, CAM), truth) + 2
 
 
 def test_suite_world_targets_are_deterministic_and_of_each_kind() -> None:

@@ -69,8 +69,11 @@ def nearest_frame(context: Sequence[ContextView], T_world_camera: np.ndarray, ca
 
 
 def oracle_reprojection(context: Sequence[ContextView], T_world_camera: np.ndarray, camera: PinholeCamera,
-                        fill_iterations: int = 64) -> np.ndarray:
-    """Splat all context views (with ground-truth depth) into the target, then fill holes."""
+                        fill_iterations: int = 64, rank_margin: float = 0.0) -> np.ndarray:
+    """Splat all context views (with ground-truth depth) into the target, then fill holes.
+
+    rank_margin > 0 ranks the views in the order given (see rays.splat), as the model does.
+    """
     import torch
 
     from rtfm_ros.rays import fill_holes, splat
@@ -90,10 +93,23 @@ def oracle_reprojection(context: Sequence[ContextView], T_world_camera: np.ndarr
         K_dst = torch.from_numpy(camera.K)[None]
         T_dst = torch.from_numpy(T)[None]
         image, _z, mask = splat(colors, depth, K_src.float(), T_src.float(), K_dst.float(), T_dst.float(),
-                                camera.height, camera.width)
+                                camera.height, camera.width, rank_margin=rank_margin)
         image = fill_holes(image, mask, iterations=fill_iterations)
     out = (image[0].permute(1, 2, 0).clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
     return np.ascontiguousarray(out)
 
 
-BASELINES: dict[str, Renderer] = {"nearest_frame": nearest_frame, "oracle_reprojection": oracle_reprojection}
+def ranked_reprojection(context: Sequence[ContextView], T_world_camera: np.ndarray,
+                        camera: PinholeCamera) -> np.ndarray:
+    """The model's own starting point without any learned weight: oracle reprojection with the
+    context ranked best first (the model's RANK_MARGIN) and the same hole filling.
+
+    Scoring it beside the model shows what the learned decoder adds on top (an ablation).
+    """
+    from rtfm_ros.model.renderer import RANK_MARGIN
+
+    return oracle_reprojection(context, T_world_camera, camera, rank_margin=RANK_MARGIN)
+
+
+BASELINES: dict[str, Renderer] = {"nearest_frame": nearest_frame, "oracle_reprojection": oracle_reprojection,
+                                  "ranked_reprojection": ranked_reprojection}

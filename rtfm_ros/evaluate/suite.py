@@ -267,6 +267,7 @@ def _baseline(name: str) -> Callable:
 RENDERERS: dict[str, Callable[[argparse.Namespace], Callable]] = {
     "nearest_frame": lambda args: _baseline("nearest_frame"),
     "oracle_reprojection": lambda args: _baseline("oracle_reprojection"),
+    "ranked_reprojection": lambda args: _baseline("ranked_reprojection"),
     "model": lambda args: _model(args, use_depth=True),
     "model_predicted_depth": lambda args: _model(args, use_depth=False),
 }
