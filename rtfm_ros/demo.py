@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,6 +160,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from rtfm_ros.world import WorldModel
 
     t_start = time.time()
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} exists and is not a folder")
     wm = WorldModel.load(args.checkpoint, device=args.device)
     res = args.res or wm.config.image_size
     if args.seed_image:
@@ -167,7 +171,34 @@ def run_demo(args: argparse.Namespace) -> int:
         camera = PinholeCamera.from_fov(res, res, 90.0)
         run = procedural_flight(wm, camera, args.world_seed, args.frames)
     fly(wm, run)
-    files = write_outputs(wm, run, Path(args.out))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        files = write_outputs(wm, run, staging)
+        _write_summary(files["summary"], run, wm, res, t_start)
+        _replace_outputs(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _print_summary(json.loads((out / "summary.json").read_text()), len(wm.memory), args.out,
+                  [out / p.name for p in files.values()])
+    return 0
+
+
+def _replace_outputs(staging: Path, out: Path) -> None:
+    """Move the finished outputs into out, replacing the same names from an earlier run (only those:
+    other files in out are left alone). Nothing in out changes until every output is written."""
+    out.mkdir(exist_ok=True)
+    for item in sorted(staging.iterdir()):
+        target = out / item.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        item.rename(target)
+
+
+def _write_summary(path: Path, run: DemoRun, wm: "WorldModel", res: int, t_start: float) -> None:
     lat = np.array(run.latencies) * 1000
     summary = {
         "views": len(run.renders), "resolution": f"{res}x{res}", "device": str(wm.device),
@@ -177,19 +208,23 @@ def run_demo(args: argparse.Namespace) -> int:
         if run.truth else None,
         "seconds": time.time() - t_start,
     }
-    files["summary"].write_text(json.dumps(summary, indent=2))
+    path.write_text(json.dumps(summary, indent=2))
+
+
+def _print_summary(summary: dict, frames: int, out: str, files: list[Path]) -> None:
     print(f"rendered {summary['views']} views at {summary['resolution']} on {summary['device']}: "
           f"median latency {summary['median_latency_ms']:.1f} ms ({summary['fps']:.0f} fps)")
     if summary["psnr_vs_ground_truth_db"] is not None:
         print(f"mean PSNR against MuJoCo ground truth: {summary['psnr_vs_ground_truth_db']:.2f} dB")
-    print(f"revisit: first view rendered again after {len(run.renders) - 1} others: {run.revisit_psnr:.2f} dB PSNR")
-    print(f"memory: {len(wm.memory)} frames; outputs in {args.out}/: " + ", ".join(p.name for p in files.values()))
-    return 0
+    print(f"revisit: first view rendered again after {summary['views'] - 1} others: "
+          f"{summary['revisit_psnr_db']:.2f} dB PSNR")
+    print(f"memory: {frames} frames; outputs in {out}/: " + ", ".join(p.name for p in files))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="seed a world, fly through it and back, write video, pictures and a bag")
-    p.add_argument("--out", default="demo_out")
+    p.add_argument("--out", default="demo_out",
+                   help="output folder (default demo_out); a re-run replaces the demo's own files in it")
     p.add_argument("--checkpoint", help="model checkpoint (default: the bundled model)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed-image", help="build the world from this photo instead of a procedural scene")

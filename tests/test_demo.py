@@ -37,6 +37,17 @@ def test_procedural_demo_outputs_decode(tmp_path):
     assert summary["psnr_vs_ground_truth_db"] > 25
 
 
+def test_demo_run_again_replaces_its_own_outputs(tmp_path):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    for frames in (8, 16):
+        assert cli_main(["demo", "--out", str(out), "--frames", str(frames)]) == 0
+        assert check_outputs(out, frames, with_truth=True)["views"] == frames
+    assert (out / "notes.txt").read_text() == "mine"  # not one of the demo's files: left alone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]  # no staging folder left behind
+
+
 def test_demo_from_a_photo(tmp_path):
     from rtfm_ros.geometry import PinholeCamera, look_at
     from rtfm_ros.sim.renderer import WorldRenderer
