@@ -14,7 +14,6 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,7 @@ from tf2_msgs.msg import TFMessage
 from rtfm_ros.geometry import (R_BODY_OPTICAL, GeometryError, PinholeCamera, body_to_optical, make_transform,
                                transform_from_ros)
 from rtfm_ros.ros import params as P
+from rtfm_ros.ros.params import CameraSpec
 from rtfm_ros.ros.conversions import camera_info_msg, depth_to_msg, image_to_msg, matrix_to_transform_stamped
 from rtfm_ros.ros.services import WorldServices
 from rtfm_ros.ros.status import Coverage, RenderStats, frames_in_ram
@@ -53,21 +53,6 @@ STATIC_BROADCAST_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABL
                                   durability=DurabilityPolicy.TRANSIENT_LOCAL)
 IMAGE_QOS = {"sensor_data": qos_profile_sensor_data,
              "reliable": QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)}
-
-
-@dataclass(frozen=True)
-class CameraSpec:
-    """One simulated camera: where it is in TF, what it publishes, its intrinsics."""
-
-    name: str            # '' for the single-camera set-up
-    camera_frame: str    # looked up in TF
-    optical_frame: str   # header.frame_id of what it publishes
-    body: bool           # camera_frame uses body axes (x forward): rotate to optical
-    camera: PinholeCamera
-
-    @property
-    def prefix(self) -> str:
-        return f"{self.name}/" if self.name else ""
 
 
 class CameraNode(Node):

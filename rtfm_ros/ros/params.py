@@ -23,6 +23,22 @@ from rclpy.parameter import Parameter
 
 from rtfm_ros.geometry import MAX_RESOLUTION, GeometryError, PinholeCamera
 
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """One simulated camera: where it is in TF, what it publishes, its intrinsics."""
+
+    name: str            # '' for the single-camera set-up
+    camera_frame: str    # looked up in TF
+    optical_frame: str   # header.frame_id of what it publishes
+    body: bool           # camera_frame uses body axes (x forward): rotate to optical
+    camera: PinholeCamera
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.name}/" if self.name else ""
+
+
 QOS_CHOICES = ("sensor_data", "reliable")
 CONVENTIONS = ("optical", "body")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
