@@ -51,6 +51,7 @@ class TrainConfig:
     compile: bool = False
     threads: int = 0                 # CPU intra-op threads (0: PyTorch's default)
     max_minutes: float | None = None  # stop (after saving) when this much wall-clock has passed
+    ctx_depth_weight: float = 0.1    # weight of the depth head's loss on context frames
     examples: ExampleConfig = field(default_factory=ExampleConfig)
 
 
@@ -66,8 +67,10 @@ def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
 
 
-def compute_loss(model: FrameRenderer, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-    """L1 + image-gradient L1 on colour, L1 on log-depth (target and context depth head)."""
+def compute_loss(model: FrameRenderer, batch: dict[str, torch.Tensor],
+                 ctx_depth_weight: float = 0.1) -> tuple[torch.Tensor, dict[str, float]]:
+    """L1 + image-gradient L1 on colour, L1 on log-depth (target, and the depth head on context
+    frames, weighted by ctx_depth_weight: that head is what depthless photos are rendered with)."""
     H, W = batch["tgt_rgb"].shape[-2:]
     out, ctx_depth_pred = model(batch["ctx_rgb"], batch["ctx_depth"], batch["ctx_K"], batch["ctx_T"],
                                 batch["tgt_K"], batch["tgt_T"], H, W, depth_known=batch["depth_known"])
@@ -85,7 +88,7 @@ def compute_loss(model: FrameRenderer, batch: dict[str, torch.Tensor]) -> tuple[
     valid_c = (batch["ctx_depth"] > 0) * has[:, None]
     depth_c = ((enc(ctx_depth_pred.float()) - enc(batch["ctx_depth"].clamp_min(1e-3))).abs() * valid_c).sum() \
         / valid_c.sum().clamp_min(1)
-    loss = l1 + 0.5 * grad + 0.1 * depth_t + 0.1 * depth_c
+    loss = l1 + 0.5 * grad + 0.1 * depth_t + ctx_depth_weight * depth_c
     return loss, {"loss": loss.item(), "l1": l1.item(), "grad": grad.item(), "depth": depth_t.item(),
                   "ctx_depth": depth_c.item()}
 
@@ -200,7 +203,7 @@ def train(cfg: TrainConfig) -> dict:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         with autocast(device, amp):
-            loss, parts = compute_loss(net, batch)
+            loss, parts = compute_loss(net, batch, cfg.ctx_depth_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -268,6 +271,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads (0: default; 1 is faster on a CPU shared with other busy processes)")
     p.add_argument("--max-minutes", type=float)
+    p.add_argument("--ctx-depth-weight", type=float, default=TrainConfig.ctx_depth_weight,
+                   help="weight of the depth head's loss on context frames (default %(default)s)")
     p.add_argument("--depth-known-probability", type=float, default=ExampleConfig.depth_known_probability,
                    help="chance a context frame keeps its depth; otherwise the model's predicted depth is used "
                         "(lower it to favour depthless inputs such as photos)")
@@ -280,7 +285,7 @@ def _run(a: argparse.Namespace) -> int:
     cfg = TrainConfig(data=a.data, eval_data=a.eval_data, out=a.out, model=a.model, init=a.init, steps=a.steps,
                       batch_size=a.batch_size, warmup=a.warmup, eval_every=a.eval_every, save_every=a.save_every,
                       seed=a.seed, lr=a.lr, device=a.device, amp=a.amp, compile=a.compile, threads=a.threads,
-                      max_minutes=a.max_minutes,
+                      max_minutes=a.max_minutes, ctx_depth_weight=a.ctx_depth_weight,
                       examples=ExampleConfig(depth_known_probability=a.depth_known_probability))
     state = train(cfg)
     print(json.dumps(state, indent=2))
