@@ -176,12 +176,12 @@ def run_demo(args: argparse.Namespace) -> int:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         files = write_outputs(wm, run, staging)
-        _write_summary(files["summary"], run, wm, res, t_start)
+        summary = _summary(run, wm, res, t_start)
+        files["summary"].write_text(json.dumps(summary, indent=2))
         _replace_outputs(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    _print_summary(json.loads((out / "summary.json").read_text()), len(wm.memory), args.out,
-                  [out / p.name for p in files.values()])
+    _print_summary(summary, len(wm.memory), args.out, list(files.values()))
     return 0
 
 
@@ -198,9 +198,9 @@ def _replace_outputs(staging: Path, out: Path) -> None:
         item.rename(target)
 
 
-def _write_summary(path: Path, run: DemoRun, wm: "WorldModel", res: int, t_start: float) -> None:
+def _summary(run: DemoRun, wm: "WorldModel", res: int, t_start: float) -> dict:
     lat = np.array(run.latencies) * 1000
-    summary = {
+    return {
         "views": len(run.renders), "resolution": f"{res}x{res}", "device": str(wm.device),
         "median_latency_ms": float(np.median(lat)), "fps": float(1000 / np.median(lat)),
         "revisit_psnr_db": run.revisit_psnr, "memory_frames": len(wm.memory),
@@ -208,7 +208,6 @@ def _write_summary(path: Path, run: DemoRun, wm: "WorldModel", res: int, t_start
         if run.truth else None,
         "seconds": time.time() - t_start,
     }
-    path.write_text(json.dumps(summary, indent=2))
 
 
 def _print_summary(summary: dict, frames: int, out: str, files: list[Path]) -> None:

@@ -16,20 +16,21 @@ import torch
 from rtfm_ros.evaluate.baselines import ContextView
 from rtfm_ros.geometry import PinholeCamera
 from rtfm_ros.model.checkpoint import load_checkpoint
-from rtfm_ros.runtime import autocast, pick_device
+from rtfm_ros.runtime import autocast, autocast_dtype, pick_device
 
 
 def model_renderer(checkpoint: str | None = None, device: str = "auto",
                    use_depth: bool = True) -> Callable[[Sequence[ContextView], np.ndarray, PinholeCamera], np.ndarray]:
     dev = pick_device(device)
     model, _ = load_checkpoint(checkpoint, dev)
+    amp = autocast_dtype(dev)  # once, not per view
 
     @torch.no_grad()
     def render(context: Sequence[ContextView], T_world_camera: np.ndarray, camera: PinholeCamera) -> np.ndarray:
         rgb = torch.from_numpy(np.stack([c.rgb for c in context])).to(dev).permute(0, 3, 1, 2).float() / 255
         K = torch.from_numpy(np.stack([c.camera.K for c in context])).to(dev).float()
         T = torch.from_numpy(np.stack([c.T_world_camera for c in context])).to(dev)
-        with autocast(dev):
+        with autocast(dev, amp):
             tokens, predicted = model.encode(rgb, K)
             depth = predicted.float()
             if use_depth:

@@ -4,8 +4,8 @@ A timer at ``rate`` takes the node's clock (sim time honoured) as the render tim
 thread (queue of one) looks the camera up in TF at that time, renders every camera of the tick
 in one batched model call and publishes Image + CameraInfo (+ depth) stamped with that time,
 framed in the optical frame. A tick that finds the worker still busy is dropped and counted,
-so the rate never drifts and no callback waits for the model. Spin it with make_executor(). Parameters, services and topics
-are listed in the README (section "ROS 2 camera node").
+so the rate never drifts and no callback waits for the model. Spin it with make_executor().
+Parameters, services and topics are listed in the README (section "ROS 2 camera node").
 """
 
 from __future__ import annotations
