@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
@@ -174,6 +174,36 @@ def _intrinsics(spec: dict, image_size: tuple[int, int], where: str) -> PinholeC
     return PinholeCamera(w, h, fx, fy, float(spec.get("cx", w / 2)), float(spec.get("cy", h / 2)))
 
 
+def transforms_frames(spec: Any, load_image: Callable[[str], np.ndarray], where: str, *, res: int | None = None,
+                      max_frames: int | None = None) -> list[tuple[float, np.ndarray, np.ndarray, PinholeCamera]]:
+    """(time, rgb, optical T_world_camera, camera) per frame of parsed transforms.json ``spec``.
+
+    Images come from ``load_image(file_path)`` (HxWx3 uint8), so a folder on disk and photos
+    uploaded to ``rtfm serve`` share this one parser.
+    """
+    if not isinstance(spec, dict) or not isinstance(spec.get("frames"), list) or not spec["frames"]:
+        raise ImportDataError(f"{where} has no 'frames' list")
+    frames = []
+    for i, fr in enumerate(spec["frames"][: max_frames or None]):
+        at = f"{where} frame {i}"
+        if not isinstance(fr, dict) or "file_path" not in fr or "transform_matrix" not in fr:
+            raise ImportDataError(f"{at}: needs file_path and transform_matrix")
+        rgb = load_image(str(fr["file_path"]))
+        try:
+            camera = _intrinsics({**spec, **fr}, (rgb.shape[1], rgb.shape[0]), at)
+        except (TypeError, ValueError) as exc:
+            raise ImportDataError(f"{at}: bad intrinsics: {exc}") from exc
+        if (camera.width, camera.height) != (rgb.shape[1], rgb.shape[0]):
+            raise ImportDataError(f"{at}: image is {rgb.shape[1]}x{rgb.shape[0]}, w/h say {camera.width}x{camera.height}")
+        try:
+            T = opengl_to_optical(validate_transform(np.asarray(fr["transform_matrix"], dtype=np.float64), at, atol=1e-4))
+        except ValueError as exc:
+            raise ImportDataError(f"{at}: bad transform_matrix: {exc}") from exc
+        rgb, camera = fit_image(rgb, camera, res)
+        frames.append((float(fr.get("time", i)), rgb, T, camera))
+    return frames
+
+
 def import_transforms_json(path: str | Path, *, res: int | None = None, max_frames: int | None = None) -> Clip:
     """One clip from a transforms.json (or the folder holding it), frames in file order."""
     path = Path(path)
@@ -184,29 +214,17 @@ def import_transforms_json(path: str | Path, *, res: int | None = None, max_fram
         spec = json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ImportDataError(f"{file} is not valid JSON: {exc}") from exc
-    if not isinstance(spec, dict) or not isinstance(spec.get("frames"), list) or not spec["frames"]:
-        raise ImportDataError(f"{file} has no 'frames' list")
-    frames = []
-    for i, fr in enumerate(spec["frames"][: max_frames or None]):
-        where = f"{file} frame {i}"
-        if "file_path" not in fr or "transform_matrix" not in fr:
-            raise ImportDataError(f"{where}: needs file_path and transform_matrix")
-        img_path = file.parent / fr["file_path"]
+
+    def load_image(file_path: str) -> np.ndarray:
+        img_path = file.parent / file_path
         if not img_path.exists() and not img_path.suffix:
             img_path = img_path.with_suffix(".png")  # NeRF-synthetic style paths omit the extension
         if not img_path.is_file():
-            raise ImportDataError(f"{where}: image {img_path} not found")
+            raise ImportDataError(f"{file}: image {img_path} not found")
         with Image.open(img_path) as im:
-            rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
-        camera = _intrinsics({**spec, **fr}, (rgb.shape[1], rgb.shape[0]), where)
-        if (camera.width, camera.height) != (rgb.shape[1], rgb.shape[0]):
-            raise ImportDataError(f"{where}: image is {rgb.shape[1]}x{rgb.shape[0]}, w/h say {camera.width}x{camera.height}")
-        try:
-            T = opengl_to_optical(validate_transform(np.asarray(fr["transform_matrix"], dtype=np.float64), where, atol=1e-4))
-        except ValueError as exc:
-            raise ImportDataError(f"{where}: bad transform_matrix: {exc}") from exc
-        rgb, camera = fit_image(rgb, camera, res)
-        frames.append((float(fr.get("time", i)), rgb, T, camera))
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+    frames = transforms_frames(spec, load_image, str(file), res=res, max_frames=max_frames)
     dist = {k: spec[k] for k in ("k1", "k2", "k3", "k4", "p1", "p2") if k in spec}
     meta = {"source": "transforms.json", "path": str(file), "distortion_ignored": dist or None,
             "files": [fr["file_path"] for fr in spec["frames"][: len(frames)]]}
