@@ -20,6 +20,15 @@ from scipy.spatial.transform import Rotation, Slerp
 # A quaternion whose norm is off by more than this is refused; closer ones are normalised.
 QUAT_NORM_TOLERANCE = 1e-3
 MAX_RESOLUTION = 4096
+# Camera positions in a world are bounded: context selection works in float32, where much
+# larger coordinates lose metre precision and their squares head for overflow (a frame at 1e39
+# m became inf and blanked every view). 1e7 m still holds Earth-centred (ECEF) coordinates.
+MAX_POSITION_M = 1e7
+# Render budgets: a call holds the world while it runs, and its time and memory grow with its
+# pixels (faster than linearly per view: 1024x1024 took ~7 s on one CPU core, 4096x4096 ran
+# > 10 min and 1.8 GB). A view may have MAX_VIEW_PIXELS, a call MAX_PIXELS_PER_CALL in all.
+MAX_VIEW_PIXELS = 1 << 20
+MAX_PIXELS_PER_CALL = 1 << 23
 
 # Rotation taking optical-frame coordinates (x right, y down, z forward) to ROS body-frame
 # coordinates (x forward, y left, z up): columns are the optical axes seen from the body.
@@ -60,6 +69,30 @@ def validate_transform(T: np.ndarray, name: str = "transform", atol: float = 1e-
     if not np.allclose(T[3], [0.0, 0.0, 0.0, 1.0]):
         raise GeometryError(f"{name} last row must be [0, 0, 0, 1], got {T[3].tolist()}")
     return T
+
+
+def validate_pose(T: np.ndarray, name: str = "T_world_camera") -> np.ndarray:
+    """validate_transform plus the position bound a world can represent (MAX_POSITION_M)."""
+    T = validate_transform(T, name)
+    far = float(np.abs(T[:3, 3]).max())
+    if far > MAX_POSITION_M:
+        raise GeometryError(f"{name} position {T[:3, 3].tolist()} is beyond the {MAX_POSITION_M:g} m "
+                            "a world can represent (use a local map frame)")
+    return T
+
+
+def check_pixel_budget(views: int, width: int, height: int, view_budget: int = MAX_VIEW_PIXELS,
+                       call_budget: int = MAX_PIXELS_PER_CALL) -> None:
+    """Refuse a render call with no view, a view over ``view_budget`` pixels or a call over ``call_budget``."""
+    if views < 1:
+        raise GeometryError("no poses to render: give at least one 4x4 pose")
+    per_view = int(width) * int(height)
+    if per_view > view_budget:
+        raise GeometryError(f"a {width}x{height} view is {per_view} pixels, more than the {view_budget} one view "
+                            "may have (its cost grows with the square of its pixels); render a smaller view")
+    if per_view * int(views) > call_budget:
+        raise GeometryError(f"{views} views of {width}x{height} are {per_view * int(views)} pixels, more than the "
+                            f"{call_budget} one render call may produce; render fewer views per call")
 
 
 def compose(*transforms: np.ndarray) -> np.ndarray:

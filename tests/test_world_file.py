@@ -174,11 +174,12 @@ print("finished", flush=True)
     finally:
         child.wait(30)
     assert child.returncode == -signal.SIGKILL
-    back = FrameMemory.open(path, check="full")
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "w.rtfm"]
+    assert leftovers and all(n.startswith(f".w.rtfm.{child.pid}.") and ".tmp" in n for n in leftovers)
+    back = FrameMemory.open(path, check="full")   # the next open removes what the killed save left
     assert_same(good, back)
     back.close()
-    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "w.rtfm"]
-    assert leftovers and all(n.startswith(".w.rtfm.") and n.endswith(".tmp") for n in leftovers)
+    assert [p.name for p in tmp_path.iterdir()] == ["w.rtfm"]
 
 
 def test_killed_appends_keep_every_committed_frame(tmp_path):

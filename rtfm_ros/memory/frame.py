@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from rtfm_ros.geometry import PinholeCamera, validate_transform
+from rtfm_ros.geometry import PinholeCamera, validate_pose
 
 SOURCES: tuple[str, ...] = ("seed", "observed", "generated")
 
@@ -55,7 +55,7 @@ def check_frame(rgb: Any, T_world_camera: Any, camera: Any, stamp: Any, source: 
     if rgb.shape != (camera.height, camera.width, 3):
         raise FrameError(f"rgb shape {rgb.shape} does not match the camera "
                          f"({camera.height}, {camera.width}, 3)")
-    T = validate_transform(T_world_camera, "T_world_camera").copy()
+    T = validate_pose(T_world_camera, "T_world_camera").copy()
     try:
         stamp_f = float(stamp)
     except (TypeError, ValueError):

@@ -11,6 +11,8 @@ the frame being added.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import shutil
 import tempfile
 import threading
@@ -20,12 +22,15 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from rtfm_ros.geometry import PinholeCamera
+from rtfm_ros.geometry import MAX_POSITION_M, PinholeCamera
 from rtfm_ros.memory import juggling
 from rtfm_ros.memory.frame import SOURCES, Frame, FrameError, check_frame, readonly
 from rtfm_ros.memory.spatial_index import SpatialIndex
 from rtfm_ros.memory.codecs import encode_depth, encode_image
 from rtfm_ros.memory.world_file import FrameRecord, WorldFile, WorldFileError, save_world
+
+
+_log = logging.getLogger(__name__)
 
 
 def _nbytes(obj: Any) -> int:
@@ -60,6 +65,7 @@ class FrameMemory:
         self._lock = threading.RLock()
         self._world: WorldFile | None = None
         self._spill_dir: str | None = None
+        self.last_save_skipped: list[int] = []
         self._reset()
         if path is not None:
             self._world = WorldFile.create(path, model=model, meta=self._meta, **self._formats)
@@ -76,6 +82,7 @@ class FrameMemory:
         self._pixel_bytes = 0
         self._encoding_bytes = 0
         self._index = SpatialIndex()
+        self._unusable = np.empty(0, dtype=np.int64)  # loaded frames whose pose no view can use
 
     # ---------------------------------------------------------------- opening / saving
     @classmethod
@@ -116,6 +123,16 @@ class FrameMemory:
         self._n = n
         self._index.extend(poses[:, :3, 3])
         self._index.rebuild()
+        # Written before positions were bounded: kept in the world, never used as context.
+        self._unusable = np.flatnonzero(np.abs(poses[:, :3, 3]).max(axis=1, initial=0.0) > MAX_POSITION_M)
+        if self._unusable.size:
+            _log.warning("%d frame(s) of this world lie beyond %g m and are ignored: ids %s",
+                         self._unusable.size, MAX_POSITION_M, self._unusable[:10].tolist())
+
+    @property
+    def unusable_frames(self) -> list[int]:
+        """Ids of loaded frames whose pose is out of range (kept in the world, never rendered from)."""
+        return self._unusable.tolist()
 
     @property
     def path(self) -> Path | None:
@@ -130,8 +147,11 @@ class FrameMemory:
     def save(self, path: str | Path, *, meta: dict | None = None, progress: Any = None) -> Path:
         """Write every frame to a new world file at ``path`` atomically (the old file survives a failed save).
 
-        Frames already in the attached world are copied as stored (no re-encoding). Saving to
-        the attached path itself only updates the metadata.
+        Frames already in the attached world are copied as stored (no re-encoding). A frame
+        whose stored pixels are corrupt is re-encoded from RAM if it is resident, else left out
+        (logged, ids in :attr:`last_save_skipped`; later frames move down one id) so one bad
+        frame never makes the rest unsaveable. Saving to the attached path itself only updates
+        the metadata.
         """
         with self._lock:
             if meta is not None:
@@ -139,16 +159,33 @@ class FrameMemory:
             if self.path is not None and Path(path).resolve() == self.path.resolve():
                 self._world.set_meta(user=self._meta, model=self._model)
                 return self._world.path
-            return save_world(path, self._records(), model=self._model, meta=self._meta,
-                              progress=progress, **self._formats)
+            self.last_save_skipped = []
+            saved = save_world(path, self._records(self.last_save_skipped), model=self._model, meta=self._meta,
+                               progress=progress, **self._formats)
+            if self.last_save_skipped:
+                _log.warning("saved %s without %d corrupt frame(s): ids %s", saved, len(self.last_save_skipped),
+                             self.last_save_skipped[:10])
+            return saved
 
-    def _records(self) -> Iterator[FrameRecord]:
+    def _records(self, skipped: list[int] | None = None) -> Iterator[FrameRecord]:
+        """Every frame as a record; with ``skipped``, corrupt stored frames are listed there and left out."""
+        out = 0
         for i in range(self._n):
-            if self._world is not None:
-                yield self._world.read_record(i)
-            else:
+            if self._world is None:
                 rgb, depth = self._pixels[i]
-                yield self._encode(i, rgb, depth)
+                rec = self._encode(i, rgb, depth)
+            else:
+                try:
+                    rec = self._world.read_record(i)
+                except WorldFileError:
+                    if skipped is None:
+                        raise
+                    if i not in self._pixels:
+                        skipped.append(i)
+                        continue
+                    rec = self._encode(i, *self._pixels[i])
+            yield rec if rec.id == out else dataclasses.replace(rec, id=out)
+            out += 1
 
     def _encode(self, i: int, rgb: np.ndarray, depth: np.ndarray | None) -> FrameRecord:
         f = self._formats
@@ -325,6 +362,10 @@ class FrameMemory:
     def stamps(self) -> np.ndarray:
         return self._stamps[: self._n].copy()
 
+    def source(self, frame_id: int) -> str:
+        """Where a frame came from: one of SOURCES (seed, observed, generated)."""
+        return SOURCES[int(self._sources[self._check_id(frame_id)])]
+
     def within_radius(self, position: np.ndarray, radius: float) -> list[int]:
         """Ids of frames whose camera is within ``radius`` metres of ``position``."""
         return self._index.within(position, radius).tolist()
@@ -352,6 +393,8 @@ class FrameMemory:
         with self._lock:
             n = self._n
             cand = self.context_candidates(T_world_camera, depth_hint, candidates)
+            if self._unusable.size:
+                cand = np.setdiff1d(cand, self._unusable)
             priors = None
             if generated_prior != 1.0:
                 priors = np.where(self._sources[:n] == SOURCES.index("generated"), generated_prior, 1.0)

@@ -10,10 +10,10 @@ rolling digest).
 Why it survives crashes: appends are single SQLite transactions in WAL mode (INSERT only, plus
 the meta counters in the same transaction), and a whole-world save writes a hidden temporary
 file, fsyncs it and renames it over the target, so a killed save leaves the previous world.
-Why it never half-loads: opening checks the SQLite header against the file size, runs
-PRAGMA quick_check, recomputes every row's SHA-256 over its small fields and the rolling digest
+Why it never half-loads: opening checks the SQLite header against the file size (unless a WAL
+holds the newest pages), the schema, runs PRAGMA quick_check, recomputes every row's SHA-256 over its small fields and the rolling digest
 over all rows (catching lost, reordered or edited rows); pixel bytes carry their own SHA-256,
-checked whenever they are read.
+checked whenever they are read. What may be opened or replaced is guarded in file_safety.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import sqlite3
 import struct
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -33,13 +32,19 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from rtfm_ros.memory.codecs import DEPTH_FORMATS, IMAGE_FORMATS, WorldFileError, decode_depth, decode_image
+from rtfm_ros.memory.file_safety import (APPLICATION_ID, check_save_target, check_sqlite_header, checkpoint,
+                                         clean_stale_temps, connect, fsync, remove_temp, temp_path)
 
 
 SCHEMA_VERSION = 1
-APPLICATION_ID = 0x52544657  # "RTFW" in the SQLite header
 CHECKS = ("none", "quick", "full")
 _GENESIS = hashlib.sha256(b"rtfm_ros world v1").digest()
-_SQLITE_MAGIC = b"SQLite format 3\x00"
+_COLUMNS = {"meta": ["key", "value"],
+            "frames": ["id", "pose", "width", "height", "fx", "fy", "cx", "cy", "stamp", "source",
+                       "pixels_sha256", "sha256"],
+            "pixels": ["id", "image_format", "image", "depth_format", "depth"]}
+# Anything sqlite3 or json can raise on a damaged file (deep nesting, odd types, huge numbers).
+_READ_ERRORS = (sqlite3.Error, ValueError, KeyError, TypeError, AttributeError, RecursionError, OverflowError)
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -81,31 +86,24 @@ def row_sha256(fid: int, pose: bytes, intr: np.ndarray, stamp: float, source: st
                           + struct.pack("<d", stamp) + source.encode() + b"\0" + pixels_sha).digest()
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _parse_meta(path: Path, rows: Iterable[tuple[str, str]]) -> tuple[dict[str, Any], int, bytes]:
+    """(meta, frame count, digest) with the count and digest type-checked before anything is sized by them."""
+    meta = {k: json.loads(v) for k, v in rows}
+    count, digest = meta.get("frame_count", 0), meta.get("digest", _GENESIS.hex())
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise WorldFileError(f"world file {path} has a bad frame count {count!r}")
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise WorldFileError(f"world file {path} has a bad digest {str(digest)[:80]!r}")
+    return meta, count, bytes.fromhex(digest)
 
 
-def _check_sqlite_header(path: Path) -> None:
-    """Refuse files that are not SQLite or are shorter than their header says (truncated)."""
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(100)
-    except FileNotFoundError:
-        raise WorldFileError(f"world file {path} does not exist") from None
-    if len(head) < 100 or not head.startswith(_SQLITE_MAGIC):
-        raise WorldFileError(f"{path} is not a world file (no SQLite header)")
-    page_size = struct.unpack(">H", head[16:18])[0]
-    page_size = 65536 if page_size == 1 else page_size
-    pages, change, valid_for = struct.unpack(">I", head[28:32])[0], head[24:28], head[92:96]
-    if change == valid_for and size < pages * page_size:
-        raise WorldFileError(f"world file {path} is truncated ({size} bytes, header says {pages * page_size})")
-    if struct.unpack(">I", head[68:72])[0] != APPLICATION_ID:
-        raise WorldFileError(f"{path} is an SQLite file but not an rtfm_ros world")
+def _check_schema(path: Path, conn: sqlite3.Connection) -> None:
+    """Refuse a world whose tables or columns are not this schema (a dropped table, an edited one)."""
+    for table, columns in _COLUMNS.items():
+        got = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+        if got != columns:
+            what = "lacks the table" if not got else "has unexpected columns in"
+            raise WorldFileError(f"world file {path} {what} {table!r}")
 
 
 class WorldFile:
@@ -116,9 +114,7 @@ class WorldFile:
         self._conn = conn
         self.writable = writable
         self._lock = threading.Lock()
-        self.meta: dict[str, Any] = {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
-        self._count = int(self.meta.get("frame_count", 0))
-        self._digest = bytes.fromhex(self.meta.get("digest", _GENESIS.hex()))
+        self.meta, self._count, self._digest = _parse_meta(path, conn.execute("SELECT key, value FROM meta"))
 
     # ---------------------------------------------------------------- creation / opening
     @classmethod
@@ -152,7 +148,7 @@ class WorldFile:
                   "depth_format": depth_format, "frame_count": 0, "digest": _GENESIS.hex()}
         try:
             encoded = {k: json.dumps(v) for k, v in values.items()}
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise WorldFileError(f"world metadata must be JSON-serialisable: {exc}") from None
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         try:
@@ -178,13 +174,11 @@ class WorldFile:
         path = Path(path)
         if check not in CHECKS:
             raise WorldFileError(f"check must be one of {CHECKS}, got {check!r}")
-        _check_sqlite_header(path)
-        uri = path.resolve().as_uri() + ("?mode=rw" if writable else "?mode=ro")
+        clean_stale_temps(path)
+        check_sqlite_header(path)
+        conn = connect(path, writable)
         try:
-            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise WorldFileError(f"cannot open world file {path}: {exc}") from None
-        try:
+            _check_schema(path, conn)
             if check != "none":
                 pragma = "integrity_check" if check == "full" else "quick_check"
                 result = [r[0] for r in conn.execute(f"PRAGMA {pragma}")]
@@ -205,7 +199,7 @@ class WorldFile:
         except WorldFileError:
             conn.close()
             raise
-        except (sqlite3.Error, ValueError, KeyError) as exc:
+        except _READ_ERRORS as exc:
             conn.close()
             raise WorldFileError(f"world file {path} is corrupt or unreadable: {exc}") from None
         return world
@@ -255,7 +249,7 @@ class WorldFile:
                                        [(json.dumps(count), "frame_count"), (json.dumps(digest.hex()), "digest")])
                 self._conn.execute("COMMIT")
             except BaseException as exc:
-                self._conn.execute("ROLLBACK")
+                self._rollback()
                 if isinstance(exc, sqlite3.Error):
                     raise WorldFileError(f"cannot append to world file {self.path}: {exc}") from None
                 raise
@@ -263,8 +257,18 @@ class WorldFile:
             self.meta["frame_count"], self.meta["digest"] = count, digest.hex()
         return count
 
+    def _rollback(self) -> None:
+        """Undo the open transaction; SQLite may already have (disk full, I/O error), which is fine."""
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
     def set_meta(self, user: dict | None = None, model: str | None = None) -> None:
         """Replace the caller's metadata and/or the model name (one transaction)."""
+        if not self.writable:
+            raise WorldFileError(f"world file {self.path} is open read-only")
         updates = {}
         if user is not None:
             updates["user"] = user
@@ -272,18 +276,27 @@ class WorldFile:
             updates["model"] = model
         try:
             rows = [(json.dumps(v), k) for k, v in updates.items()]
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise WorldFileError(f"world metadata must be JSON-serialisable: {exc}") from None
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany("UPDATE meta SET value = ? WHERE key = ?", rows)
-            self._conn.execute("COMMIT")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany("UPDATE meta SET value = ? WHERE key = ?", rows)
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise WorldFileError(f"cannot update the metadata of world file {self.path}: {exc}") from None
         self.meta.update(updates)
 
     # ---------------------------------------------------------------- reading
     def read_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
         """(poses Nx4x4, intrinsics Nx6, stamps N, sources) of every frame, all checksums verified."""
         n = self._count
+        with self._lock:
+            top = self._conn.execute("SELECT max(id) FROM frames").fetchone()[0]
+        if (-1 if top is None else top) + 1 != n:
+            raise WorldFileError(f"world file {self.path} has frame ids up to {top}, {0 if top is None else top + 1} "
+                                 f"frames but its meta says {n}")
         poses = np.empty((n, 4, 4))
         intr = np.empty((n, 6))
         stamps = np.empty(n)
@@ -312,18 +325,24 @@ class WorldFile:
 
     def read_record(self, fid: int) -> FrameRecord:
         """One frame's record, with both checksums verified."""
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT f.pose, f.width, f.height, f.fx, f.fy, f.cx, f.cy, f.stamp, f.source, f.pixels_sha256, "
-                "f.sha256, p.image_format, p.image, p.depth_format, p.depth FROM frames f "
-                "JOIN pixels p ON p.id = f.id WHERE f.id = ?", (int(fid),)).fetchone()
-        if row is None:
-            raise WorldFileError(f"world file {self.path} has no frame {fid}")
-        pose, w, h, fx, fy, cx, cy, stamp, source, psha, sha, ifmt, image, dfmt, depth = row
-        intr = np.array([w, h, fx, fy, cx, cy], dtype=np.float64)
-        rec = FrameRecord(int(fid), np.frombuffer(pose, dtype="<f8").reshape(4, 4).copy(), intr, stamp, source,
-                          ifmt, bytes(image), dfmt, None if depth is None else bytes(depth))
-        if rec.pixels_sha256() != psha or row_sha256(fid, pose, intr, stamp, source, psha) != sha:
+        try:
+            with self._lock:
+                row = self._conn.execute(
+                    "SELECT f.pose, f.width, f.height, f.fx, f.fy, f.cx, f.cy, f.stamp, f.source, f.pixels_sha256, "
+                    "f.sha256, p.image_format, p.image, p.depth_format, p.depth FROM frames f "
+                    "JOIN pixels p ON p.id = f.id WHERE f.id = ?", (int(fid),)).fetchone()
+            if row is None:
+                raise WorldFileError(f"world file {self.path} has no frame {fid}")
+            pose, w, h, fx, fy, cx, cy, stamp, source, psha, sha, ifmt, image, dfmt, depth = row
+            intr = np.array([w, h, fx, fy, cx, cy], dtype=np.float64)
+            rec = FrameRecord(int(fid), np.frombuffer(pose, dtype="<f8").reshape(4, 4).copy(), intr, stamp, source,
+                              ifmt, bytes(image), dfmt, None if depth is None else bytes(depth))
+            ok = rec.pixels_sha256() == psha and row_sha256(fid, pose, intr, stamp, source, psha) == sha
+        except WorldFileError:
+            raise
+        except _READ_ERRORS as exc:
+            raise WorldFileError(f"world file {self.path}: frame {fid} cannot be read: {exc}") from None
+        if not ok:
             raise WorldFileError(f"world file {self.path}: checksum mismatch in frame {fid} (corrupt pixels)")
         return rec
 
@@ -350,13 +369,15 @@ def save_world(path: str | os.PathLike, records: Iterable[FrameRecord], *, model
                progress: Callable[[int], None] | None = None) -> Path:
     """Write a complete world to ``path`` atomically (temp file, fsync, rename, fsync directory).
 
-    A save that fails or is killed midway leaves whatever was at ``path`` untouched. Records are
-    consumed one batch at a time, so a world larger than RAM can be written.
+    ``path`` must be new or an existing world file (never a symbolic link or another file). A
+    save that fails or is killed midway leaves whatever was at ``path`` untouched; the next
+    open or save removes what a killed one left. Records are consumed one batch at a time, so
+    a world larger than RAM can be written.
     """
     path = Path(path)
-    if path.is_dir():
-        raise WorldFileError(f"cannot save a world over the directory {path}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    check_save_target(path)
+    clean_stale_temps(path)
+    tmp = temp_path(path)
     try:
         world = WorldFile._create_unjournaled(tmp, model=model, meta=meta, image_format=image_format,
                                               image_quality=image_quality, depth_format=depth_format)
@@ -375,27 +396,17 @@ def save_world(path: str | os.PathLike, records: Iterable[FrameRecord], *, model
             world._conn.execute("PRAGMA journal_mode = WAL")
         finally:
             world.close()
-        _fsync(tmp)
+        fsync(tmp)
+        check_save_target(path)  # again: the path may have changed while the frames were written
         if path.exists():
-            _checkpoint(path)
+            checkpoint(path)
         os.replace(tmp, path)
         for side in ("-wal", "-shm"):
             Path(f"{path}{side}").unlink(missing_ok=True)
-        _fsync(path.parent)
-    except BaseException:
-        for side in ("", "-wal", "-shm", "-journal"):
-            Path(f"{tmp}{side}").unlink(missing_ok=True)
+        fsync(path.parent)
+    except BaseException as exc:
+        remove_temp(tmp)
+        if isinstance(exc, (sqlite3.Error, OSError)):
+            raise WorldFileError(f"cannot save the world to {path}: {exc}") from None
         raise
     return path
-
-
-def _checkpoint(path: Path) -> None:
-    """Fold an existing world's WAL into it so that no stale WAL can pair with a new file."""
-    try:
-        conn = sqlite3.connect(path, isolation_level=None)
-        try:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        pass  # not a readable SQLite file: nothing of it to keep
