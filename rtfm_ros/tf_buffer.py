@@ -10,6 +10,13 @@ Deliberate differences from tf2: a frame keeps one parent until the dynamic cach
 (tf2 lets the parent change between samples) and may not mix static and dynamic samples; both
 are refused with ``FrameTreeError`` so a misconfigured publisher shows at once. As in tf2, a
 repeated stamp and a sample older than the cache window are ignored (set_transform -> False).
+
+Time jumps: the node's clock going back (note_time) clears the dynamic tree at once. Message
+stamps alone are weaker evidence, so one stale sample can neither reset nor reshape the tree:
+every sample is checked against the tree as it is (a stale sample naming a second parent is
+refused, never allowed onto an emptied tree), and a sample far behind the newest is held
+until a second such sample confirms that time went back (a bag loop); a current sample in
+between drops it as late.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ NS_PER_S = 1_000_000_000
 # A dynamic sample this far (beyond the cache window) behind the newest one means time jumped
 # back (bag loop, simulator reset) rather than a late message.
 DEFAULT_JUMP_THRESHOLD_S = 1.0
+# Samples far behind the newest, in a row, that confirm a jump back in message time.
+JUMP_CONFIRMATIONS = 2
 
 
 class FrameTreeError(GeometryError):
@@ -134,16 +143,17 @@ class TransformBuffer:
         self.cache_ns = int(round(cache_time_s * NS_PER_S))
         self.jump_ns = int(round(jump_threshold_s * NS_PER_S))
         self._edges: dict[str, _Edge] = {}
-        self._newest_ns: int | None = None  # newest dynamic stamp held
         self._noted_ns: int | None = None  # last clock time given to note_time
         self._resets = 0
+        self._held: list[tuple[str, str, int, np.ndarray]] = []  # behind-the-window samples awaiting confirmation
         self._cond = threading.Condition(threading.RLock())
 
     # ------------------------------------------------------------------ writing
     def set_transform(
         self, parent: str, child: str, stamp_ns: int, T_parent_child: np.ndarray, static: bool = False
     ) -> bool:
-        """Store T_parent_child at stamp_ns; False when tf2 would ignore it (stale or repeated).
+        """Store T_parent_child at stamp_ns; False when tf2 would ignore it (stale or repeated) or
+        when it is held as a possible jump back in time (stored once a second one confirms it).
 
         Raises GeometryError (bad matrix or stamp) or FrameTreeError (bad names, second parent,
         loop, static/dynamic mix) and leaves the buffer unchanged in that case.
@@ -159,38 +169,47 @@ class TransformBuffer:
         T = validate_transform(T, name=f"transform {parent} -> {child}")
         T.setflags(write=False)
         with self._cond:
-            # A dynamic sample far behind the newest one means time jumped back (bag loop, sim
-            # reset): tf2 starts over, so the checks below run against the tree after the reset.
-            jump = (
-                not static
-                and self._newest_ns is not None
-                and stamp_ns < self._newest_ns - self.cache_ns - self.jump_ns
-            )
-            edges = {c: e for c, e in self._edges.items() if e.static} if jump else self._edges
-            edge = edges.get(child)
-            if edge is not None and edge.parent != parent:
-                raise FrameTreeError(
-                    f"frame {child!r} already has parent {edge.parent!r}; refusing a second parent "
-                    f"{parent!r} (each frame has exactly one parent in a transform tree)"
-                )
-            if edge is not None and edge.static != static:
-                kinds = ("static", "dynamic") if edge.static else ("dynamic", "static")
-                raise FrameTreeError(
-                    f"transform {parent} -> {child} is {kinds[0]}; refusing a {kinds[1]} sample for it"
-                )
-            if edge is None and child in _ancestors(edges, parent):
-                raise FrameTreeError(f"transform {parent} -> {child} would close a loop in the frame tree")
-            if jump:
-                self._edges, self._newest_ns = edges, None
+            edge = self._check_tree(parent, child, static)
+            if edge is not None and not static and stamp_ns < edge.stamps[-1] - self.cache_ns - self.jump_ns:
+                # Far behind this edge's newest sample: a bag loop or sim reset, or one stale message.
+                # Held samples are of edges already in the tree with the same parent, so after the
+                # reset they rebuild part of that same tree: nothing they hold can conflict.
+                self._held.append((parent, child, stamp_ns, T))
+                if len(self._held) < JUMP_CONFIRMATIONS:
+                    return False
+                held, self._held = self._held, []
+                self._clear_dynamic()
                 self._resets += 1
-            if edge is None:
-                edge = _Edge(parent=parent, static=static)
-                self._edges[child] = edge
-            stored = edge.insert(stamp_ns, T, self.cache_ns)
-            if stored and not static:
-                self._newest_ns = stamp_ns if self._newest_ns is None else max(self._newest_ns, stamp_ns)
-            self._cond.notify_all()
-            return stored
+                for p, c, t, m in held:
+                    stored = self._store(p, c, t, m, False, self._edges.get(c))
+                return stored
+            if edge is not None and not static:
+                self._held = []  # a current sample: what was held was only late
+            return self._store(parent, child, stamp_ns, T, static, edge)
+
+    def _check_tree(self, parent: str, child: str, static: bool) -> "_Edge | None":
+        """The child's edge, after refusing a second parent, a static/dynamic mix or a loop."""
+        edge = self._edges.get(child)
+        if edge is not None and edge.parent != parent:
+            raise FrameTreeError(
+                f"frame {child!r} already has parent {edge.parent!r}; refusing a second parent "
+                f"{parent!r} (each frame has exactly one parent in a transform tree)"
+            )
+        if edge is not None and edge.static != static:
+            kinds = ("static", "dynamic") if edge.static else ("dynamic", "static")
+            raise FrameTreeError(f"transform {parent} -> {child} is {kinds[0]}; refusing a {kinds[1]} sample for it")
+        if edge is None and child in _ancestors(self._edges, parent):
+            raise FrameTreeError(f"transform {parent} -> {child} would close a loop in the frame tree")
+        return edge
+
+    def _store(self, parent: str, child: str, stamp_ns: int, T: np.ndarray, static: bool,
+               edge: "_Edge | None") -> bool:
+        if edge is None:
+            edge = _Edge(parent=parent, static=static)
+            self._edges[child] = edge
+        stored = edge.insert(stamp_ns, T, self.cache_ns)
+        self._cond.notify_all()
+        return stored
 
     def note_time(self, stamp_ns: int) -> bool:
         """Tell the buffer the clock; a jump back by more than jump_threshold_s clears the dynamic cache.
@@ -220,7 +239,7 @@ class TransformBuffer:
 
     def _clear_dynamic(self) -> None:
         self._edges = {c: e for c, e in self._edges.items() if e.static}
-        self._newest_ns = None
+        self._held = []
 
     # ------------------------------------------------------------------ reading
     def frames(self) -> set[str]:

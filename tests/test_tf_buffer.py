@@ -163,10 +163,13 @@ def test_time_jump_back_resets_dynamic_cache_but_keeps_static():
     buf.set_transform("base", "cam", 0, g.make_transform(translation=(0, 0, 1)), static=True)
     for k in range(90, 101):
         buf.set_transform("map", "base", k * S, g.make_transform(translation=(k, 0, 0)))
-    # A bag loop: the next sample is 95 s behind the newest one.
-    assert buf.set_transform("map", "base", 5 * S, g.make_transform(translation=(5, 0, 0)))
+    # A bag loop: the next samples are 95 s behind the newest one. The first is held (one
+    # stale message is no evidence of a jump), the second confirms it and both are kept.
+    assert not buf.set_transform("map", "base", 5 * S, g.make_transform(translation=(5, 0, 0)))
+    assert buf.resets == 0 and buf.time_range("map", "base") == (90 * S, 100 * S)
+    assert buf.set_transform("map", "base", 5 * S + S // 10, g.make_transform(translation=(5.1, 0, 0)))
     assert buf.resets == 1
-    assert buf.time_range("map", "base") == (5 * S, 5 * S)
+    assert buf.time_range("map", "base") == (5 * S, 5 * S + S // 10)
     assert not buf.can_transform("map", "base", 100 * S)
     np.testing.assert_allclose(buf.lookup("map", "cam", 5 * S)[:3, 3], [5, 0, 1])
 
@@ -304,3 +307,49 @@ def test_wait_for_returns_when_data_arrives_and_times_out_otherwise():
     np.testing.assert_allclose(T[:3, 3], [1, 0, 0])
     with pytest.raises(ExtrapolationError):
         buf.wait_for("map", "base", 2 * S, timeout_s=0.05)
+
+
+def _live_stream(buf, start_s, end_s, hz=20):
+    """map -> base at hz, as a robot's localisation publishes it; returns how many were refused."""
+    refused = 0
+    for k in range(int(start_s * hz), int(end_s * hz)):
+        try:
+            buf.set_transform("map", "base", k * S // hz, g.make_transform(translation=(k / hz, 0, 0)))
+        except FrameTreeError:
+            refused += 1
+    return refused
+
+
+def test_one_stale_transform_with_a_wrong_parent_cannot_hijack_the_tree():
+    buf = TransformBuffer(cache_time_s=10.0)
+    assert _live_stream(buf, 100, 101) == 0
+    # 12 s behind the newest sample (beyond window + jump threshold), naming another parent.
+    with pytest.raises(FrameTreeError, match="already has parent 'map'"):
+        buf.set_transform("odom", "base", 89 * S, g.make_transform())
+    assert buf.resets == 0 and buf.parent_of("base") == "map"
+    assert _live_stream(buf, 101, 104.45) == 0  # the real stream goes on being taken
+    np.testing.assert_allclose(buf.lookup("map", "base", 104 * S)[:3, 3], [104, 0, 0])
+
+
+def test_one_stale_sample_neither_resets_nor_blanks_the_tree():
+    buf = TransformBuffer(cache_time_s=10.0)
+    buf.set_transform("base", "cam", 0, g.make_transform(), static=True)
+    _live_stream(buf, 100, 101)
+    buf.set_transform("map", "odom", 100 * S, g.make_transform())
+    assert not buf.set_transform("map", "base", 50 * S, g.make_transform())  # held, not stored
+    assert buf.resets == 0 and buf.can_transform("map", "cam", 100 * S) and buf.can_transform("map", "odom")
+    _live_stream(buf, 101, 101.1)  # a current sample: the held one was only late
+    assert not buf.set_transform("map", "base", 50 * S + 1, g.make_transform())  # held again, alone
+    assert buf.resets == 0 and buf.time_range("map", "base")[1] > 101 * S
+
+
+def test_a_jump_back_keeps_the_tree_shape_until_the_clock_says_otherwise():
+    buf = TransformBuffer(cache_time_s=10.0)
+    buf.set_transform("map", "odom", 100 * S, g.make_transform())
+    buf.set_transform("odom", "base", 100 * S, g.make_transform())
+    # Two samples far behind confirm the jump; the tree keeps its shape (odom still under map).
+    assert not buf.set_transform("map", "odom", 5 * S, g.make_transform())
+    assert buf.set_transform("odom", "base", 5 * S, g.make_transform())
+    assert buf.resets == 1 and buf.parent_of("odom") == "map" and buf.parent_of("base") == "odom"
+    with pytest.raises(FrameTreeError):
+        buf.set_transform("world", "base", 5 * S, g.make_transform())

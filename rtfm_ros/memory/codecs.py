@@ -35,7 +35,10 @@ def encode_image(rgb: np.ndarray, fmt: str = "png", quality: int = 95) -> bytes:
 
 
 def decode_image(data: bytes, width: int, height: int) -> np.ndarray:
+    """bytes -> HxWx3 uint8; the size is checked from the header before any pixel is decoded."""
     with Image.open(io.BytesIO(data)) as img:
+        if img.size != (width, height):
+            raise WorldFileError(f"stored image is {img.size[0]}x{img.size[1]}, expected {width}x{height}")
         rgb = np.asarray(img.convert("RGB"))
     if rgb.shape != (height, width, 3):
         raise WorldFileError(f"stored image is {rgb.shape}, expected ({height}, {width}, 3)")
@@ -62,6 +65,8 @@ def decode_depth(data: bytes, fmt: str, width: int, height: int) -> np.ndarray:
             depth = z["depth"].astype(np.float32)
     elif fmt == "png16mm":
         with Image.open(io.BytesIO(data)) as img:
+            if img.size != (width, height):
+                raise WorldFileError(f"stored depth is {img.size[0]}x{img.size[1]}, expected {width}x{height}")
             mm = np.asarray(img).astype(np.float32)
         depth = np.where(mm > 0, mm / 1000.0, np.nan).astype(np.float32)
     else:
