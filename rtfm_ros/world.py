@@ -1,12 +1,15 @@
 """WorldModel: the one facade the node, bag replay, Gym envs and the demo use.
 
-A world is a FrameMemory (posed frames) plus a renderer. Rendering a pose picks context frames
-by juggling, reuses each frame's cached encoding (computed once per frame), renders, and by
-default remembers the view when it shows a place the memory does not hold yet.
+A world is a FrameMemory (posed frames, each at its own resolution up to ``max_frame_side``)
+plus a renderer. Each frame gets a depth once, when it is stored (its own, multi-view stereo
+over its posed neighbours, or the model's monocular prior: rtfm_ros.context); rendering a pose
+picks context frames by juggling and warps them into the view (rtfm_ros.model.ibr). By default
+the view is remembered when it shows a place the memory does not hold yet.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Sequence
@@ -15,17 +18,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rtfm_ros.geometry import GeometryError, PinholeCamera, validate_transform
-from rtfm_ros.memory import Frame, FrameMemory
+from rtfm_ros import context as ctxprep
+from rtfm_ros.geometry import (MAX_PIXELS_PER_CALL, MAX_VIEW_PIXELS, GeometryError, PinholeCamera,
+                               check_pixel_budget, validate_pose)
+from rtfm_ros.memory import FrameMemory
+from rtfm_ros.model import ibr
 from rtfm_ros.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from rtfm_ros.model.renderer import ContextEncoding, FrameRenderer
-from rtfm_ros.runtime import autocast, autocast_dtype, pick_device
+from rtfm_ros.model.renderer import FrameRenderer
+from rtfm_ros.runtime import pick_device
 
 
 # Generated views feed back into later renders; real (seeded, observed) frames are trusted more
-# so errors do not compound, except at a generated view's exact pose (revisits).
+# so errors do not compound: a generated view's pixels count for GENERATED_WEIGHT of a real
+# one's where both see a place, and it is picked as context at GENERATED_PRIOR of its score
+# (except at its exact pose, so revisits find it).
 GENERATED_PRIOR = 0.5
-ENCODE_CHUNK = 64  # frames per encoder call (bounds peak memory when many frames are new at once)
+GENERATED_WEIGHT = 0.05
+MAX_FRAME_SIDE = 640  # frames are stored at their own size up to this long side
+_log = logging.getLogger(__name__)
 
 
 class EmptyWorldError(RuntimeError):
@@ -44,18 +54,26 @@ def _resize(img: np.ndarray, width: int, height: int, mode: str) -> np.ndarray:
 
 
 class WorldModel:
-    """Posed-frame memory + learned renderer. See README for the API tour."""
+    """Posed-frame memory + renderer. See README for the API tour."""
 
     def __init__(self, model: FrameRenderer, memory: FrameMemory | None = None, *,
-                 device: str | torch.device = "auto", checkpoint_info: dict | None = None) -> None:
+                 device: str | torch.device = "auto", checkpoint_info: dict | None = None,
+                 max_frame_side: int = MAX_FRAME_SIDE, context_size: int | None = None,
+                 use_stereo: bool = True) -> None:
+        if int(max_frame_side) != max_frame_side or max_frame_side < 8:
+            raise ValueError(f"max_frame_side must be an integer >= 8, got {max_frame_side}")
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.config = model.config
         self.memory = memory if memory is not None else FrameMemory()
         self.checkpoint_info = checkpoint_info or {}
-        self.amp = autocast_dtype(self.device)
-        self.context_size = self.config.context
+        self.max_frame_side = int(max_frame_side)
+        self.context_size = int(context_size or self.config.context)
+        self.use_stereo = use_stereo
+        self.use_prior = True  # the monocular depth head (learned); off: a flat fallback depth
         self.last_render_seconds = 0.0
+        self.max_view_pixels, self.max_pixels_per_call = MAX_VIEW_PIXELS, MAX_PIXELS_PER_CALL
+        self.remember_failures = 0  # views rendered and returned but not stored (memory write failed)
 
     @classmethod
     def load(cls, checkpoint: str | Path | None = None, *, world: str | Path | None = None,
@@ -67,23 +85,20 @@ class WorldModel:
             else FrameMemory(ram_budget_bytes=ram_budget_bytes)
         return cls(model, memory, device=dev, checkpoint_info=meta)
 
-    @property
-    def memory_camera_size(self) -> int:
-        """Frames are stored at the model's native resolution (square, intrinsics rescaled)."""
-        return self.config.image_size
+    def memory_camera(self, camera: PinholeCamera) -> PinholeCamera:
+        """The camera a view of ``camera`` is stored with: its own, long side capped at max_frame_side."""
+        return ctxprep.target_camera_for_memory(camera, self.max_frame_side)
 
     def _to_memory(self, image: np.ndarray, camera: PinholeCamera, depth: np.ndarray | None):
-        s = self.memory_camera_size
-        cam = camera.scaled(s, s)
-        img = _resize(image, s, s, "area")
-        d = None if depth is None else _resize(depth.astype(np.float32), s, s, "nearest")
+        cam = self.memory_camera(camera)
+        img = _resize(image, cam.width, cam.height, "area")
+        d = None if depth is None else _resize(depth.astype(np.float32), cam.width, cam.height, "nearest")
         return img, cam, d
 
     def check_camera(self, camera: PinholeCamera) -> None:
-        p = self.config.patch
-        if camera.width % p or camera.height % p:
-            raise GeometryError(f"this model renders sizes that are multiples of {p} pixels; "
-                                f"got {camera.width}x{camera.height}")
+        """Any positive size renders; the pixel budget (geometry.check_pixel_budget) bounds it."""
+        if not isinstance(camera, PinholeCamera):
+            raise GeometryError(f"camera must be a PinholeCamera, got {type(camera).__name__}")
 
     def add_frame(self, image: np.ndarray, T_world_camera: np.ndarray, camera: PinholeCamera, *,
                   depth: np.ndarray | None = None, stamp: float | None = None, source: str = "seed") -> int:
@@ -94,15 +109,53 @@ class WorldModel:
         if image.shape[:2] != (camera.height, camera.width):
             raise ValueError(f"image is {image.shape[1]}x{image.shape[0]} but the camera is "
                              f"{camera.width}x{camera.height}")
-        T = validate_transform(T_world_camera, "T_world_camera")
+        T = validate_pose(T_world_camera, "T_world_camera")
         if depth is not None and np.asarray(depth).shape != image.shape[:2]:
             raise ValueError(f"depth shape {np.asarray(depth).shape} does not match the image {image.shape[:2]}")
         img, cam, d = self._to_memory(image, camera, depth)
-        return self.memory.add(img, T, cam, stamp=time.time() if stamp is None else stamp, source=source, depth=d)
+        fid = self.memory.add(img, T, cam, stamp=time.time() if stamp is None else stamp, source=source, depth=d)
+        if source != "generated":
+            # Depth is paid for now, once; neighbours that had worse depth get another go.
+            ctxprep.invalidate_near(self.memory, fid)
+            self.prepare(fid)
+        return fid
 
-    def autocast(self):
-        """The autocast context for this model's device (a no-op where fp32 is used)."""
-        return autocast(self.device, self.amp)
+    def add_frames(self, frames: Sequence[tuple[np.ndarray, np.ndarray, PinholeCamera]], *,
+                   depths: Sequence[np.ndarray | None] | None = None, source: str = "seed",
+                   progress: bool = False) -> list[int]:
+        """Store many posed frames (image, T_world_camera, camera), then estimate their depth with
+        all of them as neighbours (better than one at a time, when each only sees those before it)."""
+        from tqdm import tqdm
+
+        depths = list(depths) if depths is not None else [None] * len(frames)
+        if len(depths) != len(frames):
+            raise ValueError(f"{len(depths)} depth maps for {len(frames)} frames")
+        ids = []
+        for (image, T, cam), d in zip(frames, depths):
+            image = np.asarray(image)
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError(f"image must be HxWx3 uint8, got {image.dtype} {image.shape}")
+            if image.shape[:2] != (cam.height, cam.width):
+                raise ValueError(f"image is {image.shape[1]}x{image.shape[0]} but the camera is {cam.width}x{cam.height}")
+            img, mcam, md = self._to_memory(image, cam, d)
+            ids.append(self.memory.add(img, validate_pose(T, "T_world_camera"), mcam, stamp=time.time(),
+                                       source=source, depth=md))
+        for fid in tqdm(ids, desc="estimating depth", unit="frame", disable=not progress):
+            self.prepare(fid)
+        return ids
+
+    def prepare(self, frame_id: int) -> ctxprep.PreparedFrame:
+        """The frame's depth and pyramid (computed now if not cached)."""
+        return ctxprep.prepare(self.memory, frame_id, self.model, self.device, use_stereo=self.use_stereo,
+                               use_prior=self.use_prior)
+
+    def depth_sources(self) -> dict[str, int]:
+        """How many frames' depth comes from each source (sensor, stereo, prior), for reports."""
+        out: dict[str, int] = {}
+        for i in self.memory:
+            src = self.prepare(i).source
+            out[src] = out.get(src, 0) + 1
+        return out
 
     def _cameras(self, camera: PinholeCamera | Sequence[PinholeCamera], n: int) -> list[PinholeCamera]:
         cams = [camera] * n if isinstance(camera, PinholeCamera) else list(camera)
@@ -123,23 +176,30 @@ class WorldModel:
         T_stack = np.asarray(T_stack, dtype=np.float64)
         if T_stack.ndim != 3 or T_stack.shape[1:] != (4, 4):
             raise ValueError(f"poses must be Nx4x4, got {T_stack.shape}")
-        Ts = [validate_transform(T, "T_world_camera") for T in T_stack]
-        cams = self._cameras(camera, len(Ts))
+        Ts = [validate_pose(T, "T_world_camera") for T in T_stack]
+        cams = self._cameras(camera, len(Ts)) if Ts else []
+        check_pixel_budget(len(Ts), *((cams[0].width, cams[0].height) if cams else (0, 0)),
+                           view_budget=self.max_view_pixels, call_budget=self.max_pixels_per_call)
         t0 = time.perf_counter()
         images, depths = render_views([(self, T, c) for T, c in zip(Ts, cams)])
         self.last_render_seconds = time.perf_counter() - t0
         if remember:
             for img, d, T, c in zip(images, depths, Ts, cams):
                 # Judged at the memory's resolution, where the view would be stored.
-                s = self.memory_camera_size
-                if self.memory.should_remember(T, c.scaled(s, s)):
+                if self.memory.should_remember(T, self.memory_camera(c)):
                     m_img, m_cam, m_d = self._to_memory(img, c, d)
-                    self.memory.add(m_img, T, m_cam, stamp=time.time(), source="generated", depth=m_d)
+                    try:
+                        self.memory.add(m_img, T, m_cam, stamp=time.time(), source="generated", depth=m_d)
+                    except Exception as exc:  # noqa: BLE001 - a failed store must not lose the rendered view
+                        self.remember_failures += 1
+                        if self.remember_failures & (self.remember_failures - 1) == 0:  # 1st, 2nd, 4th, ...
+                            _log.warning("rendered view not remembered (%d so far): %s", self.remember_failures, exc)
         return (images, depths) if return_depth else images
 
     def render(self, T_world_camera: np.ndarray, camera: PinholeCamera, *, remember: bool = True,
                return_depth: bool = False):
-        """Render one pose: HxWx3 uint8 (and HxW depth in metres with return_depth)."""
+        """Render one pose: HxWx3 uint8 (and HxW planar depth with return_depth, NaN where no
+        frame saw the place)."""
         out = self.render_batch(np.asarray(T_world_camera, dtype=np.float64)[None], camera, remember=remember,
                                 return_depth=return_depth)
         return (out[0][0], out[1][0]) if return_depth else out[0]
@@ -158,83 +218,30 @@ class WorldModel:
 # envs.batching.render_many (one view per memory, many memories sharing one network).
 
 @torch.no_grad()
-def encode_missing(lead: WorldModel, items: Sequence[tuple[WorldModel, int]]) -> dict[tuple[int, int], ContextEncoding]:
-    """Encodings of (world model, frame id) pairs, computing the uncached ones in batched calls.
-
-    Every world model must share ``lead``'s network. Returns {(id(world model), frame id):
-    encoding}; new encodings are cached in each memory (a frame is encoded once, ever).
-    """
-    out: dict[tuple[int, int], ContextEncoding] = {}
-    todo: dict[tuple[int, int], tuple[WorldModel, Frame]] = {}
-    for wm, fid in items:
-        key = (id(wm), int(fid))
-        if key in out or key in todo:
-            continue
-        frame = wm.memory.get(fid)
-        if frame.encoding is not None:
-            out[key] = frame.encoding
-        else:
-            todo[key] = (wm, frame)
-    by_shape: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    for key, (_, frame) in todo.items():
-        by_shape.setdefault(frame.rgb.shape[:2], []).append(key)
-    dev = lead.device
-    for keys in by_shape.values():
-        for s in range(0, len(keys), ENCODE_CHUNK):
-            chunk = keys[s: s + ENCODE_CHUNK]
-            frames = [todo[k][1] for k in chunk]
-            rgb = torch.from_numpy(np.stack([f.rgb for f in frames])).to(dev).permute(0, 3, 1, 2).float() / 255
-            K = torch.from_numpy(np.stack([f.camera.K for f in frames])).to(dev).float()
-            with lead.autocast():
-                tokens, depth = lead.model.encode(rgb, K)
-            for j, k in enumerate(chunk):
-                enc = ContextEncoding(tokens=tokens[j].clone(), depth=depth[j].float().clone())
-                wm, frame = todo[k]
-                wm.memory.set_encoding(frame.id, enc)
-                out[k] = enc
-    return out
-
-
-@torch.no_grad()
 def render_views(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]]) -> tuple[np.ndarray, np.ndarray]:
-    """One model call for views (world model, T_world_camera, camera) of one size, each from its
-    own world model's memory; all share the first one's network. -> (NxHxWx3 uint8, NxHxW depth).
+    """One batched render of views (world model, T_world_camera, camera) of one size, each from
+    its own world model's memory -> (NxHxWx3 uint8, NxHxW depth, NaN where unseen).
 
     Poses and cameras must already be validated (render_batch / render_many do it).
     """
     lead = views[0][0]
-    k = lead.context_size
-    rows: list[list[int]] = []
-    for wm, T, cam in views:
+    dev = lead.device
+    contexts: list[ibr.ContextLevel] = []
+    for b, (wm, T, cam) in enumerate(views):
         if len(wm.memory) == 0:
             raise EmptyWorldError("the world is empty: seed the world first (add_frame or a saved world)")
-        ids = wm.memory.select_context(T, cam, k, generated_prior=GENERATED_PRIOR)
+        ids = wm.memory.select_context(T, cam, wm.context_size, generated_prior=GENERATED_PRIOR)
         if not ids:
             raise EmptyWorldError("context selection found no frame to render from")
-        rows.append((ids * k)[:k])  # pad short lists by repetition
-    pairs = [(wm, i) for (wm, _, _), row in zip(views, rows) for i in row]
-    enc = encode_missing(lead, pairs)
-    frames = [wm.memory.get(i) for wm, i in pairs]
-    encs = [enc[(id(wm), i)] for wm, i in pairs]
-    dev, B = lead.device, len(rows)
-
-    def per_view(t: torch.Tensor) -> torch.Tensor:  # (B*k, ...) -> (B, k, ...)
-        return t.reshape(B, k, *t.shape[1:])
-
-    # Stacked in numpy and moved once (not frame by frame): this is per-view overhead.
-    tokens = per_view(torch.stack([e.tokens for e in encs]).to(dev, lead.model.enc_in.weight.dtype))
-    rgb = per_view(torch.from_numpy(np.stack([f.rgb for f in frames])).to(dev).permute(0, 3, 1, 2).float() / 255)
-    # Stored depth where the frame has it (NaN = unknown pixel), the encoder's prediction elsewhere.
-    pred = torch.stack([e.depth for e in encs]).to(dev, torch.float32)
-    nan = np.full(pred.shape[1:], np.nan, np.float32)
-    stored = torch.from_numpy(np.stack([nan if f.depth is None else f.depth for f in frames])).to(dev)
-    depth = per_view(torch.where(torch.isfinite(stored), stored, pred))
-    ctx_K = per_view(torch.from_numpy(np.stack([f.camera.K for f in frames])).to(dev, torch.float32))
-    ctx_T = per_view(torch.from_numpy(np.stack([f.T_world_camera for f in frames])).to(dev, torch.float64))
+        for rank, fid in enumerate(ids):
+            prep = wm.prepare(fid)
+            Tf = wm.memory.pose(fid)
+            exact = np.allclose(Tf, T, atol=1e-6)
+            weight = GENERATED_WEIGHT if wm.memory.source(fid) == "generated" and not exact else 1.0
+            contexts.append(prep.context(prep.level_for(cam.fx), Tf, b, rank, weight, dev))
     cams = [cam for _, _, cam in views]
     tgt_K = torch.from_numpy(np.stack([c.K for c in cams])).to(dev, torch.float32)
     tgt_T = torch.from_numpy(np.stack([T for _, T, _ in views])).to(dev, torch.float64)
-    with lead.autocast():
-        out = lead.model.render(tokens, rgb, depth, ctx_K, ctx_T, tgt_K, tgt_T, cams[0].height, cams[0].width)
-    images = (out.rgb.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    out = ibr.render(contexts, tgt_K, tgt_T, cams[0].height, cams[0].width)
+    images = (out.rgb * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return images, out.depth.float().cpu().numpy()

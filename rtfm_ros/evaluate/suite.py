@@ -289,10 +289,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=int, default=4, help="context views per target (default 4)")
     p.add_argument("--renderers", help="comma-separated subset of the known renderers (default: all)")
     p.add_argument("--checkpoint", help="model checkpoint, for renderers that load one")
+    h = p.add_argument_group("leave-k-out on your own posed photos (instead of the procedural suite)")
+    h.add_argument("--holdout", metavar="DIR", help="transforms.json folder or ROS 2 bag: hold out every --every-th "
+                   "frame and render it from the others (model vs no_learning vs nearest_frame)")
+    h.add_argument("--every", type=int, default=6, help="hold out every N-th frame (default 6)")
+    h.add_argument("--sizes", default="128x128", help="comma-separated WIDTHxHEIGHT target sizes (default 128x128)")
+    h.add_argument("--rows", help="comma-separated subset of model,no_learning,nearest_frame")
+    h.add_argument("--fit", help="fitted parameters (rtfm fit) for the model row")
+    h.add_argument("--sheet-dir", default="holdout_out", help="where contact sheets go (default holdout_out)")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.holdout:
+        from rtfm_ros.evaluate.holdout import run
+
+        return run(args)
     known = RENDERERS
     names = [n.strip() for n in args.renderers.split(",")] if args.renderers else list(known)
     unknown = [n for n in names if n not in known]

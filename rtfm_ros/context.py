@@ -1,0 +1,181 @@
+"""Memory frames made ready to render from: a depth map with its source, and an image pyramid.
+
+Why a per-frame cache: a frame's depth is estimated once, when it is stored (multi-view stereo
+over its posed neighbours costs far more than a render), and its pyramid lets every render
+sample the level whose pixels match the target's (a 128-pixel view of a 640-pixel frame reads a
+160-pixel level, not an aliased full-size one). Both live in the memory's encoding slot (RAM
+only, dropped when the frame's pixels are paged out, rebuilt on use).
+
+Depth sources, best first:
+- ``sensor``: the frame came with depth (RGB-D, a simulator, a rendered view's own depth);
+- ``stereo``: plane-sweep photo-consistency over up to MVS_SOURCES real neighbours (model.mvs);
+- ``prior``: the model's monocular depth head, for a frame with no usable neighbour (a single
+  photo). Its scale is the training rooms', so it is marked and replaced by stereo as soon as
+  neighbours arrive.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rtfm_ros.geometry import PinholeCamera
+from rtfm_ros.memory import Frame, FrameMemory
+from rtfm_ros.model import ibr, mvs
+
+if TYPE_CHECKING:
+    from rtfm_ros.model.renderer import FrameRenderer
+
+MVS_SOURCES = 4            # neighbours a stereo depth is computed from
+MAX_NEIGHBOUR_ANGLE = 60.0  # degrees between optical axes for a frame to count as a neighbour
+MIN_LEVEL_SIDE = 8          # the pyramid stops before a side gets smaller than this
+SENSOR_SHARE = 0.3          # a frame with at least this share of finite depth pixels uses them
+
+
+@dataclass
+class PreparedFrame:
+    """What a frame contributes to renders: its pyramid and where its depth came from."""
+
+    rgb: list[torch.Tensor]    # per level: 3 x h x w uint8
+    depth: list[torch.Tensor]  # per level: h x w float32 planar z, NaN unknown
+    K: list[np.ndarray]        # per level: 3 x 3
+    source: str                # "sensor" | "stereo" | "prior" | "flat" (learning off)
+    neighbours: int = 0        # sources a stereo depth used
+    nbytes: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self.nbytes = sum(t.numel() * t.element_size() for t in self.rgb + self.depth)
+
+    def level_for(self, target_fx: float) -> int:
+        """The coarsest level that still has at least the target's pixel density."""
+        ratio = float(self.K[0][0, 0]) / max(target_fx, 1e-9)
+        lvl = int(math.floor(math.log2(ratio))) if ratio >= 2 else 0
+        return max(0, min(len(self.rgb) - 1, lvl))
+
+    def context(self, level: int, T_world_camera: np.ndarray, target: int, rank: int, weight: float,
+                device: torch.device) -> ibr.ContextLevel:
+        return ibr.ContextLevel(rgb=self.rgb[level].to(device).float() / 255.0, depth=self.depth[level].to(device),
+                                K=torch.from_numpy(self.K[level]).to(device).float(),
+                                T_world_camera=torch.from_numpy(T_world_camera).to(device), target=target,
+                                rank=rank, weight=weight)
+
+
+def _pyramid(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray) -> tuple[list, list, list]:
+    img = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float()
+    d = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))
+    rgbs, depths, Ks = [img.round().to(torch.uint8)], [d], [K.astype(np.float64)]
+    while min(img.shape[-2:]) >= 2 * MIN_LEVEL_SIDE:
+        img = F.avg_pool2d(img[None], 2)[0]
+        inv = torch.where(torch.isfinite(d) & (d > 0), 1.0 / d, torch.zeros_like(d))
+        h, w = img.shape[-2:]
+        inv = inv[: 2 * h, : 2 * w]
+        cnt = F.avg_pool2d((inv > 0).float()[None, None], 2)[0, 0]
+        mean_inv = F.avg_pool2d(inv[None, None], 2)[0, 0] / cnt.clamp_min(1e-6)
+        d = torch.where(cnt > 0.5, 1.0 / mean_inv.clamp_min(1e-12), torch.full_like(mean_inv, float("nan")))
+        K = Ks[-1].copy()
+        K[:2] *= 0.5
+        rgbs.append(img.round().to(torch.uint8))
+        depths.append(d)
+        Ks.append(K)
+    return rgbs, depths, Ks
+
+
+def stereo_neighbours(memory: FrameMemory, frame_id: int, k: int = MVS_SOURCES) -> list[int]:
+    """Real frames (seeded or observed) that see roughly what ``frame_id`` sees from elsewhere."""
+    T = memory.pose(frame_id)
+    cand = [i for i in memory.nearest(T[:3, 3], 8 * k + 1) if i != frame_id]
+    out = []
+    cos_max = math.cos(math.radians(MAX_NEIGHBOUR_ANGLE))
+    scored = []
+    for i in cand:
+        if memory.source(i) == "generated":
+            continue
+        Ti = memory.pose(i)
+        base = float(np.linalg.norm(Ti[:3, 3] - T[:3, 3]))
+        cosang = float(np.clip(Ti[:3, 2] @ T[:3, 2], -1, 1))
+        if base < 1e-6 or cosang < cos_max:
+            continue
+        scored.append((base + math.acos(cosang), i))
+    for _, i in sorted(scored)[:k]:
+        out.append(i)
+    return out
+
+
+def prior_depth(model: "FrameRenderer", frame: Frame, device: torch.device) -> np.ndarray:
+    """The monocular depth head's guess (training-room metres) at the frame's size."""
+    s = model.config.image_size
+    rgb = torch.from_numpy(np.ascontiguousarray(frame.rgb)).to(device).permute(2, 0, 1).float()[None] / 255
+    small = F.interpolate(rgb, size=(s, s), mode="area")
+    K = frame.camera.K.copy()
+    K[0] *= s / frame.camera.width
+    K[1] *= s / frame.camera.height
+    with torch.no_grad():
+        _, depth = model.encode(small, torch.from_numpy(K).to(device).float()[None])
+    d = F.interpolate(depth.float()[:, None], size=frame.rgb.shape[:2], mode="bilinear", align_corners=False)
+    return d[0, 0].cpu().numpy().astype(np.float32)
+
+
+FLAT_DEPTH = 2.0  # the no-prior fallback for a frame alone in its world (scene units)
+
+
+def flat_depth(memory: FrameMemory, frame: Frame) -> np.ndarray:
+    """The no-learning fallback: a plane at the scene distance the cameras imply (FLAT_DEPTH alone)."""
+    others = [memory.pose(i) for i in memory.nearest(frame.T_world_camera[:3, 3], 9) if i != frame.id]
+    try:
+        dist = mvs.scene_distance(frame.T_world_camera, others)
+    except mvs.DepthEstimationError:
+        dist = FLAT_DEPTH
+    return np.full(frame.rgb.shape[:2], dist, np.float32)
+
+
+def prepare(memory: FrameMemory, frame_id: int, model: "FrameRenderer", device: torch.device,
+            use_stereo: bool = True, use_prior: bool = True) -> PreparedFrame:
+    """The frame's PreparedFrame, from the cache or computed (and cached) now."""
+    frame = memory.get(frame_id)
+    if isinstance(frame.encoding, PreparedFrame):
+        return frame.encoding
+    depth, source, used = None, "sensor", 0
+    if frame.depth is not None and float(np.isfinite(frame.depth).mean()) >= SENSOR_SHARE:
+        depth = frame.depth
+    elif use_stereo:
+        nb = stereo_neighbours(memory, frame_id)
+        if nb:
+            srcs = [memory.get(i) for i in nb]
+            try:
+                depth, _conf = mvs.estimate_depth(
+                    mvs.PosedImage(frame.rgb, frame.camera.K, frame.T_world_camera),
+                    [mvs.PosedImage(s.rgb, s.camera.K, s.T_world_camera) for s in srcs])
+                source, used = "stereo", len(nb)
+            except mvs.DepthEstimationError:
+                depth = None
+    if depth is None and use_prior:
+        depth, source = prior_depth(model, frame, device), "prior"
+    elif depth is None:
+        depth, source = flat_depth(memory, frame), "flat"
+    rgbs, depths, Ks = _pyramid(frame.rgb, depth, frame.camera.K)
+    prepared = PreparedFrame(rgbs, depths, Ks, source, used)
+    memory.set_encoding(frame_id, prepared)
+    return prepared
+
+
+def invalidate_near(memory: FrameMemory, frame_id: int) -> None:
+    """A new real frame may give its neighbours better stereo: drop their prepared depth where it
+    came from the prior or from fewer sources than MVS_SOURCES (recomputed on next use)."""
+    for i in stereo_neighbours(memory, frame_id, k=2 * MVS_SOURCES):
+        enc = memory.get(i).encoding if memory.is_resident(i) else None
+        if isinstance(enc, PreparedFrame) and enc.source != "sensor" and enc.neighbours < MVS_SOURCES:
+            memory.set_encoding(i, None)
+
+
+def target_camera_for_memory(camera: PinholeCamera, max_side: int) -> PinholeCamera:
+    """The camera a frame is stored with: its own, or scaled so the long side is ``max_side``."""
+    long_side = max(camera.width, camera.height)
+    if long_side <= max_side:
+        return camera
+    s = max_side / long_side
+    return camera.scaled(max(1, round(camera.width * s)), max(1, round(camera.height * s)))

@@ -1,0 +1,186 @@
+"""Leave-k-out scoring of any posed photo set: how good is a world built from these frames?
+
+Every ``every``-th frame is held out; a world is built from the others (no depth given: the
+frames' own geometry, as for a user's photos) and each held-out pose is rendered and compared
+with its photo. Rows, all on the same context in one run:
+
+- ``model``: the world model as users get it (learned parts on; with a world's fitted
+  parameters where given);
+- ``no_learning``: the same pipeline with every learned part off (no monocular prior: frames
+  without a stereo neighbour get a flat depth at the scene distance; no fitted parameters);
+- ``nearest_frame``: the held-out pose gets the photo of the nearest remaining pose.
+
+Sizes are WIDTHxHEIGHT: the photo is centre-cropped to that aspect and resized (box filter),
+and the target camera is cropped and scaled the same way, so a 128x128 target of a portrait
+photo is its centre square.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from rtfm_ros.evaluate.baselines import pose_score
+from rtfm_ros.evaluate.metrics import psnr, ssim
+from rtfm_ros.geometry import PinholeCamera
+
+ROWS = ("model", "no_learning", "nearest_frame")
+
+
+class HoldoutError(ValueError):
+    """A posed set or size that leave-k-out cannot use."""
+
+
+@dataclass
+class PosedSet:
+    """Posed photos: rgb N x H x W x 3 uint8 (or a list of differently sized ones), K N x 3 x 3, T N x 4 x 4."""
+
+    rgb: list[np.ndarray]
+    K: np.ndarray
+    T_world_camera: np.ndarray
+
+    def camera(self, i: int) -> PinholeCamera:
+        h, w = self.rgb[i].shape[:2]
+        K = self.K[i]
+        return PinholeCamera(w, h, float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]))
+
+    def __len__(self) -> int:
+        return len(self.rgb)
+
+
+@dataclass
+class HoldoutResult:
+    size: tuple[int, int]
+    psnr: dict[str, list[float]] = field(default_factory=dict)
+    ssim: dict[str, list[float]] = field(default_factory=dict)
+    ms: dict[str, float] = field(default_factory=dict)
+    sheet: np.ndarray | None = None
+
+    def mean(self, row: str) -> tuple[float, float]:
+        return float(np.mean(self.psnr[row])), float(np.mean(self.ssim[row]))
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise HoldoutError(f"size must be WIDTHxHEIGHT, got {text!r}") from None
+    if not (0 < w <= 4096 and 0 < h <= 4096):
+        raise HoldoutError(f"size must be within 1..4096 on each side, got {text!r}")
+    return w, h
+
+
+def crop_to(image: np.ndarray, camera: PinholeCamera, width: int, height: int) -> tuple[np.ndarray, PinholeCamera]:
+    """Centre-crop to the aspect width:height, then box-resize to width x height (camera to match)."""
+    H, W = image.shape[:2]
+    if W * height > H * width:  # too wide
+        cw, ch = round(H * width / height), H
+    else:
+        cw, ch = W, round(W * height / width)
+    x0, y0 = (W - cw) // 2, (H - ch) // 2
+    cam = PinholeCamera(cw, ch, camera.fx, camera.fy, camera.cx - x0, camera.cy - y0).scaled(width, height)
+    img = Image.fromarray(np.ascontiguousarray(image[y0: y0 + ch, x0: x0 + cw])).resize((width, height),
+                                                                                          Image.Resampling.BOX)
+    return np.asarray(img, dtype=np.uint8), cam
+
+
+def split(n: int, every: int) -> tuple[list[int], list[int]]:
+    if every < 2 or n < 2:
+        raise HoldoutError(f"leave-k-out needs every >= 2 and at least 2 frames, got every={every}, {n} frames")
+    held = [i for i in range(n) if i % every == 0]
+    return held, [i for i in range(n) if i % every]
+
+
+def build_world(data: PosedSet, ids: list[int], *, learned: bool = True, checkpoint: str | None = None,
+                fit: str | None = None, progress: bool = False):
+    """A WorldModel seeded with frames ``ids`` of the set (no depth), depth estimated for all."""
+    from rtfm_ros.world import WorldModel
+
+    wm = WorldModel.load(checkpoint)
+    wm.use_prior = learned
+    if learned and fit is not None:
+        wm.load_fit(fit)
+    wm.add_frames([(data.rgb[i], data.T_world_camera[i], data.camera(i)) for i in ids], progress=progress)
+    return wm
+
+
+def evaluate_holdout(data: PosedSet, sizes: list[tuple[int, int]], *, every: int = 6, rows: tuple[str, ...] = ROWS,
+                     checkpoint: str | None = None, fit: str | None = None, progress: bool = False,
+                     sheet_views: int = 6) -> list[HoldoutResult]:
+    """Score each row on the held-out frames at each size; contact sheets of the first views."""
+    from tqdm import tqdm
+
+    held, kept = split(len(data), every)
+    worlds: dict[str, object] = {}
+    if "model" in rows:
+        worlds["model"] = build_world(data, kept, learned=True, checkpoint=checkpoint, fit=fit, progress=progress)
+    if "no_learning" in rows:
+        worlds["no_learning"] = build_world(data, kept, learned=False, checkpoint=checkpoint, progress=progress)
+    results = []
+    for (w, h) in sizes:
+        res = HoldoutResult((w, h), {r: [] for r in rows}, {r: [] for r in rows}, {r: 0.0 for r in rows})
+        tiles = []
+        for j, i in enumerate(tqdm(held, desc=f"held-out views {w}x{h}", unit="view", disable=not progress)):
+            truth, cam = crop_to(data.rgb[i], data.camera(i), w, h)
+            outs: dict[str, np.ndarray] = {}
+            for row in rows:
+                t0 = time.perf_counter()
+                if row == "nearest_frame":
+                    near = min(kept, key=lambda k: pose_score(data.T_world_camera[k], data.T_world_camera[i]))
+                    outs[row] = crop_to(data.rgb[near], data.camera(near), w, h)[0]
+                else:
+                    outs[row] = worlds[row].render(data.T_world_camera[i], cam, remember=False)
+                res.ms[row] += (time.perf_counter() - t0) * 1000 / len(held)
+                res.psnr[row].append(psnr(outs[row], truth))
+                res.ssim[row].append(ssim(outs[row], truth))
+            if j < sheet_views:
+                tiles.append(np.concatenate([truth] + [outs[r] for r in rows], axis=1))
+        res.sheet = np.concatenate(tiles, axis=0) if tiles else None
+        results.append(res)
+    return results
+
+
+def to_markdown(results: list[HoldoutResult], n_held: int, n_kept: int) -> str:
+    lines = [f"held out {n_held} views, rendered from the other {n_kept}", "",
+             "| size | " + " | ".join(f"{r} PSNR / SSIM" for r in results[0].psnr) + " |",
+             "|---|" + "---|" * len(results[0].psnr)]
+    for res in results:
+        cells = [f"{np.mean(v):.2f} / {np.mean(res.ssim[r]):.3f}" for r, v in res.psnr.items()]
+        lines.append(f"| {res.size[0]}x{res.size[1]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def load_posed_set(path: str | Path, **kw) -> PosedSet:
+    """A transforms.json folder or a ROS 2 bag, at full resolution."""
+    from rtfm_ros.data.importers import import_any
+
+    clip = import_any(path, **kw)
+    return PosedSet(list(clip.rgb), np.asarray(clip.K), np.asarray(clip.T_world_camera))
+
+
+def run(args: argparse.Namespace, write: Callable[[str], None] = print) -> int:
+    """`rtfm eval --holdout DIR`: print the table, write the contact sheets."""
+    data = load_posed_set(args.holdout)
+    sizes = [parse_size(s) for s in args.sizes.split(",")]
+    rows = tuple(r.strip() for r in args.rows.split(",")) if getattr(args, "rows", None) else ROWS
+    bad = [r for r in rows if r not in ROWS]
+    if bad:
+        raise HoldoutError(f"unknown rows {bad}; known: {', '.join(ROWS)}")
+    results = evaluate_holdout(data, sizes, every=args.every, rows=rows, checkpoint=args.checkpoint,
+                               fit=getattr(args, "fit", None), progress=True)
+    held, kept = split(len(data), args.every)
+    write(f"{args.holdout}: " + to_markdown(results, len(held), len(kept)))
+    out = Path(args.sheet_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for res in results:
+        if res.sheet is not None:
+            p = out / f"holdout_{res.size[0]}x{res.size[1]}.png"
+            Image.fromarray(res.sheet).save(p)
+            write(f"contact sheet (held-out photo | {' | '.join(res.psnr)}): {p}")
+    return 0
