@@ -1,12 +1,14 @@
 """Checkpoints: round trip, and refusal of corrupt, truncated and mismatched files."""
 
 import json
+import os
 
 import pytest
 import torch
 
-from rtfm_ros.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from rtfm_ros.model.config import ModelConfig, preset
+from rtfm_ros.model.checkpoint import (DEFAULT_CHECKPOINT, CheckpointError, config_sha256, load_checkpoint,
+                                       read_checkpoint_config, save_checkpoint)
+from rtfm_ros.model.config import ConfigError, ModelConfig, preset
 from rtfm_ros.model.renderer import FrameRenderer
 
 SMALL = ModelConfig(name="test", image_size=16, patch=8, dim=32, heads=2, enc_layers=1, dec_layers=1)
@@ -47,7 +49,11 @@ def test_mismatched_config_is_refused(tmp_path):
     meta["model"]["dim"] = 64
     meta["model"]["heads"] = 4
     (path / "config.json").write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="does not match"):
+    with pytest.raises(CheckpointError, match="model section does not match its checksum"):
+        load_checkpoint(path)
+    meta["config_sha256"] = config_sha256(meta["model"])  # consistently edited: the weights' shapes disagree
+    (path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="does not match its config"):
         load_checkpoint(path)
 
 
@@ -74,3 +80,53 @@ def test_presets_build_and_reject_bad_shapes():
     model = FrameRenderer(SMALL)
     with pytest.raises(ValueError, match="multiple of the model's patch size"):
         model.encode(torch.rand(1, 3, 12, 16), torch.eye(3)[None])
+
+
+def _edit_model(path, **changes):
+    """Rewrite a checkpoint's model section (and its checksum, as a careful hand edit would)."""
+    meta = json.loads((path / "config.json").read_text())
+    meta["model"].update(changes)
+    meta["config_sha256"] = config_sha256(meta["model"])
+    (path / "config.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"heads": 0}, "heads"), ({"dim": 32.0}, "dim"), ({"context": 1_000_000}, "context"),
+    ({"min_depth": 50.0, "max_depth": 40.0}, "min_depth < max_depth"), ({"max_depth": float("nan")}, "max_depth"),
+    ({"patch": True}, "patch"), ({"mlp_ratio": "4"}, "mlp_ratio"), ({"name": ""}, "name"),
+    ({"dim": 8192, "heads": 8, "enc_layers": 64, "dec_layers": 64}, "parameters"),
+])
+def test_out_of_range_model_configs_are_refused_before_building(tmp_path, changes, field):
+    path = save_checkpoint(tmp_path / "ckpt", FrameRenderer(SMALL))
+    _edit_model(path, **changes)
+    with pytest.raises(CheckpointError, match=field):
+        load_checkpoint(path)
+    with pytest.raises(ConfigError, match=field):
+        ModelConfig(**{**SMALL.to_dict(), **changes})
+
+
+def test_model_section_is_covered_by_its_checksum(tmp_path):
+    path = save_checkpoint(tmp_path / "ckpt", FrameRenderer(SMALL))
+    meta = json.loads((path / "config.json").read_text())
+    assert meta["config_sha256"] == config_sha256(SMALL.to_dict())
+    meta["model"]["max_depth"] = 80.0  # in range, same weights' shapes: only the checksum notices
+    (path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="does not match its checksum"):
+        load_checkpoint(path)
+    assert "config_sha256" in read_checkpoint_config(DEFAULT_CHECKPOINT)  # the bundled model is covered too
+    load_checkpoint(DEFAULT_CHECKPOINT)
+
+
+def test_unreadable_configs_are_refused_with_a_checkpoint_error(tmp_path):
+    path = save_checkpoint(tmp_path / "ckpt", FrameRenderer(SMALL))
+    cfg = path / "config.json"
+    cfg.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CheckpointError, match=str(cfg)):
+        load_checkpoint(path)
+    cfg.write_bytes(b"\xff\xfe{")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(path)
+    cfg.unlink()
+    os.mkfifo(cfg)  # a FIFO would block a plain read forever
+    with pytest.raises(CheckpointError, match="missing|not a regular file"):
+        load_checkpoint(path)

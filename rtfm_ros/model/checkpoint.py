@@ -1,12 +1,16 @@
 """Checkpoints: a directory with ``model.safetensors`` + ``config.json`` (+ a model card).
 
-No pickle anywhere. ``config.json`` records the weights' SHA-256, so a truncated or corrupt
-file is refused before any tensor is used, and every tensor's name and shape is checked
-against the model the config describes, so a mismatched checkpoint is refused as a whole.
+No pickle anywhere. ``config.json`` records the weights' SHA-256 and its model section's own
+SHA-256, so a truncated, corrupt or edited file is refused before any tensor is used; the
+model section is range-checked (ModelConfig) before any layer is built, and every tensor's
+name and shape is checked against the model it describes, so a mismatched checkpoint is
+refused as a whole. Checkpoints written before the model section had its checksum load with
+the range checks only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -17,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from rtfm_ros.checksum import file_sha256
+from rtfm_ros.checksum import file_sha256, open_regular
 from rtfm_ros.model.config import ModelConfig
 from rtfm_ros.model.renderer import FrameRenderer
 
@@ -26,10 +30,17 @@ VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "default_model"
+MAX_CONFIG_BYTES = 16 << 20  # config.json is a few kB; refuse to parse anything huge
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded: missing, corrupt, truncated or mismatched."""
+
+
+def config_sha256(model_config: dict) -> str:
+    """SHA-256 of a model section in canonical JSON (sorted keys, no spaces)."""
+    text = json.dumps(model_config, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def save_checkpoint(path: str | Path, model: FrameRenderer, info: dict | None = None,
@@ -41,7 +52,8 @@ def save_checkpoint(path: str | Path, model: FrameRenderer, info: dict | None = 
     try:
         state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
-        meta = {"format": FORMAT, "version": VERSION, "model": model.config.to_dict(),
+        cfg = model.config.to_dict()
+        meta = {"format": FORMAT, "version": VERSION, "model": cfg, "config_sha256": config_sha256(cfg),
                 "weights_sha256": file_sha256(tmp / WEIGHTS), "info": info or {}}
         (tmp / CONFIG).write_text(json.dumps(meta, indent=2, sort_keys=True))
         if model_card:
@@ -70,9 +82,18 @@ def read_checkpoint_config(path: str | Path) -> dict:
     if not cfg_file.is_file():
         raise CheckpointError(f"{path} is not a checkpoint: {CONFIG} is missing")
     try:
-        meta = json.loads(cfg_file.read_text())
+        with open_regular(cfg_file) as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise CheckpointError(f"{cfg_file} cannot be read: {exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise CheckpointError(f"{cfg_file} is larger than {MAX_CONFIG_BYTES} bytes; not a checkpoint config")
+    try:
+        meta = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{cfg_file} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise CheckpointError(f"{cfg_file} is not a checkpoint config (nested too deeply)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{cfg_file} is not an {FORMAT} config")
     if meta.get("version") != VERSION:
@@ -84,15 +105,25 @@ def load_checkpoint(path: str | Path | None = None, device: str | torch.device =
     """Load (model in eval mode, config dict); the bundled default model when path is None."""
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
     meta = read_checkpoint_config(path)
-    weights = path / WEIGHTS
-    if not weights.is_file():
-        raise CheckpointError(f"{path}: {WEIGHTS} is missing")
-    if file_sha256(weights) != meta.get("weights_sha256"):
-        raise CheckpointError(f"{weights} is corrupt or truncated (checksum mismatch)")
+    try:
+        edited = "config_sha256" in meta and config_sha256(meta.get("model")) != meta["config_sha256"]
+    except (TypeError, ValueError, RecursionError):
+        edited = True
+    if edited:
+        raise CheckpointError(f"{path / CONFIG}: its model section does not match its checksum (edited or corrupt)")
     try:
         config = ModelConfig.from_dict(meta["model"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: bad model config: {exc}") from None
+    weights = path / WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"{path}: {WEIGHTS} is missing")
+    try:
+        weights_ok = file_sha256(weights) == meta.get("weights_sha256")
+    except OSError as exc:
+        raise CheckpointError(f"{weights} cannot be read: {exc}") from None
+    if not weights_ok:
+        raise CheckpointError(f"{weights} is corrupt or truncated (checksum mismatch)")
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as exc:

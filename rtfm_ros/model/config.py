@@ -1,8 +1,25 @@
-"""Model configurations: one dataclass, three presets (tiny on CPU, small, base on GPUs)."""
+"""Model configurations: one dataclass, three presets (tiny on CPU, small, base on GPUs).
+
+Every field is type- and range-checked when a config is made, so a damaged or hand-edited
+``config.json`` is refused with the field's name before any layer is allocated (an absurd
+``context`` or ``dim`` would otherwise try to allocate tens of GB, a NaN depth bound would
+break every render, ``heads=0`` would divide by zero).
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
+
+# Inclusive bounds per integer field: far beyond every preset, well short of exhausting memory.
+_INT_RANGES = {"image_size": (1, 4096), "patch": (1, 64), "dim": (1, 8192), "heads": (1, 256),
+               "enc_layers": (1, 128), "dec_layers": (1, 128), "context": (1, 64)}
+MAX_PARAMETERS = 2_000_000_000  # ~8 GB of float32 weights
+MAX_DEPTH_M = 1e6
+
+
+class ConfigError(ValueError):
+    """A model configuration with a missing, mistyped or out-of-range field."""
 
 
 @dataclass(frozen=True)
@@ -23,20 +40,45 @@ class ModelConfig:
     max_depth: float = 40.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not 0 < len(self.name) <= 200:
+            raise ConfigError(f"model config name must be a string of 1..200 characters, got {self.name!r}")
+        for key, (lo, hi) in _INT_RANGES.items():
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ConfigError(f"model config {key} must be an integer in {lo}..{hi}, got {v!r}")
+        for key in ("mlp_ratio", "min_depth", "max_depth"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ConfigError(f"model config {key} must be a finite positive number, got {v!r}")
+        if self.mlp_ratio > 64:
+            raise ConfigError(f"model config mlp_ratio must be at most 64, got {self.mlp_ratio}")
+        if not self.min_depth < self.max_depth <= MAX_DEPTH_M:
+            raise ConfigError(f"model config needs min_depth < max_depth <= {MAX_DEPTH_M:g}, got "
+                              f"{self.min_depth} and {self.max_depth}")
         if self.dim % self.heads:
-            raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+            raise ConfigError(f"dim {self.dim} is not divisible by heads {self.heads}")
         if self.image_size % self.patch:
-            raise ValueError(f"image_size {self.image_size} is not a multiple of patch {self.patch}")
+            raise ConfigError(f"image_size {self.image_size} is not a multiple of patch {self.patch}")
+        if self.approx_parameters() > MAX_PARAMETERS:
+            raise ConfigError(f"model config describes ~{self.approx_parameters():.3g} parameters, more than "
+                              f"{MAX_PARAMETERS:.3g}")
+
+    def approx_parameters(self) -> int:
+        """Rough weight count of the transformer blocks (attention, MLP, cross-attention)."""
+        per_block = (4 + 2 * self.mlp_ratio) * self.dim * self.dim
+        return int((self.enc_layers + self.dec_layers) * per_block + self.dec_layers * 4 * self.dim * self.dim)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"model config must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+            raise ConfigError(f"unknown model config keys: {sorted(map(str, unknown))}")
         return cls(**data)
 
 
