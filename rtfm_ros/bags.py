@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 from rosbags.highlevel import AnyReader
@@ -25,7 +25,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
-from rtfm_ros.geometry import PinholeCamera, matrix_to_quat, transform_from_ros, validate_transform
+from rtfm_ros.geometry import MAX_RESOLUTION, PinholeCamera, matrix_to_quat, transform_from_ros, validate_transform
 from rtfm_ros.tf_buffer import NS_PER_S, TransformBuffer
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -265,12 +265,37 @@ def _log(stamp_ns: int, timestamp_ns: int | None) -> int:
 
 
 # ------------------------------------------------------------------------------ reading
+class CheckedReader(AnyReader):
+    """An AnyReader whose damaged data (corrupt chunks, bad compression, bad CDR) raises BagError.
+
+    Opening only reads a bag's summary; the data is read while iterating, so every reader of a
+    bag gets the same clear error, wherever in the bag the damage lies.
+    """
+
+    def messages(self, *args: Any, **kwargs: Any) -> Iterator[tuple[Connection, int, bytes]]:
+        it = super().messages(*args, **kwargs)
+        while True:
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            except Exception as e:  # noqa: BLE001 - rosbags and its decompressors raise many kinds
+                raise BagError(f"cannot read bag {self.paths[0]}: damaged data ({type(e).__name__}: {e})") from e
+            yield item
+
+    def deserialize(self, rawdata: bytes, typename: str) -> Any:
+        try:
+            return super().deserialize(rawdata, typename)
+        except Exception as e:  # noqa: BLE001 - damaged CDR fails in many ways
+            raise BagError(f"cannot read bag {self.paths[0]}: a damaged {typename} message ({e})") from e
+
+
 def open_bag(path: str | Path) -> AnyReader:
-    """An opened AnyReader over a ROS 2 bag (directory or bare .mcap/.db3 file); clear errors."""
+    """An opened reader over a ROS 2 bag (directory or bare .mcap/.db3 file); clear errors."""
     path = Path(path)
     if not path.exists():
         raise BagError(f"bag {path} does not exist")
-    reader = AnyReader([path], default_typestore=typestore())
+    reader = CheckedReader([path], default_typestore=typestore())
     try:
         reader.open()
     except Exception as e:  # noqa: BLE001 - rosbags raises many kinds on damaged files (even MemoryError)
@@ -338,10 +363,13 @@ def decode_image(msg: Any, msgtype: str, min_size: tuple[int, int] | None = None
 
         try:
             with PILImage.open(io.BytesIO(bytes(msg.data))) as im:
+                _check_image_size(im.size[0], im.size[1])  # from the header, before decoding a pixel
                 if min_size is not None:
                     im.draft("RGB", min_size)
                 return np.asarray(im.convert("RGB"), dtype=np.uint8)
-        except (UnidentifiedImageError, OSError) as e:
+        except (UnidentifiedImageError, OSError, PILImage.DecompressionBombError, ValueError) as e:
+            if isinstance(e, BagError):
+                raise
             raise BagError(f"cannot decode compressed image (format {msg.format!r}): {e}") from e
     if msgtype != IMAGE:
         raise BagError(f"{msgtype} is not an image message (expected {IMAGE} or {COMPRESSED_IMAGE})")
@@ -350,11 +378,18 @@ def decode_image(msg: Any, msgtype: str, min_size: tuple[int, int] | None = None
         raise BagError(f"image encoding {msg.encoding!r} is not supported; use one of {sorted(_ENCODINGS)}")
     ch, order = _ENCODINGS[enc]
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    _check_image_size(w, h)
     data = np.asarray(msg.data, dtype=np.uint8)
     if h == 0 or w == 0 or step < w * ch or data.size < h * step:
         raise BagError(f"image data ({data.size} bytes, step {step}) does not fit {w}x{h} {enc}")
     px = data[: h * step].reshape(h, step)[:, : w * ch].reshape(h, w, ch)
     return np.ascontiguousarray(px[..., list(order)])
+
+
+def _check_image_size(width: int, height: int) -> None:
+    """Refuse images larger than any camera can be (PinholeCamera's MAX_RESOLUTION a side)."""
+    if width > MAX_RESOLUTION or height > MAX_RESOLUTION:
+        raise BagError(f"image is {width}x{height}, larger than {MAX_RESOLUTION} pixels a side")
 
 
 def camera_from_info(msg: Any) -> PinholeCamera:
