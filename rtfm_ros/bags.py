@@ -26,6 +26,7 @@ from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
 from rtfm_ros.geometry import MAX_RESOLUTION, PinholeCamera, matrix_to_quat, transform_from_ros, validate_transform
+from rtfm_ros.ros.pixels import camera_from_k, opencv_k, opencv_p
 from rtfm_ros.tf_buffer import NS_PER_S, TransformBuffer
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -103,13 +104,13 @@ def depth_msg(stamp_ns: int, frame_id: str, depth: np.ndarray) -> Any:
 
 
 def camera_info_msg(stamp_ns: int, frame_id: str, camera: PinholeCamera) -> Any:
-    """sensor_msgs/CameraInfo of an ideal pinhole camera (plumb_bob, zero distortion)."""
+    """sensor_msgs/CameraInfo of an ideal pinhole camera (plumb_bob, zero distortion; ROS pixel centres)."""
     t = _types()
     roi = t["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
     return t[CAMERA_INFO](
         header=header_msg(stamp_ns, frame_id), height=camera.height, width=camera.width,
-        distortion_model="plumb_bob", d=np.zeros(5), k=np.asarray(camera.camera_info_k()),
-        r=np.eye(3).reshape(-1), p=np.asarray(camera.camera_info_p()), binning_x=0, binning_y=0, roi=roi)
+        distortion_model="plumb_bob", d=np.zeros(5), k=np.asarray(opencv_k(camera)),
+        r=np.eye(3).reshape(-1), p=np.asarray(opencv_p(camera)), binning_x=0, binning_y=0, roi=roi)
 
 
 def tf_msg(stamp_ns: int, transforms: Sequence[tuple[str, str, np.ndarray]]) -> Any:
@@ -393,8 +394,8 @@ def _check_image_size(width: int, height: int) -> None:
 
 
 def camera_from_info(msg: Any) -> PinholeCamera:
-    """PinholeCamera from a sensor_msgs/CameraInfo (distortion ignored)."""
-    return PinholeCamera.from_camera_info(int(msg.width), int(msg.height), np.asarray(msg.k, dtype=np.float64))
+    """PinholeCamera from a sensor_msgs/CameraInfo (ROS pixel centres converted; distortion ignored)."""
+    return camera_from_k(int(msg.width), int(msg.height), np.asarray(msg.k, dtype=np.float64))
 
 
 def camera_info_topic_for(reader: AnyReader, image_topic: str) -> str:

@@ -251,7 +251,7 @@ def test_images_frames_stamps_info_rate_and_status(cam_node, ctx, tf_child):
     assert len(matched) >= len(images) - 2  # best effort may lose one or two
     for info in matched:
         assert info.header.frame_id == "camera_link_optical" and (info.width, info.height) == (96, 64)
-        np.testing.assert_allclose(info.k, [48, 0, 48, 0, 48, 32, 0, 0, 1])
+        np.testing.assert_allclose(info.k, [48, 0, 47.5, 0, 48, 31.5, 0, 0, 1])  # ROS: pixel centres at integers
     depth = got["/depth"][0]
     assert depth.encoding == "32FC1" and c.msg_to_depth(depth).shape == (64, 96)
     stamps = np.array([c.stamp_to_ns(m.header.stamp) for m in images])
@@ -301,9 +301,9 @@ def test_services_reset_save_load_render_view(cam_node, ctx, call, tf_child, ass
     assert res.success, res.message
     assert (res.image.width, res.image.height, res.image.encoding) == (64, 48, "rgb8")
     assert res.depth.encoding == "32FC1" and c.msg_to_depth(res.depth).shape == (48, 64)
-    req.camera_info = c.camera_info_msg(g.PinholeCamera.from_fov(60, 60, 70), 0, "view_optical")
+    req.camera_info = c.camera_info_msg(g.PinholeCamera.from_fov(2048, 1024, 70), 0, "view_optical")
     res = call(RenderView, "/rtfm_camera/render_view", req)
-    assert not res.success and "multiples of 8" in res.message
+    assert not res.success and "max_render_pixels" in res.message  # above the pixel budget: refused
     req.camera_info = c.camera_info_msg(g.PinholeCamera.from_fov(64, 64, 70), 0, "view_optical")
     req.pose.header.frame_id, req.remember = "odom", True
     assert not call(RenderView, "/rtfm_camera/render_view", req).success
@@ -346,7 +346,8 @@ def test_bad_transforms_and_absurd_parameters_are_refused(cam_node, ctx, call, t
         node.destroy_node()
     assert cam_node.stats.bad_transforms >= before + 3
 
-    for name, value in [("rate", -1.0), ("rate", 0), ("width", 0), ("width", 100000), ("width", 100),
+    for name, value in [("rate", -1.0), ("rate", 0), ("width", 0), ("width", 100000),
+                        ("max_render_pixels", 10), ("depth_encoding", "8UC1"), ("noise_stddev", -0.1),
                         ("fov", 0.0), ("fov", 180.0), ("fx", float("nan")), ("qos", "fast"), ("rate", "fast")]:
         (result,) = call.set_params("rtfm_camera", **{name: value})
         assert not result.successful, f"{name}={value!r} was accepted"

@@ -29,6 +29,7 @@ from PIL import Image
 from rtfm_ros.data import data_subparsers
 from rtfm_ros.data.clips import Clip
 from rtfm_ros.geometry import PinholeCamera, opengl_to_optical, validate_transform
+from rtfm_ros.ros.pixels import camera_from_k
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 INFO_TYPE = "sensor_msgs/msg/CameraInfo"
@@ -131,7 +132,7 @@ def import_bag(path: str | Path, *, image_topic: str | None = None, camera_info_
                 skipped += 1
                 continue
             info = info_msgs[int(np.argmin(np.abs(info_stamps - stamp)))][1]
-            camera = PinholeCamera.from_camera_info(info.width, info.height, info.k)
+            camera = camera_from_k(info.width, info.height, info.k)  # ROS pixel centres -> ours
             try:
                 rgb = decode_image(msg, conn.msgtype)
             except BagError as exc:

@@ -4,18 +4,24 @@ A timer at ``rate`` takes the node's clock (sim time honoured) as the render tim
 thread (queue of one) looks the camera up in TF at that time, renders every camera of the tick
 in one batched model call and publishes Image + CameraInfo (+ depth) stamped with that time,
 framed in the optical frame. A tick that finds the worker still busy is dropped and counted,
-so the rate never drifts and no callback waits for the model. Spin it with make_executor().
+so the rate never drifts and no callback waits for the model. The node is a thin adapter over
+the ROS-free RenderWorker (worker.py: fair world lock, tiled long renders, write-back), the
+lens and sensor models (lens.py, sensor.py) and the world-file rules (world_files.py: the user's
+world is copied, never written unless asked). Every callback turns an exception into a log line
+(throttled) and the node keeps running. Spin it with make_executor().
 Parameters, services and topics are listed in the README (section "ROS 2 camera node").
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import queue
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import rclpy
@@ -26,19 +32,22 @@ from rclpy.context import Context
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rtfm_ros_interfaces.msg import WorldStatus
-from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
 from rtfm_ros.geometry import (R_BODY_OPTICAL, GeometryError, PinholeCamera, body_to_optical, make_transform,
                                transform_from_ros)
 from rtfm_ros.ros import params as P
+from rtfm_ros.ros.conversions import matrix_to_transform_stamped
+from rtfm_ros.ros.lens import Calibration, CalibrationError, Lens, read_calibration
+from rtfm_ros.ros.outputs import CameraOutputs, Diagnostics
 from rtfm_ros.ros.params import CameraSpec
-from rtfm_ros.ros.conversions import camera_info_msg, depth_to_msg, image_to_msg, matrix_to_transform_stamped
 from rtfm_ros.ros.services import WorldServices
 from rtfm_ros.ros.status import Coverage, RenderStats, frames_in_ram
 from rtfm_ros.ros.tf_source import TfSource
+from rtfm_ros.ros.worker import RenderWorker, Sensor, WorldGate
+from rtfm_ros.ros.world_files import ScratchWorld, user_path
 from rtfm_ros.tf_buffer import ExtrapolationError, TransformLookupError
 
 if TYPE_CHECKING:  # pragma: no cover - torch is imported only once the parameters are known good
@@ -51,8 +60,18 @@ TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
 STATIC_BROADCAST_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                                   durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# Reliable by default: Fast DDS drops large best-effort samples (1 of 9 640x480 images arrived
+# with sensor_data, BENCHMARKS.md). Keep-last 2: a slow subscriber gets the newest images.
 IMAGE_QOS = {"sensor_data": qos_profile_sensor_data,
-             "reliable": QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)}
+             "reliable": QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)}
+SIZE_STEP = 1  # the renderer renders any size (views are not tiled into patches)
+STOP_WAIT_S = 1.0  # how long stopping waits for a render in progress before abandoning it
+
+
+@functools.lru_cache(maxsize=32)
+def make_lens(camera: PinholeCamera, model: str, d: tuple[float, ...], patch: int, max_pixels: int) -> Lens:
+    """Lenses are costly to build (per-pixel rays): one per distinct camera."""
+    return Lens(camera, model, d, patch=patch, max_pixels=max_pixels)
 
 
 class CameraNode(Node):
@@ -61,36 +80,39 @@ class CameraNode(Node):
     def __init__(self, world_model: "WorldModel | None" = None, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self.stats = RenderStats()
-        self.world_lock = threading.RLock()
+        self.gate = WorldGate()
+        self.scratch: ScratchWorld | None = None
+        self.world_source: Path | None = None  # the user's world file (never written unless asked)
         self.values = {s.name: P.declare(self, s) for s in P.NODE_PARAMS}
         self._cam_values = self._declare_cameras()  # every parameter is checked before the model loads
         self._seed_rows = P.seed_pose_rows(self.values["seed_images"], self.values["seed_poses"])
+        self._calibrations = self._read_calibrations()
         import torch
 
         from rtfm_ros.runtime import serving_threads
 
         torch.set_num_threads(self.values["torch_threads"] or serving_threads())
         self.world = world_model if world_model is not None else self._load_model()
+        self.worker = RenderWorker(self.world, self.gate)
         self._seed_from_parameters()
-        self.cameras = tuple(self._build_camera(n, v, at_start=True) for n, v in self._cam_values.items())
+        self.cameras = tuple(self._build_camera(n, v, self.values, at_start=True) for n, v in self._cam_values.items())
         self.tf = TfSource()
         self._coverage = Coverage()
 
         tf_group = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(TFMessage, "/tf", lambda m: self._on_tf(m, False), TF_QOS, callback_group=tf_group)
-        self.create_subscription(TFMessage, "/tf_static", lambda m: self._on_tf(m, True), TF_STATIC_QOS,
+        on_tf = self.guarded(self._on_tf, "TF ingestion")
+        self.create_subscription(TFMessage, "/tf", lambda m: on_tf(m, False), TF_QOS, callback_group=tf_group)
+        self.create_subscription(TFMessage, "/tf_static", lambda m: on_tf(m, True), TF_STATIC_QOS,
                                  callback_group=tf_group)
-        self._pubs: dict[str, dict[str, Any]] = {}
         qos = IMAGE_QOS[self.values["qos"]]
-        for spec in self.cameras:
-            self._pubs[spec.name] = {"image": self.create_publisher(Image, spec.prefix + "image_raw", qos),
-                                     "info": self.create_publisher(CameraInfo, spec.prefix + "camera_info", qos)}
-        self._ensure_depth_publishers()
+        self._outputs = {spec.name: CameraOutputs(self, spec, qos) for spec in self.cameras}
         self._publish_optical_frames()
 
         self.world_services = WorldServices(self)
         self._status_pub = self.create_publisher(WorldStatus, "~/status", 10)
-        self._status_timer = self.create_timer(1.0, self._publish_status, MutuallyExclusiveCallbackGroup(),
+        self._diagnostics = Diagnostics(self)
+        self._status_timer = self.create_timer(1.0, self.guarded(self._publish_status, "status"),
+                                               MutuallyExclusiveCallbackGroup(),
                                                clock=Clock(clock_type=ClockType.STEADY_TIME))
 
         self._jobs: queue.Queue = queue.Queue(maxsize=1)
@@ -98,22 +120,29 @@ class CameraNode(Node):
         self._idle.set()
         self._worker = threading.Thread(target=self._render_loop, name="rtfm_render", daemon=True)
         self._worker.start()
-        self._timer = self.create_timer(1.0 / self.values["rate"], self._tick, MutuallyExclusiveCallbackGroup())
+        self._timer = self.create_timer(1.0 / self.values["rate"], self.guarded(self._tick, "tick"),
+                                        MutuallyExclusiveCallbackGroup())
         self.add_on_set_parameters_callback(self._check_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
+        self.add_post_set_parameters_callback(self.guarded(self._apply_parameters, "parameter update"))
 
         names = ", ".join(f"{s.prefix}image_raw {s.camera.width}x{s.camera.height} in {s.optical_frame}"
-                          for s in self.cameras)
+                          + (f" ({s.calibration.distortion_model})" if s.calibration else "") for s in self.cameras)
         self.get_logger().info(f"rendering {names} at {self.values['rate']:g} Hz from TF "
                                f"{self.world_frame} -> camera ({self.tf.backend}); model {self.model_name}, "
-                               f"device {self.world.device}")
+                               f"device {self.world.device}; image QoS {self.values['qos']}")
         if len(self.world.memory) == 0:
             self.get_logger().warning("the world is empty (no frames from a world file or seed images): nothing "
                                       "is published until it is seeded (~/seed_image, ~/load_world)")
         else:
-            self.get_logger().info(f"world holds {len(self.world.memory)} frames")
+            where = f" (working copy of {self.world_source}; that file is not written)" if self.world_source else ""
+            self.get_logger().info(f"world holds {len(self.world.memory)} frames{where}")
 
     # ------------------------------------------------------------------ set-up
+    @property
+    def world_lock(self) -> WorldGate:
+        """The lock renders, services and seeds take around the world (status never does)."""
+        return self.gate
+
     @property
     def world_frame(self) -> str:
         return self.values["world_frame"].lstrip("/")
@@ -128,15 +157,48 @@ class CameraNode(Node):
         return str(info.get("info", {}).get("name") or info.get("model", {}).get("name") or
                    f"{self.world.config.name} (untrained)")
 
+    def guarded(self, fn: Callable[..., Any], what: str) -> Callable[..., Any]:
+        """fn as a callback that logs (throttled) and counts any exception instead of raising it."""
+        @functools.wraps(fn)
+        def run(*args: Any) -> Any:
+            try:
+                return fn(*args)
+            except Exception as e:
+                self.stats.callback_errors += 1
+                self.get_logger().error(f"{what} failed: {type(e).__name__}: {e} (the node keeps running)",
+                                        throttle_duration_sec=THROTTLE_S)
+                return None
+        return run
+
     def _load_model(self) -> "WorldModel":
         from rtfm_ros.world import WorldModel
 
         ckpt, world = self.values["checkpoint"] or None, self.values["world"] or None
         try:
-            return WorldModel.load(ckpt, world=world, device=self.values["device"])
-        except Exception as e:  # checkpoint, world file or device: the node cannot do its job
-            what = f"checkpoint {ckpt or '(bundled default)'}" + (f", world {world}" if world else "")
-            raise P.ConfigError(f"cannot load {what} on device {self.values['device']!r}: {e}") from None
+            wm = WorldModel.load(ckpt, device=self.values["device"])
+        except Exception as e:  # checkpoint or device: the node cannot do its job
+            raise P.ConfigError(f"cannot load checkpoint {ckpt or '(bundled default)'} on device "
+                                f"{self.values['device']!r}: {e}") from None
+        if world:
+            try:
+                self.world_source = user_path(world)
+                self.scratch = ScratchWorld(self.world_source, self.values["scratch_dir"])
+            except Exception as e:
+                raise P.ConfigError(f"cannot load world {world}: {e}") from None
+            wm.memory.close()
+            wm.memory = self.scratch.memory
+        return wm
+
+    def _read_calibrations(self) -> dict[str, Calibration]:
+        out = {}
+        for name, v in self._cam_values.items():
+            if v["camera_info_url"]:
+                try:
+                    out[name] = read_calibration(v["camera_info_url"])
+                except CalibrationError as e:
+                    label = f"{name}.camera_info_url" if name else "camera_info_url"
+                    raise P.ConfigError(f"parameter {label!r}: {e}") from None
+        return out
 
     def _seed_from_parameters(self) -> None:
         from PIL import Image as PILImage
@@ -166,12 +228,21 @@ class CameraNode(Node):
             out[name] = {s.name: P.declare(self, s, f"{name}.{s.name}", defaults[s.name]) for s in P.CAMERA_PARAMS}
         return out
 
-    def _build_camera(self, name: str, v: dict[str, Any], at_start: bool = False) -> CameraSpec:
-        patch = self.world.config.patch
+    def _intrinsics(self, name: str, v: dict[str, Any], values: dict[str, Any]) -> PinholeCamera:
+        """The camera from its calibration or its parameters, within the pixel budget."""
+        label = f"camera {name!r}" if name else "camera"
+        cal = self._calibrations.get(name)
+        camera = cal.camera if cal is not None else P.build_camera(v, SIZE_STEP, name)
+        budget = values["max_render_pixels"]
+        if camera.width * camera.height > budget:
+            raise P.ConfigError(f"{label}: {camera.width}x{camera.height} is above max_render_pixels ({budget})")
+        return camera
+
+    def _build_camera(self, name: str, v: dict[str, Any], values: dict[str, Any], at_start: bool = False) -> CameraSpec:
         try:
-            camera = P.build_camera(v, patch, name)
+            camera = self._intrinsics(name, v, values)
         except P.ConfigError as e:
-            if not at_start:
+            if not at_start or name in self._calibrations:
                 raise
             keys = ("width", "height", "fov", "fx", "fy", "cx", "cy")
             defaults = {k: P.CAMERA_SPECS[k].default for k in keys}
@@ -181,18 +252,19 @@ class CameraNode(Node):
             if not name:
                 self.values.update(defaults)
             self.set_parameters([Parameter(f"{name}.{k}" if name else k, value=d) for k, d in defaults.items()])
-            camera = P.build_camera(v, patch, name)
+            camera = self._intrinsics(name, v, values)
+        cal = self._calibrations.get(name)
+        try:
+            lens = make_lens(camera, cal.distortion_model if cal else "plumb_bob", cal.d if cal else (),
+                             SIZE_STEP, values["max_render_pixels"])
+        except CalibrationError as e:
+            raise P.ConfigError(f"camera {name!r}: {e}") from None
+        rect = cal.rect_camera if cal is not None else None
+        sensor = Sensor(lens, rect, v["exposure"], v["gain_db"], v["noise_stddev"])
         frame = v["camera_frame"].lstrip("/")
         body = v["camera_frame_convention"] == "body"
         optical = (v["optical_frame"] or f"{frame}_optical") if body else frame
-        return CameraSpec(name, frame, optical.lstrip("/"), body, camera)
-
-    def _ensure_depth_publishers(self) -> None:
-        if self.values["publish_depth"]:
-            qos = IMAGE_QOS[self.values["qos"]]
-            for spec in self.cameras:
-                if "depth" not in self._pubs[spec.name]:
-                    self._pubs[spec.name]["depth"] = self.create_publisher(Image, spec.prefix + "depth", qos)
+        return CameraSpec(name, frame, optical.lstrip("/"), body, camera, sensor, cal)
 
     def _publish_optical_frames(self) -> None:
         """Body-axes cameras: camera_frame -> optical frame (REP-103 rotation) on /tf_static."""
@@ -222,10 +294,11 @@ class CameraNode(Node):
                     values[p.name] = value
                     if "" in cam_values and p.name in cam_values[""]:
                         cam_values[""][p.name] = value
-            cameras = tuple(self._build_camera(n, v) for n, v in cam_values.items())
-        except P.ConfigError as e:
-            self.get_logger().error(f"refused parameter change: {e}; keeping the previous values")
-            return SetParametersResult(successful=False, reason=str(e))
+            cameras = tuple(self._build_camera(n, v, values) for n, v in cam_values.items())
+        except Exception as e:  # ConfigError, or anything a bad value provokes: refused, never raised
+            reason = str(e) if isinstance(e, P.ConfigError) else f"{type(e).__name__}: {e}"
+            self.get_logger().error(f"refused parameter change: {reason}; keeping the previous values")
+            return SetParametersResult(successful=False, reason=reason)
         self._pending = (values, cam_values, cameras)
         return SetParametersResult(successful=True)
 
@@ -235,7 +308,6 @@ class CameraNode(Node):
             return
         old_rate = self.values["rate"]
         self.values, self._cam_values, self.cameras = pending
-        self._ensure_depth_publishers()
         if self.values["rate"] != old_rate:
             self._timer.timer_period_ns = int(1e9 / self.values["rate"])
             self._timer.reset()
@@ -249,9 +321,6 @@ class CameraNode(Node):
                                       throttle_duration_sec=THROTTLE_S)
 
     # ------------------------------------------------------------------ rendering
-    def _subscribed(self, spec: CameraSpec) -> bool:
-        return any(p.get_subscription_count() > 0 for p in self._pubs[spec.name].values())
-
     def _tick(self) -> None:
         """Timer callback: never blocks; hands the render time to the worker or counts a dropped tick."""
         now_ns = self.get_clock().now().nanoseconds
@@ -266,15 +335,15 @@ class CameraNode(Node):
             self.get_logger().info("the world is empty: waiting for seed images or ~/load_world",
                                    throttle_duration_sec=30.0)
             return
-        specs = [s for s in self.cameras if not self.values["lazy"] or self._subscribed(s)]
-        if not specs:
+        jobs = [(s, w) for s in self.cameras if (w := self._outputs[s.name].enabled(self.values, self.values["lazy"]))]
+        if not jobs:
             self.stats.skip("no subscribers")
             return
         if not self._idle.is_set():
             self.stats.dropped += 1
             return
         self._idle.clear()
-        self._jobs.put_nowait((now_ns, specs, dict(self.values)))
+        self._jobs.put_nowait((now_ns, jobs, dict(self.values)))
 
     def _render_loop(self) -> None:
         while True:
@@ -289,10 +358,10 @@ class CameraNode(Node):
             finally:
                 self._idle.set()
 
-    def _render(self, stamp_ns: int, specs: list[CameraSpec], values: dict[str, Any]) -> None:
-        posed: list[tuple[CameraSpec, np.ndarray]] = []
+    def _render(self, stamp_ns: int, jobs: list[tuple[CameraSpec, set[str]]], values: dict[str, Any]) -> None:
+        posed: list[tuple[CameraSpec, set[str], np.ndarray]] = []
         deadline = time.monotonic() + values["tf_timeout"]  # one wait for all cameras of the tick
-        for spec in specs:
+        for spec, wanted in jobs:
             try:
                 wait = max(0.0, deadline - time.monotonic())
                 T = self.tf.lookup(self.world_frame, spec.camera_frame, stamp_ns, wait)
@@ -302,64 +371,64 @@ class CameraNode(Node):
                 self.get_logger().warning(f"skipping {spec.prefix}image_raw at {stamp_ns / 1e9:.3f} s: {e}",
                                           throttle_duration_sec=THROTTLE_S)
                 continue
-            posed.append((spec, body_to_optical(T) if spec.body else T))
-        if not posed:
-            return
-        groups: dict[tuple[int, int], list[tuple[CameraSpec, np.ndarray]]] = {}
-        for spec, T in posed:
-            groups.setdefault((spec.camera.width, spec.camera.height), []).append((spec, T))
-        out, seconds = [], 0.0
-        with self.world_lock:
-            if len(self.world.memory) == 0:
-                return
-            for group in groups.values():
-                result = self.world.render_batch(np.stack([T for _, T in group]), [s.camera for s, _ in group],
-                                                 remember=values["remember_generated"],
-                                                 return_depth=values["publish_depth"])
-                seconds += self.world.last_render_seconds
-                imgs, depths = result if values["publish_depth"] else (result, [None] * len(group))
-                out.extend((s, img, d) for (s, _), img, d in zip(group, imgs, depths))
-        for spec, img, depth in out:
-            pubs = self._pubs[spec.name]
-            pubs["image"].publish(image_to_msg(img, stamp_ns, spec.optical_frame))
-            pubs["info"].publish(camera_info_msg(spec.camera, stamp_ns, spec.optical_frame))
-            if depth is not None and "depth" in pubs:
-                pubs["depth"].publish(depth_to_msg(depth, stamp_ns, spec.optical_frame))
-        self.stats.add_render(seconds, len(out), len(groups))
+            posed.append((spec, wanted, body_to_optical(T) if spec.body else T))
+        groups: dict[tuple[int, int], list[tuple[CameraSpec, set[str], np.ndarray]]] = {}
+        for item in posed:
+            rc = item[0].sensor.lens.render_camera
+            groups.setdefault((rc.width, rc.height), []).append(item)
+        published, seconds = 0, 0.0
+        for group in groups.values():
+            wanted = set().union(*(w for _, w, _ in group))
+            views, s = self.worker.render_batch(
+                [T for _, _, T in group], [spec.sensor for spec, _, _ in group],
+                remember=values["remember_generated"], want_depth=bool(wanted & {"depth", "points"}),
+                want_rect="rect" in wanted, depth_source=values["depth_source"], tolerance=values["depth_tolerance"])
+            seconds += s
+            for (spec, w, _), view in zip(group, views):
+                self._outputs[spec.name].publish(spec, view, stamp_ns, values, w)
+                published += 1
+        if published:
+            self.stats.add_render(seconds, published, len(groups))
 
     # ------------------------------------------------------------------ status
     def _publish_status(self) -> None:
+        """~/status and /diagnostics; reads counters and the memory's sizes without taking the world lock."""
         latency_ms, rate = self.stats.period()
-        with self.world_lock:
-            memory = self.world.memory
-            msg = WorldStatus(frames=len(memory), frames_in_ram=frames_in_ram(memory), bytes_in_ram=memory.nbytes,
-                              coverage_m2=self._coverage.area_m2(memory), render_latency_ms=latency_ms,
-                              render_rate_hz=rate, model=self.model_name)
+        memory = self.world.memory
+        msg = WorldStatus(frames=len(memory), frames_in_ram=frames_in_ram(memory), bytes_in_ram=memory.nbytes,
+                          coverage_m2=self._coverage.area_m2(memory), render_latency_ms=latency_ms,
+                          render_rate_hz=rate, model=self.model_name)
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.world_frame
         self._status_pub.publish(msg)
+        self._diagnostics.publish(latency_ms, rate)
 
-    def destroy_node(self) -> None:
-        """Stop the render thread before the publishers go away."""
+    def destroy_node(self) -> bool:
+        """Stop the threads (waiting STOP_WAIT_S at most for a render in progress); True if one was abandoned."""
+        busy = False
         worker = getattr(self, "_worker", None)  # absent when the constructor failed
-        if worker is not None and worker.is_alive():
-            self._idle.wait(5.0)
+        if worker is not None:
+            self.worker.stopping.set()
             try:
-                self._jobs.put(None, timeout=5.0)
+                self._jobs.put_nowait(None)
             except queue.Full:
                 pass
-            worker.join(5.0)
+            worker.join(STOP_WAIT_S)
+            busy = worker.is_alive()
         services = getattr(self, "world_services", None)
         if services is not None:
-            services.close()
+            busy = not services.close(STOP_WAIT_S) or busy
         super().destroy_node()
+        if self.scratch is not None and not busy:
+            self.scratch.close()
+        return busy
 
 
 def make_executor(context: Context | None = None) -> Executor:
     """The executor to spin a CameraNode with: single-threaded, by design.
 
     Every callback of the node is short (TF ingest, the tick hand-off, status); rendering runs on
-    the node's own worker thread and services/seed images on another (see WorldServices). rclpy's
+    the node's own worker thread and services/seed images on others (see WorldServices). rclpy's
     MultiThreadedExecutor busy-polls its wait set while a mutually exclusive callback is running:
     measured here it kept a core busy, starved /tf ingestion at 100 Hz by ~1 s and slowed a 64x64
     render from 33 ms to ~550 ms (bench/bench_node.py).
@@ -368,27 +437,40 @@ def make_executor(context: Context | None = None) -> Executor:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Console script `rtfm_camera`: run the node until Ctrl-C / SIGTERM; 2 when it cannot start."""
+    """Console script `rtfm_camera`: run until Ctrl-C / SIGTERM (stopping within ~2 s); 2 when it cannot start."""
     rclpy.init(args=args)
+    log = rclpy.logging.get_logger(NODE_NAME)
     try:
         node = CameraNode()
     except (P.ConfigError, GeometryError) as e:
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {e}")
+        log.fatal(f"cannot start: {e}")
         rclpy.try_shutdown()
         return 2
+    except KeyboardInterrupt:
+        rclpy.try_shutdown()
+        return 0
     executor = make_executor()
     executor.add_node(node)
+    busy = False
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():  # a real failure; otherwise a callback raced with Ctrl-C / SIGTERM shutdown
-            raise
+        while rclpy.ok():
+            try:
+                executor.spin()
+            except (KeyboardInterrupt, ExternalShutdownException):
+                break
+            except Exception as e:  # a callback escaped its guard: log it and keep serving
+                if not rclpy.ok():
+                    break
+                log.error(f"executor: {type(e).__name__}: {e} (the node keeps running)")
     finally:
-        executor.shutdown()
-        node.destroy_node()
+        executor.shutdown(timeout_sec=STOP_WAIT_S)
+        busy = node.destroy_node()
         rclpy.try_shutdown()
+    if busy:  # a render is still inside the model: do not wait for it (nor let exit join it)
+        log.warning("stopping with a render in progress (abandoned)")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

@@ -14,10 +14,13 @@ from typing import Any, Union
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Pose, Quaternion, Transform, TransformStamped, Vector3
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from rtfm_ros.geometry import GeometryError, PinholeCamera, transform_from_ros, transform_to_ros
+from rtfm_ros.ros.lens import Calibration
+from rtfm_ros.ros.pixels import camera_from_k, opencv_k, opencv_p
+from rtfm_ros.ros.sensor import depth_mm
 from rtfm_ros.tf_buffer import NS_PER_S, TransformBuffer
 
 Stamp = Union[int, Time]
@@ -74,19 +77,67 @@ def image_to_msg(rgb: np.ndarray, stamp: Stamp, frame_id: str) -> Image:
     return msg
 
 
-def depth_to_msg(depth: np.ndarray, stamp: Stamp, frame_id: str) -> Image:
-    """sensor_msgs/Image (32FC1, metres, REP 118: NaN/inf kept) from an HxW float array."""
+def depth_to_msg(depth: np.ndarray, stamp: Stamp, frame_id: str, encoding: str = "32FC1") -> Image:
+    """sensor_msgs/Image from an HxW float array in metres: 32FC1 (NaN/inf kept, REP 118) or 16UC1 (mm, 0 = none)."""
     depth = np.asarray(depth)
     if depth.ndim != 2 or 0 in depth.shape:
         raise MessageError(f"depth must be HxW, got shape {depth.shape}")
     if not np.issubdtype(depth.dtype, np.floating):
         raise MessageError(f"depth must be a float array in metres, got {depth.dtype}")
     h, w = depth.shape
+    if encoding == "16UC1":
+        msg = Image(header=_header(stamp, frame_id), height=h, width=w, encoding="16UC1",
+                    is_bigendian=int(sys.byteorder == "big"), step=2 * w)
+        msg.data = array.array("B", depth_mm(depth).tobytes())
+        return msg
+    if encoding != "32FC1":
+        raise MessageError(f"depth encoding must be 32FC1 or 16UC1, got {encoding!r}")
     msg = Image(
         header=_header(stamp, frame_id), height=h, width=w, encoding="32FC1",
         is_bigendian=int(sys.byteorder == "big"), step=4 * w,
     )
     msg.data = array.array("B", np.ascontiguousarray(depth, dtype=np.float32).tobytes())
+    return msg
+
+
+def compressed_msg(rgb: np.ndarray, stamp: Stamp, frame_id: str, fmt: str = "jpeg",
+                   quality: int = 90) -> CompressedImage:
+    """sensor_msgs/CompressedImage as image_transport's compressed plugin writes it (format string included)."""
+    import io
+
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    if fmt == "jpeg":
+        PILImage.fromarray(rgb).save(buf, format="JPEG", quality=int(quality))
+    elif fmt == "png":
+        PILImage.fromarray(rgb).save(buf, format="PNG", compress_level=1)
+    else:
+        raise MessageError(f"compressed format must be jpeg or png, got {fmt!r}")
+    msg = CompressedImage(header=_header(stamp, frame_id), format=f"rgb8; {fmt} compressed bgr8")
+    msg.data = array.array("B", buf.getvalue())
+    return msg
+
+
+_CLOUD_FIELDS = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+                 for i, n in enumerate(("x", "y", "z", "rgb"))]
+
+
+def cloud_msg(points: np.ndarray, rgb: np.ndarray, stamp: Stamp, frame_id: str) -> PointCloud2:
+    """Organised sensor_msgs/PointCloud2 XYZRGB (rgb packed in a float, as PCL and RViz read it).
+
+    points: HxWx3 metres in the optical frame, NaN where depth is unknown (is_dense false).
+    """
+    h, w = points.shape[:2]
+    packed = ((rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8)
+              | rgb[..., 2].astype(np.uint32))
+    data = np.empty((h, w, 4), dtype=np.float32)
+    data[..., :3] = points
+    data[..., 3] = packed.view(np.float32)
+    msg = PointCloud2(header=_header(stamp, frame_id), height=h, width=w, fields=_CLOUD_FIELDS,
+                      is_bigendian=sys.byteorder == "big", point_step=16, row_step=16 * w,
+                      is_dense=bool(np.isfinite(points).all()))
+    msg.data = array.array("B", data.tobytes())
     return msg
 
 
@@ -133,19 +184,28 @@ def msg_to_depth(msg: Any) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- cameras
-def camera_info_msg(camera: PinholeCamera, stamp: Stamp, frame_id: str) -> CameraInfo:
-    """CameraInfo of an ideal pinhole camera: plumb_bob with zero distortion, r = I, p = [K | 0]."""
+def camera_info_msg(camera: PinholeCamera, stamp: Stamp, frame_id: str,
+                    calibration: Calibration | None = None) -> CameraInfo:
+    """CameraInfo in ROS's convention (integer pixel centres): a calibration's K, D, R, P as given,
+    else an ideal pinhole (plumb_bob, d = 0, r = I, p = [K | 0])."""
     msg = CameraInfo(header=_header(stamp, frame_id), height=camera.height, width=camera.width)
+    if calibration is not None:
+        msg.distortion_model = calibration.distortion_model
+        msg.d = array.array("d", calibration.d)
+        msg.k = np.asarray(calibration.k, dtype=np.float64)
+        msg.r = np.asarray(calibration.r, dtype=np.float64)
+        msg.p = np.asarray(calibration.p, dtype=np.float64)
+        return msg
     msg.distortion_model = "plumb_bob"
     msg.d = array.array("d", [0.0] * 5)
-    msg.k = np.asarray(camera.camera_info_k(), dtype=np.float64)
+    msg.k = np.asarray(opencv_k(camera), dtype=np.float64)
     msg.r = np.eye(3).reshape(-1)
-    msg.p = np.asarray(camera.camera_info_p(), dtype=np.float64)
+    msg.p = np.asarray(opencv_p(camera), dtype=np.float64)
     return msg
 
 
 def camera_from_info(msg: Any, ignore_distortion: bool = False) -> PinholeCamera:
-    """PinholeCamera from CameraInfo k; refuses uncalibrated (k = 0), skewed or distorted cameras."""
+    """PinholeCamera from CameraInfo k (ROS convention, converted); refuses uncalibrated, skewed or distorted."""
     k = np.asarray(msg.k, dtype=np.float64).reshape(-1)
     if k.shape != (9,) or not np.all(np.isfinite(k)):
         raise MessageError(f"CameraInfo k must hold 9 finite values, got {k.tolist()}")
@@ -160,7 +220,7 @@ def camera_from_info(msg: Any, ignore_distortion: bool = False) -> PinholeCamera
             "cameras are rendered (pass ignore_distortion=True to use k alone)"
         )
     try:
-        return PinholeCamera.from_camera_info(msg.width, msg.height, k)
+        return camera_from_k(msg.width, msg.height, k)
     except GeometryError as e:
         raise MessageError(f"CameraInfo does not describe a usable camera: {e}") from e
 

@@ -22,24 +22,32 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from rtfm_ros.geometry import MAX_RESOLUTION, GeometryError, PinholeCamera
+from rtfm_ros.ros.lens import Calibration
+from rtfm_ros.ros.pixels import camera_from_opencv
+from rtfm_ros.ros.worker import DEPTH_SOURCES, Sensor
 
 
 @dataclass(frozen=True)
 class CameraSpec:
-    """One simulated camera: where it is in TF, what it publishes, its intrinsics."""
+    """One simulated camera: where it is in TF, what it publishes, its intrinsics and lens."""
 
     name: str            # '' for the single-camera set-up
     camera_frame: str    # looked up in TF
     optical_frame: str   # header.frame_id of what it publishes
     body: bool           # camera_frame uses body axes (x forward): rotate to optical
-    camera: PinholeCamera
+    camera: PinholeCamera  # the published K (project convention inside)
+    sensor: Sensor | None = None
+    calibration: Calibration | None = None  # from camera_info_url
 
     @property
     def prefix(self) -> str:
         return f"{self.name}/" if self.name else ""
 
 
-QOS_CHOICES = ("sensor_data", "reliable")
+QOS_CHOICES = ("reliable", "sensor_data")
+DEPTH_ENCODINGS = ("32FC1", "16UC1")
+COMPRESSED_FORMATS = ("jpeg", "png")
+MAX_RENDER_PIXELS = 1024 * 1024
 CONVENTIONS = ("optical", "body")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -149,15 +157,25 @@ CAMERA_PARAMS: tuple[ParamSpec, ...] = (
               "or 'optical' (x right, y down, z forward)", _choice(CONVENTIONS), "refuse"),
     ParamSpec("optical_frame", "str", "", "optical frame name for a body camera_frame ('' = <camera_frame>_optical)",
               None, "refuse"),
-    ParamSpec("width", "int", 64, "image width in pixels (a multiple of the model's patch, 8)", _size, read_only=False),
-    ParamSpec("height", "int", 64, "image height in pixels (a multiple of the model's patch, 8)", _size,
-              read_only=False),
+    ParamSpec("width", "int", 64, "image width in pixels", _size, read_only=False),
+    ParamSpec("height", "int", 64, "image height in pixels", _size, read_only=False),
     ParamSpec("fov", "float", 90.0, "horizontal field of view in degrees, used when fx is 0",
               _range(0.0, 180.0, hi_open=True), read_only=False),
     ParamSpec("fx", "float", 0.0, "focal length x in pixels (0 = from fov)", _intrinsic, read_only=False),
     ParamSpec("fy", "float", 0.0, "focal length y in pixels (0 = fx)", _intrinsic, read_only=False),
-    ParamSpec("cx", "float", 0.0, "principal point x in pixels (0 = image centre)", _intrinsic, read_only=False),
-    ParamSpec("cy", "float", 0.0, "principal point y in pixels (0 = image centre)", _intrinsic, read_only=False),
+    ParamSpec("cx", "float", 0.0, "principal point x in pixels, ROS/OpenCV convention: pixel centres at integers "
+              "(0 = image centre, (width - 1) / 2)", _intrinsic, read_only=False),
+    ParamSpec("cy", "float", 0.0, "principal point y in pixels, ROS/OpenCV convention (0 = image centre)",
+              _intrinsic, read_only=False),
+    ParamSpec("camera_info_url", "str", "", "calibration file (camera_calibration YAML: file:///path, package://pkg/"
+              "path or a path): its size, K, D, R, P replace width/height/fov/fx/fy/cx/cy ('' = none)", None,
+              "refuse"),
+    ParamSpec("exposure", "float", 1.0, "exposure relative to the render (linear light)", _range(0.0, 100.0),
+              read_only=False),
+    ParamSpec("gain_db", "float", 0.0, "sensor gain in dB (amplifies noise too)", _range(-40.0, 40.0, lo_open=False),
+              read_only=False),
+    ParamSpec("noise_stddev", "float", 0.0, "Gaussian read noise, standard deviation as a fraction of full scale",
+              _range(0.0, 1.0, lo_open=False), read_only=False),
 )
 
 NODE_PARAMS: tuple[ParamSpec, ...] = (
@@ -182,10 +200,30 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               _range(0.0, 10.0, lo_open=False), read_only=False),
     ParamSpec("remember_generated", "bool", True, "store rendered views that show new places in the world",
               read_only=False),
-    ParamSpec("publish_depth", "bool", False, "also publish depth (32FC1, metres)", read_only=False),
+    ParamSpec("publish_depth", "bool", False, "also publish depth", read_only=False),
+    ParamSpec("depth_encoding", "str", "32FC1", "depth as 32FC1 (metres, NaN = unknown) or 16UC1 (millimetres, "
+              "0 = unknown)", _choice(DEPTH_ENCODINGS), read_only=False),
+    ParamSpec("depth_source", "str", "checked", "checked: model depth only where a real frame saw the same surface "
+              "(NaN elsewhere); model: the model's depth as rendered", _choice(DEPTH_SOURCES), read_only=False),
+    ParamSpec("depth_tolerance", "float", 0.1, "relative depth agreement for depth_source checked",
+              _range(0.0, 1.0), read_only=False),
+    ParamSpec("publish_points", "bool", False, "also publish points (PointCloud2 XYZRGB from the published depth)",
+              read_only=False),
+    ParamSpec("publish_rect", "bool", False, "also publish image_rect (rendered with P) for a distorted camera",
+              read_only=False),
+    ParamSpec("compressed_format", "str", "jpeg", "format of image_raw/compressed: jpeg or png",
+              _choice(COMPRESSED_FORMATS), read_only=False),
+    ParamSpec("jpeg_quality", "int", 90, "JPEG quality of image_raw/compressed",
+              lambda v: None if 1 <= v <= 100 else "must be in 1..100", read_only=False),
     ParamSpec("lazy", "bool", True, "render only while a topic of the camera has subscribers", read_only=False),
-    ParamSpec("qos", "str", "sensor_data", "image QoS: sensor_data (best effort) or reliable",
-              _choice(QOS_CHOICES)),
+    ParamSpec("qos", "str", "reliable", "image QoS: reliable (default; large images arrive) or sensor_data "
+              "(best effort: Fast DDS drops large images)", _choice(QOS_CHOICES)),
+    ParamSpec("max_render_pixels", "int", MAX_RENDER_PIXELS, "largest image (width x height) rendered; larger "
+              "cameras and ~/render_view requests are refused",
+              lambda v: None if 64 <= v <= MAX_RESOLUTION ** 2 else f"must be in 64..{MAX_RESOLUTION ** 2}",
+              read_only=False),
+    ParamSpec("scratch_dir", "str", "", "directory for the working copy of a world file ('' = the system's "
+              "temporary directory)", None, "refuse"),
 )
 
 SPECS: dict[str, ParamSpec] = {s.name: s for s in NODE_PARAMS}
@@ -240,16 +278,16 @@ def build_camera(values: dict[str, Any], patch: int, name: str = "") -> PinholeC
     label = f"camera {name!r}" if name else "camera"
     w, h = values["width"], values["height"]
     if w % patch or h % patch:
-        raise ConfigError(f"{label}: width and height must be multiples of {patch} (the model's patch), "
+        raise ConfigError(f"{label}: width and height must be multiples of {patch}, "
                           f"got {w}x{h}")
+    # cx, cy are ROS/OpenCV values (pixel centres at integers); 0 = the image centre.
+    cx = values["cx"] or (w - 1) / 2.0
+    cy = values["cy"] or (h - 1) / 2.0
     try:
         if values["fx"] > 0:
-            fy = values["fy"] or values["fx"]
-            return PinholeCamera(w, h, values["fx"], fy, values["cx"] or w / 2.0, values["cy"] or h / 2.0)
+            return camera_from_opencv(w, h, values["fx"], values["fy"] or values["fx"], cx, cy)
         cam = PinholeCamera.from_fov(w, h, values["fov"])
-        if values["cx"] or values["cy"]:
-            cam = PinholeCamera(w, h, cam.fx, cam.fy, values["cx"] or w / 2.0, values["cy"] or h / 2.0)
-        return cam
+        return camera_from_opencv(w, h, cam.fx, cam.fy, cx, cy)
     except GeometryError as e:
         raise ConfigError(f"{label}: {e}") from None
 

@@ -65,9 +65,16 @@ def frames_in_ram(memory: FrameMemory) -> int:
     return sum(1 for i in range(len(memory)) if memory.is_resident(i))
 
 
+WINDOW_S = 5.0  # rates and latencies are measured over this sliding window
+
+
 @dataclass
 class RenderStats:
-    """Counters shared by the timer, the render thread and the status timer (thread-safe)."""
+    """Counters shared by the timer, the render thread and the status timer (thread-safe).
+
+    Rates come from a sliding window of publish times, not from what happened between two status
+    messages: a render longer than the status period must not read as 0 images/s.
+    """
 
     rendered: int = 0          # render cycles that published images
     images: int = 0            # image_raw messages published (all cameras)
@@ -76,10 +83,10 @@ class RenderStats:
     skipped: Counter = field(default_factory=Counter)  # ticks or cameras skipped, by reason
     bad_transforms: int = 0
     tf_resets: int = 0
+    callback_errors: int = 0   # exceptions caught in callbacks (logged; the node keeps running)
     recent_render_s: deque = field(default_factory=lambda: deque(maxlen=1000))  # for benchmarks
-    _latencies: list[float] = field(default_factory=list)
-    _period_images: int = 0
-    _period_start: float = field(default_factory=time.monotonic)
+    _events: deque = field(default_factory=lambda: deque(maxlen=10_000))  # (time, images, render seconds)
+    _start: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_render(self, seconds: float, images: int, batches: int) -> None:
@@ -87,20 +94,31 @@ class RenderStats:
             self.rendered += 1
             self.images += images
             self.batches += batches
-            self._period_images += images
-            self._latencies.append(seconds)
+            self._events.append((time.monotonic(), images, seconds))
             self.recent_render_s.append(seconds)
 
     def skip(self, reason: str) -> None:
         with self._lock:
             self.skipped[reason] += 1
 
-    def period(self) -> tuple[float, float]:
-        """(median render latency in ms, images per second) since the last call; starts a new period."""
+    @property
+    def tf_misses(self) -> int:
+        """Cameras skipped because their pose could not be looked up in TF."""
+        with self._lock:
+            return sum(v for k, v in self.skipped.items() if k.startswith("tf"))
+
+    def period(self, window_s: float = WINDOW_S) -> tuple[float, float]:
+        """(median render latency in ms, images per second) over the last window_s seconds.
+
+        The window widens to 2.5 intervals when renders are slower than window_s / 2.5, so a
+        camera publishing every 4 s still reads as 0.25 images/s.
+        """
         with self._lock:
             now = time.monotonic()
-            elapsed = max(now - self._period_start, 1e-9)
-            latency = 1000.0 * statistics.median(self._latencies) if self._latencies else 0.0
-            rate = self._period_images / elapsed
-            self._latencies, self._period_images, self._period_start = [], 0, now
-            return latency, rate
+            times = [e[0] for e in list(self._events)[-6:]]
+            if len(times) >= 2:
+                window_s = max(window_s, 2.5 * statistics.median(b - a for a, b in zip(times, times[1:])))
+            recent = [e for e in self._events if e[0] >= now - window_s]
+            span = min(window_s, max(now - self._start, 1e-3))
+            latency = 1000.0 * statistics.median(e[2] for e in recent) if recent else 0.0
+            return latency, sum(e[1] for e in recent) / span

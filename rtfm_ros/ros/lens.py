@@ -1,0 +1,213 @@
+"""A real camera's calibration and lens: camera_calibration YAML files, plumb_bob / rational_polynomial.
+
+The model renders ideal pinhole views. A distorted camera is rendered as an undistorted view at
+a slightly larger field (covering every ray the lens sees), then remapped per output pixel:
+each pixel's ray is found by inverting the published distortion D (OpenCV's iteration), and the
+ideal view is sampled there. So the published image matches the published K and D, as the
+images of a real camera do. ROS-free (numpy + torch).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rtfm_ros.geometry import PinholeCamera
+from rtfm_ros.ros.pixels import camera_from_k, camera_from_p
+
+MODELS = {"plumb_bob": 5, "rational_polynomial": 8}
+_ITERATIONS = 20
+_RESIDUAL_PX = 0.05  # output pixels whose ray does not round-trip this well are outside the lens
+
+
+class CalibrationError(ValueError):
+    """A calibration file or distortion that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What a camera_calibration YAML holds (K, R, P in ROS/OpenCV convention)."""
+
+    width: int
+    height: int
+    k: tuple[float, ...]
+    d: tuple[float, ...]
+    distortion_model: str
+    r: tuple[float, ...]
+    p: tuple[float, ...]
+    camera_name: str = ""
+
+    @property
+    def camera(self) -> PinholeCamera:
+        """The sensor's intrinsics (K) in the project's convention."""
+        return camera_from_k(self.width, self.height, self.k)
+
+    @property
+    def rect_camera(self) -> PinholeCamera:
+        """The rectified camera (P), what image_rect is rendered with."""
+        return camera_from_p(self.width, self.height, self.p)
+
+
+def resolve_url(url: str) -> Path:
+    """camera_info_manager URLs: file:///abs/path, package://pkg/rel/path, or a plain path."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file"):
+        return Path(os.path.expanduser(unquote(parsed.path if parsed.scheme else url)))
+    if parsed.scheme == "package":
+        try:
+            from ament_index_python.packages import get_package_share_directory
+            return Path(get_package_share_directory(parsed.netloc)) / unquote(parsed.path).lstrip("/")
+        except Exception as e:  # no ament index (pip set-up) or an unknown package
+            raise CalibrationError(f"cannot resolve {url!r}: {e}") from None
+    raise CalibrationError(f"camera_info_url {url!r}: only file://, package:// or a path are supported")
+
+
+def _matrix(doc: dict, key: str, rows: int, cols: int) -> tuple[float, ...]:
+    entry = doc.get(key)
+    data = entry.get("data") if isinstance(entry, dict) else None
+    if not isinstance(data, list) or len(data) != rows * cols:
+        raise CalibrationError(f"{key} must be a {rows}x{cols} matrix with 'data' of {rows * cols} numbers")
+    values = tuple(float(x) for x in data)
+    if not all(math.isfinite(x) for x in values):
+        raise CalibrationError(f"{key} holds non-finite values")
+    return values
+
+
+def read_calibration(url: str) -> Calibration:
+    """Parse a camera_calibration_parsers YAML (the format `camera_calibration` writes)."""
+    import yaml
+
+    path = resolve_url(url)
+    if not path.is_file():
+        raise CalibrationError(f"calibration file {path} does not exist or is not a regular file")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise CalibrationError(f"cannot read calibration {path}: {e}") from None
+    if not isinstance(doc, dict):
+        raise CalibrationError(f"calibration {path} is not a YAML mapping")
+    try:
+        w, h = int(doc["image_width"]), int(doc["image_height"])
+    except (KeyError, TypeError, ValueError):
+        raise CalibrationError(f"calibration {path} needs integer image_width and image_height") from None
+    model = str(doc.get("distortion_model", "plumb_bob"))
+    dist = doc.get("distortion_coefficients", {"data": []})
+    d = tuple(float(x) for x in (dist.get("data") or [] if isinstance(dist, dict) else []))
+    k = _matrix(doc, "camera_matrix", 3, 3)
+    r = _matrix(doc, "rectification_matrix", 3, 3) if "rectification_matrix" in doc else tuple(np.eye(3).flat)
+    p = _matrix(doc, "projection_matrix", 3, 4) if "projection_matrix" in doc else (*k[:3], 0.0, *k[3:6], 0.0,
+                                                                                     *k[6:], 0.0)
+    cal = Calibration(w, h, k, d, model, r, p, str(doc.get("camera_name", "")))
+    check_distortion(model, d)
+    try:
+        cal.camera, cal.rect_camera
+    except ValueError as e:
+        raise CalibrationError(f"calibration {path}: {e}") from None
+    return cal
+
+
+def check_distortion(model: str, d: Sequence[float]) -> tuple[float, ...]:
+    """D padded to 8 coefficients (k1 k2 p1 p2 k3 k4 k5 k6); CalibrationError for other models."""
+    if model not in MODELS:
+        raise CalibrationError(f"distortion model {model!r} is not rendered; use one of {', '.join(MODELS)}")
+    d = tuple(float(x) for x in d)
+    if len(d) > MODELS[model] or (model == "rational_polynomial" and 5 < len(d) < 8):
+        raise CalibrationError(f"{model} takes {MODELS[model]} coefficients, got {len(d)}")
+    return d + (0.0,) * (8 - len(d))
+
+
+def distort(x: np.ndarray, y: np.ndarray, d8: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV's lens model on normalised ideal coordinates -> distorted ones."""
+    k1, k2, p1, p2, k3, k4, k5, k6 = d8
+    r2 = x * x + y * y
+    radial = (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
+    return (x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x),
+            y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y)
+
+
+def undistort(xd: np.ndarray, yd: np.ndarray, d8: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of distort by OpenCV's fixed-point iteration (cv::undistortPoints)."""
+    k1, k2, p1, p2, k3, k4, k5, k6 = d8
+    x, y = xd.copy(), yd.copy()
+    for _ in range(_ITERATIONS):
+        r2 = x * x + y * y
+        icdist = (1 + r2 * (k4 + r2 * (k5 + r2 * k6))) / (1 + r2 * (k1 + r2 * (k2 + r2 * k3)))
+        dx = 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+        dy = p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+        x, y = (xd - dx) * icdist, (yd - dy) * icdist
+    return x, y
+
+
+class Lens:
+    """Per-pixel rays of an output camera (K, D) and the ideal render that covers them."""
+
+    def __init__(self, camera: PinholeCamera, model: str = "plumb_bob", d: Sequence[float] = (), *,
+                 patch: int = 8, max_pixels: int = 4096 * 4096) -> None:
+        self.camera, self.model = camera, model
+        self.d8 = check_distortion(model, d)
+        self.distorted = any(self.d8)
+        w, h = camera.width, camera.height
+        u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+        xd, yd = (u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy
+        x, y = undistort(xd, yd, self.d8) if self.distorted else (xd, yd)
+        rx, ry = distort(x, y, self.d8)
+        err = np.hypot((rx - xd) * camera.fx, (ry - yd) * camera.fy)
+        self.valid = np.isfinite(err) & (err < _RESIDUAL_PX)
+        self.rays = np.where(self.valid[..., None], np.stack([x, y], -1), np.nan).astype(np.float32)
+        self.render_camera, self._grid = camera, None
+        if self.distorted:
+            self._fit_render(patch, max_pixels)
+
+    def _fit_render(self, patch: int, max_pixels: int) -> None:
+        """Smallest ideal view (pixel pitch of K where possible) holding every valid ray, 1 px margin."""
+        c = self.camera
+        if not self.valid.any():
+            raise CalibrationError("the distortion leaves no pixel with a valid ray")
+        x, y = self.rays[..., 0][self.valid], self.rays[..., 1][self.valid]
+        span_x, span_y = float(x.max() - x.min()), float(y.max() - y.min())
+        scale = min(1.0, 3.0 * c.width / (span_x * c.fx + 2), 3.0 * c.height / (span_y * c.fy + 2))
+        if (span_x * c.fx * scale + 2) * (span_y * c.fy * scale + 2) > max_pixels:
+            scale *= math.sqrt(max_pixels / ((span_x * c.fx * scale + 2) * (span_y * c.fy * scale + 2)))
+        fx, fy = c.fx * scale, c.fy * scale
+        wr = max(patch, int(math.ceil((span_x * fx + 2) / patch)) * patch)
+        hr = max(patch, int(math.ceil((span_y * fy + 2) / patch)) * patch)
+        cx = -float(x.min()) * fx + (wr - span_x * fx) / 2
+        cy = -float(y.min()) * fy + (hr - span_y * fy) / 2
+        self.render_camera = PinholeCamera(wr, hr, fx, fy, cx, cy)
+        gx = 2 * (fx * self.rays[..., 0] + cx) / wr - 1
+        gy = 2 * (fy * self.rays[..., 1] + cy) / hr - 1
+        grid = np.stack([gx, gy], -1)
+        self._grid = torch.from_numpy(np.nan_to_num(grid, nan=-2.0).astype(np.float32))[None]
+
+    def remap(self, image: np.ndarray) -> np.ndarray:
+        """HrxWrx3 uint8 ideal render -> HxWx3 uint8 as the lens sees it (bilinear, black outside)."""
+        if self._grid is None:
+            return image
+        t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+        out = F.grid_sample(t, self._grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+    def remap_depth(self, depth: np.ndarray) -> np.ndarray:
+        """HrxWr depth -> HxW (nearest: no blending across edges; NaN outside the lens)."""
+        if self._grid is None:
+            return depth
+        t = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None, None]
+        out = F.grid_sample(t, self._grid, mode="nearest", padding_mode="zeros", align_corners=False)[0, 0].numpy()
+        return np.where(self.valid, out, np.nan).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def rays_of(camera: PinholeCamera) -> np.ndarray:
+    """HxWx2 normalised rays (x/z, y/z) of an ideal camera's pixel centres (read-only, cached)."""
+    rays = Lens(camera).rays
+    rays.setflags(write=False)
+    return rays

@@ -1,0 +1,103 @@
+"""What each camera publishes (image_raw, image_raw/compressed, camera_info, depth, points,
+image_rect) and the node's /diagnostics.
+
+Encoding costs (JPEG, point clouds) are paid only for topics that someone subscribes to (or all
+enabled ones with ``lazy: false``). Topic names follow image_transport's (``image_raw/compressed``
+with the compressed plugin's format string) so viewers and bag recorders find them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+from rtfm_ros.ros.conversions import camera_info_msg, cloud_msg, compressed_msg, depth_to_msg, image_to_msg
+from rtfm_ros.ros.params import CameraSpec
+from rtfm_ros.ros.sensor import points_camera
+from rtfm_ros.ros.worker import View
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rtfm_ros.ros.camera_node import CameraNode
+
+TOPICS = {"image": (Image, "image_raw"), "compressed": (CompressedImage, "image_raw/compressed"),
+          "info": (CameraInfo, "camera_info"), "depth": (Image, "depth"), "points": (PointCloud2, "points"),
+          "rect": (Image, "image_rect")}
+
+
+class CameraOutputs:
+    """The publishers of one camera."""
+
+    def __init__(self, node: "CameraNode", spec: CameraSpec, qos: QoSProfile) -> None:
+        self.pubs = {key: node.create_publisher(cls, spec.prefix + name, qos) for key, (cls, name) in TOPICS.items()}
+
+    def enabled(self, values: dict[str, Any], lazy: bool) -> set[str]:
+        """Topics to fill this tick: enabled by parameters, and (lazy) with subscribers."""
+        on = {"image", "compressed", "info"}
+        on |= {k for k in ("depth", "points", "rect") if values[f"publish_{k}"]}
+        if lazy:
+            on = {k for k in on if self.pubs[k].get_subscription_count() > 0}
+        return on
+
+    def publish(self, spec: CameraSpec, view: View, stamp_ns: int, values: dict[str, Any], wanted: set[str]) -> None:
+        frame = spec.optical_frame
+        pubs = self.pubs
+        if "image" in wanted:
+            pubs["image"].publish(image_to_msg(view.rgb, stamp_ns, frame))
+        if "compressed" in wanted:
+            pubs["compressed"].publish(compressed_msg(view.rgb, stamp_ns, frame, values["compressed_format"],
+                                                      values["jpeg_quality"]))
+        pubs["info"].publish(camera_info_msg(spec.camera, stamp_ns, frame, spec.calibration))
+        if view.depth is not None and "depth" in wanted:
+            pubs["depth"].publish(depth_to_msg(view.depth, stamp_ns, frame, values["depth_encoding"]))
+        if view.depth is not None and "points" in wanted and spec.sensor is not None:
+            pts = points_camera(view.depth, spec.sensor.lens.rays)
+            pubs["points"].publish(cloud_msg(pts, view.rgb, stamp_ns, frame))
+        if "rect" in wanted:
+            pubs["rect"].publish(image_to_msg(view.rect if view.rect is not None else view.rgb, stamp_ns, frame))
+
+
+class Diagnostics:
+    """/diagnostics (diagnostic_msgs/DiagnosticArray), one status per second, with per-second deltas."""
+
+    def __init__(self, node: "CameraNode") -> None:
+        self.node = node
+        self.pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._last = {"dropped": 0, "tf_misses": 0, "remember_failures": 0, "callback_errors": 0}
+
+    def publish(self, latency_ms: float, rate_hz: float) -> None:
+        node, stats = self.node, self.node.stats
+        now = {"dropped": stats.dropped, "tf_misses": stats.tf_misses,
+               "remember_failures": node.worker.write_back.failures, "callback_errors": stats.callback_errors}
+        delta = {k: now[k] - self._last[k] for k in now}
+        self._last = now
+        frames = len(node.world.memory)
+        expected = node.values["rate"] * len(node.cameras)
+        level, message = DiagnosticStatus.OK, "publishing"
+        if frames == 0:
+            level, message = DiagnosticStatus.WARN, "the world is empty: nothing is published until it is seeded"
+        elif delta["remember_failures"]:
+            level, message = DiagnosticStatus.WARN, ("remembering views failed (published without remembering): "
+                                                     f"{node.worker.write_back.last_error}")
+        elif delta["tf_misses"]:
+            level, message = DiagnosticStatus.WARN, "camera poses missing in TF"
+        elif delta["dropped"]:
+            level, message = DiagnosticStatus.WARN, "ticks dropped: rendering is slower than the rate"
+        values = {"images per second": f"{rate_hz:.2f}", "configured images per second": f"{expected:g}",
+                  "render latency median (ms)": f"{latency_ms:.1f}",
+                  "dropped ticks": str(now["dropped"]), "dropped ticks last second": str(delta["dropped"]),
+                  "tf misses": str(now["tf_misses"]), "tf misses last second": str(delta["tf_misses"]),
+                  "bad transforms": str(stats.bad_transforms),
+                  "remembered views": str(node.worker.write_back.remembered),
+                  "remember failures": str(now["remember_failures"]),
+                  "callback errors": str(now["callback_errors"]), "frames": str(frames),
+                  "depth source": node.values["depth_source"], "qos": node.values["qos"],
+                  "world file": str(node.world_source or "")}
+        status = DiagnosticStatus(level=level, name=f"{node.get_name()}: camera", message=message,
+                                  hardware_id=f"rtfm_ros {node.model_name}",
+                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = node.get_clock().now().to_msg()
+        self.pub.publish(msg)

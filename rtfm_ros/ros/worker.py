@@ -1,0 +1,230 @@
+"""The ROS-free render worker: a fair world lock, tiled long renders, the node's own write-back.
+
+The camera's stream and long requests (a big ``~/render_view``) share one world: the model and
+its memory are used by one render at a time. A long request is rendered in tiles, each taking
+the lock on its own, and the lock alternates between the stream and a waiting request, so the
+stream's images keep coming (one tile late at most) while a 1024x1024 view is made. Nothing
+here runs on the ROS executor; status and diagnostics never take this lock.
+
+Write-back is done here, not by WorldModel.render(remember=True): a generated view is stored
+without its predicted depth (predicted depth fed back as if measured is what grows phantom
+obstacles), and a failed write (disk full, read-only file) is counted while the image is still
+published.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+import numpy as np
+
+from rtfm_ros.geometry import PinholeCamera
+from rtfm_ros.ros.lens import Lens, rays_of
+from rtfm_ros.ros.sensor import checked_depth, expose
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rtfm_ros.world import WorldModel
+
+TILE = 256  # long requests are rendered in tiles of at most TILE x TILE pixels
+DEPTH_SOURCES = ("checked", "model")
+
+
+class Cancelled(RuntimeError):
+    """The node is stopping: a long render was abandoned between tiles."""
+
+
+class WorldGate:
+    """A re-entrant lock that alternates between the stream and background work when both wait."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._owner: int | None = None
+        self._depth = 0
+        self._waiting = {True: 0, False: 0}  # stream?, count
+        self._last_stream = False
+
+    def acquire(self, stream: bool = False, timeout: float | None = None) -> bool:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            self._waiting[stream] += 1
+            try:
+                ok = self._cond.wait_for(lambda: self._owner is None and not (
+                    self._waiting[not stream] and self._last_stream == stream), timeout)
+            finally:
+                self._waiting[stream] -= 1
+            if ok:
+                self._owner, self._depth, self._last_stream = me, 1, stream
+            return ok
+
+    def release(self) -> None:
+        with self._cond:
+            if self._owner != threading.get_ident():
+                raise RuntimeError("release of a WorldGate not held by this thread")
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._cond.notify_all()
+
+    @contextmanager
+    def hold(self, stream: bool = False) -> Iterator[None]:
+        self.acquire(stream)
+        try:
+            yield
+        finally:
+            self.release()
+
+    def __enter__(self) -> "WorldGate":
+        self.acquire(False)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+@dataclass(frozen=True)
+class Sensor:
+    """How one camera turns an ideal render into its output (lens, rectified view, exposure, noise)."""
+
+    lens: Lens
+    rect_camera: PinholeCamera | None = None  # with publish_rect: image_rect rendered with P
+    exposure: float = 1.0
+    gain_db: float = 0.0
+    noise_stddev: float = 0.0
+
+    @property
+    def camera(self) -> PinholeCamera:
+        return self.lens.camera
+
+
+@dataclass
+class View:
+    """One camera's output for one pose."""
+
+    rgb: np.ndarray
+    depth: np.ndarray | None = None      # as published (NaN where not trusted)
+    rect: np.ndarray | None = None       # image_rect
+    frames_checked: int = 0
+
+
+@dataclass
+class WriteBack:
+    """Counters of the node's write-back (read by status and diagnostics; approximate under races)."""
+
+    remembered: int = 0
+    failures: int = 0
+    last_error: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def failed(self, e: Exception) -> None:
+        with self._lock:
+            self.failures += 1
+            self.last_error = f"{type(e).__name__}: {e}"
+
+
+class RenderWorker:
+    """Renders the stream's batches and long requests on a WorldModel, never on the ROS executor."""
+
+    def __init__(self, world: "WorldModel", gate: WorldGate | None = None) -> None:
+        self.world = world
+        self.gate = gate or WorldGate()
+        self.write_back = WriteBack()
+        self.stopping = threading.Event()
+        self._rng = np.random.default_rng()
+
+    # ------------------------------------------------------------------ write-back
+    def _memory_camera(self, camera: PinholeCamera) -> PinholeCamera:
+        fit = getattr(self.world, "memory_camera", None)
+        if fit is not None:
+            return fit(camera)
+        s = self.world.memory_camera_size  # a renderer that stores square frames of one size
+        return camera.scaled(s, s)
+
+    def worth_remembering(self, T: np.ndarray, camera: PinholeCamera) -> bool:
+        return bool(self.world.memory.should_remember(T, self._memory_camera(camera)))
+
+    def remember(self, T: np.ndarray, rgb: np.ndarray, camera: PinholeCamera, depth: np.ndarray | None) -> bool:
+        """Store a generated view with its trusted depth (NaN elsewhere); False when it fails."""
+        try:
+            self.world.add_frame(rgb, T, camera, depth=depth, source="generated")
+        except Exception as e:  # disk full, read-only or closed world file: publish anyway
+            self.write_back.failed(e)
+            return False
+        self.write_back.remembered += 1
+        return True
+
+    def trusted(self, depth: np.ndarray, T: np.ndarray, camera: PinholeCamera, source: str,
+                tolerance: float) -> tuple[np.ndarray, int]:
+        """depth as published: checked against real frames, or the model's as it is."""
+        depth = np.asarray(depth, dtype=np.float32)
+        if source != "checked":
+            return depth, 0
+        return checked_depth(depth, rays_of(camera), T, camera, self.world, tolerance)
+
+    # ------------------------------------------------------------------ the stream
+    def render_batch(self, Ts: Sequence[np.ndarray], sensors: Sequence[Sensor], *, remember: bool,
+                     want_depth: bool, want_rect: bool, depth_source: str = "checked",
+                     tolerance: float = 0.1) -> tuple[list[View], float]:
+        """One batched render of views that share a render size; (views, model seconds)."""
+        cams = [s.lens.render_camera for s in sensors]
+        views = []
+        with self.gate.hold(stream=True):
+            if len(self.world.memory) == 0:
+                return [], 0.0
+            images, depths = self.world.render_batch(np.stack(Ts), cams, remember=False, return_depth=True)
+            seconds = self.world.last_render_seconds
+            for T, s, cam, img, d in zip(Ts, sensors, cams, images, depths):
+                view = View(img, rect=self._rect(T, s) if want_rect else None)
+                store = remember and self.worth_remembering(T, cam)
+                if want_depth or store:
+                    d, view.frames_checked = self.trusted(d, T, cam, depth_source, tolerance)
+                    if store:
+                        self.remember(T, img, cam, d)
+                    if want_depth:
+                        view.depth = s.lens.remap_depth(d)
+                views.append(view)
+        for view, s in zip(views, sensors):
+            view.rgb = self.finish(s.lens.remap(view.rgb), s)
+            if view.rect is not None:
+                view.rect = self.finish(view.rect, s)
+        return views, seconds
+
+    def _rect(self, T: np.ndarray, sensor: Sensor) -> np.ndarray | None:
+        if sensor.rect_camera is None or not sensor.lens.distorted:
+            return None
+        return self.world.render(T, sensor.rect_camera, remember=False)
+
+    def finish(self, rgb: np.ndarray, sensor: Sensor) -> np.ndarray:
+        return expose(rgb, sensor.exposure, sensor.gain_db, sensor.noise_stddev, self._rng)
+
+    # ------------------------------------------------------------------ long requests
+    def render_view(self, T: np.ndarray, camera: PinholeCamera, *, want_depth: bool, remember: bool,
+                    depth_source: str = "checked", tolerance: float = 0.1) -> tuple[np.ndarray, np.ndarray | None]:
+        """One view of any size within the budget, in tiles that let the stream go between them."""
+        h, w = camera.height, camera.width
+        need_depth = want_depth or remember  # a remembered view is stored with its trusted depth
+        rgb = np.zeros((h, w, 3), dtype=np.uint8)
+        depth = np.full((h, w), np.nan, dtype=np.float32) if need_depth else None
+        for y0 in range(0, h, TILE):
+            for x0 in range(0, w, TILE):
+                if self.stopping.is_set():
+                    raise Cancelled("the node is stopping")
+                tw, th = min(TILE, w - x0), min(TILE, h - y0)
+                tile = PinholeCamera(tw, th, camera.fx, camera.fy, camera.cx - x0, camera.cy - y0)
+                with self.gate.hold():
+                    out = self.world.render(T, tile, remember=False, return_depth=need_depth)
+                img, d = out if need_depth else (out, None)
+                rgb[y0:y0 + th, x0:x0 + tw] = img
+                if depth is not None:
+                    depth[y0:y0 + th, x0:x0 + tw] = d
+        if depth is not None:
+            with self.gate.hold():
+                depth, _ = self.trusted(depth, T, camera, depth_source, tolerance)
+                if remember and self.worth_remembering(T, camera):
+                    self.remember(T, rgb, camera, depth)
+        return rgb, depth if want_depth else None
