@@ -13,7 +13,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
-    package_data={PACKAGE: ["assets/*", "assets/**/*"]},
+    package_data={PACKAGE: ["assets/*", "assets/**/*", "serve/static/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -36,8 +36,9 @@ setup(
         "scikit-image>=0.22",
         "pillow>=10",
         "pyyaml>=6",
+        "aiohttp>=3.9",
     ],
-    extras_require={"test": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3"]},
+    extras_require={"test": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3", "selenium>=4.20"]},
     entry_points={
         "console_scripts": [
             "rtfm = rtfm_ros.cli:main",

@@ -37,6 +37,20 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# Headless Chromium and its driver for the browser tests of `rtfm serve` (tests/test_serve.py).
+need=()
+for pkg in chromium chromium-driver; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing system packages: ${need[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "warning: missing system packages (${need[*]}); the browser tests will skip. Install them with apt." >&2
+  fi
+fi
+
 PYTHON_BIN="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 [ -x "$PY" ] || "$PYTHON_BIN" -m venv "$VENV"
 # pip warns about every local index folder that lacks a package: keep its real messages only.
