@@ -36,21 +36,20 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rtfm_ros_interfaces.msg import WorldStatus
 from tf2_msgs.msg import TFMessage
 
-from rtfm_ros.geometry import (R_BODY_OPTICAL, GeometryError, PinholeCamera, body_to_optical, make_transform,
-                               transform_from_ros)
+from rtfm_ros.geometry import R_BODY_OPTICAL, GeometryError, body_to_optical, make_transform
+from rtfm_ros.ros import node_setup as setup
 from rtfm_ros.ros import params as P
 from rtfm_ros.ros.conversions import matrix_to_transform_stamped
-from rtfm_ros.ros.lens import Calibration, CalibrationError, Lens, read_calibration
 from rtfm_ros.ros.outputs import CameraOutputs, Diagnostics
-from rtfm_ros.ros.params import CameraSpec
 from rtfm_ros.ros.services import WorldServices
+from rtfm_ros.ros.params import CameraSpec
 from rtfm_ros.ros.status import Coverage, RenderStats, frames_in_ram
 from rtfm_ros.ros.tf_source import TfSource
-from rtfm_ros.ros.worker import RenderWorker, Sensor, WorldGate
-from rtfm_ros.ros.world_files import ScratchWorld, user_path
+from rtfm_ros.ros.worker import RenderWorker, WorldGate
 from rtfm_ros.tf_buffer import ExtrapolationError, TransformLookupError
 
 if TYPE_CHECKING:  # pragma: no cover - torch is imported only once the parameters are known good
+    from rtfm_ros.ros.world_files import ScratchWorld
     from rtfm_ros.world import WorldModel
 
 NODE_NAME = "rtfm_camera"
@@ -64,14 +63,7 @@ STATIC_BROADCAST_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABL
 # with sensor_data, BENCHMARKS.md). Keep-last 2: a slow subscriber gets the newest images.
 IMAGE_QOS = {"sensor_data": qos_profile_sensor_data,
              "reliable": QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)}
-SIZE_STEP = 1  # the renderer renders any size (views are not tiled into patches)
 STOP_WAIT_S = 1.0  # how long stopping waits for a render in progress before abandoning it
-
-
-@functools.lru_cache(maxsize=32)
-def make_lens(camera: PinholeCamera, model: str, d: tuple[float, ...], patch: int, max_pixels: int) -> Lens:
-    """Lenses are costly to build (per-pixel rays): one per distinct camera."""
-    return Lens(camera, model, d, patch=patch, max_pixels=max_pixels)
 
 
 class CameraNode(Node):
@@ -84,18 +76,19 @@ class CameraNode(Node):
         self.scratch: ScratchWorld | None = None
         self.world_source: Path | None = None  # the user's world file (never written unless asked)
         self.values = {s.name: P.declare(self, s) for s in P.NODE_PARAMS}
-        self._cam_values = self._declare_cameras()  # every parameter is checked before the model loads
+        self._cam_values = setup.declare_cameras(self)  # every parameter is checked before the model loads
         self._seed_rows = P.seed_pose_rows(self.values["seed_images"], self.values["seed_poses"])
-        self._calibrations = self._read_calibrations()
+        self._calibrations = setup.read_calibrations(self._cam_values)
         import torch
 
         from rtfm_ros.runtime import serving_threads
 
         torch.set_num_threads(self.values["torch_threads"] or serving_threads())
-        self.world = world_model if world_model is not None else self._load_model()
+        self.world = world_model if world_model is not None else setup.load_model(self)
         self.worker = RenderWorker(self.world, self.gate)
-        self._seed_from_parameters()
-        self.cameras = tuple(self._build_camera(n, v, self.values, at_start=True) for n, v in self._cam_values.items())
+        setup.seed_from_parameters(self)
+        self.cameras = tuple(setup.build_camera(self, n, v, self.values, at_start=True)
+                             for n, v in self._cam_values.items())
         self.tf = TfSource()
         self._coverage = Coverage()
 
@@ -170,102 +163,6 @@ class CameraNode(Node):
                 return None
         return run
 
-    def _load_model(self) -> "WorldModel":
-        from rtfm_ros.world import WorldModel
-
-        ckpt, world = self.values["checkpoint"] or None, self.values["world"] or None
-        try:
-            wm = WorldModel.load(ckpt, device=self.values["device"])
-        except Exception as e:  # checkpoint or device: the node cannot do its job
-            raise P.ConfigError(f"cannot load checkpoint {ckpt or '(bundled default)'} on device "
-                                f"{self.values['device']!r}: {e}") from None
-        if world:
-            try:
-                self.world_source = user_path(world)
-                self.scratch = ScratchWorld(self.world_source, self.values["scratch_dir"])
-            except Exception as e:
-                raise P.ConfigError(f"cannot load world {world}: {e}") from None
-            wm.memory.close()
-            wm.memory = self.scratch.memory
-        return wm
-
-    def _read_calibrations(self) -> dict[str, Calibration]:
-        out = {}
-        for name, v in self._cam_values.items():
-            if v["camera_info_url"]:
-                try:
-                    out[name] = read_calibration(v["camera_info_url"])
-                except CalibrationError as e:
-                    label = f"{name}.camera_info_url" if name else "camera_info_url"
-                    raise P.ConfigError(f"parameter {label!r}: {e}") from None
-        return out
-
-    def _seed_from_parameters(self) -> None:
-        from PIL import Image as PILImage
-
-        images = self.values["seed_images"]
-        for path, row in zip(images, self._seed_rows):
-            try:
-                with PILImage.open(Path(path).expanduser()) as im:
-                    rgb = np.asarray(im.convert("RGB"))
-                T = transform_from_ros(row[:3], row[3:])
-                if self.values["seed_pose_convention"] == "body":
-                    T = body_to_optical(T)
-                cam = PinholeCamera.from_fov(rgb.shape[1], rgb.shape[0], self.values["seed_fov"])
-                self.world.add_frame(rgb, T, cam, source="seed")
-            except (OSError, ValueError) as e:
-                raise P.ConfigError(f"seed image {path!r}: {e}") from None
-        if images:
-            self.get_logger().info(f"seeded the world with {len(images)} images")
-
-    def _declare_cameras(self) -> dict[str, dict[str, Any]]:
-        top = {s.name: self.values[s.name] for s in P.CAMERA_PARAMS}
-        if not self.values["cameras"]:
-            return {"": top}
-        out = {}
-        for name in self.values["cameras"]:
-            defaults = dict(top, camera_frame=f"{name}_camera_link", optical_frame="")
-            out[name] = {s.name: P.declare(self, s, f"{name}.{s.name}", defaults[s.name]) for s in P.CAMERA_PARAMS}
-        return out
-
-    def _intrinsics(self, name: str, v: dict[str, Any], values: dict[str, Any]) -> PinholeCamera:
-        """The camera from its calibration or its parameters, within the pixel budget."""
-        label = f"camera {name!r}" if name else "camera"
-        cal = self._calibrations.get(name)
-        camera = cal.camera if cal is not None else P.build_camera(v, SIZE_STEP, name)
-        budget = values["max_render_pixels"]
-        if camera.width * camera.height > budget:
-            raise P.ConfigError(f"{label}: {camera.width}x{camera.height} is above max_render_pixels ({budget})")
-        return camera
-
-    def _build_camera(self, name: str, v: dict[str, Any], values: dict[str, Any], at_start: bool = False) -> CameraSpec:
-        try:
-            camera = self._intrinsics(name, v, values)
-        except P.ConfigError as e:
-            if not at_start or name in self._calibrations:
-                raise
-            keys = ("width", "height", "fov", "fx", "fy", "cx", "cy")
-            defaults = {k: P.CAMERA_SPECS[k].default for k in keys}
-            self.get_logger().error(f"{e}; using the default camera {defaults['width']}x{defaults['height']}, "
-                                    f"fov {defaults['fov']:g} instead")
-            v.update(defaults)
-            if not name:
-                self.values.update(defaults)
-            self.set_parameters([Parameter(f"{name}.{k}" if name else k, value=d) for k, d in defaults.items()])
-            camera = self._intrinsics(name, v, values)
-        cal = self._calibrations.get(name)
-        try:
-            lens = make_lens(camera, cal.distortion_model if cal else "plumb_bob", cal.d if cal else (),
-                             SIZE_STEP, values["max_render_pixels"])
-        except CalibrationError as e:
-            raise P.ConfigError(f"camera {name!r}: {e}") from None
-        rect = cal.rect_camera if cal is not None else None
-        sensor = Sensor(lens, rect, v["exposure"], v["gain_db"], v["noise_stddev"])
-        frame = v["camera_frame"].lstrip("/")
-        body = v["camera_frame_convention"] == "body"
-        optical = (v["optical_frame"] or f"{frame}_optical") if body else frame
-        return CameraSpec(name, frame, optical.lstrip("/"), body, camera, sensor, cal)
-
     def _publish_optical_frames(self) -> None:
         """Body-axes cameras: camera_frame -> optical frame (REP-103 rotation) on /tf_static."""
         stamp = self.get_clock().now().nanoseconds
@@ -294,7 +191,7 @@ class CameraNode(Node):
                     values[p.name] = value
                     if "" in cam_values and p.name in cam_values[""]:
                         cam_values[""][p.name] = value
-            cameras = tuple(self._build_camera(n, v, values) for n, v in cam_values.items())
+            cameras = tuple(setup.build_camera(self, n, v, values) for n, v in cam_values.items())
         except Exception as e:  # ConfigError, or anything a bad value provokes: refused, never raised
             reason = str(e) if isinstance(e, P.ConfigError) else f"{type(e).__name__}: {e}"
             self.get_logger().error(f"refused parameter change: {reason}; keeping the previous values")
