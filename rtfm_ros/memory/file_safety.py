@@ -75,7 +75,7 @@ def check_save_target(path: Path) -> None:
     """Refuse to save where a world may not go: anything but a new path or an existing world file."""
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         parent = path.parent
         if not parent.is_dir():
             what = "does not exist" if not os.path.lexists(parent) else "is not a directory"
@@ -140,9 +140,12 @@ def clean_stale_temps(path: Path) -> list[Path]:
 
 
 def remove_temp(tmp: Path) -> None:
-    """Delete a temporary world and its SQLite side files."""
+    """Delete a temporary world and its SQLite side files (best effort: the caller's error matters)."""
     for side in _TEMP_SIDES:
-        Path(f"{tmp}{side}").unlink(missing_ok=True)
+        try:
+            Path(f"{tmp}{side}").unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def fsync(path: Path) -> None:
