@@ -49,7 +49,8 @@ def test_round_trip(tmp_path: Path, storage: str) -> None:
     assert d.encoding == "32FC1"
     np.testing.assert_array_equal(np.frombuffer(d.data.tobytes(), "<f4").reshape(48, 64), depth)
     assert bags.camera_from_info(msgs["/c/camera_info"][1]) == CAM
-    np.testing.assert_allclose(msgs["/c/camera_info"][1].p.reshape(3, 4)[:, :3], CAM.K)
+    ros_k = CAM.K - [[0, 0, 0.5], [0, 0, 0.5], [0, 0, 0]]  # ROS: pixel centres at integers
+    np.testing.assert_allclose(msgs["/c/camera_info"][1].p.reshape(3, 4)[:, :3], ros_k)
     reader = bags.open_bag(out)
     try:
         buf, offsets = bags.load_tf(reader)

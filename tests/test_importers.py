@@ -101,7 +101,7 @@ def test_bag_import_recovers_poses_images_and_intrinsics(tmp_path: Path, storage
     for k in range(5):
         np.testing.assert_allclose(clip.T_world_camera[k], _expected_pose(k), atol=1e-6)
         assert np.array_equal(clip.rgb[k], _image(k))
-        np.testing.assert_allclose(clip.K[k], np.reshape(K, (3, 3)))
+        np.testing.assert_allclose(clip.K[k], np.reshape(K, (3, 3)) + [[0, 0, 0.5], [0, 0, 0.5], [0, 0, 0]])  # ROS centres
     np.testing.assert_allclose(clip.stamps - clip.stamps[0], [0.0, 0.15, 0.2, 0.35, 0.4], atol=1e-6)
     assert clip.meta["world_frame"] == "map" and clip.meta["camera_frame"] == "camera_optical"
 
@@ -129,8 +129,9 @@ def test_bag_downscale_crops_and_scales_intrinsics(tmp_path: Path) -> None:
     _write_bag(tmp_path / "bag", StoragePlugin.MCAP)
     clip = import_bag(tmp_path / "bag", res=4)
     assert clip.resolution == (4, 4)
-    # crop 12x8 -> 8x8 (x offset 2): cx 6 -> 4, then x0.5: fx 5, fy 5.5, cx 2, cy 2
-    np.testing.assert_allclose(clip.K[0], [[5.0, 0, 2.0], [0, 5.5, 2.0], [0, 0, 1]])
+    # ROS cx 6, cy 4 are 6.5, 4.5 inside; crop 12x8 -> 8x8 (x offset 2): cx 4.5, then x0.5: fx 5, fy 5.5,
+    # cx 2.25, cy 2.25
+    np.testing.assert_allclose(clip.K[0], [[5.0, 0, 2.25], [0, 5.5, 2.25], [0, 0, 1]])
 
 
 def _write_transforms(folder: Path, per_frame_override: bool = True) -> list[np.ndarray]:

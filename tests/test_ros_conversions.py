@@ -112,7 +112,9 @@ def test_camera_info_round_trip():
     msg = c.camera_info_msg(cam, 3 * S + 7, "cam_optical")
     assert msg.distortion_model == "plumb_bob" and list(msg.d) == [0.0] * 5
     np.testing.assert_array_equal(np.reshape(msg.r, (3, 3)), np.eye(3))
-    np.testing.assert_array_equal(np.reshape(msg.p, (3, 4))[:, :3], cam.K)
+    ros_k = cam.K - np.array([[0, 0, 0.5], [0, 0, 0.5], [0, 0, 0]])  # ROS: pixel centres at integers
+    np.testing.assert_array_equal(np.reshape(msg.k, (3, 3)), ros_k)
+    np.testing.assert_array_equal(np.reshape(msg.p, (3, 4))[:, :3], ros_k)
     assert msg.header.frame_id == "cam_optical" and c.stamp_to_ns(msg.header.stamp) == 3 * S + 7
     assert c.camera_from_info(msg) == cam
 
