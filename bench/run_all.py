@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "node": ("bench_node.py", [], ["--seconds", "3", "--sizes", "64"]),
     "replay": ("bench_replay.py", [], ["--seconds", "3"]),
     "envs": ("bench_envs.py", [], ["--steps", "3", "--repeats", "1"]),
+    "serve": ("bench_serve.py", [], ["--sizes", "128x128", "--presses", "3", "--seconds", "2"]),
 }
 
 
