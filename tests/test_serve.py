@@ -8,7 +8,6 @@ page uses) serves every test in order; the last test stops it with SIGINT. Raw W
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import re
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from serve_helpers import photo_png
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = ROOT / "docs" / "serve_screenshot.png"
@@ -132,21 +132,6 @@ def hold(driver, key: str, seconds: float) -> None:
 
 def canvas(driver, el: str = "view") -> str:
     return driver.execute_script(f"return document.getElementById('{el}').toDataURL('image/png')")
-
-
-def photo_png(w: int = 96, h: int = 64, seed: int = 0) -> bytes:
-    """A structured test photo (gradients and blocks)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w]
-    img = np.stack([x * 255 // w, y * 255 // h, np.full_like(x, 120)], -1).astype(np.uint8)
-    for _ in range(6 if min(w, h) > 16 else 0):
-        x0, y0 = rng.integers(0, w - 16), rng.integers(0, h - 16)
-        img[y0:y0 + 14, x0:x0 + 14] = rng.integers(0, 255, 3)
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, "PNG")
-    return buf.getvalue()
 
 
 def test_cli_checks_arguments_before_loading_anything(capsys: pytest.CaptureFixture[str]) -> None:
@@ -384,49 +369,3 @@ def test_token_is_required_and_the_server_stops_cleanly(server: Server, browser)
     wait_js(browser, "window.rtfm.closed !== null")
     assert browser.execute_script("return window.rtfm.closed.code") == 1001
 
-
-def test_a_saved_world_is_served_from_a_copy_and_reset_returns_to_it(tmp_path: Path) -> None:
-    from rtfm_ros.geometry import PinholeCamera
-    from rtfm_ros.memory import FrameMemory
-    from rtfm_ros.serve.seeding import SeedError, decode_photo, frames_from_paths
-    from rtfm_ros.serve.session import Pose
-    from rtfm_ros.serve.shared import SharedWorld
-    from rtfm_ros.world import WorldModel
-
-    (tmp_path / "scene" / "images").mkdir(parents=True)
-    for i in range(2):
-        (tmp_path / "scene" / "images" / f"{i}.png").write_bytes(photo_png(seed=i))
-    T = np.eye(4)
-    spec = {"camera_angle_x": 1.2, "frames": [{"file_path": f"images/{i}", "transform_matrix": T.tolist()}
-                                             for i in range(2)]}
-    (tmp_path / "scene" / "transforms.json").write_text(json.dumps(spec))
-    seeds = frames_from_paths([str(tmp_path / "scene")], 60.0)
-    assert len(seeds) == 2 and seeds[0].rgb.shape == (64, 96, 3)
-    assert len(frames_from_paths([str(tmp_path / "scene" / "images" / "0.png")], 60.0)) == 1
-    with pytest.raises(SeedError, match="transforms.json"):
-        frames_from_paths([str(tmp_path / "scene" / "images" / f"{i}.png") for i in range(2)], 60.0)
-    with pytest.raises(SeedError, match="each side"):
-        decode_photo(photo_png(4, 4), "tiny.png")
-
-    wm = WorldModel.load()
-    camera = PinholeCamera.from_fov(96, 64, 90.0)
-    world = SharedWorld(wm, camera, tmp_path, save_path=None)
-    world.seed(seeds)
-    saved = tmp_path / "start.world"
-    wm.save(saved)
-    served = SharedWorld(WorldModel.load(), camera, tmp_path / "scratch", save_path=None)
-    (tmp_path / "scratch").mkdir()
-    assert served.open_world(saved) == 2
-    for k in range(3):
-        served.render(Pose(k, (0.2 * k, 0.0, 0.5 * k), 0.8 * k, 0.1).matrix(), remember=True, want_depth=k == 1)
-    grown = served.frames()
-    assert grown > 2 and len(served.map_state[1]) == grown
-    assert [r[4] for r in served.map_state[1][:2]] == [0, 0] and served.map_state[1][-1][4] == 2
-    with FrameMemory.open(saved, writable=False) as mem:
-        assert len(mem) == 2  # the file given on the command line is never written
-    generation = served.map_state[0]
-    assert served.reset() == 2 and served.map_state[0] == generation + 1 and len(served.map_state[1]) == 2
-    with pytest.raises(SeedError, match="--save"):
-        served.save()
-    served.close()
-    world.close()

@@ -190,10 +190,6 @@ class Session:
         self._render_due = True
         self._wake.set()
 
-    def rerender(self) -> None:
-        self._render_due = True
-        self._wake.set()
-
     async def send_loop(self) -> None:
         """Until cancelled: queued messages, map rows the tab has not seen, then the latest pose."""
         while True:

@@ -1,0 +1,57 @@
+"""`rtfm serve`'s world without a browser: seeding from photos on disk, a saved world served from a copy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from serve_helpers import photo_png
+
+
+def test_a_saved_world_is_served_from_a_copy_and_reset_returns_to_it(tmp_path: Path) -> None:
+    from rtfm_ros.geometry import PinholeCamera
+    from rtfm_ros.memory import FrameMemory
+    from rtfm_ros.serve.seeding import SeedError, decode_photo, frames_from_paths
+    from rtfm_ros.serve.session import Pose
+    from rtfm_ros.serve.shared import SharedWorld
+    from rtfm_ros.world import WorldModel
+
+    (tmp_path / "scene" / "images").mkdir(parents=True)
+    for i in range(2):
+        (tmp_path / "scene" / "images" / f"{i}.png").write_bytes(photo_png(seed=i))
+    T = np.eye(4)
+    spec = {"camera_angle_x": 1.2, "frames": [{"file_path": f"images/{i}", "transform_matrix": T.tolist()}
+                                             for i in range(2)]}
+    (tmp_path / "scene" / "transforms.json").write_text(json.dumps(spec))
+    seeds = frames_from_paths([str(tmp_path / "scene")], 60.0)
+    assert len(seeds) == 2 and seeds[0].rgb.shape == (64, 96, 3)
+    assert len(frames_from_paths([str(tmp_path / "scene" / "images" / "0.png")], 60.0)) == 1
+    with pytest.raises(SeedError, match="transforms.json"):
+        frames_from_paths([str(tmp_path / "scene" / "images" / f"{i}.png") for i in range(2)], 60.0)
+    with pytest.raises(SeedError, match="each side"):
+        decode_photo(photo_png(4, 4), "tiny.png")
+
+    wm = WorldModel.load()
+    camera = PinholeCamera.from_fov(96, 64, 90.0)
+    world = SharedWorld(wm, camera, tmp_path, save_path=None)
+    world.seed(seeds)
+    saved = tmp_path / "start.world"
+    wm.save(saved)
+    served = SharedWorld(WorldModel.load(), camera, tmp_path / "scratch", save_path=None)
+    (tmp_path / "scratch").mkdir()
+    assert served.open_world(saved) == 2
+    for k in range(3):
+        served.render(Pose(k, (0.2 * k, 0.0, 0.5 * k), 0.8 * k, 0.1).matrix(), remember=True, want_depth=k == 1)
+    grown = served.frames()
+    assert grown > 2 and len(served.map_state[1]) == grown
+    assert [r[4] for r in served.map_state[1][:2]] == [0, 0] and served.map_state[1][-1][4] == 2
+    with FrameMemory.open(saved, writable=False) as mem:
+        assert len(mem) == 2  # the file given on the command line is never written
+    generation = served.map_state[0]
+    assert served.reset() == 2 and served.map_state[0] == generation + 1 and len(served.map_state[1]) == 2
+    with pytest.raises(SeedError, match="--save"):
+        served.save()
+    served.close()
+    world.close()
