@@ -228,9 +228,9 @@ def test_disk_full_while_appending_loses_no_acknowledged_frame():
         acked = 0
         try:
             while True:
-                rgb = rng.integers(0, 255, (CAM.height * 4, CAM.width * 4, 3), dtype="uint8")
-                mem.add(rgb, look_at([acked * 0.1, 0, 0], [acked * 0.1, 1, 0]), CAM.scaled(CAM.width * 4, CAM.height * 4),
-                        stamp=float(acked), source="seed")
+                big = CAM.scaled(CAM.width * 4, CAM.height * 4)
+                rgb = rng.integers(0, 255, (big.height, big.width, 3), dtype="uint8")
+                mem.add(rgb, look_at([acked * 0.1, 0, 0], [acked * 0.1, 1, 0]), big, stamp=float(acked), source="seed")
                 acked += 1
         except WorldFileError as exc:
             out["error"] = str(exc)

@@ -11,9 +11,9 @@ Why it survives crashes: appends are single SQLite transactions in WAL mode (INS
 the meta counters in the same transaction), and a whole-world save writes a hidden temporary
 file, fsyncs it and renames it over the target, so a killed save leaves the previous world.
 Why it never half-loads: opening checks the SQLite header against the file size (unless a WAL
-holds the newest pages), the schema, runs PRAGMA quick_check, recomputes every row's SHA-256 over its small fields and the rolling digest
-over all rows (catching lost, reordered or edited rows); pixel bytes carry their own SHA-256,
-checked whenever they are read. What may be opened or replaced is guarded in file_safety.
+holds the newest pages), the schema and the meta counters, runs PRAGMA quick_check, recomputes
+every row's SHA-256 over its small fields and the rolling digest over all rows (catching lost,
+reordered or edited rows); pixel bytes carry their own SHA-256, checked whenever they are read. What may be opened or replaced is guarded in file_safety.
 """
 
 from __future__ import annotations

@@ -128,8 +128,8 @@ def load_checkpoint(path: str | Path | None = None, device: str | torch.device =
         state = load_file(str(weights))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{weights} cannot be read: {exc}") from None
-    model = FrameRenderer(config)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    with torch.device("meta"):  # shapes only: a mismatched config allocates nothing
+        expected = {k: tuple(v.shape) for k, v in FrameRenderer(config).state_dict().items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
     if expected != got:
         missing = sorted(set(expected) - set(got))[:5]
@@ -139,5 +139,6 @@ def load_checkpoint(path: str | Path | None = None, device: str | torch.device =
                               f"wrong shapes {wrong}")
     if not all(torch.isfinite(v).all() for v in state.values()):
         raise CheckpointError(f"{weights} holds non-finite weights")
+    model = FrameRenderer(config)
     model.load_state_dict(state)
     return model.to(device).eval(), meta
