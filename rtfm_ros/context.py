@@ -59,10 +59,12 @@ class PreparedFrame:
 
     def context(self, level: int, T_world_camera: np.ndarray, target: int, rank: int, weight: float,
                 device: torch.device) -> ibr.ContextLevel:
+        coarse = min(level + 1, len(self.rgb) - 1)
         return ibr.ContextLevel(rgb=self.rgb[level].to(device).float() / 255.0, depth=self.depth[level].to(device),
                                 K=torch.from_numpy(self.K[level]).to(device).float(),
                                 T_world_camera=torch.from_numpy(T_world_camera).to(device), target=target,
-                                rank=rank, weight=weight)
+                                rank=rank, weight=weight, splat_depth=self.depth[coarse].to(device),
+                                splat_K=torch.from_numpy(self.K[coarse]).to(device).float())
 
 
 def _pyramid(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray) -> tuple[list, list, list]:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 DEMO_WORLD_SEED = 1_000_777  # in the held-out range: never used for training
 VIDEO_SCALE = 4
+DEFAULT_RES = 128  # render resolution (pixels, square)
 
 
 @dataclass
@@ -163,7 +164,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise ValueError(f"--out {args.out} exists and is not a folder")
     wm = WorldModel.load(args.checkpoint, device=args.device)
-    res = args.res or wm.config.image_size
+    res = args.res or DEFAULT_RES
     if args.seed_image:
         camera = PinholeCamera.from_fov(res, res, args.fov)
         run = photo_flight(wm, camera, Path(args.seed_image), args.fov, args.frames)
@@ -230,5 +231,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fov", type=float, default=60.0, help="horizontal field of view of --seed-image (degrees)")
     p.add_argument("--world-seed", type=int, default=DEMO_WORLD_SEED)
     p.add_argument("--frames", type=int, default=120)
-    p.add_argument("--res", type=int, default=0, help="render resolution (default: the model's native size)")
+    p.add_argument("--res", type=int, default=0, help=f"render resolution (default {DEFAULT_RES})")
     p.set_defaults(func=run_demo)

@@ -29,11 +29,13 @@ from rtfm_ros.runtime import pick_device
 
 
 # Generated views feed back into later renders; real (seeded, observed) frames are trusted more
-# so errors do not compound: a generated view's pixels count for GENERATED_WEIGHT of a real
-# one's where both see a place, and it is picked as context at GENERATED_PRIOR of its score
-# (except at its exact pose, so revisits find it).
-GENERATED_PRIOR = 0.5
+# so errors do not compound: context juggling ranks generated views after every real frame
+# that sees the place (GENERATED_PRIOR), at most EXTRA_GENERATED of them join the real context,
+# and their pixels count for GENERATED_WEIGHT of a real frame's where both see a place. A
+# generated view at exactly the target pose is exempt (a revisit gives back what was shown).
+GENERATED_PRIOR = 1e-3
 GENERATED_WEIGHT = 0.05
+EXTRA_GENERATED = 2
 MAX_FRAME_SIDE = 640  # frames are stored at their own size up to this long side
 _log = logging.getLogger(__name__)
 
@@ -230,7 +232,10 @@ def render_views(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]]) 
     for b, (wm, T, cam) in enumerate(views):
         if len(wm.memory) == 0:
             raise EmptyWorldError("the world is empty: seed the world first (add_frame or a saved world)")
-        ids = wm.memory.select_context(T, cam, wm.context_size, generated_prior=GENERATED_PRIOR)
+        ids = wm.memory.select_context(T, cam, wm.context_size + EXTRA_GENERATED, generated_prior=GENERATED_PRIOR)
+        real = [i for i in ids if wm.memory.source(i) != "generated"]
+        gen = [i for i in ids if wm.memory.source(i) == "generated"]
+        ids = real[: wm.context_size] + gen[: max(EXTRA_GENERATED, wm.context_size - len(real))]
         if not ids:
             raise EmptyWorldError("context selection found no frame to render from")
         for rank, fid in enumerate(ids):

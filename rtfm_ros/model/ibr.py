@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from rtfm_ros.rays import camera_directions, fill_holes
+from rtfm_ros.rays import camera_directions
 
 DEPTH_TOLERANCE = 0.04   # relative depth band treated as one surface (z-buffer and visibility)
 VISIBILITY_SIGMA = 0.06  # relative depth misfit at which a context sample's weight falls to e^-1
@@ -33,6 +33,8 @@ ANGLE_SIGMA = math.radians(12.0)
 RANK_DECAY = 0.85        # weight of the n-th ranked context: RANK_DECAY ** n
 MIN_WEIGHT = 1e-3        # total weight below which a pixel counts as unseen
 GAP_FILL_ITERATIONS = 2  # pixel rings of target depth closed from neighbours
+SECONDARY_HANDOVER = 0.02  # primary weight at which secondary contexts' share falls to e^-1
+SPLAT_MIN_SIDE = 48      # targets at least twice this size splat their depth at half resolution
 
 
 @dataclass
@@ -46,6 +48,8 @@ class ContextLevel:
     target: int           # index of the target view this context serves
     rank: int             # 0 = best
     weight: float = 1.0   # trust in this frame (generated views count for less than real ones)
+    splat_depth: torch.Tensor | None = None  # a coarser level's depth for the target-depth splat
+    splat_K: torch.Tensor | None = None
 
 
 @dataclass
@@ -55,10 +59,11 @@ class Rendered:
     seen: torch.Tensor    # B x H x W bool
 
 
-def _groups(contexts: list[ContextLevel]) -> dict[tuple[int, int], list[int]]:
+def _groups(contexts: list[ContextLevel], splat: bool = False) -> dict[tuple[int, int], list[int]]:
     out: dict[tuple[int, int], list[int]] = {}
     for i, c in enumerate(contexts):
-        out.setdefault(tuple(c.rgb.shape[-2:]), []).append(i)
+        d = c.splat_depth if splat and c.splat_depth is not None else c.depth
+        out.setdefault(tuple(d.shape[-2:]), []).append(i)
     return out
 
 
@@ -75,16 +80,18 @@ def _close_gaps(inv: torch.Tensor, iterations: int) -> torch.Tensor:
 
 
 def target_depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int, W: int,
-                 gap_iterations: int = GAP_FILL_ITERATIONS) -> torch.Tensor:
-    """B x H x W inverse depth of the targets (0 where nothing landed), from the contexts' depth."""
+                 gap_iterations: int = GAP_FILL_ITERATIONS, coarse: bool = False) -> torch.Tensor:
+    """B x H x W inverse depth of the targets (0 where nothing landed), from the contexts' depth
+    (their coarser splat levels with ``coarse``)."""
     B = tgt_K.shape[0]
     dev = tgt_K.device
     T_tw = torch.linalg.inv(tgt_T.double())
     keys, zs = [], []
-    for (h, w), idx in _groups(contexts).items():
+    for (h, w), idx in _groups(contexts, splat=coarse).items():
         cs = [contexts[i] for i in idx]
-        depth = torch.stack([c.depth for c in cs])  # n h w
-        K = torch.stack([c.K for c in cs]).float()
+        use = [coarse and c.splat_depth is not None for c in cs]
+        depth = torch.stack([c.splat_depth if u else c.depth for c, u in zip(cs, use)])  # n h w
+        K = torch.stack([c.splat_K if u else c.K for c, u in zip(cs, use)]).float()
         dirs = camera_directions(K, h, w)  # n 3 h w
         pts = dirs * depth[:, None]
         b = torch.tensor([c.target for c in cs], device=dev)
@@ -111,61 +118,105 @@ def target_depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch
 
 def blend(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Tensor, tgt_T: torch.Tensor,
           angle_sigma: float = ANGLE_SIGMA) -> tuple[torch.Tensor, torch.Tensor]:
-    """Backward-warped, weighted colour: (B x 3 x H x W colour sum / weight, B x H x W weight)."""
+    """Backward-warped, weighted colour: (B x 3 x H x W colour sum / weight, B x H x W weight).
+
+    Geometry is in each target camera's frame (float32 stays exact however far the world
+    reaches); only the context-to-target transforms are composed in float64.
+    """
     B, H, W = inv_depth.shape
     dev = inv_depth.device
     has = inv_depth > 0
     z_t = torch.where(has, 1.0 / inv_depth.clamp_min(1e-12), torch.ones_like(inv_depth))
-    dirs = camera_directions(tgt_K.float(), H, W)  # B 3 H W
-    pts_t = (dirs * z_t[:, None]).reshape(B, 3, -1)
-    tgt_Tf = tgt_T.double()
-    world = (tgt_Tf[:, :3, :3] @ pts_t.double() + tgt_Tf[:, :3, 3:])  # B 3 HW (float64: large worlds)
-    ray_t = unit_rows(world - tgt_Tf[:, :3, 3:])
+    dirs = camera_directions(tgt_K.float(), H, W).reshape(B, 3, -1)  # B 3 HW, z = 1
+    pts_t = dirs * z_t.reshape(B, 1, -1)                               # target-frame points
+    ray_t = dirs * torch.rsqrt((dirs * dirs).sum(1, keepdim=True))
+    T_tw = torch.linalg.inv(tgt_T.double())
     colour = torch.zeros(B, 3, H * W, device=dev)
     weight = torch.zeros(B, H * W, device=dev)
+    two_over_sigma2 = 2.0 / angle_sigma ** 2
     for (h, w), idx in _groups(contexts).items():
         cs = [contexts[i] for i in idx]
         b = torch.tensor([c.target for c in cs], device=dev)
-        Tc = torch.stack([c.T_world_camera for c in cs]).double()
-        T_cw = torch.linalg.inv(Tc)
-        p = (T_cw[:, :3, :3] @ world[b] + T_cw[:, :3, 3:]).float()  # n 3 HW
+        T_tc = T_tw[b] @ torch.stack([c.T_world_camera for c in cs]).double()   # context -> target
+        T_ct = torch.linalg.inv(T_tc).float()
+        p = T_ct[:, :3, :3] @ pts_t[b] + T_ct[:, :3, 3:]  # n 3 HW in the context camera
         uvw = torch.stack([c.K for c in cs]).float() @ p
         z = uvw[:, 2]
         zc = z.clamp_min(1e-9)
-        gx = uvw[:, 0] / zc / w * 2 - 1
-        gy = uvw[:, 1] / zc / h * 2 - 1
+        gx = uvw[:, 0] / zc * (2.0 / w) - 1
+        gy = uvw[:, 1] / zc * (2.0 / h) - 1
         grid = torch.stack([gx, gy], dim=-1).reshape(len(cs), H, W, 2)
         rgb = F.grid_sample(torch.stack([c.rgb for c in cs]), grid, mode="bilinear", padding_mode="border",
                             align_corners=False).reshape(len(cs), 3, -1)
         dctx = torch.stack([c.depth for c in cs])
-        known = torch.isfinite(dctx)
-        dsamp = F.grid_sample(torch.where(known, dctx, torch.zeros_like(dctx))[:, None], grid, mode="nearest",
+        dsamp = F.grid_sample(torch.nan_to_num(dctx, nan=0.0)[:, None], grid, mode="nearest",
                               padding_mode="zeros", align_corners=False).reshape(len(cs), -1)
         inside = (z > 1e-6) & (gx.abs() < 1) & (gy.abs() < 1)
         # Visibility: the target's point must be (about) the surface the context saw at that pixel.
         misfit = torch.log(zc / dsamp.clamp_min(1e-9))
         vis = torch.where(dsamp > 0, torch.exp(-(misfit / VISIBILITY_SIGMA) ** 2), torch.full_like(misfit, 0.05))
-        ray_c = unit_rows(world[b] - Tc[:, :3, 3:]).float()
-        cosang = (ray_c * ray_t[b].float()).sum(1).clamp(-1, 1)
-        ang = torch.arccos(cosang)
+        # Angle between the target's ray and the context's ray to the same point (1 - cos ~ angle^2 / 2).
+        ray_c = pts_t[b] - T_tc[:, :3, 3:].float()
+        cosang = (ray_c * ray_t[b]).sum(1) * torch.rsqrt((ray_c * ray_c).sum(1).clamp_min(1e-18))
         rank = torch.tensor([c.weight * RANK_DECAY ** c.rank for c in cs], device=dev)[:, None]
-        wgt = vis * torch.exp(-(ang / angle_sigma) ** 2) * rank * inside * has.reshape(B, -1)[b]
+        wgt = vis * torch.exp((cosang - 1) * two_over_sigma2) * rank * (inside & has.reshape(B, -1)[b])
         colour.index_add_(0, b, rgb * wgt[:, None])
         weight.index_add_(0, b, wgt)
     return colour.reshape(B, 3, H, W), weight.reshape(B, H, W)
 
 
-def unit_rows(v: torch.Tensor) -> torch.Tensor:
-    """Normalise B x 3 x N vectors along dim 1."""
-    return v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
+def push_pull_fill(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Fill unknown pixels (known == False) with a smooth blend of the known ones around them:
+    halve until known pixels cover everything, then blend back up (O(log size), no mosaics)."""
+    img = image * known[:, None]
+    wgt = known[:, None].to(image.dtype)
+    levels = []
+    while min(img.shape[-2:]) > 1 and not bool((wgt > 0).all()):
+        levels.append((img, wgt))
+        img = F.avg_pool2d(img, 2, ceil_mode=True)
+        wgt = F.avg_pool2d(wgt, 2, ceil_mode=True)
+        img = img / wgt.clamp_min(1e-12) * (wgt > 0)
+        wgt = (wgt > 0).to(image.dtype)
+    filled = torch.where(wgt > 0, img, torch.full_like(img, 0.5))
+    for fine, fw in reversed(levels):
+        up = F.interpolate(filled, size=fine.shape[-2:], mode="bilinear", align_corners=False)
+        filled = torch.where(fw > 0, fine, up)
+    return filled
+
+
+def _depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    if not contexts:
+        return torch.zeros(tgt_K.shape[0], H, W, device=tgt_K.device)
+    if min(H, W) >= 2 * SPLAT_MIN_SIDE:
+        # Geometry at half the resolution (colour still at full): a quarter of the splat work.
+        K_half = tgt_K.clone()
+        K_half[:, :2] *= 0.5
+        h, w = (H + 1) // 2, (W + 1) // 2
+        inv = target_depth(contexts, K_half, tgt_T, h, w, coarse=True)
+        return F.interpolate(inv[:, None], scale_factor=2, mode="nearest")[:, 0, :H, :W]
+    return target_depth(contexts, tgt_K, tgt_T, H, W)
 
 
 def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int, W: int) -> Rendered:
-    """Render B targets (tgt_K B x 3 x 3, tgt_T B x 4 x 4) from their contexts."""
-    inv = target_depth(contexts, tgt_K, tgt_T, H, W)
-    colour, weight = blend(contexts, inv, tgt_K, tgt_T)
+    """Render B targets (tgt_K B x 3 x 3, tgt_T B x 4 x 4) from their contexts.
+
+    Contexts with weight 1 are primary; lower-weight ones (generated views) only supply depth
+    where no primary one landed and colour where primary ones barely see the place, so views
+    made from views never overrule what real frames show.
+    """
+    primary = [c for c in contexts if c.weight >= 1.0]
+    secondary = [c for c in contexts if c.weight < 1.0]
+    inv = _depth(primary, tgt_K, tgt_T, H, W)
+    if secondary:
+        inv = torch.where(inv > 0, inv, _depth(secondary, tgt_K, tgt_T, H, W))
+    colour, weight = blend(primary, inv, tgt_K, tgt_T)
+    if secondary:
+        c2, w2 = blend(secondary, inv, tgt_K, tgt_T)
+        share = torch.exp(-weight / SECONDARY_HANDOVER)
+        colour, weight = colour + c2 * share[:, None], weight + w2 * share
     seen = weight > MIN_WEIGHT
     rgb = colour / weight.clamp_min(1e-12)[:, None]
-    rgb = fill_holes(rgb, seen[:, None].to(rgb.dtype), iterations=max(H, W))
+    if not bool(seen.all()):
+        rgb = push_pull_fill(rgb, seen)
     depth = torch.where(seen & (inv > 0), 1.0 / inv.clamp_min(1e-12), torch.full_like(inv, float("nan")))
     return Rendered(rgb=rgb.clamp(0, 1), depth=depth, seen=seen)

@@ -47,7 +47,7 @@ def seed_world(wm: "WorldModel", reader: "AnyReader", tf: TransformBuffer, opt: 
         except ExtrapolationError:
             skipped += 1
             continue
-        rgb = decode_image(msg, conn.msgtype, (wm.memory_camera_size,) * 2)  # stored at that size
+        rgb = decode_image(msg, conn.msgtype, (wm.max_frame_side,) * 2)  # stored at most that size
         cam = cams[int(np.argmin(np.abs(stamps - t)))]
         if (cam.width, cam.height) != (rgb.shape[1], rgb.shape[0]):
             cam = cam.scaled(rgb.shape[1], rgb.shape[0])
