@@ -75,25 +75,25 @@ def key_to_frame(driver, presses: int) -> tuple[list[float], list[float]]:
     return latencies, renders
 
 
-def frames_per_second(driver, tabs: list[str], seconds: float) -> list[float]:
-    def drawn() -> list[int]:
+def frames_per_second(driver, tabs: list[str], seconds: float) -> tuple[list[float], float, int]:
+    """Frames/s drawn by each tab while all hold the turn key; the server's median render time; frames in memory."""
+    def each(js: str) -> list:
         out = []
         for t in tabs:
             driver.switch_to.window(t)
-            out.append(driver.execute_script("return window.rtfm.framesDrawn"))
+            out.append(driver.execute_script(js))
         return out
 
-    for t in tabs:
-        driver.switch_to.window(t)
-        driver.execute_script(HOLD_TURN)
+    each(HOLD_TURN)
     time.sleep(1.0)  # warm-up
-    t0, before = time.perf_counter(), drawn()
+    each("window.rtfm.renderMs.length = 0")
+    t0, before = time.perf_counter(), each("return window.rtfm.framesDrawn")
     time.sleep(seconds)
-    after, dt = drawn(), time.perf_counter() - t0
-    for t in tabs:
-        driver.switch_to.window(t)
-        driver.execute_script(RELEASE_TURN)
-    return [(a - b) / dt for a, b in zip(after, before)]
+    after, dt = each("return window.rtfm.framesDrawn"), time.perf_counter() - t0
+    ms = [m for tab in each("return window.rtfm.renderMs") for m in tab]
+    frames = max(each("return window.rtfm.lastHeader.frames"))
+    each(RELEASE_TURN)
+    return [(a - b) / dt for a, b in zip(after, before)], statistics.median(ms), frames
 
 
 def run_size(width: int, height: int, presses: int, seconds: float) -> dict:
@@ -103,21 +103,22 @@ def run_size(width: int, height: int, presses: int, seconds: float) -> dict:
         driver.get(url)
         until(driver, "window.rtfm && window.rtfm.framesDrawn > 0")
         lat, renders = key_to_frame(driver, presses)
-        one = frames_per_second(driver, [driver.current_window_handle], seconds)
+        one, ms1, _ = frames_per_second(driver, [driver.current_window_handle], seconds)
         tabs = [driver.current_window_handle]
         for _ in range(3):
             driver.switch_to.new_window("window")
             driver.get(url)
             until(driver, "window.rtfm && window.rtfm.framesDrawn > 0")
             tabs.append(driver.current_window_handle)
-        four = frames_per_second(driver, tabs, seconds)
+        four, ms4, frames = frames_per_second(driver, tabs, seconds)
     finally:
         driver.quit()
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
     q = statistics.quantiles(lat, n=10) if len(lat) >= 2 else [lat[0]] * 9
     return {"size": f"{width}x{height}", "lat_median": statistics.median(lat), "lat_p90": q[8],
-            "render_median": statistics.median(renders), "fps1": one[0], "fps4": four}
+            "render_median": statistics.median(renders), "fps1": one[0], "fps4": four,
+            "ms1": ms1, "ms4": ms4, "frames": frames}
 
 
 def main() -> int:
@@ -140,14 +141,15 @@ def main() -> int:
     print(machine(f"Chromium {subprocess.run(['chromium', '--version'], capture_output=True, text=True).stdout.split()[1]}"
                   f", selenium {selenium.__version__}"))
     print(f"command: bench/bench_serve.py --sizes {args.sizes} --presses {args.presses} --seconds {args.seconds:g}\n")
-    print("| view | key to frame on screen, median | p90 | render (server), median | frames/s, 1 tab "
-          "| frames/s, 4 tabs (each) | 4 tabs, total |")
-    print("|---|---|---|---|---|---|---|")
+    print("| view | key to frame on screen, median | p90 | render at the key press | frames/s, 1 tab (render) "
+          "| frames/s, 4 tabs: each | total (render) | frames in memory at the end |")
+    print("|---|---|---|---|---|---|---|---|")
     for w, h in sizes:
         r = run_size(w, h, args.presses, args.seconds)
         each = " / ".join(f"{f:.1f}" for f in r["fps4"])
         print(f"| {r['size']} | {r['lat_median']:.0f} ms | {r['lat_p90']:.0f} ms | {r['render_median']:.0f} ms "
-              f"| {r['fps1']:.1f} | {each} | {sum(r['fps4']):.1f} |", flush=True)
+              f"| {r['fps1']:.1f} ({r['ms1']:.0f} ms) | {each} | {sum(r['fps4']):.1f} ({r['ms4']:.0f} ms) "
+              f"| {r['frames']} |", flush=True)
     return 0
 
 

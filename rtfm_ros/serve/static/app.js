@@ -15,10 +15,11 @@ const SPEED = 0.8, TURN_RATE = 1.5, LOOK = 0.005, MAX_PITCH = 85 * Math.PI / 180
 
 const cam = { pos: [0, 0, 1], yaw: 0, pitch: 0, fov: 90 };
 const keys = new Set();
-let seq = 0, dirty = false, lastTick = performance.now(), mapRows = [], pending = null;
+let seq = 0, dirty = false, lastTick = performance.now(), lastMap = 0, mapRows = [], pending = null;
+const MAP_EVERY_MS = 100;  // the map redraws at most 10 times a second: it costs the browser more than the view
 const drawnAt = [];
 // What the page shows, for people and for the browser tests and benchmark.
-const rtfm = window.rtfm = { framesDrawn: 0, lastHeader: null, latencies: [], notices: [], closed: null,
+const rtfm = window.rtfm = { framesDrawn: 0, lastHeader: null, latencies: [], renderMs: [], notices: [], closed: null,
                              mapRows: () => mapRows.length, seqSent: () => seq, pose: () => JSON.parse(JSON.stringify(cam)) };
 
 const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws" + query);
@@ -74,6 +75,8 @@ async function showFrame(buf) {
   bitmap.close();
   rtfm.framesDrawn += 1;
   rtfm.lastHeader = header;
+  rtfm.renderMs.push(header.ms);
+  if (rtfm.renderMs.length > 200) rtfm.renderMs.shift();
   const now = performance.now();
   drawnAt.push(now);
   while (drawnAt.length && drawnAt[0] < now - 1000) drawnAt.shift();
@@ -113,7 +116,7 @@ function tick(now) {
     dirty = true;
   }
   if (drawnAt.length && drawnAt[drawnAt.length - 1] < now - 1000) { drawnAt.length = 0; $("fps").textContent = 0; }
-  if (dirty) { drawMap(); dirty = false; }
+  if (dirty && now - lastMap >= MAP_EVERY_MS) { drawMap(); dirty = false; lastMap = now; }
   requestAnimationFrame(tick);
 }
 
