@@ -37,6 +37,10 @@ def test_a_saved_world_is_served_from_a_copy_and_reset_returns_to_it(tmp_path: P
     camera = PinholeCamera.from_fov(96, 64, 90.0)
     world = SharedWorld(wm, camera, tmp_path, save_path=None)
     world.seed(seeds)
+    bad = np.full((4, 4), np.nan)
+    with pytest.raises(ValueError):
+        world.seed([seeds[0], type(seeds[0])(seeds[0].rgb, bad, seeds[0].camera)])
+    assert world.frames() == 2 and len(world.map_state[1]) == 2  # refused whole: the world is as it was
     saved = tmp_path / "start.world"
     wm.save(saved)
     served = SharedWorld(WorldModel.load(), camera, tmp_path / "scratch", save_path=None)

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from rtfm_ros.serve.seeding import SeedError, frames_from_photos
+from rtfm_ros.serve.seeding import frames_from_photos
 from rtfm_ros.serve.session import ProtocolError, Session, parse_message, pose_dict
 from rtfm_ros.serve.shared import SharedWorld
 
@@ -177,7 +177,7 @@ async def seed_upload(request: web.Request) -> web.Response:
     try:
         frames = await hub.run(frames_from_photos, photos, transforms, fov)
         count = await hub.restart_all(hub.world.seed, frames)
-    except SeedError as exc:
+    except ValueError as exc:  # SeedError, and frames the world refuses (pose, size)
         return _bad(str(exc))
     return web.json_response({"ok": True, "frames": count})
 

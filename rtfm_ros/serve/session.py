@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import math
 import struct
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
     from rtfm_ros.serve.shared import Rendered, SharedWorld
 
+log = logging.getLogger("rtfm_ros.serve")
 FORMATS = {"jpeg": "image/jpeg", "png": "image/png"}
 MAX_COORD = 1e4          # metres: a pose further out is a client bug, not a place
 MAX_PITCH = math.radians(86)
@@ -218,10 +220,14 @@ class Session:
         before = self.world.frames()
         try:
             r = await self._run(self.world.render, pose.matrix(), settings["remember"], settings["depth"])
+            payload = await self._run(encode_frame, r, settings["format"], settings["depth"])
         except (EmptyWorldError, ValueError) as exc:
             self.post({"type": "notice", "level": "error", "text": f"cannot render this view: {exc}"})
             return
-        payload = await self._run(encode_frame, r, settings["format"], settings["depth"])
+        except Exception as exc:  # a bug or a device error: say so on the page and in the log, keep serving
+            log.exception("render failed")
+            self.post({"type": "notice", "level": "error", "text": f"render failed: {type(exc).__name__}: {exc}"})
+            return
         header = {"seq": pose.seq, "ms": round(r.seconds * 1000, 2), "frames": r.frames,
                   "w": int(r.rgb.shape[1]), "h": int(r.rgb.shape[0]), "mime": FORMATS[settings["format"]],
                   "depth": bool(settings["depth"])}

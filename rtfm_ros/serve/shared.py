@@ -59,8 +59,13 @@ class SharedWorld:
         with self.lock:
             self.wm.reset()
             self._drop_copy()
-            for f in frames:
-                self.wm.add_frame(f.rgb, f.T_world_camera, f.camera, depth=f.depth, source=f.source)
+            try:
+                for f in frames:
+                    self.wm.add_frame(f.rgb, f.T_world_camera, f.camera, depth=f.depth, source=f.source)
+            except BaseException:
+                if self._start_frames or self._start_file is not None:
+                    self._restore()  # a refused frame leaves the world as it started, not half seeded
+                raise
             # Keep the frames as stored (model resolution), not the uploads' full-size pixels.
             mem = self.wm.memory
             self._start_frames = [SeedFrame(g.rgb, g.T_world_camera, g.camera, g.depth, g.source)
