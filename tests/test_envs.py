@@ -55,8 +55,8 @@ def test_config_errors_are_value_errors(network):
         NavConfig(world_seeds=(0, HELDOUT_SEED_BASE + 10))
     with pytest.raises(EnvConfigError, match="collision"):
         NavConfig(collision="bounce")
-    with pytest.raises(GeometryError, match="multiples"):
-        CameraNavEnv(model=network, width=30, height=30)
+    with pytest.raises(GeometryError, match="width"):
+        CameraNavEnv(model=network, width=5000, height=30)
     env = CameraNavEnv(model=network, **SMALL)
     with pytest.raises(EnvConfigError, match="reset options"):
         env.reset(seed=0, options={"teleport": True})

@@ -161,7 +161,7 @@ def test_seed_from_compressed_images(tmp_path: Path, world: WorldModel) -> None:
     res = replay(src, tmp_path / "out", opt, world_model=world)
     assert (res.seeded, res.skipped, res.rendered) == (1, 1, 3)
     np.testing.assert_allclose(world.memory.pose(0), base_pose(0.25) @ T_BASE_CAMLINK, atol=1e-6)
-    assert world.memory.camera(0) == SEED_CAM.scaled(world.memory_camera_size, world.memory_camera_size)
+    assert world.memory.camera(0) == world.memory_camera(SEED_CAM)
     with pytest.raises(ReplayError, match="static in this bag"):
         replay(src, tmp_path / "out2", ReplayOptions(camera_frame="cam", world_frame="base_link", progress=False),
                world_model=world)
@@ -210,7 +210,7 @@ def test_cli_world_dir(bag_mcap: Path, tmp_path: Path, capsys: pytest.CaptureFix
     (["--camera-frame", "nope", "--seed-topic", "/cam/image_raw"], "frames in the bag: base_link, camera_link"),
     (["--camera-frame", "camera_optical", "--seed-topic", "/chatter"], "carries std_msgs/msg/String"),
     (["--camera-frame", "camera_optical", "--seed-topic", "/missing"], "not in the bag"),
-    (["--camera-frame", "camera_optical", "--seed-topic", "/cam/image_raw", "--width", "30"], "multiples of"),
+    (["--camera-frame", "camera_optical", "--seed-topic", "/cam/image_raw", "--width", "5000"], "width must be"),
     (["--camera-frame", "camera_optical", "--seed-topic", "/cam/image_raw", "--rate", "1", "--at-topic", "/tf"],
      "exclusive"),
 ])

@@ -58,9 +58,8 @@ def test_bad_inputs_are_refused(scene):
         wm.add_frame(views[0][0], bad, CAM)
     with pytest.raises(GeometryError):
         wm.render(bad, CAM)
-    with pytest.raises(GeometryError, match="multiples of 8"):
-        wm.render(traj[1], PinholeCamera.from_fov(60, 60, 90))
     assert len(wm.memory) == n  # nothing half-added
+    assert wm.render(traj[1], PinholeCamera.from_fov(60, 44, 90), remember=False).shape == (44, 60, 3)  # any size
 
 
 def test_seed_pose_is_reproduced(scene):
@@ -80,7 +79,8 @@ def test_render_batch_matches_single_renders_and_other_sizes(scene):
     assert batch.shape == (3, 64, 64, 3)
     assert np.abs(batch.astype(int) - singles.astype(int)).max() <= 2
     big, depth = wm.render(traj[5], PinholeCamera.from_fov(128, 96, 90), remember=False, return_depth=True)
-    assert big.shape == (96, 128, 3) and depth.shape == (96, 128) and np.isfinite(depth).all()
+    assert big.shape == (96, 128, 3) and depth.shape == (96, 128)
+    assert np.isfinite(depth).mean() > 0.9  # NaN only where no frame saw the place
 
 
 def test_remember_grows_with_space_not_time(scene):
