@@ -143,6 +143,8 @@ def test_cli_checks_arguments_before_loading_anything(capsys: pytest.CaptureFixt
     assert main(["serve", "--world", "/nonexistent/world.rtfm"]) == 2
     assert "not found" in capsys.readouterr().err
     assert main(["serve", "--fov", "190"]) == 2
+    assert main(["serve", "--seed-images", "/nonexistent/photo.jpg"]) == 2
+    assert "seed images not found" in capsys.readouterr().err
 
 
 def test_keys_move_the_view_and_the_map_gains_frustums(server: Server, browser) -> None:

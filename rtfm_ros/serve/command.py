@@ -34,6 +34,9 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--max-upload-mb must be in (0, 1024], got {args.max_upload_mb}")
     if args.world is not None and not Path(args.world).exists():
         raise FileNotFoundError(f"world {args.world} not found")
+    missing = [p for p in args.seed_images or [] if not Path(p).exists()]
+    if missing:
+        raise FileNotFoundError(f"seed images not found: {', '.join(missing)}")
     if args.save is not None:
         save = Path(args.save)
         if save.is_dir() or not save.parent.is_dir():
