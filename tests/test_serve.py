@@ -143,6 +143,8 @@ def test_cli_checks_arguments_before_loading_anything(capsys: pytest.CaptureFixt
     assert main(["serve", "--world", "/nonexistent/world.rtfm"]) == 2
     assert "not found" in capsys.readouterr().err
     assert main(["serve", "--fov", "190"]) == 2
+    assert main(["serve", "--width", "4096", "--height", "4096"]) == 2
+    assert "pixels; a view may have" in capsys.readouterr().err
     assert main(["serve", "--seed-images", "/nonexistent/photo.jpg"]) == 2
     assert "seed images not found" in capsys.readouterr().err
 

@@ -24,6 +24,10 @@ def check_args(args: argparse.Namespace) -> None:
         v = getattr(args, name)
         if not 8 <= v <= 4096 or v % 8:
             raise ValueError(f"--{name} must be a multiple of 8 in 8..4096, got {v}")
+    from rtfm_ros.geometry import MAX_VIEW_PIXELS
+
+    if args.width * args.height > MAX_VIEW_PIXELS:
+        raise ValueError(f"--width x --height is {args.width * args.height} pixels; a view may have {MAX_VIEW_PIXELS}")
     for name in ("fov", "seed_fov"):
         v = getattr(args, name)
         if not math.isfinite(v) or not 0 < v < 180:

@@ -11,7 +11,7 @@ const COLOURS = ["#2ca02c", "#1f77b4", "#ff7f0e"];  // seed, observed, generated
 const MOVE = { KeyW: [1, 0, 0], ArrowUp: [1, 0, 0], KeyS: [-1, 0, 0], ArrowDown: [-1, 0, 0],
                KeyA: [0, 1, 0], KeyD: [0, -1, 0], KeyE: [0, 0, 1], KeyQ: [0, 0, -1] };
 const TURN = { ArrowLeft: 1, ArrowRight: -1 };
-const SPEED = 0.8, TURN_RATE = 1.5, LOOK = 0.005, MAX_PITCH = 85 * Math.PI / 180;
+const SPEED = 0.8, TURN_RATE = 1.5, LOOK = 0.005, MAX_PITCH = 85 * Math.PI / 180, MAX_COORD = 1e4;
 
 const cam = { pos: [0, 0, 1], yaw: 0, pitch: 0, fov: 90 };
 const keys = new Set();
@@ -107,6 +107,7 @@ function tick(now) {
     cam.pos[0] += s * (m[0] * c - m[1] * n);
     cam.pos[1] += s * (m[0] * n + m[1] * c);
     cam.pos[2] += s * m[2];
+    cam.pos = cam.pos.map((v) => Math.max(-MAX_COORD, Math.min(MAX_COORD, v)));  // the server's bound
     moved = true;
   }
   if (moved || drag.moved) {
