@@ -15,7 +15,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 # Launch arguments passed to the node as parameters when they are not empty.
-OVERRIDES = ("world", "checkpoint", "device", "camera_frame", "world_frame")
+OVERRIDES = ("world", "checkpoint", "device", "camera_frame", "world_frame", "camera_info_url")
 
 
 def _node(context, *args, **kwargs):
