@@ -68,8 +68,8 @@ class PreparedFrame:
 
 
 def _pyramid(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray) -> tuple[list, list, list]:
-    img = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float()
-    d = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))
+    img = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float()
+    d = torch.from_numpy(np.array(depth, dtype=np.float32))
     rgbs, depths, Ks = [img.round().to(torch.uint8)], [d], [K.astype(np.float64)]
     while min(img.shape[-2:]) >= 2 * MIN_LEVEL_SIDE:
         img = F.avg_pool2d(img[None], 2)[0]

@@ -241,7 +241,7 @@ def render_views(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]]) 
         for rank, fid in enumerate(ids):
             prep = wm.prepare(fid)
             Tf = wm.memory.pose(fid)
-            exact = np.allclose(Tf, T, atol=1e-6)
+            exact = float(np.abs(Tf - T).max()) < 1e-6
             weight = GENERATED_WEIGHT if wm.memory.source(fid) == "generated" and not exact else 1.0
             contexts.append(prep.context(prep.level_for(cam.fx), Tf, b, rank, weight, dev))
     cams = [cam for _, _, cam in views]

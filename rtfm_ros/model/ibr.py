@@ -34,7 +34,7 @@ RANK_DECAY = 0.85        # weight of the n-th ranked context: RANK_DECAY ** n
 MIN_WEIGHT = 1e-3        # total weight below which a pixel counts as unseen
 GAP_FILL_ITERATIONS = 2  # pixel rings of target depth closed from neighbours
 SECONDARY_HANDOVER = 0.02  # primary weight at which secondary contexts' share falls to e^-1
-SPLAT_MIN_SIDE = 48      # targets at least twice this size splat their depth at half resolution
+SPLAT_MIN_SIDE = 32      # targets at least twice this size splat their depth at half resolution
 
 
 @dataclass

@@ -51,7 +51,7 @@ class PosedImage:
 def _tensor(rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
     if isinstance(rgb, torch.Tensor):
         return rgb.float()
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
+    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float() / 255.0
 
 
 def _resized(img: torch.Tensor, K: np.ndarray, side: int) -> tuple[torch.Tensor, np.ndarray]:
