@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from serve_helpers import photo_png
 
+from rtfm_ros.serve.shared import SharedWorld
+
 
 def test_a_saved_world_is_served_from_a_copy_and_reset_returns_to_it(tmp_path: Path) -> None:
     from rtfm_ros.geometry import PinholeCamera
     from rtfm_ros.memory import FrameMemory
     from rtfm_ros.serve.seeding import SeedError, decode_photo, frames_from_paths
     from rtfm_ros.serve.session import Pose
-    from rtfm_ros.serve.shared import SharedWorld
     from rtfm_ros.world import WorldModel
 
     (tmp_path / "scene" / "images").mkdir(parents=True)
@@ -58,4 +59,49 @@ def test_a_saved_world_is_served_from_a_copy_and_reset_returns_to_it(tmp_path: P
     with pytest.raises(SeedError, match="--save"):
         served.save()
     served.close()
+    world.close()
+
+
+def test_loopback_server_refuses_other_host_names_and_origins(tmp_path: Path) -> None:
+    import asyncio
+
+    import aiohttp
+    from aiohttp.test_utils import TestServer
+
+    from rtfm_ros.geometry import PinholeCamera
+    from rtfm_ros.serve.seeding import frames_from_photos
+    from rtfm_ros.serve.server import Hub, make_app
+    from rtfm_ros.world import WorldModel
+
+    world = SharedWorld(WorldModel.load(), PinholeCamera.from_fov(64, 48, 90.0), tmp_path, save_path=None)
+    world.seed(frames_from_photos({"p.png": photo_png()}, None, 60.0))
+    hub = Hub(world, fov=90.0, seed_fov=60.0, max_upload_bytes=1 << 20, token=None)
+
+    async def main() -> None:
+        server = TestServer(make_app(hub), host="127.0.0.1")
+        await server.start_server()
+        base = f"http://127.0.0.1:{server.port}"
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.get(base + "/") as r:
+                    assert r.status == 200 and "rtfm" in await r.text()
+                async with s.get(base + "/", headers={"Host": f"rebound.example:{server.port}"}) as r:
+                    assert r.status == 403 and "not a loopback address" in await r.text()
+                with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+                    await s.ws_connect(base + "/ws", headers={"Origin": "http://evil.example"})
+                assert err.value.status == 403
+                async with s.post(base + "/api/seed", data=b"x", headers={"Origin": "http://evil.example"}) as r:
+                    assert r.status == 403
+                async with s.ws_connect(base + "/ws", headers={"Origin": base}) as ws:
+                    hello = json.loads((await ws.receive(timeout=10)).data)
+                    assert hello["type"] == "hello" and hello["can_save"] is False
+                    await ws.send_json({"type": "save"})
+                    while (m := json.loads((await ws.receive(timeout=10)).data))["type"] != "notice":
+                        pass
+                    assert m["level"] == "error" and "--save" in m["text"]
+        finally:
+            await server.close()
+
+    asyncio.run(main())
+    hub.executor.shutdown()
     world.close()

@@ -2,8 +2,9 @@
 
 Renders and image decoding run in a thread pool (the event loop only moves bytes); the world's
 lock serializes the model. Off loopback every request but the static files needs the token
-printed at start; WebSocket and upload requests from another origin are refused (a web page the
-user visits must not drive the server through their browser).
+printed at start, and on loopback only loopback Host names are served; WebSocket and upload
+requests from another origin are refused (a web page the user visits must not drive the server
+through their browser).
 """
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
     """Token (off loopback) on everything but static files; same origin for sockets and uploads."""
     hub = request.app[HUB]
     if not request.path.startswith("/static/"):
+        if hub.token is None and not is_loopback(_host_name(request.host)):
+            # Without a token only loopback names are served: a rebound DNS name would otherwise
+            # let any web page reach the server through the user's browser.
+            raise web.HTTPForbidden(text=f"host {request.host!r} is not a loopback address")
         if hub.token is not None and not hmac.compare_digest(request.query.get("token", ""), hub.token):
             raise web.HTTPForbidden(text="missing or wrong token: open the URL printed by `rtfm serve`")
         origin = request.headers.get("Origin")
@@ -87,6 +92,13 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
                 and urlsplit(origin).netloc != request.host:
             raise web.HTTPForbidden(text=f"requests from origin {origin} are not accepted")
     return await handler(request)
+
+
+def _host_name(host: str) -> str:
+    """The name in a Host header, without the port ('[::1]:8080' -> '::1')."""
+    if host.startswith("["):
+        return host[1:].split("]")[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 async def index(request: web.Request) -> web.FileResponse:
