@@ -25,6 +25,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "replay": ("bench_replay.py", [], ["--seconds", "3"]),
     "envs": ("bench_envs.py", [], ["--steps", "3", "--repeats", "1"]),
     "serve": ("bench_serve.py", [], ["--sizes", "128x128", "--presses", "3", "--seconds", "2"]),
+    "node_sensor": ("bench_node_sensor.py", [], ["--seconds", "2", "--views", "20"]),
+    "single_photo": ("bench_single_photo.py", [], ["--worlds", "1", "--res", "64"]),
 }
 
 

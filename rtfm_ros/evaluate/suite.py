@@ -270,13 +270,15 @@ RENDERERS: dict[str, Callable[[argparse.Namespace], Callable]] = {
     "ranked_reprojection": lambda args: _baseline("ranked_reprojection"),
     "model": lambda args: _model(args, use_depth=True),
     "model_predicted_depth": lambda args: _model(args, use_depth=False),
+    "no_learning_predicted_depth": lambda args: _model(args, use_depth=False, learned=False),
 }
 
 
-def _model(args: argparse.Namespace, use_depth: bool) -> Callable:
+def _model(args: argparse.Namespace, use_depth: bool, learned: bool = True) -> Callable:
     from rtfm_ros.evaluate.model_renderer import model_renderer
 
-    return model_renderer(args.checkpoint, device=getattr(args, "device", "auto"), use_depth=use_depth)
+    return model_renderer(args.checkpoint, device=getattr(args, "device", "auto"), use_depth=use_depth,
+                          learned=learned)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

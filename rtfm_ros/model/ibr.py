@@ -27,13 +27,15 @@ import torch.nn.functional as F
 
 from rtfm_ros.rays import camera_directions
 
-DEPTH_TOLERANCE = 0.04   # relative depth band treated as one surface (z-buffer and visibility)
+DEPTH_TOLERANCE = 0.08   # relative depth band treated as one surface in the z-buffer
 VISIBILITY_SIGMA = 0.06  # relative depth misfit at which a context sample's weight falls to e^-1
-ANGLE_SIGMA = math.radians(12.0)
+ANGLE_SIGMA = math.radians(6.0)  # relative to the best-placed context at each pixel
 RANK_DECAY = 0.85        # weight of the n-th ranked context: RANK_DECAY ** n
 MIN_WEIGHT = 1e-3        # total weight below which a pixel counts as unseen
 GAP_FILL_ITERATIONS = 2  # pixel rings of target depth closed from neighbours
 SECONDARY_HANDOVER = 0.02  # primary weight at which secondary contexts' share falls to e^-1
+DEPTH_CONTEXTS = 2       # best-ranked contexts whose depth makes the target's (the rest fill gaps)
+DEPTH_MEDIAN = True      # 3x3 median on the target's depth before colour is fetched
 SPLAT_MIN_SIDE = 32      # targets at least twice this size splat their depth at half resolution
 
 
@@ -117,8 +119,9 @@ def target_depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch
 
 
 def blend(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Tensor, tgt_T: torch.Tensor,
-          angle_sigma: float = ANGLE_SIGMA) -> tuple[torch.Tensor, torch.Tensor]:
-    """Backward-warped, weighted colour: (B x 3 x H x W colour sum / weight, B x H x W weight).
+          angle_sigma: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Backward-warped, weighted colour: (B x 3 x H x W colour sum, B x H x W weight, B x H x W
+    support: the visibility-and-rank weight before the angle term, which says whether anything saw it).
 
     Geometry is in each target camera's frame (float32 stays exact however far the world
     reaches); only the context-to-target transforms are composed in float64.
@@ -131,9 +134,8 @@ def blend(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Te
     pts_t = dirs * z_t.reshape(B, 1, -1)                               # target-frame points
     ray_t = dirs * torch.rsqrt((dirs * dirs).sum(1, keepdim=True))
     T_tw = torch.linalg.inv(tgt_T.double())
-    colour = torch.zeros(B, 3, H * W, device=dev)
-    weight = torch.zeros(B, H * W, device=dev)
-    two_over_sigma2 = 2.0 / angle_sigma ** 2
+    parts = []
+    two_over_sigma2 = 2.0 / (ANGLE_SIGMA if angle_sigma is None else angle_sigma) ** 2
     for (h, w), idx in _groups(contexts).items():
         cs = [contexts[i] for i in idx]
         b = torch.tensor([c.target for c in cs], device=dev)
@@ -159,10 +161,22 @@ def blend(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Te
         ray_c = pts_t[b] - T_tc[:, :3, 3:].float()
         cosang = (ray_c * ray_t[b]).sum(1) * torch.rsqrt((ray_c * ray_c).sum(1).clamp_min(1e-18))
         rank = torch.tensor([c.weight * RANK_DECAY ** c.rank for c in cs], device=dev)[:, None]
-        wgt = vis * torch.exp((cosang - 1) * two_over_sigma2) * rank * (inside & has.reshape(B, -1)[b])
+        parts.append((b, rgb, vis * rank * (inside & has.reshape(B, -1)[b]), 1 - cosang, vis > 0.5))
+    # The angle weight is relative to the best-placed context that sees each pixel, so a view far
+    # from every context still takes its colour from the closest one instead of going unseen.
+    best = torch.full((B, H * W), float("inf"), device=dev)
+    for b, _, base, cost, visible in parts:
+        best.scatter_reduce_(0, b[:, None].expand_as(cost), torch.where(visible & (base > 0), cost, torch.full_like(cost, float("inf"))), reduce="amin")
+    best = torch.where(torch.isfinite(best), best, torch.zeros_like(best))
+    colour = torch.zeros(B, 3, H * W, device=dev)
+    weight = torch.zeros(B, H * W, device=dev)
+    support = torch.zeros(B, H * W, device=dev)
+    for b, rgb, base, cost, _ in parts:
+        wgt = base * torch.exp(-(cost - best[b]).clamp_min(0) * two_over_sigma2)
         colour.index_add_(0, b, rgb * wgt[:, None])
         weight.index_add_(0, b, wgt)
-    return colour.reshape(B, 3, H, W), weight.reshape(B, H, W)
+        support.index_add_(0, b, base)
+    return colour.reshape(B, 3, H, W), weight.reshape(B, H, W), support.reshape(B, H, W)
 
 
 def push_pull_fill(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -184,6 +198,18 @@ def push_pull_fill(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     return filled
 
 
+def median3(inv: torch.Tensor) -> torch.Tensor:
+    """3x3 median of the valid (> 0) pixels of B x H x W inverse depth: removes lone outliers
+    (a stereo mismatch in one context would otherwise punch a speckle into the view)."""
+    B, H, W = inv.shape
+    x = torch.where(inv > 0, inv, torch.full_like(inv, float("nan")))
+    patches = F.unfold(x[:, None], 3, padding=1)  # zero padding counts as a valid far value: mask it
+    edge = F.unfold(torch.ones_like(x)[:, None], 3, padding=1) == 0
+    patches = torch.where(edge, torch.full_like(patches, float("nan")), patches)
+    med = patches.nanmedian(dim=1).values.reshape(B, H, W)
+    return torch.where(inv > 0, torch.nan_to_num(med, nan=0.0), inv)
+
+
 def _depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int, W: int) -> torch.Tensor:
     if not contexts:
         return torch.zeros(tgt_K.shape[0], H, W, device=tgt_K.device)
@@ -193,8 +219,11 @@ def _depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tenso
         K_half[:, :2] *= 0.5
         h, w = (H + 1) // 2, (W + 1) // 2
         inv = target_depth(contexts, K_half, tgt_T, h, w, coarse=True)
+        if DEPTH_MEDIAN:
+            inv = median3(inv)
         return F.interpolate(inv[:, None], scale_factor=2, mode="nearest")[:, 0, :H, :W]
-    return target_depth(contexts, tgt_K, tgt_T, H, W)
+    inv = target_depth(contexts, tgt_K, tgt_T, H, W)
+    return median3(inv) if DEPTH_MEDIAN else inv
 
 
 def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int, W: int) -> Rendered:
@@ -206,15 +235,19 @@ def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tenso
     """
     primary = [c for c in contexts if c.weight >= 1.0]
     secondary = [c for c in contexts if c.weight < 1.0]
-    inv = _depth(primary, tgt_K, tgt_T, H, W)
+    # Depth is taken from the best-ranked contexts first; the others only fill where those saw
+    # nothing (one context's stereo outliers cannot punch through a better-placed one's surface).
+    inv = torch.zeros(tgt_K.shape[0], H, W, device=tgt_K.device)
+    for group in ([c for c in primary if c.rank < DEPTH_CONTEXTS], [c for c in primary if c.rank >= DEPTH_CONTEXTS],
+                  secondary):
+        if group:
+            inv = torch.where(inv > 0, inv, _depth(group, tgt_K, tgt_T, H, W))
+    colour, weight, support = blend(primary, inv, tgt_K, tgt_T)
     if secondary:
-        inv = torch.where(inv > 0, inv, _depth(secondary, tgt_K, tgt_T, H, W))
-    colour, weight = blend(primary, inv, tgt_K, tgt_T)
-    if secondary:
-        c2, w2 = blend(secondary, inv, tgt_K, tgt_T)
-        share = torch.exp(-weight / SECONDARY_HANDOVER)
-        colour, weight = colour + c2 * share[:, None], weight + w2 * share
-    seen = weight > MIN_WEIGHT
+        c2, w2, s2 = blend(secondary, inv, tgt_K, tgt_T)
+        share = torch.exp(-support / SECONDARY_HANDOVER)
+        colour, weight, support = colour + c2 * share[:, None], weight + w2 * share, support + s2 * share
+    seen = (support > MIN_WEIGHT) & (weight > 1e-12)
     rgb = colour / weight.clamp_min(1e-12)[:, None]
     if not bool(seen.all()):
         rgb = push_pull_fill(rgb, seen)
