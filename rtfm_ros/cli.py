@@ -18,6 +18,7 @@ COMMAND_MODULES: list[str] = [
     "rtfm_ros.data.generate",
     "rtfm_ros.data.importers",
     "rtfm_ros.evaluate.suite",
+    "rtfm_ros.fit",
     "rtfm_ros.serve",
 ]
 

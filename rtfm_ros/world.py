@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from rtfm_ros import context as ctxprep
+from rtfm_ros.fit import WorldFit, fit_path, load_fit
 from rtfm_ros.geometry import (MAX_PIXELS_PER_CALL, MAX_VIEW_PIXELS, GeometryError, PinholeCamera,
                                check_pixel_budget, validate_pose)
 from rtfm_ros.memory import FrameMemory
@@ -73,19 +74,29 @@ class WorldModel:
         self.context_size = int(context_size or self.config.context)
         self.use_stereo = use_stereo
         self.use_prior = True  # the monocular depth head (learned); off: a flat fallback depth
+        self.fit: WorldFit | None = None  # per-world fitted blend parameters (rtfm fit)
         self.last_render_seconds = 0.0
         self.max_view_pixels, self.max_pixels_per_call = MAX_VIEW_PIXELS, MAX_PIXELS_PER_CALL
         self.remember_failures = 0  # views rendered and returned but not stored (memory write failed)
 
     @classmethod
     def load(cls, checkpoint: str | Path | None = None, *, world: str | Path | None = None,
-             device: str | torch.device = "auto", ram_budget_bytes: int | None = None) -> "WorldModel":
-        """The bundled default model (or ``checkpoint``), with an empty memory or a saved world."""
+             device: str | torch.device = "auto", ram_budget_bytes: int | None = None,
+             fit: bool = True) -> "WorldModel":
+        """The bundled default model (or ``checkpoint``), with an empty memory or a saved world
+        (and, with ``fit``, the world's fitted parameters when `rtfm fit` left them beside it)."""
         dev = pick_device(device)
         model, meta = load_checkpoint(checkpoint if checkpoint is not None else DEFAULT_CHECKPOINT, dev)
         memory = FrameMemory.open(world, ram_budget_bytes=ram_budget_bytes) if world is not None \
             else FrameMemory(ram_budget_bytes=ram_budget_bytes)
-        return cls(model, memory, device=dev, checkpoint_info=meta)
+        wm = cls(model, memory, device=dev, checkpoint_info=meta)
+        if world is not None and fit and fit_path(world).exists():
+            wm.load_fit(fit_path(world))
+        return wm
+
+    def load_fit(self, path: str | Path) -> None:
+        """Use a world's fitted blend parameters (rtfm fit); a fit that does not match is refused."""
+        self.fit = load_fit(path, len(self.memory))
 
     def memory_camera(self, camera: PinholeCamera) -> PinholeCamera:
         """The camera a view of ``camera`` is stored with: its own, long side capped at max_frame_side."""
@@ -247,6 +258,7 @@ def render_views(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]]) 
     cams = [cam for _, _, cam in views]
     tgt_K = torch.from_numpy(np.stack([c.K for c in cams])).to(dev, torch.float32)
     tgt_T = torch.from_numpy(np.stack([T for _, T, _ in views])).to(dev, torch.float64)
-    out = ibr.render(contexts, tgt_K, tgt_T, cams[0].height, cams[0].width)
+    out = ibr.render(contexts, tgt_K, tgt_T, cams[0].height, cams[0].width,
+                     lead.fit.params if lead.fit is not None else None)
     images = (out.rgb * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return images, out.depth.float().cpu().numpy()

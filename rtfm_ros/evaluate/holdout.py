@@ -4,8 +4,9 @@ Every ``every``-th frame is held out; a world is built from the others (no depth
 frames' own geometry, as for a user's photos) and each held-out pose is rendered and compared
 with its photo. Rows, all on the same context in one run:
 
-- ``model``: the world model as users get it (learned parts on; with a world's fitted
-  parameters where given);
+- ``model``: the world model as users get it (learned parts on);
+- ``fitted`` (with ``--fit``): the same world after `rtfm fit` on the kept frames (leave-one-out
+  among them: the held-out photos are never seen);
 - ``no_learning``: the same pipeline with every learned part off (no monocular prior: frames
   without a stereo neighbour get a flat depth at the scene distance; no fitted parameters);
 - ``nearest_frame``: the held-out pose gets the photo of the nearest remaining pose.
@@ -31,6 +32,7 @@ from rtfm_ros.evaluate.metrics import psnr, ssim
 from rtfm_ros.geometry import PinholeCamera
 
 ROWS = ("model", "no_learning", "nearest_frame")
+ALL_ROWS = ("model", "fitted", "no_learning", "nearest_frame")
 
 
 class HoldoutError(ValueError):
@@ -98,28 +100,32 @@ def split(n: int, every: int) -> tuple[list[int], list[int]]:
 
 
 def build_world(data: PosedSet, ids: list[int], *, learned: bool = True, checkpoint: str | None = None,
-                fit: str | None = None, progress: bool = False):
+                progress: bool = False):
     """A WorldModel seeded with frames ``ids`` of the set (no depth), depth estimated for all."""
     from rtfm_ros.world import WorldModel
 
     wm = WorldModel.load(checkpoint)
     wm.use_prior = learned
-    if learned and fit is not None:
-        wm.load_fit(fit)
     wm.add_frames([(data.rgb[i], data.T_world_camera[i], data.camera(i)) for i in ids], progress=progress)
     return wm
 
 
 def evaluate_holdout(data: PosedSet, sizes: list[tuple[int, int]], *, every: int = 6, rows: tuple[str, ...] = ROWS,
-                     checkpoint: str | None = None, fit: str | None = None, progress: bool = False,
+                     checkpoint: str | None = None, progress: bool = False, fit_steps: int | None = None,
                      sheet_views: int = 6) -> list[HoldoutResult]:
     """Score each row on the held-out frames at each size; contact sheets of the first views."""
     from tqdm import tqdm
 
     held, kept = split(len(data), every)
     worlds: dict[str, object] = {}
-    if "model" in rows:
-        worlds["model"] = build_world(data, kept, learned=True, checkpoint=checkpoint, fit=fit, progress=progress)
+    fits: dict[str, object] = {}
+    if "model" in rows or "fitted" in rows:
+        worlds["model"] = build_world(data, kept, learned=True, checkpoint=checkpoint, progress=progress)
+    if "fitted" in rows:
+        from rtfm_ros.fit import FIT_STEPS, fit_world
+
+        worlds["fitted"] = worlds["model"]
+        fits["fitted"], _ = fit_world(worlds["model"], steps=fit_steps or FIT_STEPS, progress=progress)
     if "no_learning" in rows:
         worlds["no_learning"] = build_world(data, kept, learned=False, checkpoint=checkpoint, progress=progress)
     results = []
@@ -135,6 +141,7 @@ def evaluate_holdout(data: PosedSet, sizes: list[tuple[int, int]], *, every: int
                     near = min(kept, key=lambda k: pose_score(data.T_world_camera[k], data.T_world_camera[i]))
                     outs[row] = crop_to(data.rgb[near], data.camera(near), w, h)[0]
                 else:
+                    worlds[row].fit = fits.get(row)
                     outs[row] = worlds[row].render(data.T_world_camera[i], cam, remember=False)
                 res.ms[row] += (time.perf_counter() - t0) * 1000 / len(held)
                 res.psnr[row].append(psnr(outs[row], truth))
@@ -169,11 +176,13 @@ def run(args: argparse.Namespace, write: Callable[[str], None] = print) -> int:
     data = load_posed_set(args.holdout)
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     rows = tuple(r.strip() for r in args.rows.split(",")) if getattr(args, "rows", None) else ROWS
-    bad = [r for r in rows if r not in ROWS]
+    if getattr(args, "fit", False) and "fitted" not in rows:
+        rows = rows[:1] + ("fitted",) + rows[1:]
+    bad = [r for r in rows if r not in ALL_ROWS]
     if bad:
-        raise HoldoutError(f"unknown rows {bad}; known: {', '.join(ROWS)}")
+        raise HoldoutError(f"unknown rows {bad}; known: {', '.join(ALL_ROWS)}")
     results = evaluate_holdout(data, sizes, every=args.every, rows=rows, checkpoint=args.checkpoint,
-                               fit=getattr(args, "fit", None), progress=True)
+                               progress=True)
     held, kept = split(len(data), args.every)
     write(f"{args.holdout}: " + to_markdown(results, len(held), len(kept)))
     out = Path(args.sheet_dir)

@@ -296,8 +296,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "frame and render it from the others (model vs no_learning vs nearest_frame)")
     h.add_argument("--every", type=int, default=6, help="hold out every N-th frame (default 6)")
     h.add_argument("--sizes", default="128x128", help="comma-separated WIDTHxHEIGHT target sizes (default 128x128)")
-    h.add_argument("--rows", help="comma-separated subset of model,no_learning,nearest_frame")
-    h.add_argument("--fit", help="fitted parameters (rtfm fit) for the model row")
+    h.add_argument("--rows", help="comma-separated subset of model,fitted,no_learning,nearest_frame")
+    h.add_argument("--fit", action="store_true", help="add a 'fitted' row: rtfm fit on the kept frames first")
     h.add_argument("--sheet-dir", default="holdout_out", help="where contact sheets go (default holdout_out)")
     p.set_defaults(func=_run)
 

@@ -55,6 +55,16 @@ class ContextLevel:
 
 
 @dataclass
+class BlendParams:
+    """The blend's few free numbers: the defaults above, or a world's fitted values (rtfm fit),
+    which may be tensors that carry gradients."""
+
+    angle_sigma: float | torch.Tensor = ANGLE_SIGMA
+    visibility_sigma: float | torch.Tensor = VISIBILITY_SIGMA
+    rank_decay: float | torch.Tensor = RANK_DECAY
+
+
+@dataclass
 class Rendered:
     rgb: torch.Tensor     # B x 3 x H x W in [0, 1]
     depth: torch.Tensor   # B x H x W planar z, NaN where no context saw the place
@@ -119,7 +129,7 @@ def target_depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch
 
 
 def blend(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Tensor, tgt_T: torch.Tensor,
-          angle_sigma: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+          params: BlendParams | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Backward-warped, weighted colour: (B x 3 x H x W colour sum, B x H x W weight, B x H x W
     support: the visibility-and-rank weight before the angle term, which says whether anything saw it).
 
@@ -135,7 +145,8 @@ def blend(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Te
     ray_t = dirs * torch.rsqrt((dirs * dirs).sum(1, keepdim=True))
     T_tw = torch.linalg.inv(tgt_T.double())
     parts = []
-    two_over_sigma2 = 2.0 / (ANGLE_SIGMA if angle_sigma is None else angle_sigma) ** 2
+    params = params or BlendParams()
+    two_over_sigma2 = 2.0 / params.angle_sigma ** 2
     for (h, w), idx in _groups(contexts).items():
         cs = [contexts[i] for i in idx]
         b = torch.tensor([c.target for c in cs], device=dev)
@@ -156,11 +167,12 @@ def blend(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Te
         inside = (z > 1e-6) & (gx.abs() < 1) & (gy.abs() < 1)
         # Visibility: the target's point must be (about) the surface the context saw at that pixel.
         misfit = torch.log(zc / dsamp.clamp_min(1e-9))
-        vis = torch.where(dsamp > 0, torch.exp(-(misfit / VISIBILITY_SIGMA) ** 2), torch.full_like(misfit, 0.05))
+        vis = torch.where(dsamp > 0, torch.exp(-(misfit / params.visibility_sigma) ** 2), torch.full_like(misfit, 0.05))
         # Angle between the target's ray and the context's ray to the same point (1 - cos ~ angle^2 / 2).
         ray_c = pts_t[b] - T_tc[:, :3, 3:].float()
         cosang = (ray_c * ray_t[b]).sum(1) * torch.rsqrt((ray_c * ray_c).sum(1).clamp_min(1e-18))
-        rank = torch.tensor([c.weight * RANK_DECAY ** c.rank for c in cs], device=dev)[:, None]
+        rank = (torch.tensor([c.weight for c in cs], device=dev)
+                * params.rank_decay ** torch.tensor([float(c.rank) for c in cs], device=dev))[:, None]
         parts.append((b, rgb, vis * rank * (inside & has.reshape(B, -1)[b]), 1 - cosang, vis > 0.5))
     # The angle weight is relative to the best-placed context that sees each pixel, so a view far
     # from every context still takes its colour from the closest one instead of going unseen.
@@ -226,7 +238,8 @@ def _depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tenso
     return median3(inv) if DEPTH_MEDIAN else inv
 
 
-def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int, W: int) -> Rendered:
+def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int, W: int,
+           params: BlendParams | None = None) -> Rendered:
     """Render B targets (tgt_K B x 3 x 3, tgt_T B x 4 x 4) from their contexts.
 
     Contexts with weight 1 are primary; lower-weight ones (generated views) only supply depth
@@ -242,9 +255,9 @@ def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tenso
                   secondary):
         if group:
             inv = torch.where(inv > 0, inv, _depth(group, tgt_K, tgt_T, H, W))
-    colour, weight, support = blend(primary, inv, tgt_K, tgt_T)
+    colour, weight, support = blend(primary, inv, tgt_K, tgt_T, params)
     if secondary:
-        c2, w2, s2 = blend(secondary, inv, tgt_K, tgt_T)
+        c2, w2, s2 = blend(secondary, inv, tgt_K, tgt_T, params)
         share = torch.exp(-support / SECONDARY_HANDOVER)
         colour, weight, support = colour + c2 * share[:, None], weight + w2 * share, support + s2 * share
     seen = (support > MIN_WEIGHT) & (weight > 1e-12)

@@ -1,0 +1,199 @@
+"""`rtfm fit WORLD`: fit the renderer's few free parameters to one world, from its own frames.
+
+Why per world: photos of one place share a kind of
+geometry that no procedural training set predicts, but the world's own real frames are ground
+truth for each other. Leave-one-out: each real frame is rendered from the others (never from
+itself) at a reduced size, and the loss against the frame fits, by gradient descent through the
+renderer (rtfm_ros.model.ibr):
+
+- the blend's parameters (angle and visibility widths, rank decay): how much to trust the
+  best-placed frame over the others and the frames' depth over their agreement, which differs
+  between a turntable of photos and a robot driving through a room.
+
+Per-frame exposure (a gain and offset per channel) was tried and is not fitted: on photo sets
+shot at one exposure it soaked up misregistration and lost 0.2-3 dB on held-out photos
+(BENCHMARKS.md).
+
+The result is saved beside the world (``WORLD.fit.safetensors``: tensors + JSON metadata, no
+pickle) and loaded with it; a fit that does not match the world is refused, not half-applied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rtfm_ros.model import ibr
+
+if TYPE_CHECKING:
+    from rtfm_ros.world import WorldModel
+
+FIT_VERSION = 1
+FIT_SIDE = 128        # long side of the leave-one-out renders
+FIT_STEPS = 150
+FIT_BATCH = 4
+FIT_LR = 0.03
+SUFFIX = ".fit.safetensors"
+
+
+class FitError(ValueError):
+    """A fit that cannot be made, saved or applied to this world."""
+
+
+@dataclass
+class WorldFit:
+    """Fitted blend parameters of one world of ``frames`` frames."""
+
+    params: ibr.BlendParams
+    frames: int
+
+
+def fit_path(world_path: str | Path) -> Path:
+    return Path(str(world_path) + SUFFIX)
+
+
+def save_fit(fit: WorldFit, path: str | Path) -> Path:
+    """Write atomically (temp file + rename): a failed save leaves the previous fit intact."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    p = fit.params
+    tensors = {"blend": torch.tensor([float(p.angle_sigma), float(p.visibility_sigma), float(p.rank_decay)])}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata={"rtfm_fit": json.dumps({"version": FIT_VERSION,
+                                                                        "frames": int(fit.frames)})})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_fit(path: str | Path, frames: int) -> WorldFit:
+    """Read and check a fit for a world of ``frames`` frames."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FitError(f"{path} is not a fit file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("rtfm_fit", "null"))
+            t = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises several types for damaged files
+        raise FitError(f"{path} is not a readable fit file: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("version") != FIT_VERSION or set(t) != {"blend"} \
+            or not isinstance(meta.get("frames"), int) or t["blend"].shape != (3,):
+        raise FitError(f"{path} is not a version-{FIT_VERSION} fit file")
+    n = meta["frames"]
+    if not 0 < n <= frames:
+        raise FitError(f"{path} was fitted to {n} frames but the world holds {frames}")
+    b = t["blend"]
+    if not bool(torch.isfinite(b).all()) or bool((b[:2] <= 0).any()) or not 0 < float(b[2]) <= 1:
+        raise FitError(f"{path} holds values outside their ranges")
+    a, v, r = (float(x) for x in b)
+    return WorldFit(ibr.BlendParams(a, v, r), n)
+
+
+def _small(camera, side: int):
+    s = min(1.0, side / max(camera.width, camera.height))
+    return camera.scaled(max(8, round(camera.width * s)), max(8, round(camera.height * s)))
+
+
+def fit_world(wm: "WorldModel", steps: int = FIT_STEPS, batch: int = FIT_BATCH, lr: float = FIT_LR,
+              side: int = FIT_SIDE, seed: int = 0, progress: bool = False) -> tuple[WorldFit, dict]:
+    """Leave-one-out fit over the world's real frames. Returns (fit, report with losses)."""
+    from tqdm import tqdm
+
+    mem = wm.memory
+    real = [i for i in mem if mem.source(i) != "generated"]
+    if len(real) < 3:
+        raise FitError(f"a fit needs at least 3 real frames, the world has {len(real)}")
+    n = len(mem)
+    dev = wm.device
+    start = ibr.BlendParams()
+    raw = torch.tensor([math.log(start.angle_sigma), math.log(start.visibility_sigma),
+                        math.log(start.rank_decay / (1 - start.rank_decay))], device=dev, requires_grad=True)
+    opt = torch.optim.Adam([raw], lr=lr)
+    rng = np.random.default_rng(seed)
+    targets = {}
+    for i in real:  # ground truth at the fit size, and each frame's context without itself
+        cam = _small(mem.camera(i), side)
+        rgb = torch.from_numpy(np.array(mem.get(i).rgb)).permute(2, 0, 1).float()[None] / 255
+        truth = F.interpolate(rgb, size=(cam.height, cam.width), mode="area")[0].to(dev)
+        ids = [j for j in mem.select_context(mem.pose(i), cam, wm.context_size + 1) if j != i][: wm.context_size]
+        if ids:
+            targets[i] = (cam, truth, ids)
+    if not targets:
+        raise FitError("no real frame has other frames that see it")
+    keys = sorted(targets)
+
+    def loo_loss(pick: list[int]) -> torch.Tensor:
+        loss = torch.zeros((), device=dev)
+        params = ibr.BlendParams(raw[0].exp(), raw[1].exp(), torch.sigmoid(raw[2]))
+        for i in pick:  # one target at a time: contexts of different sizes, small renders
+            cam, truth, ids = targets[i]
+            ctx = []
+            for rank, j in enumerate(ids):
+                prep = wm.prepare(j)
+                ctx.append(prep.context(prep.level_for(cam.fx), mem.pose(j), 0, rank, 1.0, dev))
+            out = ibr.render(ctx, torch.from_numpy(cam.K).float()[None].to(dev),
+                             torch.from_numpy(mem.pose(i))[None].to(dev), cam.height, cam.width, params)
+            seen = out.seen[0].float()
+            loss = loss + ((out.rgb[0] - truth).abs().mean(0) * seen).sum() / seen.sum().clamp_min(1)
+        return loss / len(pick)
+
+    with torch.no_grad():
+        before = float(loo_loss(keys))
+    losses = []
+    bar = tqdm(range(steps), desc="fitting", unit="step", disable=not progress)
+    for _ in bar:
+        pick = [keys[int(k)] for k in rng.choice(len(keys), size=min(batch, len(keys)), replace=False)]
+        loss = loo_loss(pick)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            raw.clamp_(-6, 6)
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    with torch.no_grad():
+        fit = WorldFit(ibr.BlendParams(float(raw[0].exp()), float(raw[1].exp()), float(torch.sigmoid(raw[2]))), n)
+    with torch.no_grad():
+        after = float(loo_loss(keys))
+    return fit, {"first_loss": before, "last_loss": after,
+                 "frames": len(targets), "steps": steps, "angle_sigma_deg": math.degrees(fit.params.angle_sigma),
+                 "visibility_sigma": fit.params.visibility_sigma, "rank_decay": fit.params.rank_decay}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `rtfm fit WORLD`."""
+    p = sub.add_parser("fit", help="fit the renderer's blend to one world by leave-one-out on its own frames")
+    p.add_argument("world", help="world file (.rtfm)")
+    p.add_argument("--steps", type=int, default=FIT_STEPS, help=f"gradient steps (default {FIT_STEPS})")
+    p.add_argument("--checkpoint", help="model checkpoint (default: the bundled model)")
+    p.add_argument("--out", help=f"fit file (default: WORLD{SUFFIX}, loaded with the world)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rtfm_ros.world import WorldModel
+
+    if args.steps < 1:
+        raise FitError(f"--steps must be >= 1, got {args.steps}")
+    wm = WorldModel.load(args.checkpoint, world=args.world, fit=False)
+    fit, report = fit_world(wm, steps=args.steps, progress=True)
+    out = save_fit(fit, args.out or fit_path(args.world))
+    print(f"fitted {report['frames']} frames in {report['steps']} steps: loss {report['first_loss']:.4f} -> "
+          f"{report['last_loss']:.4f}; angle {report['angle_sigma_deg']:.1f} deg, visibility "
+          f"{report['visibility_sigma']:.3f}, rank decay {report['rank_decay']:.2f}; saved {out}")
+    return 0

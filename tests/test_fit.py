@@ -1,0 +1,57 @@
+"""`rtfm fit`: leave-one-out fitting of one world, saved beside it and loaded with it."""
+
+import numpy as np
+import pytest
+
+from rtfm_ros import PinholeCamera, WorldModel
+from rtfm_ros.cli import main as cli
+from rtfm_ros.fit import FitError, fit_path, fit_world, load_fit, save_fit
+
+CAM = PinholeCamera.from_fov(64, 48, 80)
+
+
+@pytest.fixture(scope="module")
+def world_file(tmp_path_factory):
+    """A world seeded from depthless views of a held-out room (stereo depth), saved to disk."""
+    from rtfm_ros.sim.renderer import WorldRenderer
+    from rtfm_ros.sim.trajectories import make_trajectory
+    from rtfm_ros.sim.worlds import make_world
+
+    world = make_world(1_000_911, "room")
+    poses = make_trajectory(world, "loop", 16, 0).T_world_camera
+    with WorldRenderer(world, CAM) as r:
+        views = [r.render(T)[0] for T in poses]
+    wm = WorldModel.load()
+    wm.add_frames([(v, T, CAM) for v, T in zip(views, poses)])
+    path = tmp_path_factory.mktemp("fit") / "room.rtfm"
+    wm.save(path)
+    return path
+
+
+def test_fit_lowers_the_leave_one_out_loss_and_round_trips(world_file, tmp_path):
+    wm = WorldModel.load(world=world_file)
+    fit, report = fit_world(wm, steps=25)
+    assert report["last_loss"] < report["first_loss"]
+    assert fit.frames == len(wm.memory)
+    out = save_fit(fit, tmp_path / "f.fit.safetensors")
+    back = load_fit(out, len(wm.memory))
+    assert abs(back.params.angle_sigma - fit.params.angle_sigma) < 1e-6
+    with pytest.raises(FitError, match="fitted to"):
+        load_fit(out, len(wm.memory) - 1)
+    out.write_bytes(out.read_bytes()[:40])
+    with pytest.raises(FitError, match="not a readable fit file"):
+        load_fit(out, len(wm.memory))
+
+
+def test_cli_fit_is_loaded_with_the_world(world_file):
+    assert cli(["fit", str(world_file), "--steps", "3"]) == 0
+    assert fit_path(world_file).is_file()
+    wm = WorldModel.load(world=world_file)
+    assert wm.fit is not None
+    img = wm.render(wm.memory.pose(3), CAM, remember=False)
+    assert img.shape == (48, 64, 3)
+    assert WorldModel.load(world=world_file, fit=False).fit is None
+    fit_path(world_file).write_text("not a fit")
+    with pytest.raises(FitError):
+        WorldModel.load(world=world_file)  # refused, not half-applied
+    fit_path(world_file).unlink()
