@@ -7,7 +7,6 @@ Prints a markdown table (medians) with the machine it ran on.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
@@ -16,6 +15,7 @@ from rtfm_ros.world import WorldModel
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from machine import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def seeded_world(wm: WorldModel, n: int = 24, width: int = 64, height: int = 64, depth: bool = True) -> None:
@@ -51,8 +51,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}")
+    print(f"machine: {machine(f'torch {torch.__version__}, {torch.get_num_threads()} torch threads')}")
     print("| view | frames in memory | batch | median latency (ms) | views/s |")
     print("|---|---|---|---|---|")
     cases = [((64, 64), (64, 64), (1, 16, 64)), ((128, 128), (640, 480), (1,)), ((320, 240), (640, 480), (1,)),

@@ -8,7 +8,6 @@ Usage: .venv/bin/python bench/bench_single_photo.py [--worlds 8] [--res 128]
 from __future__ import annotations
 
 import argparse
-import platform
 
 import numpy as np
 import torch
@@ -17,6 +16,8 @@ from rtfm_ros.evaluate.metrics import psnr
 from rtfm_ros.evaluate.suite import HELDOUT_SEED_BASE
 from rtfm_ros.geometry import PinholeCamera
 from rtfm_ros.world import WorldModel
+
+from machine import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def main() -> None:
@@ -43,7 +44,7 @@ def main() -> None:
             wm.add_frame(views[0], poses[0], cam)
             scores[name] += [psnr(wm.render(T, cam, remember=False), v) for T, v in zip(poses[1:], views[1:])]
         scores["copy the photo"] += [psnr(views[0], v) for v in views[1:]]
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}; "
+    print(f"machine: {machine(f'torch {torch.__version__}')}; "
           f"{args.worlds} held-out worlds, {args.res}x{args.res}, views 1-5 steps from the photo")
     print("| single photo, no depth | PSNR (dB) |")
     print("|---|---|")

@@ -387,6 +387,28 @@ def decode_image(msg: Any, msgtype: str, min_size: tuple[int, int] | None = None
     return np.ascontiguousarray(px[..., list(order)])
 
 
+def decode_depth(msg: Any) -> np.ndarray:
+    """HxW float32 metres from a depth sensor_msgs/Image: 16UC1 (millimetres, 0 = none) or 32FC1
+    (metres, REP 118); unknown pixels (0, NaN, inf, negative) become NaN."""
+    enc = str(msg.encoding).upper()
+    kinds = {"16UC1": np.dtype("uint16"), "MONO16": np.dtype("uint16"), "32FC1": np.dtype("float32")}
+    if enc not in kinds:
+        raise BagError(f"depth image encoding {msg.encoding!r} is not supported (16UC1 millimetres or 32FC1 metres)")
+    h, w = int(msg.height), int(msg.width)
+    _check_image_size(w, h)
+    dt = kinds[enc].newbyteorder(">" if msg.is_bigendian else "<")
+    step = int(msg.step) or w * dt.itemsize
+    data = np.asarray(msg.data, dtype=np.uint8)
+    if step < w * dt.itemsize or data.size < step * h:
+        raise BagError(f"depth image is {w}x{h} {msg.encoding} but carries {data.size} bytes (step {step})")
+    rows = data[: step * h].reshape(h, step)[:, : w * dt.itemsize]
+    depth = np.ascontiguousarray(rows).view(dt).reshape(h, w).astype(np.float32)
+    if kinds[enc].kind == "u":
+        depth = depth / 1000.0
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
+
+
 def _check_image_size(width: int, height: int) -> None:
     """Refuse images larger than any camera can be (PinholeCamera's MAX_RESOLUTION a side)."""
     if width > MAX_RESOLUTION or height > MAX_RESOLUTION:

@@ -236,3 +236,35 @@ def test_cli_bad_bags(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
         assert message in capsys.readouterr().err
         assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.mcap", "empty", "notf"]
+
+
+def test_seed_with_registered_depth(tmp_path: Path, world: WorldModel) -> None:
+    """RGB-D seeds: each colour image takes the depth image nearest in time (16UC1 mm or 32FC1 m)
+    as its metric depth; an image with no depth near it gets stereo like any photo."""
+    src = tmp_path / "rgbd"
+    with BagWriter(src) as w:
+        w.write_tf(T0, [("map", "base_link", base_pose(0.0))])
+        w.write_tf(T0 + 900 * MS, [("map", "base_link", base_pose(0.9))])
+        w.write_tf(T0, [("base_link", "cam", T_BASE_CAMLINK)], static=True)
+        for k, t in enumerate((T0 + 100 * MS, T0 + 400 * MS, T0 + 800 * MS)):
+            w.write_image("/cam/color", t, "cam", np.full((24, 32, 3), 60 + 40 * k, np.uint8))
+            w.write_camera_info("/cam/camera_info", t, "cam", SEED_CAM)
+        w.write_depth("/cam/depth", T0 + 110 * MS, "cam", np.full((24, 32), 2.5, np.float32))
+        mm = np.full((12, 16), 1500, np.uint16)  # half size: resized to the colour image
+        mm[0, 0] = 0  # no return
+        msg = bags.typestore().types[bags.IMAGE](header=bags.header_msg(T0 + 390 * MS, "cam"), height=12, width=16,
+                                                 encoding="16UC1", is_bigendian=0, step=32,
+                                                 data=np.frombuffer(mm.tobytes(), np.uint8))
+        w.write_message("/cam/depth", msg, T0 + 390 * MS)
+    opt = ReplayOptions(camera_frame="cam", seed_topic="/cam/color", seed_depth_topic="/cam/depth", rate_hz=4.0,
+                        progress=False)
+    res = replay(src, tmp_path / "out", opt, world_model=world)
+    assert res.seeded == 3
+    d0, d1, d2 = (world.memory.get(i).depth for i in range(3))
+    assert np.allclose(d0, 2.5)
+    assert np.isnan(d1[0, 0]) and np.allclose(d1[2:, 2:], 1.5)
+    assert d2 is None  # 400 ms from the nearest depth image: not paired
+    assert world.prepare(0).source == "sensor"
+    with pytest.raises(bags.BagError, match="/missing is not in the bag"):
+        replay(src, tmp_path / "out2", ReplayOptions(camera_frame="cam", seed_topic="/cam/color",
+                                                     seed_depth_topic="/missing", progress=False), world_model=world)

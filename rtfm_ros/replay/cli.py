@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)  # 1 is often faster on a busy machine than oversubscribed cores
     opt = ReplayOptions(
         camera_frame=args.camera_frame, world_frame=args.world_frame, world=args.world, seed_topic=args.seed_topic,
-        seed_camera_info_topic=args.seed_camera_info_topic, seed_stride=args.seed_stride, rate_hz=args.rate,
+        seed_camera_info_topic=args.seed_camera_info_topic, seed_stride=args.seed_stride, seed_depth_topic=args.seed_depth_topic, rate_hz=args.rate,
         at_topic=args.at_topic, poses=args.poses, offset=parse_offset(args.offset) if args.offset else None,
         camera=_camera_arg(args), camera_info_topic=args.camera_info_topic, body_frame=args.body_frame,
         topic_prefix=args.topic_prefix, storage=args.storage, copy=not args.no_copy, depth=args.depth,
@@ -66,6 +66,8 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--seed-topic", help="Image or CompressedImage topic whose frames seed the world")
     g.add_argument("--seed-camera-info-topic", help="CameraInfo for the seed images (default: found by namespace)")
     g.add_argument("--seed-stride", type=int, default=1, help="use every Nth seed image (default 1)")
+    g.add_argument("--seed-depth-topic", help="depth Image registered to the seed camera (16UC1 mm or 32FC1 m): "
+                   "metric depth for the seeds instead of stereo")
     g.add_argument("--save-world", type=Path, help="write the world (after seeding) to this directory")
     g.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the bundled model)")
     g.add_argument("--no-remember", action="store_true", help="do not add rendered views to the world")

@@ -22,6 +22,7 @@ class ReplayOptions:
     seed_topic: str | None = None
     seed_camera_info_topic: str | None = None
     seed_stride: int = 1
+    seed_depth_topic: str | None = None
     rate_hz: float | None = None
     at_topic: str | None = None
     poses: Path | None = None
