@@ -136,7 +136,8 @@ def flat_depth(memory: FrameMemory, frame: Frame) -> np.ndarray:
 
 
 def prepare(memory: FrameMemory, frame_id: int, model: "FrameRenderer", device: torch.device,
-            use_stereo: bool = True, use_prior: bool = True) -> PreparedFrame:
+            use_stereo: bool = True, use_prior: bool = True,
+            depth_range: tuple[float, float] | None = None) -> PreparedFrame:
     """The frame's PreparedFrame, from the cache or computed (and cached) now."""
     frame = memory.get(frame_id)
     if isinstance(frame.encoding, PreparedFrame):
@@ -151,7 +152,9 @@ def prepare(memory: FrameMemory, frame_id: int, model: "FrameRenderer", device: 
             try:
                 depth, _conf = mvs.estimate_depth(
                     mvs.PosedImage(frame.rgb, frame.camera.K, frame.T_world_camera),
-                    [mvs.PosedImage(s.rgb, s.camera.K, s.T_world_camera) for s in srcs])
+                    [mvs.PosedImage(s.rgb, s.camera.K, s.T_world_camera) for s in srcs],
+                    near=None if depth_range is None else depth_range[0],
+                    far=None if depth_range is None else depth_range[1])
                 source, used = "stereo", len(nb)
             except mvs.DepthEstimationError:
                 depth = None

@@ -74,6 +74,8 @@ class WorldModel:
         self.context_size = int(context_size or self.config.context)
         self.use_stereo = use_stereo
         self.use_prior = True  # the monocular depth head (learned); off: a flat fallback depth
+        # Stereo's depth range (near, far) in world units; None: from the cameras' own geometry.
+        self.depth_range: tuple[float, float] | None = None
         self.fit: WorldFit | None = None  # per-world fitted blend parameters (rtfm fit)
         self.last_render_seconds = 0.0
         self.max_view_pixels, self.max_pixels_per_call = MAX_VIEW_PIXELS, MAX_PIXELS_PER_CALL
@@ -160,7 +162,7 @@ class WorldModel:
     def prepare(self, frame_id: int) -> ctxprep.PreparedFrame:
         """The frame's depth and pyramid (computed now if not cached)."""
         return ctxprep.prepare(self.memory, frame_id, self.model, self.device, use_stereo=self.use_stereo,
-                               use_prior=self.use_prior)
+                               use_prior=self.use_prior, depth_range=self.depth_range)
 
     def depth_sources(self) -> dict[str, int]:
         """How many frames' depth comes from each source (sensor, stereo, prior), for reports."""

@@ -111,3 +111,23 @@ def test_remembered_views_do_not_degrade_the_seeded_region(views):
     (p_fresh, e_fresh), (p_grown, e_grown) = score(fresh), score(grown)
     assert p_grown >= p_fresh - 0.3, (p_grown, p_fresh)
     assert e_grown <= e_fresh * 1.1 + 0.005, (e_grown, e_fresh)
+
+
+def test_stereo_depth_comes_from_the_frames_and_honours_a_given_range(room):
+    """Depthless frames get stereo depth close to the truth; a user's depth range bounds it."""
+    poses, views = room
+    cam = PinholeCamera.from_fov(96, 72, 80)
+    wm = WorldModel.load()
+    wm.add_frames([(rgb, T, cam) for T, (rgb, _) in list(zip(poses, views))[:12]])
+    prep = wm.prepare(5)
+    assert prep.source == "stereo" and prep.neighbours >= 2
+    d, truth = prep.depth[0].numpy(), views[5][1]
+    ok = np.isfinite(d)
+    assert ok.mean() > 0.15  # flat walls give stereo nothing to match: unsure pixels stay NaN
+    assert np.median(np.abs(d[ok] - truth[ok]) / truth[ok]) < 0.1
+    assert wm.depth_sources().get("stereo", 0) >= 10
+    narrow = WorldModel.load()
+    narrow.depth_range = (0.5, 0.6)
+    narrow.add_frames([(rgb, T, cam) for T, (rgb, _) in list(zip(poses, views))[:6]])
+    d = narrow.prepare(3).depth[0].numpy()
+    assert np.nanmin(d) >= 0.5 - 1e-4 and np.nanmax(d) <= 0.6 + 1e-4

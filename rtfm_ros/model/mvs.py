@@ -32,7 +32,9 @@ WORK_SIDE = 192           # long side (pixels) at which the cost volume is built
 WINDOW = 5                # ZNCC window (pixels at the working resolution)
 COLOUR_WEIGHT = 0.5       # share of the absolute colour difference in the matching cost
 MIN_CONFIDENCE = 0.08     # pixels whose winner is not this much better than the mean are unknown
-NEAR_FACTOR, FAR_FACTOR = 0.2, 50.0  # planes span [near, far] x the scene distance
+NEAR_FACTOR, FAR_FACTOR = 0.2, 50.0  # fallback range: [near, far] x the scene distance
+COARSE_PLANES = 48        # the wide first sweep that finds the range to sweep finely
+COARSE_MARGIN = 1.5       # the fine range is the coarse depths' 2-98 % span, widened by this factor
 
 
 class DepthEstimationError(ValueError):
@@ -181,6 +183,27 @@ def winner(volume: torch.Tensor, depths: torch.Tensor) -> tuple[torch.Tensor, to
     return d, conf
 
 
+def _coarse_range(ref: torch.Tensor, K: np.ndarray, ref_T: np.ndarray, src: list, src_T: list,
+                  near: float | None, far: float | None) -> tuple[float, float]:
+    """The depth range to sweep, found by a cheap wide sweep first (a quarter of the pixels, planes
+    from half the median baseline to a thousand baselines): confident depths' 2nd-98th
+    percentiles, widened by COARSE_MARGIN. Falls back to the cameras' convergence distance."""
+    base = float(np.median([np.linalg.norm(T[:3, 3] - ref_T[:3, 3]) for T in src_T]))
+    if base <= 0:
+        raise DepthEstimationError("no neighbour with a baseline: depth cannot come from photo-consistency")
+    small, sK = _resized(ref, K, max(16, max(ref.shape[-2:]) // 2))
+    h, w = small.shape[-2:]
+    depths = inverse_depth_planes(1.0, COARSE_PLANES, near or 0.5 * base, far or 1000.0 * base)
+    warped, valid = warp_sources(sK, ref_T, h, w, src, src_T, depths)
+    d, conf = winner(aggregate(matching_cost(small, warped, valid)), depths)
+    good = d[conf >= MIN_CONFIDENCE]
+    if good.numel() < 0.02 * d.numel():
+        dist = scene_distance(ref_T, src_T)
+        return near or NEAR_FACTOR * dist, far or FAR_FACTOR * dist
+    lo, hi = float(torch.quantile(good, 0.02)), float(torch.quantile(good, 0.98))
+    return near or lo / COARSE_MARGIN, far or max(hi * COARSE_MARGIN, lo / COARSE_MARGIN * 1.5)
+
+
 CostRegulariser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -198,8 +221,9 @@ def estimate_depth(ref: PosedImage, sources: Sequence[PosedImage], *, out_size: 
     r, rK = _resized(ref_img, ref.K, work_side)
     h, w = r.shape[-2:]
     src = [_resized(_tensor(s.rgb), s.K, max(work_side, int(work_side * 1.5))) for s in sources]
-    dist = scene_distance(ref.T_world_camera, [s.T_world_camera for s in sources])
-    depths = inverse_depth_planes(dist, planes, near, far)
+    if near is None or far is None:
+        near, far = _coarse_range(r, rK, ref.T_world_camera, src, [s.T_world_camera for s in sources], near, far)
+    depths = inverse_depth_planes(1.0, planes, near, far)
     warped, valid = warp_sources(rK, ref.T_world_camera, h, w, src, [s.T_world_camera for s in sources], depths)
     volume = aggregate(matching_cost(r, warped, valid))
     if regulariser is not None:
