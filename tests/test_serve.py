@@ -138,8 +138,8 @@ def test_cli_checks_arguments_before_loading_anything(capsys: pytest.CaptureFixt
     from rtfm_ros.cli import build_parser, main
 
     assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
-    assert main(["serve", "--width", "100", "--port", "0"]) == 2
-    assert "--width must be a multiple of 8" in capsys.readouterr().err
+    assert main(["serve", "--width", "5000", "--port", "0"]) == 2
+    assert "--width must be in 8..4096" in capsys.readouterr().err
     assert main(["serve", "--world", "/nonexistent/world.rtfm"]) == 2
     assert "not found" in capsys.readouterr().err
     assert main(["serve", "--fov", "190"]) == 2

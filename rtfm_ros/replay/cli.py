@@ -77,8 +77,8 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--poses", type=Path, help="CSV/JSON of stamp + pose (world frame) to render instead of TF")
     t.add_argument("--offset", help="x,y,z,yaw: shift the trajectory (metres, world frame) and turn it (degrees)")
     c = p.add_argument_group("camera and output")
-    c.add_argument("--width", type=int, help="image width (multiple of 8; default 64)")
-    c.add_argument("--height", type=int, help="image height (multiple of 8; default 64)")
+    c.add_argument("--width", type=int, help="image width (default 64)")
+    c.add_argument("--height", type=int, help="image height (default 64)")
     c.add_argument("--fov", type=float, help="horizontal field of view in degrees (default 90)")
     c.add_argument("--camera-info-topic",
                    help="take intrinsics from this CameraInfo topic (scaled to --width/--height if given)")

@@ -139,11 +139,7 @@ class RenderWorker:
 
     # ------------------------------------------------------------------ write-back
     def _memory_camera(self, camera: PinholeCamera) -> PinholeCamera:
-        fit = getattr(self.world, "memory_camera", None)
-        if fit is not None:
-            return fit(camera)
-        s = self.world.memory_camera_size  # a renderer that stores square frames of one size
-        return camera.scaled(s, s)
+        return self.world.memory_camera(camera)
 
     def worth_remembering(self, T: np.ndarray, camera: PinholeCamera) -> bool:
         return bool(self.world.memory.should_remember(T, self._memory_camera(camera)))

@@ -22,8 +22,8 @@ def check_args(args: argparse.Namespace) -> None:
     """Clear errors for bad values, before anything slow happens."""
     for name in ("width", "height"):
         v = getattr(args, name)
-        if not 8 <= v <= 4096 or v % 8:
-            raise ValueError(f"--{name} must be a multiple of 8 in 8..4096, got {v}")
+        if not 8 <= v <= 4096:
+            raise ValueError(f"--{name} must be in 8..4096, got {v}")
     from rtfm_ros.geometry import MAX_VIEW_PIXELS
 
     if args.width * args.height > MAX_VIEW_PIXELS:
@@ -106,8 +106,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="a procedural MuJoCo room (the default, with the demo's held-out seed)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need the token)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free port)")
-    p.add_argument("--width", type=int, default=128, help="view width in pixels (multiple of 8)")
-    p.add_argument("--height", type=int, default=128, help="view height in pixels (multiple of 8)")
+    p.add_argument("--width", type=int, default=128, help="view width in pixels")
+    p.add_argument("--height", type=int, default=128, help="view height in pixels")
     p.add_argument("--fov", type=float, default=90.0, help="horizontal field of view of the view (degrees)")
     p.add_argument("--seed-fov", type=float, default=60.0,
                    help="horizontal field of view of a single seed photo (degrees; uploads may give their own)")
