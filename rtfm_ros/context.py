@@ -111,7 +111,7 @@ def stereo_neighbours(memory: FrameMemory, frame_id: int, k: int = MVS_SOURCES) 
 def prior_depth(model: "FrameRenderer", frame: Frame, device: torch.device) -> np.ndarray:
     """The monocular depth head's guess (training-room metres) at the frame's size."""
     s = model.config.image_size
-    rgb = torch.from_numpy(np.ascontiguousarray(frame.rgb)).to(device).permute(2, 0, 1).float()[None] / 255
+    rgb = torch.from_numpy(np.array(frame.rgb)).to(device).permute(2, 0, 1).float()[None] / 255
     small = F.interpolate(rgb, size=(s, s), mode="area")
     K = frame.camera.K.copy()
     K[0] *= s / frame.camera.width
