@@ -92,9 +92,16 @@ class WorldModel:
         memory = FrameMemory.open(world, ram_budget_bytes=ram_budget_bytes) if world is not None \
             else FrameMemory(ram_budget_bytes=ram_budget_bytes)
         wm = cls(model, memory, device=dev, checkpoint_info=meta)
-        if world is not None and fit and fit_path(world).exists():
-            wm.load_fit(fit_path(world))
+        if world is not None and fit:
+            wm.load_fit_beside(world)
         return wm
+
+    def load_fit_beside(self, world_path: str | Path) -> bool:
+        """Use the fit `rtfm fit` left beside ``world_path`` (after the memory came from that
+        file, e.g. as a working copy); no fit there clears any previous one."""
+        p = fit_path(world_path)
+        self.fit = load_fit(p, len(self.memory)) if p.exists() else None
+        return self.fit is not None
 
     def load_fit(self, path: str | Path) -> None:
         """Use a world's fitted blend parameters (rtfm fit); a fit that does not match is refused."""
@@ -224,8 +231,9 @@ class WorldModel:
         return self.memory.save(path, meta={"model": self.checkpoint_info.get("model", {}).get("name", "")})
 
     def reset(self) -> None:
-        """Forget every frame."""
+        """Forget every frame (and the fit that belonged to them)."""
         self.memory.clear()
+        self.fit = None
 
 
 # ---------------------------------------------------------------------------------------------

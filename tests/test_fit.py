@@ -55,3 +55,22 @@ def test_cli_fit_is_loaded_with_the_world(world_file):
     with pytest.raises(FitError):
         WorldModel.load(world=world_file)  # refused, not half-applied
     fit_path(world_file).unlink()
+
+
+def test_fit_follows_its_world(world_file, tmp_path):
+    """A working copy of a world (as the node and rtfm serve use) takes the fit beside the source;
+    reset forgets it."""
+    import shutil
+
+    from rtfm_ros.fit import fit_world
+
+    wm = WorldModel.load(world=world_file)
+    fit, _ = fit_world(wm, steps=2)
+    save_fit(fit, fit_path(world_file))
+    copy = tmp_path / "copy.rtfm"
+    shutil.copy(world_file, copy)
+    other = WorldModel.load(world=copy)
+    assert other.fit is None and other.load_fit_beside(world_file) and other.fit is not None
+    other.reset()
+    assert other.fit is None
+    fit_path(world_file).unlink()

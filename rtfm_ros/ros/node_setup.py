@@ -52,6 +52,10 @@ def load_model(node: "CameraNode") -> "WorldModel":
             raise P.ConfigError(f"cannot load world {world}: {e}") from None
         wm.memory.close()
         wm.memory = node.scratch.memory
+        try:
+            wm.load_fit_beside(node.world_source)
+        except Exception as e:
+            raise P.ConfigError(f"cannot use the fit beside world {world}: {e}") from None
     return wm
 
 

@@ -172,6 +172,11 @@ class WorldServices:
         with node.world_lock:
             old, old_scratch = node.world.memory, node.scratch
             node.world.memory, node.scratch, node.world_source = scratch.memory, scratch, source
+            try:
+                node.world.load_fit_beside(source)
+            except Exception as e:  # the world is still good: render it with the default blend
+                node.world.fit = None
+                node.get_logger().warning(f"not using the fit beside {source}: {e}")
             if old_scratch is not None:
                 old_scratch.close()
             else:

@@ -91,6 +91,7 @@ class SharedWorld:
             self._start_file, self._start_frames = start, []
             self._start_sources = [SOURCES.index(s) for s in sources]
             self._restore()
+            self.wm.load_fit_beside(path)
             return len(self.wm.memory)
 
     def reset(self) -> int:
