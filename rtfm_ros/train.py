@@ -276,17 +276,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depth-known-probability", type=float, default=ExampleConfig.depth_known_probability,
                    help="chance a context frame keeps its depth; otherwise the model's predicted depth is used "
                         "(lower it to favour depthless inputs such as photos)")
+    p.add_argument("--photometric", type=float, default=ExampleConfig.photometric,
+                   help="chance each context frame gets random exposure, gamma, white balance, noise and blur "
+                        "(default %(default)s)")
     p.set_defaults(func=lambda a: _run(a))
 
 
 def _run(a: argparse.Namespace) -> int:
     if not 0.0 <= a.depth_known_probability <= 1.0:
         raise ValueError(f"--depth-known-probability must be in [0, 1], got {a.depth_known_probability}")
+    if not 0.0 <= a.photometric <= 1.0:
+        raise ValueError(f"--photometric must be in [0, 1], got {a.photometric}")
     cfg = TrainConfig(data=a.data, eval_data=a.eval_data, out=a.out, model=a.model, init=a.init, steps=a.steps,
                       batch_size=a.batch_size, warmup=a.warmup, eval_every=a.eval_every, save_every=a.save_every,
                       seed=a.seed, lr=a.lr, device=a.device, amp=a.amp, compile=a.compile, threads=a.threads,
                       max_minutes=a.max_minutes, ctx_depth_weight=a.ctx_depth_weight,
-                      examples=ExampleConfig(depth_known_probability=a.depth_known_probability))
+                      examples=ExampleConfig(depth_known_probability=a.depth_known_probability,
+                                             photometric=a.photometric))
     state = train(cfg)
     print(json.dumps(state, indent=2))
     return 0

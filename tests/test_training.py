@@ -109,3 +109,24 @@ def test_train_saves_resumes_and_evaluates(clips, tmp_path, monkeypatch):
     assert state["step"] == 9
     rows = (run / "log.csv").read_text().splitlines()
     assert rows[0].startswith("step,")
+
+
+def test_photometric_augmentation_changes_only_context_colours():
+    """--photometric: context frames look as if another camera took them; poses, depth and the
+    target are untouched, and 0 leaves the example exactly as before."""
+    from rtfm_ros.data.clips import Clip
+    from rtfm_ros.data.examples import ExampleConfig, sample_example
+    from rtfm_ros.geometry import PinholeCamera, look_at
+
+    cam = PinholeCamera.from_fov(16, 16, 90)
+    poses = np.stack([look_at([0.1 * i, 0, 1], [0.1 * i + 3, 0, 1]) for i in range(6)])
+    rgb = (np.random.default_rng(0).random((6, 16, 16, 3)) * 255).astype(np.uint8)
+    clip = Clip(rgb=rgb, T_world_camera=poses, K=np.repeat(cam.K[None], 6, 0), stamps=np.arange(6.0),
+                depth=np.full((6, 16, 16), 2.0, np.float32), meta={})
+    plain = sample_example(clip, np.random.default_rng(5), ExampleConfig(photometric=0.0))
+    again = sample_example(clip, np.random.default_rng(5), ExampleConfig(photometric=0.0))
+    aug = sample_example(clip, np.random.default_rng(5), ExampleConfig(photometric=1.0))
+    assert np.array_equal(plain["ctx_rgb"], again["ctx_rgb"])
+    assert not np.array_equal(plain["ctx_rgb"], aug["ctx_rgb"]) and aug["ctx_rgb"].dtype == np.uint8
+    for key in ("ctx_depth", "ctx_T", "ctx_K", "tgt_rgb"):
+        assert np.array_equal(plain[key], aug[key]), key

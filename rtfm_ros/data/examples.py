@@ -28,6 +28,21 @@ class ExampleConfig:
     max_gap: int = 4             # frames next to the target that are hidden (1..max_gap)
     extra_probability: float = 0.25  # chance to swap the last pick for a random frame
     depth_known_probability: float = 0.75  # else the model's own predicted depth is used
+    photometric: float = 0.0     # chance each context frame gets a random exposure / white balance / noise / blur
+
+
+def photometric(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A context frame as another camera might have taken it: exposure (x0.7-1.3), gamma
+    (0.8-1.25), white balance (+-10 % a channel), sensor noise (sigma <= 2 % of full scale) and,
+    a third of the time, a 3x3 blur. Why: real photos differ in all of these between shots, and
+    a depth prior that keys on the procedural renderer's exact colours would not transfer."""
+    x = (rgb.astype(np.float32) / 255.0) ** rng.uniform(0.8, 1.25)
+    x = x * rng.uniform(0.7, 1.3) * rng.uniform(0.9, 1.1, 3).astype(np.float32)
+    if rng.random() < 1 / 3:
+        p = np.pad(x, ((1, 1), (1, 1), (0, 0)), mode="edge")
+        x = sum(p[i: i + x.shape[0], j: j + x.shape[1]] for i in range(3) for j in range(3)) / 9.0
+    x = x + rng.normal(0.0, rng.uniform(0.0, 0.02), x.shape).astype(np.float32)
+    return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _cameras(clip: Clip, idx: np.ndarray) -> list[PinholeCamera]:
@@ -67,8 +82,11 @@ def sample_example(clip: Clip, rng: np.random.Generator, cfg: ExampleConfig) -> 
         known[:] = has_depth  # an exact copy needs the frame's own depth
     H, W = clip.rgb.shape[1:3]
     depth = clip.depth if has_depth else np.zeros((n, H, W), np.float32)
+    ctx_rgb = clip.rgb[ctx]
+    if cfg.photometric > 0:
+        ctx_rgb = np.stack([photometric(f, rng) if rng.random() < cfg.photometric else f for f in ctx_rgb])
     return {
-        "ctx_rgb": clip.rgb[ctx], "ctx_depth": depth[ctx], "ctx_K": clip.K[ctx], "ctx_T": clip.T_world_camera[ctx],
+        "ctx_rgb": ctx_rgb, "ctx_depth": depth[ctx], "ctx_K": clip.K[ctx], "ctx_T": clip.T_world_camera[ctx],
         "depth_known": known, "tgt_rgb": clip.rgb[t], "tgt_depth": depth[t], "tgt_has_depth": np.bool_(has_depth),
         "tgt_K": clip.K[t], "tgt_T": clip.T_world_camera[t], "case": np.int64(CASES.index(case)),
     }
