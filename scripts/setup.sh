@@ -23,33 +23,26 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ] && \
 fi
 start=$(date +%s)
 
-# System libraries for MuJoCo's offscreen rendering (EGL on Mesa's software renderer).
-need=()
-for pkg in libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
-done
-if [ ${#need[@]} -gt 0 ]; then
+# apt_need "what goes wrong without them" pkg...: install missing Debian packages (as root).
+apt_need() {
+  local why="$1"; shift
+  local need=() pkg
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+  done
+  [ ${#need[@]} -eq 0 ] && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing system packages: ${need[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   else
-    echo "warning: missing system packages (${need[*]}); MuJoCo rendering may fail. Install them with apt." >&2
+    echo "warning: missing system packages (${need[*]}); $why. Install them with apt." >&2
   fi
-fi
+}
 
+# System libraries for MuJoCo's offscreen rendering (EGL on Mesa's software renderer).
+apt_need "MuJoCo rendering may fail" libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6
 # Headless Chromium and its driver for the browser tests of `rtfm serve` (tests/test_serve.py).
-need=()
-for pkg in chromium chromium-driver; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing system packages: ${need[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-  else
-    echo "warning: missing system packages (${need[*]}); the browser tests will skip. Install them with apt." >&2
-  fi
-fi
+apt_need "the browser tests will skip" chromium chromium-driver
 
 PYTHON_BIN="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 [ -x "$PY" ] || "$PYTHON_BIN" -m venv "$VENV"

@@ -15,7 +15,8 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from ros_helpers import collect, pick_domain_id, reliable_qos, ros_context, spawn_ros_process
+from ros_helpers import ctx, tf_child  # noqa: F401  (fixtures)
+from ros_helpers import collect, pick_domain_id, reliable_qos
 from rtfm_ros import geometry as g
 from rtfm_ros.ros import conversions as c
 from rtfm_ros.ros import lens as L
@@ -28,20 +29,6 @@ REL = reliable_qos()
 @pytest.fixture(scope="module")
 def domain() -> int:
     return pick_domain_id(offset=79)
-
-
-@pytest.fixture(scope="module")
-def tf_child(domain):
-    import test_camera_node
-
-    with spawn_ros_process([sys.executable, test_camera_node.__file__, "tf-child"], domain) as child:
-        yield child
-
-
-@pytest.fixture(scope="module")
-def ctx(domain):
-    with ros_context(domain) as context:
-        yield context
 
 
 def world_model(assets, memory=None):  # noqa: F811

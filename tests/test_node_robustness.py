@@ -22,7 +22,8 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image
 
-from ros_helpers import collect, pick_domain_id, reliable_qos, ros_context, spawn_ros_process
+from ros_helpers import ctx, tf_child  # noqa: F401  (fixtures)
+from ros_helpers import collect, pick_domain_id, reliable_qos, spawn_ros_process
 from rtfm_ros import geometry as g
 from rtfm_ros.ros import conversions as c
 from test_camera_node import POSE_A, T_BASE_CAMERA, Caller, assets  # noqa: F401  (assets: a fixture)
@@ -33,20 +34,6 @@ BIG = 2048  # a render_view of BIG x BIG takes several seconds here (tiled)
 @pytest.fixture(scope="module")
 def domain() -> int:
     return pick_domain_id(offset=61)
-
-
-@pytest.fixture(scope="module")
-def tf_child(domain):
-    import test_camera_node
-
-    with spawn_ros_process([sys.executable, test_camera_node.__file__, "tf-child"], domain) as child:
-        yield child
-
-
-@pytest.fixture(scope="module")
-def ctx(domain):
-    with ros_context(domain) as context:
-        yield context
 
 
 def remembered(msg) -> str:
