@@ -2,7 +2,7 @@
 neighbour for stereo) rendered a little way off, with the prior vs the no-learning fallback
 (a flat plane) vs copying the photo. Held-out procedural worlds, ground truth from MuJoCo.
 
-Usage: .venv/bin/python bench/bench_single_photo.py [--worlds 8] [--res 128]
+Usage: .venv/bin/python bench/bench_single_photo.py [--worlds 8] [--res 128] [--checkpoint DIR]
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--worlds", type=int, default=8)
     ap.add_argument("--res", type=int, default=128)
+    ap.add_argument("--checkpoint", help="model checkpoint (default: the bundled model)")
     args = ap.parse_args()
     from rtfm_ros.sim.renderer import WorldRenderer
     from rtfm_ros.sim.trajectories import make_trajectory
     from rtfm_ros.sim.worlds import KINDS, make_world
 
     cam = PinholeCamera.from_fov(args.res, args.res, 90)
-    lead = WorldModel.load()
+    lead = WorldModel.load(args.checkpoint)
     scores: dict[str, list[float]] = {"prior (learned)": [], "flat (no learning)": [], "copy the photo": []}
     for w in range(args.worlds):
         seed = HELDOUT_SEED_BASE + 500 + w
