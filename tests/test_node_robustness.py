@@ -169,32 +169,30 @@ def test_nothing_blocks_bad_requests_fail_and_the_users_world_is_never_written(a
         proc.check_alive()
 
         # SIGTERM during a long render: the process ends within a few seconds, cleanly.
-        long_view = Background(ctx, RenderView, "/robust/rtfm_camera/render_view", view_request(BIG))
-        time.sleep(1.5)
-        t0 = time.monotonic()
-        proc.proc.send_signal(signal.SIGTERM)
-        code = proc.proc.wait(15)
-        stopped_in = time.monotonic() - t0
-        long_view.close()
-        assert code == 0 and stopped_in < 5.0, (code, stopped_in, proc.output()[-2000:])
+        stop_during_render(ctx, proc, "/robust/rtfm_camera/render_view", signal.SIGTERM)
     caller.close()
     assert sha256(user_world) == digest  # remembered views went to the working copy only
 
 
-def test_sigint_stops_the_node_during_a_long_render(assets, domain, ctx, tf_child, tmp_path):
+def stop_during_render(ctx, proc, service: str, sig: int) -> None:
+    """Send ``sig`` while a BIG render_view runs: the process must end cleanly within 5 s."""
     from rtfm_ros_interfaces.srv import RenderView
 
+    long_view = Background(ctx, RenderView, service, view_request(BIG))
+    time.sleep(1.5)
+    assert not long_view.future.done()
+    t0 = time.monotonic()
+    proc.proc.send_signal(sig)
+    code = proc.proc.wait(15)
+    stopped_in = time.monotonic() - t0
+    long_view.close()
+    assert code == 0 and stopped_in < 5.0, (code, stopped_in, proc.output()[-2000:])
+
+
+def test_sigint_stops_the_node_during_a_long_render(assets, domain, ctx, tf_child, tmp_path):
     world = tmp_path / "w.rtfm"
     shutil.copy(assets["world"], world)
     with start_node(assets, domain, "interrupted", world) as proc:
         collect(ctx, {"/interrupted/image_raw": (Image, reliable_qos())}, lambda r: r["/interrupted/image_raw"],
                 timeout_s=90, process=proc)
-        long_view = Background(ctx, RenderView, "/interrupted/rtfm_camera/render_view", view_request(BIG))
-        time.sleep(1.5)
-        assert not long_view.future.done()
-        t0 = time.monotonic()
-        proc.proc.send_signal(signal.SIGINT)
-        code = proc.proc.wait(15)
-        stopped_in = time.monotonic() - t0
-        long_view.close()
-        assert code == 0 and stopped_in < 5.0, (code, stopped_in, proc.output()[-2000:])
+        stop_during_render(ctx, proc, "/interrupted/rtfm_camera/render_view", signal.SIGINT)
