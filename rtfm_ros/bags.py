@@ -26,7 +26,7 @@ from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
 from rtfm_ros.geometry import MAX_RESOLUTION, PinholeCamera, matrix_to_quat, transform_from_ros, validate_transform
-from rtfm_ros.ros.pixels import camera_from_k, opencv_k, opencv_p
+from rtfm_ros.geometry import camera_from_k, opencv_k, opencv_p
 from rtfm_ros.tf_buffer import NS_PER_S, TransformBuffer
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}

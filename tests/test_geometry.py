@@ -115,9 +115,9 @@ def test_camera_fov_and_info():
     cam = g.PinholeCamera.from_fov(128, 96, 90.0)
     assert cam.fx == pytest.approx(64.0) and cam.cx == 64.0 and cam.cy == 48.0
     assert cam.fov_deg[0] == pytest.approx(90.0)
-    back = g.PinholeCamera.from_camera_info(128, 96, cam.camera_info_k())
+    back = g.camera_from_k(128, 96, g.opencv_k(cam))
     assert back == cam
-    assert cam.camera_info_p()[:3] == [cam.fx, 0.0, cam.cx]
+    assert g.opencv_p(cam)[:3] == [cam.fx, 0.0, cam.cx - 0.5]
     half = cam.scaled(64, 48)
     assert half.fx == pytest.approx(32.0) and half.cx == 32.0
     assert half.fov_deg == pytest.approx(cam.fov_deg)

@@ -14,7 +14,7 @@ import pytest
 from rtfm_ros import geometry as g
 from rtfm_ros.memory import FrameMemory
 from rtfm_ros.ros import lens as L
-from rtfm_ros.ros import pixels
+from rtfm_ros import geometry as pixels
 from rtfm_ros.ros.sensor import checked_depth, depth_mm, expose, phantom_near_share
 from rtfm_ros.ros.worker import WorldGate
 from rtfm_ros.ros.world_files import ScratchWorld, is_world_file, save_world

@@ -29,7 +29,7 @@ from PIL import Image
 from rtfm_ros.data import data_subparsers
 from rtfm_ros.data.clips import Clip
 from rtfm_ros.geometry import PinholeCamera, opengl_to_optical, validate_transform
-from rtfm_ros.ros.pixels import camera_from_k
+from rtfm_ros.geometry import camera_from_k
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 INFO_TYPE = "sensor_msgs/msg/CameraInfo"

@@ -19,7 +19,7 @@ from std_msgs.msg import Header
 
 from rtfm_ros.geometry import GeometryError, PinholeCamera, transform_from_ros, transform_to_ros
 from rtfm_ros.ros.lens import Calibration
-from rtfm_ros.ros.pixels import camera_from_k, opencv_k, opencv_p
+from rtfm_ros.geometry import camera_from_k, opencv_k, opencv_p
 from rtfm_ros.ros.sensor import depth_mm
 from rtfm_ros.tf_buffer import NS_PER_S, TransformBuffer
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from rtfm_ros.geometry import PinholeCamera
-from rtfm_ros.ros.pixels import camera_from_k, camera_from_p
+from rtfm_ros.geometry import camera_from_k, camera_from_p
 
 MODELS = {"plumb_bob": 5, "rational_polynomial": 8}
 _ITERATIONS = 20

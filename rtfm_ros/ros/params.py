@@ -23,7 +23,7 @@ from rclpy.parameter import Parameter
 
 from rtfm_ros.geometry import MAX_RESOLUTION, GeometryError, PinholeCamera
 from rtfm_ros.ros.lens import Calibration
-from rtfm_ros.ros.pixels import camera_from_opencv
+from rtfm_ros.geometry import camera_from_opencv
 from rtfm_ros.ros.worker import DEPTH_SOURCES, Sensor
 
 
