@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rtfm_ros.context import target_camera_for_memory
 from rtfm_ros.model import ibr
 
 if TYPE_CHECKING:
@@ -104,11 +105,6 @@ def load_fit(path: str | Path, frames: int) -> WorldFit:
     return WorldFit(ibr.BlendParams(a, v, r), n)
 
 
-def _small(camera, side: int):
-    s = min(1.0, side / max(camera.width, camera.height))
-    return camera.scaled(max(8, round(camera.width * s)), max(8, round(camera.height * s)))
-
-
 def fit_world(wm: "WorldModel", steps: int = FIT_STEPS, batch: int = FIT_BATCH, lr: float = FIT_LR,
               side: int = FIT_SIDE, seed: int = 0, progress: bool = False) -> tuple[WorldFit, dict]:
     """Leave-one-out fit over the world's real frames. Returns (fit, report with losses)."""
@@ -127,7 +123,7 @@ def fit_world(wm: "WorldModel", steps: int = FIT_STEPS, batch: int = FIT_BATCH, 
     rng = np.random.default_rng(seed)
     targets = {}
     for i in real:  # ground truth at the fit size, and each frame's context without itself
-        cam = _small(mem.camera(i), side)
+        cam = target_camera_for_memory(mem.camera(i), side)
         rgb = torch.from_numpy(np.array(mem.get(i).rgb)).permute(2, 0, 1).float()[None] / 255
         truth = F.interpolate(rgb, size=(cam.height, cam.width), mode="area")[0].to(dev)
         ids = [j for j in mem.select_context(mem.pose(i), cam, wm.context_size + 1) if j != i][: wm.context_size]

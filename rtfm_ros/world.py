@@ -122,9 +122,9 @@ class WorldModel:
         if not isinstance(camera, PinholeCamera):
             raise GeometryError(f"camera must be a PinholeCamera, got {type(camera).__name__}")
 
-    def add_frame(self, image: np.ndarray, T_world_camera: np.ndarray, camera: PinholeCamera, *,
-                  depth: np.ndarray | None = None, stamp: float | None = None, source: str = "seed") -> int:
-        """Store a posed frame (HxWx3 uint8, optical-axes T_world_camera); returns its id."""
+    def _store(self, image: np.ndarray, T_world_camera: np.ndarray, camera: PinholeCamera,
+               depth: np.ndarray | None, stamp: float | None, source: str) -> int:
+        """Check one posed frame, store it at the memory's size; its id. Depth is not estimated here."""
         image = np.asarray(image)
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image must be HxWx3 uint8, got {image.dtype} {image.shape}")
@@ -136,10 +136,16 @@ class WorldModel:
             raise ValueError(f"depth shape {np.asarray(depth).shape} does not match the image {image.shape[:2]}")
         img, cam, d = self._to_memory(image, camera, depth)
         fid = self.memory.add(img, T, cam, stamp=time.time() if stamp is None else stamp, source=source, depth=d)
-        if source != "generated":
-            # Depth is paid for now, once; neighbours that had worse depth get another go.
+        if source != "generated":  # neighbours whose depth was worse get another go on their next use
             ctxprep.invalidate_near(self.memory, fid)
-            self.prepare(fid)
+        return fid
+
+    def add_frame(self, image: np.ndarray, T_world_camera: np.ndarray, camera: PinholeCamera, *,
+                  depth: np.ndarray | None = None, stamp: float | None = None, source: str = "seed") -> int:
+        """Store a posed frame (HxWx3 uint8, optical-axes T_world_camera); returns its id."""
+        fid = self._store(image, T_world_camera, camera, depth, stamp, source)
+        if source != "generated":
+            self.prepare(fid)  # depth is paid for now, once
         return fid
 
     def add_frames(self, frames: Sequence[tuple[np.ndarray, np.ndarray, PinholeCamera]], *,
@@ -152,16 +158,7 @@ class WorldModel:
         depths = list(depths) if depths is not None else [None] * len(frames)
         if len(depths) != len(frames):
             raise ValueError(f"{len(depths)} depth maps for {len(frames)} frames")
-        ids = []
-        for (image, T, cam), d in zip(frames, depths):
-            image = np.asarray(image)
-            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-                raise ValueError(f"image must be HxWx3 uint8, got {image.dtype} {image.shape}")
-            if image.shape[:2] != (cam.height, cam.width):
-                raise ValueError(f"image is {image.shape[1]}x{image.shape[0]} but the camera is {cam.width}x{cam.height}")
-            img, mcam, md = self._to_memory(image, cam, d)
-            ids.append(self.memory.add(img, validate_pose(T, "T_world_camera"), mcam, stamp=time.time(),
-                                       source=source, depth=md))
+        ids = [self._store(image, T, cam, d, None, source) for (image, T, cam), d in zip(frames, depths)]
         for fid in tqdm(ids, desc="estimating depth", unit="frame", disable=not progress):
             self.prepare(fid)
         return ids
