@@ -3,8 +3,9 @@
 Why geometry from the photos themselves: a monocular depth prior learned on procedural rooms
 predicts their ~2 m whatever the scene, while photo-consistency across posed views holds at any
 scale (a COLMAP-scaled photo set, a 10 m facade, a room). The sweep tests inverse-depth planes
-whose range comes from the cameras' own geometry (where their optical axes converge, or their
-baselines), so nothing assumes metres.
+whose range comes from the scene itself (a cheap wide sweep over half a baseline to a thousand
+baselines first; where that finds nothing, where the cameras' optical axes converge) or from
+the user, so nothing assumes metres.
 
 Per reference frame (reduced to ``work_side`` pixels on its long side): every source image is
 warped onto each plane; the matching cost is 1 - ZNCC over a small window (robust to exposure
@@ -12,14 +13,13 @@ and white-balance differences between photos) plus a little colour difference (f
 where ZNCC is undefined); the best half of the sources per plane are averaged (occlusions); the
 winner per pixel is refined to sub-plane precision by a parabola. A confidence (how much better
 the winner is than the average plane) marks pixels to trust; the rest become NaN (unknown).
-An optional learned regulariser (rtfm_ros.model.cost_net) may refine the cost volume.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -204,14 +204,10 @@ def _coarse_range(ref: torch.Tensor, K: np.ndarray, ref_T: np.ndarray, src: list
     return near or lo / COARSE_MARGIN, far or max(hi * COARSE_MARGIN, lo / COARSE_MARGIN * 1.5)
 
 
-CostRegulariser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
 @torch.no_grad()
 def estimate_depth(ref: PosedImage, sources: Sequence[PosedImage], *, out_size: tuple[int, int] | None = None,
                    planes: int = PLANES, work_side: int = WORK_SIDE, near: float | None = None,
-                   far: float | None = None, min_confidence: float = MIN_CONFIDENCE,
-                   regulariser: CostRegulariser | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   far: float | None = None, min_confidence: float = MIN_CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
     """Depth of ``ref`` from photo-consistency with ``sources`` -> (depth HxW float32, NaN where unsure;
     confidence HxW float32). ``out_size`` (H, W) defaults to the reference image's size."""
     if not sources:
@@ -226,8 +222,6 @@ def estimate_depth(ref: PosedImage, sources: Sequence[PosedImage], *, out_size: 
     depths = inverse_depth_planes(1.0, planes, near, far)
     warped, valid = warp_sources(rK, ref.T_world_camera, h, w, src, [s.T_world_camera for s in sources], depths)
     volume = aggregate(matching_cost(r, warped, valid))
-    if regulariser is not None:
-        volume = regulariser(volume, r)
     d, conf = winner(volume, depths)
     d = torch.where(conf >= min_confidence, d, torch.full_like(d, float("nan")))
     if (h, w) != (H, W):
