@@ -2,9 +2,8 @@
 
 ``WorldModel.render_batch`` renders N poses of ONE memory. A vector env with one world per
 sub-env has N memories but (normally) one network, so ``render_many`` sends one view per
-memory through the network at once, each with context picked from its own memory; both use
-the same batched core (``world.render_views``, which also encodes new frames together, e.g. a
-fresh episode's seed frames, instead of one by one).
+memory through the renderer at once, each with context picked from its own memory; both use
+the same batched core (``world.render_views``).
 
 World models that hold different networks are grouped, one batched call per network.
 """
