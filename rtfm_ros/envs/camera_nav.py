@@ -233,7 +233,9 @@ class CameraNavEnv(gym.Env):
     def world(self) -> World | None:
         return self._slot.world
 
-    # -- episode logic, shared with the vector env (which batches the rendering) ---------------
+    # -- episode steps, public so a vector env can batch the rendering between them ------------
+    # One episode step is advance() (or begin_episode() on reset), a render at camera_T(), then
+    # observe(); reset() and step() below are exactly that with a render of one view.
 
     def seed_rng(self, seed: int | None) -> None:
         """Seed np_random exactly as reset(seed=...) does."""
@@ -269,8 +271,11 @@ class CameraNavEnv(gym.Env):
                 poses.append(camera_pose(p[0], p[1], heading, cfg.camera_height))
         return poses
 
-    def _begin_episode(self, options: dict | None) -> np.ndarray:
-        """Pick world, start and goal and seed the memory; returns the first camera pose."""
+    def begin_episode(self, options: dict | None) -> np.ndarray:
+        """Start an episode (world, start, goal, seed views) without rendering; the first camera pose.
+
+        Uses np_random as it is: seed it first (seed_rng) for a reproducible episode.
+        """
         cfg, slot, rng = self.config, self._slot, self.np_random
         opts = dict(options or {})
         unknown = set(opts) - {"world_seed", "start", "goal"}
@@ -297,13 +302,14 @@ class CameraNavEnv(gym.Env):
         return self.camera_T()
 
     def camera_T(self) -> np.ndarray:
+        """T_world_camera of the robot's camera now (what the next observation is rendered at)."""
         return camera_pose(*self.pose, self.config.camera_height)
 
     def distance(self) -> float:
         return float(np.linalg.norm(self.goal - self.pose[:2]))
 
-    def _advance(self, action: Any) -> tuple[float, bool, bool, dict]:
-        """Unicycle step with collision handling: (reward, terminated, truncated, info)."""
+    def advance(self, action: Any) -> tuple[float, bool, bool, dict]:
+        """Move the robot by one action without rendering: (reward, terminated, truncated, info extras)."""
         cfg = self.config
         a = np.asarray(action, dtype=np.float64).reshape(-1)
         if a.shape != (2,) or not np.all(np.isfinite(a)):
@@ -327,8 +333,8 @@ class CameraNavEnv(gym.Env):
         truncated = not terminated and self.steps >= cfg.max_episode_steps
         return float(reward), bool(terminated), bool(truncated), {"collision": collided}
 
-    def _finish(self, image: np.ndarray, depth: np.ndarray, T: np.ndarray, extra: dict | None = None):
-        """Remember the view (if enabled); returns (observation, info)."""
+    def observe(self, image: np.ndarray, depth: np.ndarray, T: np.ndarray, extra: dict | None = None):
+        """(observation, info) from the view rendered at T; remembers it first when ``remember`` is set."""
         cfg = self.config
         if cfg.remember:
             self._slot.remember(image, depth, T, self.camera)
@@ -350,15 +356,15 @@ class CameraNavEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        T = self._begin_episode(options)
+        T = self.begin_episode(options)
         images, depths = render_many([self.world_model], T[None], self.camera, return_depth=True)
-        return self._finish(images[0], depths[0], T)
+        return self.observe(images[0], depths[0], T)
 
     def step(self, action):
-        reward, terminated, truncated, extra = self._advance(action)
+        reward, terminated, truncated, extra = self.advance(action)
         T = self.camera_T()
         images, depths = render_many([self.world_model], T[None], self.camera, return_depth=True)
-        obs, info = self._finish(images[0], depths[0], T, extra)
+        obs, info = self.observe(images[0], depths[0], T, extra)
         return obs, reward, terminated, truncated, info
 
     def render(self):

@@ -19,8 +19,9 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 
-from rtfm_ros.envs.batching import render_many, resolve_world_model, sibling
+from rtfm_ros.envs.batching import render_many, resolve_world_model
 from rtfm_ros.envs.camera_nav import CameraNavEnv, EnvConfigError, NavConfig, WorldSlot
+from rtfm_ros.memory import FrameMemory
 
 
 class CameraNavVectorEnv(VectorEnv):
@@ -45,7 +46,7 @@ class CameraNavVectorEnv(VectorEnv):
             shared = WorldSlot(base, shared=True)
             slots = [shared] * self.num_envs
         else:
-            slots = [WorldSlot(base if i == 0 else sibling(base)) for i in range(self.num_envs)]
+            slots = [WorldSlot(base if i == 0 else base.with_memory(FrameMemory())) for i in range(self.num_envs)]
         self.envs = [CameraNavEnv(config=self.config, slot=s, render_mode=render_mode) for s in slots]
         self._slots = list(dict.fromkeys(slots))
         self.render_mode = render_mode
@@ -77,7 +78,7 @@ class CameraNavVectorEnv(VectorEnv):
                                      self.envs[0].camera, return_depth=True)
         infos: dict[str, Any] = {}
         for j, i in enumerate(idx):
-            obs, info = self.envs[i]._finish(images[j], depths[j], poses[j], extras[j])
+            obs, info = self.envs[i].observe(images[j], depths[j], poses[j], extras[j])
             self._env_obs[i] = obs
             infos = self._add_info(infos, info, i)
         return infos
@@ -104,7 +105,7 @@ class CameraNavVectorEnv(VectorEnv):
         poses = []
         for i in idx:
             self.envs[i].seed_rng(seeds[i])
-            poses.append(self.envs[i]._begin_episode(opts))
+            poses.append(self.envs[i].begin_episode(opts))
         infos = self._render(idx, poses, [{} for _ in idx])
         self._autoreset[idx] = False
         return self._batched_obs(), infos
@@ -119,10 +120,10 @@ class CameraNavVectorEnv(VectorEnv):
         poses, extras = [], []
         for i, env in enumerate(self.envs):
             if self._autoreset[i]:
-                poses.append(env._begin_episode(None))
+                poses.append(env.begin_episode(None))
                 extras.append({})
             else:
-                rewards[i], terminated[i], truncated[i], extra = env._advance(actions[i])
+                rewards[i], terminated[i], truncated[i], extra = env.advance(actions[i])
                 poses.append(env.camera_T())
                 extras.append(extra)
         infos = self._render(list(range(self.num_envs)), poses, extras)
