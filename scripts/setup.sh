@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-command set-up: .venv with torch (CPU), the ROS 2 wheels, the interface packages
-# built from source, and rtfm_ros installed editable. Idempotent: a second run only checks.
+# built from source, rtfm_ros installed editable, and the lint tools. Idempotent: a second run only checks.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -10,7 +10,7 @@ BUILD="$ROOT/build/interfaces"
 TORCH_SPEC="${RTFM_TORCH_SPEC:-torch==2.13.0}"
 
 inputs_hash() {
-  (cd "$ROOT" && cat scripts/setup.sh requirements-ros.txt setup.py package.xml \
+  (cd "$ROOT" && cat scripts/setup.sh requirements-ros.txt requirements-lint.txt setup.py package.xml \
      interfaces/*/CMakeLists.txt interfaces/*/package.xml interfaces/*/msg/* msg/* srv/* \
      2>/dev/null; echo "$TORCH_SPEC") | sha256sum | cut -d' ' -f1
 }
@@ -57,6 +57,8 @@ echo "installing ROS 2 wheels"
 pip_install -r "$ROOT/requirements-ros.txt"
 echo "installing rtfm_ros (editable) and its Python dependencies"
 pip_install -e "$ROOT[test]"
+echo "installing the lint tools (make lint)"
+pip_install -r "$ROOT/requirements-lint.txt"
 
 # The wheels' CMake exports name the build host's Python paths; point them at this venv.
 "$PY" - "$VENV" <<'PYEOF'
