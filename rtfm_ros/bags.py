@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import functools
 import io
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Iterable, Iterator, Sequence
@@ -25,6 +22,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
+from rtfm_ros.atomic import AtomicPath
 from rtfm_ros.geometry import MAX_RESOLUTION, PinholeCamera, matrix_to_quat, transform_from_ros, validate_transform
 from rtfm_ros.geometry import camera_from_k, opencv_k, opencv_p
 from rtfm_ros.tf_buffer import NS_PER_S, TransformBuffer
@@ -143,7 +141,7 @@ class BagWriter:
         if self.path.exists() or self.path.is_symlink():
             raise BagError(f"output {self.path} exists already; refusing to overwrite it")
         self.storage = storage
-        self._staging: Path | None = None
+        self._staging: AtomicPath | None = None
         self._writer: Writer | None = None
         self._connections: dict[str, Connection] = {}
         self.count = 0
@@ -151,8 +149,8 @@ class BagWriter:
     # -- lifecycle
     def open(self) -> "BagWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent))
-        self._writer = Writer(self._staging / self.path.name, version=9, storage_plugin=STORAGES[self.storage])
+        self._staging = AtomicPath(self.path, overwrite=False, keep_name=True)
+        self._writer = Writer(self._staging.tmp, version=9, storage_plugin=STORAGES[self.storage])
         self._writer.open()
         return self
 
@@ -160,14 +158,14 @@ class BagWriter:
         """Finish the bag and move it to ``path``."""
         writer, self._writer = self._require(), None
         assert self._staging is not None
+        staging, self._staging = self._staging, None
         try:
             writer.close()
-            if self.path.exists():
-                raise BagError(f"output {self.path} appeared while writing; refusing to overwrite it")
-            os.replace(self._staging / self.path.name, self.path)
+            staging.commit()
+        except FileExistsError as e:
+            raise BagError(f"output {self.path} appeared while writing; refusing to overwrite it") from e
         finally:
-            shutil.rmtree(self._staging, ignore_errors=True)
-            self._staging = None
+            staging.discard()
         return self.path
 
     def abort(self) -> None:
@@ -179,7 +177,7 @@ class BagWriter:
             except Exception:  # noqa: BLE001 - the files are deleted below anyway
                 pass
         if self._staging is not None:
-            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging.discard()
             self._staging = None
 
     def __enter__(self) -> "BagWriter":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -31,6 +30,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from rtfm_ros.atomic import atomic_path, write_text_atomic
 from rtfm_ros.checksum import file_sha256
 from rtfm_ros.geometry import PinholeCamera
 
@@ -96,12 +96,6 @@ class Clip:
         return PinholeCamera(w, h, K[0, 0], K[1, 1], K[0, 2], K[1, 2])
 
 
-def _fsync_replace(tmp: Path, final: Path) -> None:
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-
-
 def shard_name(index: int) -> str:
     return f"shard-{index:05d}.safetensors"
 
@@ -120,9 +114,8 @@ def write_shard(path: str | Path, clips: Sequence[Clip]) -> dict:
     # One metadata entry: safetensors writes several in hash order, which would make the bytes
     # (and the checksum) differ between identical runs.
     header = {"format": FORMAT, "version": VERSION, "clips": len(clips), "meta": [c.meta for c in clips]}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(header, sort_keys=True)})
-    _fsync_replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(header, sort_keys=True)})
     return {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size,
             "clips": len(clips), "frames": [len(c) for c in clips]}
 
@@ -137,9 +130,7 @@ def write_index(out_dir: str | Path, shards: list[dict], *, resolution: tuple[in
         text = json.dumps(index, indent=1, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise DatasetError(f"dataset info must be JSON-able: {exc}") from exc
-    tmp = out / (INDEX + ".tmp")
-    tmp.write_text(text)
-    _fsync_replace(tmp, out / INDEX)
+    write_text_atomic(out / INDEX, text)
     return out
 
 

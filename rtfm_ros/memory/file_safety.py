@@ -11,13 +11,12 @@ world removes those whose writing process is gone.
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import stat
 import struct
-import uuid
 from pathlib import Path
 
+from rtfm_ros.atomic import temp_pattern
 from rtfm_ros.checksum import SpecialFileError, file_kind, open_regular
 from rtfm_ros.memory.codecs import WorldFileError
 
@@ -25,7 +24,7 @@ APPLICATION_ID = 0x52544657  # "RTFW" in the SQLite header
 SQLITE_MAGIC = b"SQLite format 3\x00"
 _WAL_MAGIC = (0x377F0682, 0x377F0683)
 _WAL_HEADER = 32
-_TEMP_SIDES = ("", "-wal", "-shm", "-journal")
+TEMP_SIDECARS = ("-wal", "-shm", "-journal")  # what SQLite may leave beside a temporary world
 
 
 def wal_has_frames(path: Path) -> bool:
@@ -95,11 +94,6 @@ def check_save_target(path: Path) -> None:
                              "or save to another path)")
 
 
-def temp_path(path: Path) -> Path:
-    """Hidden name a save writes to before renaming (names the writing process for cleanup)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return True  # a save of this process may be under way in another thread
@@ -120,7 +114,7 @@ def clean_stale_temps(path: Path) -> list[Path]:
     Best effort: a read-only folder or a vanished file is left as it is. A process id reused by
     a new process keeps its leftovers until that process ends (never removes a live save).
     """
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]{{8}}\.tmp(?:-wal|-shm|-journal)?")
+    pattern = temp_pattern(path.name, TEMP_SIDECARS)
     removed: list[Path] = []
     try:
         entries = list(os.scandir(path.parent))
@@ -137,23 +131,6 @@ def clean_stale_temps(path: Path) -> list[Path]:
         except OSError:
             pass
     return removed
-
-
-def remove_temp(tmp: Path) -> None:
-    """Delete a temporary world and its SQLite side files (best effort: the caller's error matters)."""
-    for side in _TEMP_SIDES:
-        try:
-            Path(f"{tmp}{side}").unlink(missing_ok=True)
-        except OSError:
-            pass
-
-
-def fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def checkpoint(path: Path) -> None:

@@ -31,9 +31,10 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from rtfm_ros.atomic import atomic_path, fsync_path
 from rtfm_ros.memory.codecs import DEPTH_FORMATS, IMAGE_FORMATS, WorldFileError, decode_depth, decode_image
-from rtfm_ros.memory.file_safety import (APPLICATION_ID, check_save_target, check_sqlite_header, checkpoint,
-                                         clean_stale_temps, connect, fsync, remove_temp, temp_path)
+from rtfm_ros.memory.file_safety import (APPLICATION_ID, TEMP_SIDECARS, check_save_target, check_sqlite_header,
+                                         checkpoint, clean_stale_temps, connect)
 
 
 SCHEMA_VERSION = 1
@@ -377,36 +378,31 @@ def save_world(path: str | os.PathLike, records: Iterable[FrameRecord], *, model
     path = Path(path)
     check_save_target(path)
     clean_stale_temps(path)
-    tmp = temp_path(path)
     try:
-        world = WorldFile._create_unjournaled(tmp, model=model, meta=meta, image_format=image_format,
-                                              image_quality=image_quality, depth_format=depth_format)
-        try:
-            pending: list[FrameRecord] = []
-            for rec in records:
-                pending.append(rec)
-                if len(pending) >= batch:
-                    n = world.append(pending)
-                    pending = []
-                    if progress is not None:
-                        progress(n)
-            n = world.append(pending)
-            if progress is not None:
-                progress(n)
-            world._conn.execute("PRAGMA journal_mode = WAL")
-        finally:
-            world.close()
-        fsync(tmp)
-        check_save_target(path)  # again: the path may have changed while the frames were written
-        if path.exists():
-            checkpoint(path)
-        os.replace(tmp, path)
-        for side in ("-wal", "-shm"):
+        with atomic_path(path, sidecars=TEMP_SIDECARS) as tmp:
+            world = WorldFile._create_unjournaled(tmp, model=model, meta=meta, image_format=image_format,
+                                                  image_quality=image_quality, depth_format=depth_format)
+            try:
+                pending: list[FrameRecord] = []
+                for rec in records:
+                    pending.append(rec)
+                    if len(pending) >= batch:
+                        n = world.append(pending)
+                        pending = []
+                        if progress is not None:
+                            progress(n)
+                n = world.append(pending)
+                if progress is not None:
+                    progress(n)
+                world._conn.execute("PRAGMA journal_mode = WAL")
+            finally:
+                world.close()
+            check_save_target(path)  # again: the path may have changed while the frames were written
+            if path.exists():
+                checkpoint(path)
+        for side in ("-wal", "-shm"):  # the replaced world's (checkpointed, empty)
             Path(f"{path}{side}").unlink(missing_ok=True)
-        fsync(path.parent)
-    except BaseException as exc:
-        remove_temp(tmp)
-        if isinstance(exc, (sqlite3.Error, OSError)):
-            raise WorldFileError(f"cannot save the world to {path}: {exc}") from None
-        raise
+        fsync_path(path.parent)
+    except (sqlite3.Error, OSError) as exc:
+        raise WorldFileError(f"cannot save the world to {path}: {exc}") from None
     return path

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from rtfm_ros.atomic import atomic_path
 from rtfm_ros.checksum import file_sha256, open_regular
 from rtfm_ros.model.config import ModelConfig
 from rtfm_ros.model.renderer import FrameRenderer
@@ -48,8 +46,8 @@ def save_checkpoint(path: str | Path, model: FrameRenderer, info: dict | None = 
     """Write a checkpoint directory atomically (a temp dir renamed into place)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_path(path) as tmp:  # a folder: replaces an older checkpoint only once complete
+        tmp.mkdir()
         state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
         cfg = model.config.to_dict()
@@ -58,20 +56,6 @@ def save_checkpoint(path: str | Path, model: FrameRenderer, info: dict | None = 
         (tmp / CONFIG).write_text(json.dumps(meta, indent=2, sort_keys=True))
         if model_card:
             (tmp / "MODEL_CARD.md").write_text(model_card)
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
