@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rtfm_ros.atomic import fsync_tree, remove_path, replace_path, temp_path
 from rtfm_ros.geometry import PinholeCamera, compose, look_at, make_transform
 
 if TYPE_CHECKING:
@@ -174,14 +173,15 @@ def run_demo(args: argparse.Namespace) -> int:
     fly(wm, run)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    staging = temp_path(out)
+    staging.mkdir()
     try:
         files = write_outputs(wm, run, staging)
         summary = _summary(run, wm, res, t_start)
         files["summary"].write_text(json.dumps(summary, indent=2))
         _replace_outputs(staging, out)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_path(staging)
     _print_summary(summary, len(wm.memory), args.out, list(files.values()))
     return 0
 
@@ -191,12 +191,8 @@ def _replace_outputs(staging: Path, out: Path) -> None:
     other files in out are left alone). Nothing in out changes until every output is written."""
     out.mkdir(exist_ok=True)
     for item in sorted(staging.iterdir()):
-        target = out / item.name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-        item.rename(target)
+        fsync_tree(item)
+        replace_path(item, out / item.name)
 
 
 def _summary(run: DemoRun, wm: "WorldModel", res: int, t_start: float) -> dict:

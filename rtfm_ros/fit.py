@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rtfm_ros.atomic import atomic_path
 from rtfm_ros.context import target_camera_for_memory
 from rtfm_ros.model import ibr
 
@@ -69,13 +69,9 @@ def save_fit(fit: WorldFit, path: str | Path) -> Path:
     path = Path(path)
     p = fit.params
     tensors = {"blend": torch.tensor([float(p.angle_sigma), float(p.visibility_sigma), float(p.rank_decay)])}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"rtfm_fit": json.dumps({"version": FIT_VERSION,
                                                                         "frames": int(fit.frames)})})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

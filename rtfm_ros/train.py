@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rtfm_ros.atomic import atomic_path, write_text_atomic
 from rtfm_ros.data.clips import open_dataset
 from rtfm_ros.data.examples import ClipExamples, ExampleConfig, collate
 from rtfm_ros.model.checkpoint import load_checkpoint, save_checkpoint
@@ -240,11 +241,10 @@ def train(cfg: TrainConfig) -> dict:
         if state["step"] % cfg.save_every == 0 or done or out_of_time:
             save("last", metrics)
             tensors, groups = _optimizer_tensors(opt)
-            save_file(tensors, str(out / "optimizer.safetensors.tmp"))
-            os.replace(out / "optimizer.safetensors.tmp", out / "optimizer.safetensors")
-            (out / "optimizer.json").write_text(json.dumps(groups))
-            (out / "state.json.tmp").write_text(json.dumps(state, indent=2))
-            os.replace(out / "state.json.tmp", out / "state.json")
+            with atomic_path(out / "optimizer.safetensors") as tmp:
+                save_file(tensors, str(tmp))
+            write_text_atomic(out / "optimizer.json", json.dumps(groups))
+            write_text_atomic(out / "state.json", json.dumps(state, indent=2))
         if out_of_time:
             bar.write(f"time limit reached at step {state['step']}; run again to resume")
             break
