@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rtfm_ros.atomic import fsync_tree, remove_path, replace_path, temp_path
+from rtfm_ros.evaluate.metrics import psnr
 from rtfm_ros.geometry import PinholeCamera, compose, look_at, make_transform
 
 if TYPE_CHECKING:
@@ -40,11 +41,6 @@ class DemoRun:
     latencies: list[float] = field(default_factory=list)
     revisit_psnr: float = float("nan")
     world_outline: list = field(default_factory=list)  # obstacles for the map (procedural worlds)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
 
 
 def procedural_flight(wm: "WorldModel", camera: PinholeCamera, seed: int, frames: int) -> DemoRun:

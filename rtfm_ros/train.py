@@ -23,6 +23,7 @@ import torch
 from rtfm_ros.atomic import atomic_path, write_text_atomic
 from rtfm_ros.data.clips import open_dataset
 from rtfm_ros.data.examples import ClipExamples, ExampleConfig, collate
+from rtfm_ros.evaluate.metrics import psnr_torch
 from rtfm_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from rtfm_ros.model.config import preset
 from rtfm_ros.model.renderer import FrameRenderer
@@ -94,11 +95,6 @@ def compute_loss(model: FrameRenderer, batch: dict[str, torch.Tensor],
                   "ctx_depth": depth_c.item()}
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    mse = ((a.clamp(0, 1) - b) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-    return -10 * torch.log10(mse)
-
-
 @torch.no_grad()
 def evaluate_examples(model: FrameRenderer, batches: list[dict[str, torch.Tensor]], device: torch.device) -> dict:
     """Mean PSNR on fixed held-out examples, per case, beside the splat it starts from."""
@@ -109,7 +105,7 @@ def evaluate_examples(model: FrameRenderer, batches: list[dict[str, torch.Tensor
         H, W = batch["tgt_rgb"].shape[-2:]
         out, _ = model(batch["ctx_rgb"], batch["ctx_depth"], batch["ctx_K"], batch["ctx_T"], batch["tgt_K"],
                        batch["tgt_T"], H, W, depth_known=batch["depth_known"])
-        p = psnr(out.rgb.float(), batch["tgt_rgb"]).cpu()
+        p = psnr_torch(out.rgb.float(), batch["tgt_rgb"]).cpu()
         for case, value in zip(batch["case"].cpu().tolist(), p.tolist()):
             scores.setdefault(f"psnr_{['interpolation', 'extrapolation', 'identity'][case]}", []).append(value)
     model.train()

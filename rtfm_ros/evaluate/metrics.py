@@ -1,15 +1,21 @@
-"""Image quality metrics on uint8 RGB images (the numbers reported for every renderer).
+"""Image quality metrics: the one PSNR (and SSIM) behind every reported number.
 
-PSNR of identical images is capped at MAX_PSNR so that averages over a suite stay finite.
+PSNR is capped at MAX_PSNR (identical images score exactly that) so that averages over a
+suite, a flight or a training batch stay finite and comparable: ``psnr`` on uint8 RGB images
+(peak 255, evaluation and the demo) and ``psnr_torch`` on batches of [0, 1] tensors (training).
 SSIM is scikit-image's (Gaussian-free 7x7 window, per channel, data range 255).
 """
 
 from __future__ import annotations
 
-import numpy as np
-from skimage.metrics import structural_similarity
+from typing import TYPE_CHECKING
 
-MAX_PSNR = 100.0
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+MAX_PSNR = 100.0  # dB; an MSE of 10^-10 of the peak squared, far below any 8-bit difference
 
 
 class MetricError(ValueError):
@@ -34,8 +40,16 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(min(MAX_PSNR, 10.0 * np.log10(255.0**2 / mse)))
 
 
+def psnr_torch(a: "torch.Tensor", b: "torch.Tensor") -> "torch.Tensor":
+    """Per-item PSNR in dB of two [N, ...] batches in [0, 1] (``a`` clamped first), capped at MAX_PSNR."""
+    mse = ((a.clamp(0, 1) - b) ** 2).flatten(1).mean(1).clamp_min(10.0 ** (-MAX_PSNR / 10.0))
+    return -10 * mse.log10()
+
+
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Mean structural similarity over the image and its three channels."""
+    from skimage.metrics import structural_similarity
+
     a, b = _pair(a, b)
     win = min(7, min(a.shape[:2]) - (1 - min(a.shape[:2]) % 2))  # odd, <= the smaller side
     if win < 3:
