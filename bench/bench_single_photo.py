@@ -40,7 +40,7 @@ def main() -> None:
         with WorldRenderer(world, cam) as r:
             views = [r.render(T)[0] for T in poses]
         for name, learned in (("prior (learned)", True), ("flat (no learning)", False)):
-            wm = WorldModel(lead.model, device=lead.device)
+            wm = WorldModel(lead.network)
             wm.use_prior = learned
             wm.add_frame(views[0], poses[0], cam)
             scores[name] += [psnr(wm.render(T, cam, remember=False), v) for T, v in zip(poses[1:], views[1:])]

@@ -3,8 +3,8 @@
 Why a per-frame cache: a frame's depth is estimated once, when it is stored (multi-view stereo
 over its posed neighbours costs far more than a render), and its pyramid lets every render
 sample the level whose pixels match the target's (a 128-pixel view of a 640-pixel frame reads a
-160-pixel level, not an aliased full-size one). Both live in the memory's encoding slot (RAM
-only, dropped when the frame's pixels are paged out, rebuilt on use).
+160-pixel level, not an aliased full-size one). Both are cached by the network that renders
+(rtfm_ros.network.PreparedCache: RAM only, rebuilt on use when dropped), never stored in the world.
 
 Depth sources, best first:
 - ``sensor``: the frame came with depth (RGB-D, a simulator, a rendered view's own depth);
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,9 +26,8 @@ import torch.nn.functional as F
 from rtfm_ros.geometry import PinholeCamera
 from rtfm_ros.memory import Frame, FrameMemory
 from rtfm_ros.model import ibr, mvs
+from rtfm_ros.model.renderer import FrameRenderer
 
-if TYPE_CHECKING:
-    from rtfm_ros.model.renderer import FrameRenderer
 
 MVS_SOURCES = 4            # neighbours a stereo depth is computed from
 MAX_NEIGHBOUR_ANGLE = 60.0  # degrees between optical axes for a frame to count as a neighbour
@@ -108,7 +106,7 @@ def stereo_neighbours(memory: FrameMemory, frame_id: int, k: int = MVS_SOURCES) 
     return out
 
 
-def prior_depth(model: "FrameRenderer", frame: Frame, device: torch.device) -> np.ndarray:
+def prior_depth(model: FrameRenderer, frame: Frame, device: torch.device) -> np.ndarray:
     """The monocular depth head's guess (training-room metres) at the frame's size."""
     s = model.config.image_size
     rgb = torch.from_numpy(np.array(frame.rgb)).to(device).permute(2, 0, 1).float()[None] / 255
@@ -135,13 +133,11 @@ def flat_depth(memory: FrameMemory, frame: Frame) -> np.ndarray:
     return np.full(frame.rgb.shape[:2], dist, np.float32)
 
 
-def prepare(memory: FrameMemory, frame_id: int, model: "FrameRenderer", device: torch.device,
+def prepare(memory: FrameMemory, frame_id: int, model: FrameRenderer, device: torch.device,
             use_stereo: bool = True, use_prior: bool = True,
             depth_range: tuple[float, float] | None = None) -> PreparedFrame:
-    """The frame's PreparedFrame, from the cache or computed (and cached) now."""
+    """Compute the frame's PreparedFrame now (callers cache it: WorldModel.prepare)."""
     frame = memory.get(frame_id)
-    if isinstance(frame.encoding, PreparedFrame):
-        return frame.encoding
     depth, source, used = None, "sensor", 0
     if frame.depth is not None and float(np.isfinite(frame.depth).mean()) >= SENSOR_SHARE:
         depth = frame.depth
@@ -163,18 +159,18 @@ def prepare(memory: FrameMemory, frame_id: int, model: "FrameRenderer", device: 
     elif depth is None:
         depth, source = flat_depth(memory, frame), "flat"
     rgbs, depths, Ks = _pyramid(frame.rgb, depth, frame.camera.K)
-    prepared = PreparedFrame(rgbs, depths, Ks, source, used)
-    memory.set_encoding(frame_id, prepared)
-    return prepared
+    return PreparedFrame(rgbs, depths, Ks, source, used)
 
 
-def invalidate_near(memory: FrameMemory, frame_id: int) -> None:
-    """A new real frame may give its neighbours better stereo: drop their prepared depth where it
-    came from the prior or from fewer sources than MVS_SOURCES (recomputed on next use)."""
-    for i in stereo_neighbours(memory, frame_id, k=2 * MVS_SOURCES):
-        enc = memory.get(i).encoding if memory.is_resident(i) else None
-        if isinstance(enc, PreparedFrame) and enc.source != "sensor" and enc.neighbours < MVS_SOURCES:
-            memory.set_encoding(i, None)
+def improvable(prepared: PreparedFrame | None) -> bool:
+    """Whether a new real neighbour may give this frame better depth: it came from the prior or
+    from fewer stereo sources than MVS_SOURCES (a sensor's depth is kept)."""
+    return prepared is not None and prepared.source != "sensor" and prepared.neighbours < MVS_SOURCES
+
+
+def neighbours_to_refresh(memory: FrameMemory, frame_id: int) -> list[int]:
+    """Frames whose depth a new real frame ``frame_id`` may improve (candidates for improvable)."""
+    return stereo_neighbours(memory, frame_id, k=2 * MVS_SOURCES)
 
 
 def target_camera_for_memory(camera: PinholeCamera, max_side: int) -> PinholeCamera:

@@ -1,7 +1,7 @@
 """WorldModel: the one facade the node, bag replay, Gym envs and the demo use.
 
 A world is a FrameMemory (posed frames, each at its own resolution up to ``max_frame_side``)
-plus a renderer. Each frame gets a depth once, when it is stored (its own, multi-view stereo
+rendered by a RenderNetwork that many worlds may share (rtfm_ros.network). Each frame gets a depth once, when it is stored (its own, multi-view stereo
 over its posed neighbours, or the model's monocular prior: rtfm_ros.context); rendering a pose
 picks context frames by juggling and warps them into the view (rtfm_ros.model.ibr). By default
 the view is remembered when it shows a place the memory does not hold yet.
@@ -9,8 +9,10 @@ the view is remembered when it shows a place the memory does not hold yet.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+import weakref
 from pathlib import Path
 from typing import Sequence
 
@@ -24,9 +26,9 @@ from rtfm_ros.geometry import (MAX_PIXELS_PER_CALL, MAX_VIEW_PIXELS, GeometryErr
                                check_pixel_budget, validate_pose)
 from rtfm_ros.memory import FrameMemory
 from rtfm_ros.model import ibr
-from rtfm_ros.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from rtfm_ros.model.config import ModelConfig
 from rtfm_ros.model.renderer import FrameRenderer
-from rtfm_ros.runtime import pick_device
+from rtfm_ros.network import RenderNetwork
 
 
 # Generated views feed back into later renders; real (seeded, observed) frames are trusted more
@@ -57,19 +59,27 @@ def _resize(img: np.ndarray, width: int, height: int, mode: str) -> np.ndarray:
 
 
 class WorldModel:
-    """Posed-frame memory + renderer. See README for the API tour."""
+    """One world (a FrameMemory and how it is rendered) over a RenderNetwork it may share.
 
-    def __init__(self, model: FrameRenderer, memory: FrameMemory | None = None, *,
+    ``network`` is a RenderNetwork (shared with other worlds) or a FrameRenderer (which gets a
+    network of its own). The memory belongs to this world for its lifetime: a different memory
+    is a different world (:meth:`with_memory`), so nothing swaps it from outside.
+    """
+
+    def __init__(self, network: RenderNetwork | FrameRenderer, memory: FrameMemory | None = None, *,
                  device: str | torch.device = "auto", checkpoint_info: dict | None = None,
                  max_frame_side: int = MAX_FRAME_SIDE, context_size: int | None = None,
                  use_stereo: bool = True) -> None:
         if int(max_frame_side) != max_frame_side or max_frame_side < 8:
             raise ValueError(f"max_frame_side must be an integer >= 8, got {max_frame_side}")
-        self.device = pick_device(device)
-        self.model = model.to(self.device).eval()
-        self.config = model.config
-        self.memory = memory if memory is not None else FrameMemory()
-        self.checkpoint_info = checkpoint_info or {}
+        if isinstance(network, FrameRenderer):
+            network = RenderNetwork(network, device=device, checkpoint_info=checkpoint_info)
+        elif not isinstance(network, RenderNetwork):
+            raise TypeError(f"network must be a RenderNetwork or FrameRenderer, got {type(network).__name__}")
+        self.network = network
+        self._memory = memory if memory is not None else FrameMemory()
+        self._key = network.new_world_key()
+        weakref.finalize(self, network.cache.drop_world, self._key)  # its prepared frames go with it
         self.max_frame_side = int(max_frame_side)
         self.context_size = int(context_size or self.config.context)
         self.use_stereo = use_stereo
@@ -84,17 +94,49 @@ class WorldModel:
     @classmethod
     def load(cls, checkpoint: str | Path | None = None, *, world: str | Path | None = None,
              device: str | torch.device = "auto", ram_budget_bytes: int | None = None,
-             fit: bool = True) -> "WorldModel":
+             fit: bool = True) -> WorldModel:
         """The bundled default model (or ``checkpoint``), with an empty memory or a saved world
         (and, with ``fit``, the world's fitted parameters when `rtfm fit` left them beside it)."""
-        dev = pick_device(device)
-        model, meta = load_checkpoint(checkpoint if checkpoint is not None else DEFAULT_CHECKPOINT, dev)
+        network = RenderNetwork.load(checkpoint, device=device)
         memory = FrameMemory.open(world, ram_budget_bytes=ram_budget_bytes) if world is not None \
             else FrameMemory(ram_budget_bytes=ram_budget_bytes)
-        wm = cls(model, memory, device=dev, checkpoint_info=meta)
+        wm = cls(network, memory)
         if world is not None and fit:
             wm.load_fit_beside(world)
         return wm
+
+    def with_memory(self, memory: FrameMemory, *, fit: WorldFit | None = None) -> WorldModel:
+        """A new world over ``memory`` that shares this one's network and settings (the fit is
+        per world: give the new memory's own, e.g. from load_fit_beside on the result)."""
+        wm = WorldModel(self.network, memory, max_frame_side=self.max_frame_side,
+                        context_size=self.context_size, use_stereo=self.use_stereo)
+        wm.use_prior, wm.depth_range = self.use_prior, self.depth_range
+        wm.max_view_pixels, wm.max_pixels_per_call = self.max_view_pixels, self.max_pixels_per_call
+        if fit is not None and fit.frames != len(memory):
+            raise ValueError(f"the fit is for {fit.frames} frames but the memory holds {len(memory)}")
+        wm.fit = fit
+        return wm
+
+    @property
+    def memory(self) -> FrameMemory:
+        """This world's frames (read-only attribute: another memory is another world)."""
+        return self._memory
+
+    @property
+    def model(self) -> FrameRenderer:
+        return self.network.model
+
+    @property
+    def device(self) -> torch.device:
+        return self.network.device
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.network.config
+
+    @property
+    def checkpoint_info(self) -> dict:
+        return self.network.checkpoint_info
 
     def load_fit_beside(self, world_path: str | Path) -> bool:
         """Use the fit `rtfm fit` left beside ``world_path`` (after the memory came from that
@@ -137,7 +179,9 @@ class WorldModel:
         img, cam, d = self._to_memory(image, camera, depth)
         fid = self.memory.add(img, T, cam, stamp=time.time() if stamp is None else stamp, source=source, depth=d)
         if source != "generated":  # neighbours whose depth was worse get another go on their next use
-            ctxprep.invalidate_near(self.memory, fid)
+            for i in ctxprep.neighbours_to_refresh(self.memory, fid):
+                if ctxprep.improvable(self.network.cache.get((self._key, i), touch=False)):
+                    self.network.cache.drop((self._key, i))
         return fid
 
     def add_frame(self, image: np.ndarray, T_world_camera: np.ndarray, camera: PinholeCamera, *,
@@ -164,9 +208,14 @@ class WorldModel:
         return ids
 
     def prepare(self, frame_id: int) -> ctxprep.PreparedFrame:
-        """The frame's depth and pyramid (computed now if not cached)."""
-        return ctxprep.prepare(self.memory, frame_id, self.model, self.device, use_stereo=self.use_stereo,
-                               use_prior=self.use_prior, depth_range=self.depth_range)
+        """The frame's depth and pyramid (from the network's cache, or computed and cached now)."""
+        key = (self._key, int(frame_id))
+        prepared = self.network.cache.get(key)
+        if prepared is None:
+            prepared = ctxprep.prepare(self.memory, frame_id, self.model, self.device, use_stereo=self.use_stereo,
+                                       use_prior=self.use_prior, depth_range=self.depth_range)
+            self.network.cache.put(key, prepared)
+        return prepared
 
     def depth_sources(self) -> dict[str, int]:
         """How many frames' depth comes from each source (sensor, stereo, prior), for reports."""
@@ -224,39 +273,64 @@ class WorldModel:
         return (out[0][0], out[1][0]) if return_depth else out[0]
 
     def save(self, path: str | Path) -> Path:
-        """Save the world (frames + poses) to a world directory; the model is not copied."""
-        return self.memory.save(path, meta={"model": self.checkpoint_info.get("model", {}).get("name", "")})
+        """Save the world (frames + poses) to a world file; the network is not copied."""
+        return self.memory.save(path, meta={"model": self.network.name})
 
     def reset(self) -> None:
-        """Forget every frame (and the fit that belonged to them)."""
+        """Forget every frame (and the fit and prepared frames that belonged to them)."""
         self.memory.clear()
+        self.network.cache.drop_world(self._key)
         self.fit = None
 
 
 # ---------------------------------------------------------------------------------------------
-# The batched core: shared by WorldModel.render_batch (N views of one memory) and
-# envs.batching.render_many (one view per memory, many memories sharing one network).
+# The batched core: shared by WorldModel.render_batch (N views of one world) and
+# envs.batching.render_many (one view per world, many worlds sharing one network).
 
 @torch.no_grad()
 def render_views(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]]) -> tuple[np.ndarray, np.ndarray]:
-    """One batched render of views (world model, T_world_camera, camera) of one size, each from
-    its own world model's memory -> (NxHxWx3 uint8, NxHxW depth, NaN where unseen).
+    """One batched render of views (world, T_world_camera, camera) of one size, each from its own
+    world's memory, all worlds on one network -> (NxHxWx3 uint8, NxHxW depth, NaN where unseen).
 
-    Poses and cameras must already be validated (render_batch / render_many do it).
+    Poses and cameras must already be validated (render_batch / render_many do it). Views of
+    worlds with different fitted blend parameters are blended in one call per parameter set.
     """
-    lead = views[0][0]
-    dev = lead.device
+    if not views:
+        raise ValueError("no views to render")
+    network = views[0][0].network
+    if any(wm.network is not network for wm, _, _ in views):
+        raise ValueError("render_views needs worlds that share one network (group them first)")
+    H, W = views[0][2].height, views[0][2].width
+    images = np.empty((len(views), H, W, 3), np.uint8)
+    depths = np.empty((len(views), H, W), np.float32)
+    groups: dict[tuple[float, ...] | None, tuple[ibr.BlendParams | None, list[int]]] = {}
+    for i, (wm, _, _) in enumerate(views):
+        params = wm.fit.params if wm.fit is not None else None
+        key = None if params is None else tuple(float(v) for v in dataclasses.astuple(params))
+        groups.setdefault(key, (params, []))[1].append(i)
+    for params, idx in groups.values():
+        images[idx], depths[idx] = _render_group([views[i] for i in idx], params, network.device)
+    return images, depths
+
+
+def _context_ids(wm: WorldModel, T: np.ndarray, cam: PinholeCamera) -> list[int]:
+    """The view's context: the best real frames, then a few generated views after them."""
+    if len(wm.memory) == 0:
+        raise EmptyWorldError("the world is empty: seed the world first (add_frame or a saved world)")
+    ids = wm.memory.select_context(T, cam, wm.context_size + EXTRA_GENERATED, generated_prior=GENERATED_PRIOR)
+    real = [i for i in ids if wm.memory.source(i) != "generated"]
+    gen = [i for i in ids if wm.memory.source(i) == "generated"]
+    ids = real[: wm.context_size] + gen[: max(EXTRA_GENERATED, wm.context_size - len(real))]
+    if not ids:
+        raise EmptyWorldError("context selection found no frame to render from")
+    return ids
+
+
+def _render_group(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]], params: ibr.BlendParams | None,
+                  dev: torch.device) -> tuple[np.ndarray, np.ndarray]:
     contexts: list[ibr.ContextLevel] = []
     for b, (wm, T, cam) in enumerate(views):
-        if len(wm.memory) == 0:
-            raise EmptyWorldError("the world is empty: seed the world first (add_frame or a saved world)")
-        ids = wm.memory.select_context(T, cam, wm.context_size + EXTRA_GENERATED, generated_prior=GENERATED_PRIOR)
-        real = [i for i in ids if wm.memory.source(i) != "generated"]
-        gen = [i for i in ids if wm.memory.source(i) == "generated"]
-        ids = real[: wm.context_size] + gen[: max(EXTRA_GENERATED, wm.context_size - len(real))]
-        if not ids:
-            raise EmptyWorldError("context selection found no frame to render from")
-        for rank, fid in enumerate(ids):
+        for rank, fid in enumerate(_context_ids(wm, T, cam)):
             prep = wm.prepare(fid)
             Tf = wm.memory.pose(fid)
             exact = float(np.abs(Tf - T).max()) < 1e-6
@@ -265,7 +339,6 @@ def render_views(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]]) 
     cams = [cam for _, _, cam in views]
     tgt_K = torch.from_numpy(np.stack([c.K for c in cams])).to(dev, torch.float32)
     tgt_T = torch.from_numpy(np.stack([T for _, T, _ in views])).to(dev, torch.float64)
-    out = ibr.render(contexts, tgt_K, tgt_T, cams[0].height, cams[0].width,
-                     lead.fit.params if lead.fit is not None else None)
+    out = ibr.render(contexts, tgt_K, tgt_T, cams[0].height, cams[0].width, params)
     images = (out.rgb * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return images, out.depth.float().cpu().numpy()

@@ -41,7 +41,7 @@ def test_add_get_iterate():
     f = mem.get(0)
     np.testing.assert_array_equal(f.rgb, img(1))
     assert f.depth.dtype == np.float32 and f.depth[0, 0] == 2.5
-    assert f.source == "seed" and f.stamp == 3.0 and f.camera == CAM and f.encoding is None
+    assert f.source == "seed" and f.stamp == 3.0 and f.camera == CAM
     np.testing.assert_array_equal(f.T_world_camera, view(0, 0))
     with pytest.raises(ValueError):
         f.rgb[0, 0, 0] = 1  # stored pixels cannot be changed through a returned frame
@@ -107,7 +107,7 @@ def test_memory_context_matches_the_pure_function():
     for x, y, yaw in [(0, 0, 0), (3, -2, 120), (-7, 5, -60)]:
         T = view(x, y, yaw)
         cams = [mem.camera(i) for i in mem]
-        got = mem.select_context(T, CAM, 6, use_stamps=False)
+        got = mem.select_context(T, CAM, 6, favour_recent=False)
         want = select_context(T, CAM, mem.poses(), cams, 6)
         assert got == want and len(got) == 6
         exact = mem.add(img(0), T, CAM, stamp=1e6, source="generated")
@@ -139,11 +139,9 @@ def test_ram_budget_pages_frames_out_and_back(tmp_path):
     np.testing.assert_array_equal(mem.get(0).rgb, img(0))   # paged in from disk, exact
     assert mem.is_resident(0) and not mem.is_resident(7)     # 7 was least recently used
     mem.get(8)
-    mem.set_encoding(8, np.zeros(4, np.float32))
-    assert mem.get(8).encoding is not None
     for i in (1, 2, 3):
         mem.get(i)
-    assert not mem.is_resident(8) and mem.get(8).encoding is None  # dropped with its pixels
+    assert not mem.is_resident(8)
     assert mem.nbytes_pixels <= 3 * frame_bytes
     # Geometry never needs the disk: context selection touches no pixels.
     mem.select_context(view(0, 0), CAM, 4)

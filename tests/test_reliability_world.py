@@ -50,7 +50,7 @@ def test_empty_batches_and_oversized_calls_are_refused_at_once(world):
 def test_a_failed_remember_keeps_the_rendered_view(world, tmp_path):
     path = tmp_path / "w.rtfm"
     world.save(path)
-    readonly = WorldModel(world.model, FrameMemory.open(path, writable=False), device="cpu")
+    readonly = world.with_memory(FrameMemory.open(path, writable=False))
     n, before = len(readonly.memory), readonly.remember_failures
     img = readonly.render(look_at([5.0, 5.0, 0], [5.0, 6.0, 0]), CAM)  # a new place: would be remembered
     assert img.shape == (64, 64, 3) and img.dtype == np.uint8

@@ -1,11 +1,11 @@
-"""One batched model call for views of several worlds that share one renderer.
+"""One batched call for views of several worlds that share one network.
 
-``WorldModel.render_batch`` renders N poses of ONE memory. A vector env with one world per
-sub-env has N memories but (normally) one network, so ``render_many`` sends one view per
-memory through the renderer at once, each with context picked from its own memory; both use
-the same batched core (``world.render_views``).
+``WorldModel.render_batch`` renders N poses of ONE world. A vector env with one world per
+sub-env has N worlds over (normally) one RenderNetwork (``world.with_memory``), so
+``render_many`` sends one view per world through it at once, each with context picked from its
+own memory; both use the same batched core (``world.render_views``).
 
-World models that hold different networks are grouped, one batched call per network.
+Worlds on different networks are grouped, one batched call per network.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 
 from rtfm_ros.geometry import PinholeCamera, validate_transform
 from rtfm_ros.model.renderer import FrameRenderer
+from rtfm_ros.network import RenderNetwork
 from rtfm_ros.world import WorldModel, render_views
 
 
@@ -31,16 +32,11 @@ def resolve_world_model(model: Any = None, device: str | torch.device = "auto") 
     if isinstance(model, WorldModel):
         return model
     if isinstance(model, FrameRenderer):
-        return WorldModel(model, device=device)
+        return WorldModel(RenderNetwork(model, device=device))
     if model is None or isinstance(model, (str, Path)):
         return WorldModel.load(model, device=device)
     raise BatchRenderError(f"model must be a WorldModel, FrameRenderer, checkpoint directory or None, "
                            f"got {type(model).__name__}")
-
-
-def sibling(world_model: WorldModel) -> WorldModel:
-    """A WorldModel with its own empty memory that shares ``world_model``'s network (no copy)."""
-    return WorldModel(world_model.model, device=world_model.device, checkpoint_info=world_model.checkpoint_info)
 
 
 def _cameras(camera: PinholeCamera | Sequence[PinholeCamera], n: int) -> list[PinholeCamera]:
@@ -69,13 +65,17 @@ def render_many(world_models: Sequence[WorldModel], poses: np.ndarray,
     cams = _cameras(camera, len(Ts))
     for wm, cam in zip(wms, cams):
         wm.check_camera(cam)
-    groups: dict[int, list[int]] = {}
+    groups: list[tuple[RenderNetwork, list[int]]] = []
     for i, wm in enumerate(wms):
-        groups.setdefault(id(wm.model), []).append(i)
+        group = next((g for g in groups if g[0] is wm.network), None)
+        if group is None:
+            groups.append((wm.network, [i]))
+        else:
+            group[1].append(i)
     H, W = cams[0].height, cams[0].width
     images = np.empty((len(wms), H, W, 3), np.uint8)
     depths = np.empty((len(wms), H, W), np.float32)
-    for idx in groups.values():
+    for _, idx in groups:
         img, dep = render_views([(wms[i], Ts[i], cams[i]) for i in idx])
         images[idx], depths[idx] = img, dep
     return (images, depths) if return_depth else images

@@ -20,12 +20,13 @@ from rtfm_ros.geometry import PinholeCamera
 
 def model_renderer(checkpoint: str | None = None, device: str = "auto", use_depth: bool = True,
                    learned: bool = True) -> Callable[[Sequence[ContextView], np.ndarray, PinholeCamera], np.ndarray]:
+    from rtfm_ros.network import RenderNetwork
     from rtfm_ros.world import WorldModel
 
-    lead = WorldModel.load(checkpoint, device=device)
+    network = RenderNetwork.load(checkpoint, device=device)
 
     def render(context: Sequence[ContextView], T_world_camera: np.ndarray, camera: PinholeCamera) -> np.ndarray:
-        wm = WorldModel(lead.model, device=lead.device, checkpoint_info=lead.checkpoint_info)
+        wm = WorldModel(network)
         wm.use_prior = learned
         wm.add_frames([(c.rgb, c.T_world_camera, c.camera) for c in context],
                       depths=[c.depth if use_depth else None for c in context])

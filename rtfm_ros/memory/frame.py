@@ -19,11 +19,8 @@ class FrameError(ValueError):
 
 @dataclass(eq=False)
 class Frame:
-    """A posed RGB(-D) frame. Arrays are read-only views of what the memory holds.
-
-    ``encoding`` is the model's cached context encoding of this frame: kept in RAM only, never
-    written to a world file, and dropped whenever the frame's pixels are paged out.
-    """
+    """A posed RGB(-D) frame. Arrays are read-only views of what the memory holds (what a
+    network derives from it, depth and pyramid, is cached by the network: rtfm_ros.network)."""
 
     id: int
     rgb: np.ndarray                 # H x W x 3 uint8
@@ -32,7 +29,6 @@ class Frame:
     stamp: float                    # seconds
     source: str                     # one of SOURCES
     depth: np.ndarray | None = None  # H x W float32 metres (NaN = unknown)
-    encoding: Any = None
 
 
 def readonly(a: np.ndarray) -> np.ndarray:

@@ -7,6 +7,11 @@ in by :meth:`FrameMemory.get`. A memory with a budget but no world file spills t
 temporary world file (deleted on close) the first time the budget overflows. Every added
 frame is appended to the attached world file in its own transaction, so a crash loses at most
 the frame being added.
+
+Clock policy: a frame's ``stamp`` is when its pixels were captured, in seconds on the clock of
+whoever supplied them (message time for topics and bags, simulation time for envs, the wall
+clock when none is given). Stamps are recorded and saved, never compared across sources: how
+recent a frame is (context juggling's tie-break towards newer frames) is its insertion order.
 """
 
 from __future__ import annotations
@@ -31,20 +36,6 @@ from rtfm_ros.memory.world_file import FrameRecord, WorldFile, WorldFileError, s
 
 
 _log = logging.getLogger(__name__)
-
-
-def _nbytes(obj: Any) -> int:
-    """Best-effort size of a cached encoding: arrays/tensors, or dataclasses and containers of them."""
-    n = getattr(obj, "nbytes", None)
-    if isinstance(n, (int, np.integer)):
-        return int(n)
-    if hasattr(obj, "__dataclass_fields__"):
-        return sum(_nbytes(getattr(obj, f)) for f in obj.__dataclass_fields__)
-    if isinstance(obj, (list, tuple)):
-        return sum(_nbytes(o) for o in obj)
-    if isinstance(obj, dict):
-        return sum(_nbytes(o) for o in obj.values())
-    return 0
 
 
 class FrameMemory:
@@ -78,9 +69,7 @@ class FrameMemory:
         self._sources = np.empty(256, dtype=np.uint8)
         self._cameras: list[PinholeCamera] = []
         self._pixels: OrderedDict[int, tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
-        self._encodings: dict[int, Any] = {}
         self._pixel_bytes = 0
-        self._encoding_bytes = 0
         self._index = SpatialIndex()
         self._unusable = np.empty(0, dtype=np.int64)  # loaded frames whose pose no view can use
 
@@ -280,7 +269,7 @@ class FrameMemory:
         self._evict(keep=i)
 
     def _evict(self, keep: int | None = None) -> None:
-        """Drop least-recently-used pixels (and their encodings) beyond the budget; never ``keep``."""
+        """Drop least-recently-used pixels beyond the budget; never ``keep``."""
         if self._world is None or self.ram_budget_bytes is None:
             return
         while self._pixels and self.nbytes_pixels > self.ram_budget_bytes:
@@ -289,7 +278,6 @@ class FrameMemory:
                 break
             rgb, depth = self._pixels.pop(oldest)
             self._pixel_bytes -= rgb.nbytes + (0 if depth is None else depth.nbytes)
-            self._encoding_bytes -= _nbytes(self._encodings.pop(oldest, None))
 
     def _check_id(self, frame_id: int) -> int:
         if not isinstance(frame_id, (int, np.integer)) or not 0 <= frame_id < self._n:
@@ -310,16 +298,7 @@ class FrameMemory:
                 self._cache(i, rgb, depth)
             pose = readonly(self._poses[i].copy())
             return Frame(i, rgb, pose, self._cameras[i], float(self._stamps[i]), SOURCES[self._sources[i]],
-                         depth, self._encodings.get(i))
-
-    def set_encoding(self, frame_id: int, encoding: Any) -> None:
-        """Cache the model's encoding of a frame (RAM only; dropped when the frame is paged out)."""
-        with self._lock:
-            self.get(frame_id)  # page in and mark as recently used
-            i = int(frame_id)
-            self._encoding_bytes += _nbytes(encoding) - _nbytes(self._encodings.get(i))
-            self._encodings[i] = encoding
-            self._evict(keep=int(frame_id))
+                         depth)
 
     def is_resident(self, frame_id: int) -> bool:
         """Whether the frame's pixels are in RAM now."""
@@ -383,11 +362,12 @@ class FrameMemory:
         return np.unique(found)
 
     def select_context(self, T_world_camera: np.ndarray, camera: PinholeCamera, budget: int, *,
-                       depth_hint: float = 3.0, candidates: int = 64, use_stamps: bool = True,
+                       depth_hint: float = 3.0, candidates: int = 64, favour_recent: bool = True,
                        generated_prior: float = 1.0) -> list[int]:
         """Frame ids to condition the model on for this view, best first (see juggling.select_context).
 
-        ``generated_prior`` < 1 trusts generated views less than seeded and observed ones
+        ``favour_recent`` prefers later-added frames among equals (insertion order, not stamps:
+        see the clock policy above). ``generated_prior`` < 1 trusts generated views less than seeded and observed ones
         (except a generated view at exactly the target pose, which a revisit must find).
         """
         with self._lock:
@@ -400,7 +380,7 @@ class FrameMemory:
                 priors = np.where(self._sources[:n] == SOURCES.index("generated"), generated_prior, 1.0)
             return juggling.select_context(
                 T_world_camera, camera, self._poses[:n], self._intr[:n], budget,
-                stamps=self._stamps[:n] if use_stamps else None, depth_hint=depth_hint,
+                stamps=np.arange(n, dtype=np.float64) if favour_recent else None, depth_hint=depth_hint,
                 candidate_indices=cand, priors=priors)
 
     def should_remember(self, T_world_camera: np.ndarray, camera: PinholeCamera, **kwargs: float) -> bool:
@@ -410,12 +390,12 @@ class FrameMemory:
     # ---------------------------------------------------------------- sizes
     @property
     def nbytes_pixels(self) -> int:
-        """Bytes of pixels and cached encodings held in RAM now."""
-        return self._pixel_bytes + self._encoding_bytes
+        """Bytes of pixels held in RAM now."""
+        return self._pixel_bytes
 
     @property
     def nbytes(self) -> int:
-        """Bytes held in RAM: index arrays plus resident pixels and encodings."""
+        """Bytes held in RAM: index arrays plus resident pixels."""
         n = self._n
         index = (self._poses[:n].nbytes + self._intr[:n].nbytes + self._stamps[:n].nbytes
                  + self._sources[:n].nbytes + 8 * n + len(self._index) * 24)

@@ -113,24 +113,27 @@ def _load_world(opt: ReplayOptions) -> "tuple[WorldModel, tempfile.TemporaryDire
     (--save-world keeps them).
     """
     from rtfm_ros.memory import FrameMemory
+    from rtfm_ros.network import RenderNetwork
     from rtfm_ros.world import WorldModel
 
-    wm = WorldModel.load(opt.checkpoint)
+    network = RenderNetwork.load(opt.checkpoint)
     if opt.world is None:
-        return wm, None
+        return WorldModel(network), None
     memory = FrameMemory.open(opt.world, writable=False)
     if not (opt.remember or opt.seed_topic):
-        wm.memory = memory
+        wm = WorldModel(network, memory)
+        wm.load_fit_beside(opt.world)  # `rtfm fit`'s parameters, when it left them beside the world
         return wm, None
     scratch = tempfile.TemporaryDirectory(prefix="rtfm-replay-")
     try:
         with memory:
             copy = memory.save(Path(scratch.name) / "world")  # frames copied as stored
-        wm.memory = FrameMemory.open(copy)
+        wm = WorldModel(network, FrameMemory.open(copy))
+        wm.load_fit_beside(opt.world)
+        return wm, scratch
     except BaseException:
         scratch.cleanup()
         raise
-    return wm, scratch
 
 
 def _write_output(output: Path, reader: "AnyReader", wm: "WorldModel", camera: PinholeCamera, stamps: list[int],

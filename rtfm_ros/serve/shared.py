@@ -21,6 +21,7 @@ from rtfm_ros.memory import SOURCES, FrameMemory, WorldFile
 from rtfm_ros.serve.seeding import SeedError, SeedFrame
 
 if TYPE_CHECKING:
+    from rtfm_ros.fit import WorldFit
     from rtfm_ros.world import WorldModel
 
 MapRow = tuple[float, float, float, float, int]  # x, y, heading (rad), half horizontal fov (rad), source index
@@ -46,6 +47,7 @@ class SharedWorld:
         self._start_frames: list[SeedFrame] = []
         self._start_file: Path | None = None
         self._start_sources: list[int] = []
+        self._start_fit: "WorldFit | None" = None  # the start world's fit (rtfm fit), kept across resets
         self._copy: Path | None = None
         self._copies = 0
         self.start_pose = np.eye(4)
@@ -90,8 +92,10 @@ class SharedWorld:
                 raise SeedError(f"world {path} has no frames")
             self._start_file, self._start_frames = start, []
             self._start_sources = [SOURCES.index(s) for s in sources]
+            self._start_fit = None
             self._restore()
             self.wm.load_fit_beside(path)
+            self._start_fit = self.wm.fit
             return len(self.wm.memory)
 
     def reset(self) -> int:
@@ -105,8 +109,8 @@ class SharedWorld:
             self._copies += 1
             with FrameMemory.open(self._start_file, writable=False) as mem:
                 copy = mem.save(self._scratch / f"world-{self._copies}.rtfm")
-            old, self.wm.memory = self.wm.memory, FrameMemory.open(copy)
-            old.close()
+            old, self.wm = self.wm, self.wm.with_memory(FrameMemory.open(copy), fit=self._start_fit)
+            old.memory.close()
             self._drop_copy()
             self._copy = copy
         else:
