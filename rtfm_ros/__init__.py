@@ -1,9 +1,10 @@
 """rtfm_ros: a ROS 2 camera simulator powered by a real-time generative world model.
 
-The public API: ``WorldModel`` (memory of posed frames + learned renderer) and
-``PinholeCamera``. Poses are T_world_camera 4x4 matrices with optical axes (x right,
-y down, z forward). ``WorldModel`` is imported lazily so that light modules (geometry,
-the CLI's argument parsing) do not pay for torch.
+The public API: ``WorldModel`` (one world: a memory of posed frames rendered by a
+``RenderNetwork`` that many worlds may share), ``FrameMemory`` and ``PinholeCamera``. Poses
+are T_world_camera 4x4 matrices with optical axes (x right, y down, z forward). The torch
+parts are imported lazily so that light modules (geometry, the CLI's argument parsing) do
+not pay for torch.
 """
 
 import os
@@ -17,15 +18,25 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from rtfm_ros.geometry import PinholeCamera
 
 if TYPE_CHECKING:
+    from rtfm_ros.memory import FrameMemory
+    from rtfm_ros.network import RenderNetwork
     from rtfm_ros.world import WorldModel
 
-__all__ = ["PinholeCamera", "WorldModel"]
+__all__ = ["FrameMemory", "PinholeCamera", "RenderNetwork", "WorldModel"]
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     if name == "WorldModel":
         from rtfm_ros.world import WorldModel
 
         return WorldModel
+    if name == "RenderNetwork":
+        from rtfm_ros.network import RenderNetwork
+
+        return RenderNetwork
+    if name == "FrameMemory":
+        from rtfm_ros.memory import FrameMemory
+
+        return FrameMemory
     raise AttributeError(f"module 'rtfm_ros' has no attribute {name!r}")
