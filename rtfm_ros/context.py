@@ -28,7 +28,6 @@ from rtfm_ros.memory import Frame, FrameMemory
 from rtfm_ros.model import ibr, mvs
 from rtfm_ros.model.renderer import FrameRenderer
 
-
 MVS_SOURCES = 4            # neighbours a stereo depth is computed from
 MAX_NEIGHBOUR_ANGLE = 60.0  # degrees between optical axes for a frame to count as a neighbour
 MIN_LEVEL_SIDE = 8          # the pyramid stops before a side gets smaller than this
@@ -58,7 +57,8 @@ class PreparedFrame:
     def context(self, level: int, T_world_camera: np.ndarray, target: int, rank: int, weight: float,
                 device: torch.device) -> ibr.ContextLevel:
         coarse = min(level + 1, len(self.rgb) - 1)
-        return ibr.ContextLevel(rgb=self.rgb[level].to(device, torch.float32).mul_(1.0 / 255.0), depth=self.depth[level].to(device),
+        return ibr.ContextLevel(rgb=self.rgb[level].to(device, torch.float32).mul_(1.0 / 255.0),
+                                depth=self.depth[level].to(device),
                                 K=torch.from_numpy(self.K[level]).to(device).float(),
                                 T_world_camera=torch.from_numpy(T_world_camera).to(device), target=target,
                                 rank=rank, weight=weight, splat_depth=self.depth[coarse].to(device),

@@ -1,10 +1,11 @@
 """WorldModel: the one facade the node, bag replay, Gym envs and the demo use.
 
 A world is a FrameMemory (posed frames, each at its own resolution up to ``max_frame_side``)
-rendered by a RenderNetwork that many worlds may share (rtfm_ros.network). Each frame gets a depth once, when it is stored (its own, multi-view stereo
-over its posed neighbours, or the model's monocular prior: rtfm_ros.context); rendering a pose
-picks context frames by juggling and warps them into the view (rtfm_ros.model.ibr). By default
-the view is remembered when it shows a place the memory does not hold yet.
+rendered by a RenderNetwork that many worlds may share (rtfm_ros.network). Each frame gets a
+depth once, when it is stored (its own, multi-view stereo over its posed neighbours, or the
+model's monocular prior: rtfm_ros.context); rendering a pose picks context frames by juggling
+and warps them into the view (rtfm_ros.model.ibr). By default the view is remembered when it
+shows a place the memory does not hold yet.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import dataclasses
 import logging
 import time
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -22,14 +24,19 @@ import torch.nn.functional as F
 
 from rtfm_ros import context as ctxprep
 from rtfm_ros.fit import WorldFit, fit_path, load_fit
-from rtfm_ros.geometry import (MAX_PIXELS_PER_CALL, MAX_VIEW_PIXELS, GeometryError, PinholeCamera,
-                               check_pixel_budget, validate_pose)
+from rtfm_ros.geometry import (
+    MAX_PIXELS_PER_CALL,
+    MAX_VIEW_PIXELS,
+    GeometryError,
+    PinholeCamera,
+    check_pixel_budget,
+    validate_pose,
+)
 from rtfm_ros.memory import FrameMemory
 from rtfm_ros.model import ibr
 from rtfm_ros.model.config import ModelConfig
 from rtfm_ros.model.renderer import FrameRenderer
 from rtfm_ros.network import RenderNetwork
-
 
 # Generated views feed back into later renders; real (seeded, observed) frames are trusted more
 # so errors do not compound: context juggling ranks generated views after every real frame
@@ -67,7 +74,7 @@ class WorldModel:
     """
 
     def __init__(self, network: RenderNetwork | FrameRenderer, memory: FrameMemory | None = None, *,
-                 device: str | torch.device = "auto", checkpoint_info: dict | None = None,
+                 device: str | torch.device = "auto", checkpoint_info: dict[str, Any] | None = None,
                  max_frame_side: int = MAX_FRAME_SIDE, context_size: int | None = None,
                  use_stereo: bool = True) -> None:
         if int(max_frame_side) != max_frame_side or max_frame_side < 8:
@@ -135,7 +142,7 @@ class WorldModel:
         return self.network.config
 
     @property
-    def checkpoint_info(self) -> dict:
+    def checkpoint_info(self) -> dict[str, Any]:
         return self.network.checkpoint_info
 
     def load_fit_beside(self, world_path: str | Path) -> bool:
@@ -153,7 +160,8 @@ class WorldModel:
         """The camera a view of ``camera`` is stored with: its own, long side capped at max_frame_side."""
         return ctxprep.target_camera_for_memory(camera, self.max_frame_side)
 
-    def _to_memory(self, image: np.ndarray, camera: PinholeCamera, depth: np.ndarray | None):
+    def _to_memory(self, image: np.ndarray, camera: PinholeCamera,
+                   depth: np.ndarray | None) -> tuple[np.ndarray, PinholeCamera, np.ndarray | None]:
         cam = self.memory_camera(camera)
         img = _resize(image, cam.width, cam.height, "area")
         d = None if depth is None else _resize(depth.astype(np.float32), cam.width, cam.height, "nearest")
@@ -235,9 +243,18 @@ class WorldModel:
             raise ValueError("all views of one render_batch call must have the same resolution")
         return cams
 
-    @torch.no_grad()
+    @overload
     def render_batch(self, T_stack: np.ndarray, camera: PinholeCamera | Sequence[PinholeCamera], *,
-                     remember: bool = True, return_depth: bool = False):
+                     remember: bool = ..., return_depth: Literal[False] = ...) -> np.ndarray: ...
+    @overload
+    def render_batch(self, T_stack: np.ndarray, camera: PinholeCamera | Sequence[PinholeCamera], *,
+                     remember: bool = ..., return_depth: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
+    @overload
+    def render_batch(self, T_stack: np.ndarray, camera: PinholeCamera | Sequence[PinholeCamera], *,
+                     remember: bool = ..., return_depth: bool) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
+
+    def render_batch(self, T_stack: np.ndarray, camera: PinholeCamera | Sequence[PinholeCamera], *,
+                     remember: bool = True, return_depth: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Render N poses in one batched model call: Nx4x4 -> NxHxWx3 uint8 (and NxHxW depth)."""
         if len(self.memory) == 0:
             raise EmptyWorldError("the world is empty: seed the world first (add_frame or a saved world)")
@@ -249,7 +266,8 @@ class WorldModel:
         check_pixel_budget(len(Ts), *((cams[0].width, cams[0].height) if cams else (0, 0)),
                            view_budget=self.max_view_pixels, call_budget=self.max_pixels_per_call)
         t0 = time.perf_counter()
-        images, depths = render_views([(self, T, c) for T, c in zip(Ts, cams)])
+        with torch.no_grad():
+            images, depths = render_views([(self, T, c) for T, c in zip(Ts, cams)])
         self.last_render_seconds = time.perf_counter() - t0
         if remember:
             for img, d, T, c in zip(images, depths, Ts, cams):
@@ -264,13 +282,23 @@ class WorldModel:
                             _log.warning("rendered view not remembered (%d so far): %s", self.remember_failures, exc)
         return (images, depths) if return_depth else images
 
+    @overload
+    def render(self, T_world_camera: np.ndarray, camera: PinholeCamera, *, remember: bool = ...,
+               return_depth: Literal[False] = ...) -> np.ndarray: ...
+    @overload
+    def render(self, T_world_camera: np.ndarray, camera: PinholeCamera, *, remember: bool = ...,
+               return_depth: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
+    @overload
+    def render(self, T_world_camera: np.ndarray, camera: PinholeCamera, *, remember: bool = ...,
+               return_depth: bool) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
+
     def render(self, T_world_camera: np.ndarray, camera: PinholeCamera, *, remember: bool = True,
-               return_depth: bool = False):
+               return_depth: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Render one pose: HxWx3 uint8 (and HxW planar depth with return_depth, NaN where no
         frame saw the place)."""
-        out = self.render_batch(np.asarray(T_world_camera, dtype=np.float64)[None], camera, remember=remember,
-                                return_depth=return_depth)
-        return (out[0][0], out[1][0]) if return_depth else out[0]
+        images, depths = self.render_batch(np.asarray(T_world_camera, dtype=np.float64)[None], camera,
+                                           remember=remember, return_depth=True)
+        return (images[0], depths[0]) if return_depth else images[0]
 
     def save(self, path: str | Path) -> Path:
         """Save the world (frames + poses) to a world file; the network is not copied."""

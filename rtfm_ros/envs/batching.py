@@ -10,8 +10,9 @@ Worlds on different networks are grouped, one batched call per network.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

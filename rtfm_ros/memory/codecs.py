@@ -11,12 +11,10 @@ import io
 import numpy as np
 from PIL import Image
 
+from rtfm_ros.memory.errors import WorldFileError
+
 IMAGE_FORMATS = ("png", "webp", "jpeg")
 DEPTH_FORMATS = ("npz32", "npz16", "png16mm")
-
-
-class WorldFileError(ValueError):
-    """A world file that cannot be used: missing, corrupt, truncated or of an unknown version."""
 
 
 def encode_image(rgb: np.ndarray, fmt: str = "png", quality: int = 95) -> bytes:
@@ -60,6 +58,7 @@ def encode_depth(depth: np.ndarray, fmt: str = "npz32") -> bytes:
 
 
 def decode_depth(data: bytes, fmt: str, width: int, height: int) -> np.ndarray:
+    depth: np.ndarray
     if fmt in ("npz32", "npz16"):
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             depth = z["depth"].astype(np.float32)

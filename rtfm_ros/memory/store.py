@@ -22,20 +22,29 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, TypedDict
 
 import numpy as np
 
 from rtfm_ros.geometry import MAX_POSITION_M, PinholeCamera
 from rtfm_ros.memory import juggling
+from rtfm_ros.memory.codecs import encode_depth, encode_image
+from rtfm_ros.memory.errors import WorldFileError
 from rtfm_ros.memory.frame import SOURCES, Frame, FrameError, check_frame, readonly
 from rtfm_ros.memory.spatial_index import SpatialIndex
-from rtfm_ros.memory.codecs import encode_depth, encode_image
-from rtfm_ros.memory.world_file import FrameRecord, WorldFile, WorldFileError, save_world
-
+from rtfm_ros.memory.world_file import FrameRecord, WorldFile, save_world
 
 _log = logging.getLogger(__name__)
+
+
+class StorageFormats(TypedDict):
+    """How a memory encodes the frames it writes to a world file."""
+
+    image_format: str
+    image_quality: int
+    depth_format: str
 
 
 class FrameMemory:
@@ -46,12 +55,13 @@ class FrameMemory:
     """
 
     def __init__(self, path: str | Path | None = None, ram_budget_bytes: int | None = None, *,
-                 model: str | None = None, meta: dict | None = None, image_format: str = "png",
+                 model: str | None = None, meta: dict[str, Any] | None = None, image_format: str = "png",
                  image_quality: int = 95, depth_format: str = "npz32") -> None:
         if ram_budget_bytes is not None and ram_budget_bytes < 0:
             raise FrameError(f"ram_budget_bytes must be >= 0, got {ram_budget_bytes}")
         self.ram_budget_bytes = ram_budget_bytes
-        self._formats = dict(image_format=image_format, image_quality=image_quality, depth_format=depth_format)
+        self._formats = StorageFormats(image_format=image_format, image_quality=image_quality,
+                                       depth_format=depth_format)
         self._model, self._meta = model, dict(meta or {})
         self._lock = threading.RLock()
         self._world: WorldFile | None = None
@@ -76,7 +86,7 @@ class FrameMemory:
     # ---------------------------------------------------------------- opening / saving
     @classmethod
     def open(cls, path: str | Path, ram_budget_bytes: int | None = None, *, writable: bool = True,
-             check: str = "quick") -> "FrameMemory":
+             check: str = "quick") -> FrameMemory:
         """Resume a world file: index (poses etc.) loaded and verified now, pixels paged in on use.
 
         With ``writable`` (default) frames added later are appended to the file; a read-only
@@ -104,7 +114,7 @@ class FrameMemory:
             self._sources[:n] = [codes[s] for s in sources]
         except KeyError as exc:
             raise WorldFileError(f"world has a frame with unknown source {exc}") from None
-        cams: dict[tuple, PinholeCamera] = {}
+        cams: dict[tuple[float, ...], PinholeCamera] = {}
         for row in map(tuple, intr):
             if row not in cams:
                 cams[row] = PinholeCamera(int(row[0]), int(row[1]), *row[2:])
@@ -129,11 +139,12 @@ class FrameMemory:
         return None if self._world is None or self._spill_dir else self._world.path
 
     @property
-    def meta(self) -> dict:
+    def meta(self) -> dict[str, Any]:
         """Caller metadata saved with the world (JSON values)."""
         return dict(self._meta)
 
-    def save(self, path: str | Path, *, meta: dict | None = None, progress: Any = None) -> Path:
+    def save(self, path: str | Path, *, meta: dict[str, Any] | None = None,
+             progress: Callable[[int], None] | None = None) -> Path:
         """Write every frame to a new world file at ``path`` atomically (the old file survives a failed save).
 
         Frames already in the attached world are copied as stored (no re-encoding). A frame
@@ -145,7 +156,7 @@ class FrameMemory:
         with self._lock:
             if meta is not None:
                 self._meta = dict(meta)
-            if self.path is not None and Path(path).resolve() == self.path.resolve():
+            if self._world is not None and Path(path).resolve() == self._world.path.resolve():
                 self._world.set_meta(user=self._meta, model=self._model)
                 return self._world.path
             self.last_save_skipped = []
@@ -222,7 +233,7 @@ class FrameMemory:
                 self._spill_dir = None
                 self._reset()
 
-    def __enter__(self) -> "FrameMemory":
+    def __enter__(self) -> FrameMemory:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -311,7 +322,7 @@ class FrameMemory:
         return iter(range(self._n))
 
     def __contains__(self, frame_id: object) -> bool:
-        return isinstance(frame_id, (int, np.integer)) and 0 <= frame_id < self._n
+        return isinstance(frame_id, (int, np.integer)) and 0 <= int(frame_id) < self._n
 
     def clear(self) -> None:
         """Forget every frame and detach from the world file (the file itself is left as it is)."""
@@ -320,12 +331,14 @@ class FrameMemory:
             self._reset()
 
     def __del__(self) -> None:
-        if getattr(self, "_spill_dir", None):
-            shutil.rmtree(self._spill_dir, ignore_errors=True)
+        spill = getattr(self, "_spill_dir", None)
+        if spill:
+            shutil.rmtree(spill, ignore_errors=True)
 
     # ---------------------------------------------------------------- geometry (RAM only)
     def pose(self, frame_id: int) -> np.ndarray:
-        return self._poses[self._check_id(frame_id)].copy()
+        pose: np.ndarray = self._poses[self._check_id(frame_id)].copy()
+        return pose
 
     def camera(self, frame_id: int) -> PinholeCamera:
         return self._cameras[self._check_id(frame_id)]
@@ -347,11 +360,11 @@ class FrameMemory:
 
     def within_radius(self, position: np.ndarray, radius: float) -> list[int]:
         """Ids of frames whose camera is within ``radius`` metres of ``position``."""
-        return self._index.within(position, radius).tolist()
+        return [int(i) for i in self._index.within(position, radius)]
 
     def nearest(self, position: np.ndarray, k: int) -> list[int]:
         """Ids of the k frames whose cameras are nearest ``position``, nearest first."""
-        return self._index.nearest(position, k).tolist()
+        return [int(i) for i in self._index.nearest(position, k)]
 
     def context_candidates(self, T_world_camera: np.ndarray, depth_hint: float = 3.0,
                            candidates: int = 64) -> np.ndarray:
