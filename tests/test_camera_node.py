@@ -352,9 +352,9 @@ def test_bad_transforms_and_absurd_parameters_are_refused(cam_node, ctx, call, t
         (result,) = call.set_params("rtfm_camera", **{name: value})
         assert not result.successful, f"{name}={value!r} was accepted"
         assert result.reason
-    assert cam_node.values["rate"] == 4.0 and cam_node.cameras[0].camera.width == 96
+    assert cam_node.config.rate == 4.0 and cam_node.cameras[0].camera.width == 96
     assert [r.successful for r in call.set_params("rtfm_camera", rate=5)] == [True]
-    assert cam_node.values["rate"] == 5.0
+    assert cam_node.config.rate == 5.0
     img = images_after(ctx, "/image_raw", time.time_ns(), process=tf_child)[0]  # still publishing
     assert (img.width, img.height) == (96, 64)
 

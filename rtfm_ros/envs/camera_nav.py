@@ -188,9 +188,10 @@ class CameraNavEnv(gym.Env):
 
     Actions: Box([-max_linear, -max_angular], [max_linear, max_angular]) = (v, omega), clipped.
     Observations: HxWx3 uint8 image, or with ``observation="dict"``: image, depth (HxW float32,
-    metres, as rendered by the model; 0 where no frame saw the place), pose (x, y, yaw) and goal (goal position in the robot
-    frame: x forward, y left). Reward: ``shaping`` x progress toward the goal + ``step_reward``,
-    plus ``success_reward`` on arrival and ``collision_reward`` on hitting the layout.
+    metres, as rendered by the model; 0 where no frame saw the place), pose (x, y, yaw) and goal
+    (goal position in the robot frame: x forward, y left). Reward: ``shaping`` x progress toward
+    the goal + ``step_reward``, plus ``success_reward`` on arrival and ``collision_reward`` on
+    hitting the layout.
     Keyword arguments: the NavConfig fields, plus ``model`` (WorldModel, FrameRenderer or a
     checkpoint directory; default: the bundled model), ``device`` and ``render_mode``.
     Reset options: ``world_seed``, ``start`` (x, y, yaw), ``goal`` (x, y).
@@ -347,7 +348,8 @@ class CameraNavEnv(gym.Env):
         x, y, yaw = self.pose
         d = self.goal - self.pose[:2]
         c, s = math.cos(yaw), math.sin(yaw)
-        depth = np.clip(np.nan_to_num(depth, nan=0.0), 0.0, self.observation_space["depth"].high[0, 0]).astype(np.float32)
+        far = self.observation_space["depth"].high[0, 0]
+        depth = np.clip(np.nan_to_num(depth, nan=0.0), 0.0, far).astype(np.float32)
         return {"image": image, "depth": depth,
                 "pose": np.array([x, y, yaw], np.float32),
                 "goal": np.array([c * d[0] + s * d[1], -s * d[0] + c * d[1]], np.float32)}, info

@@ -12,17 +12,16 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 from urllib.parse import unquote, urlparse
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rtfm_ros.geometry import PinholeCamera
-from rtfm_ros.geometry import camera_from_k, camera_from_p
+from rtfm_ros.geometry import PinholeCamera, camera_from_k, camera_from_p
 
 MODELS = {"plumb_bob": 5, "rational_polynomial": 8}
 _ITERATIONS = 20
@@ -109,7 +108,7 @@ def read_calibration(url: str) -> Calibration:
     cal = Calibration(w, h, k, d, model, r, p, str(doc.get("camera_name", "")))
     check_distortion(model, d)
     try:
-        cal.camera, cal.rect_camera
+        _ = (cal.camera, cal.rect_camera)  # both must be valid cameras
     except ValueError as e:
         raise CalibrationError(f"calibration {path}: {e}") from None
     return cal
@@ -151,7 +150,7 @@ class Lens:
     """Per-pixel rays of an output camera (K, D) and the ideal render that covers them."""
 
     def __init__(self, camera: PinholeCamera, model: str = "plumb_bob", d: Sequence[float] = (), *,
-                 patch: int = 8, max_pixels: int = 4096 * 4096) -> None:
+                 max_pixels: int = 4096 * 4096) -> None:
         self.camera, self.model = camera, model
         self.d8 = check_distortion(model, d)
         self.distorted = any(self.d8)
@@ -165,9 +164,9 @@ class Lens:
         self.rays = np.where(self.valid[..., None], np.stack([x, y], -1), np.nan).astype(np.float32)
         self.render_camera, self._grid = camera, None
         if self.distorted:
-            self._fit_render(patch, max_pixels)
+            self._fit_render(max_pixels)
 
-    def _fit_render(self, patch: int, max_pixels: int) -> None:
+    def _fit_render(self, max_pixels: int) -> None:
         """Smallest ideal view (pixel pitch of K where possible) holding every valid ray, 1 px margin."""
         c = self.camera
         if not self.valid.any():
@@ -178,8 +177,8 @@ class Lens:
         if (span_x * c.fx * scale + 2) * (span_y * c.fy * scale + 2) > max_pixels:
             scale *= math.sqrt(max_pixels / ((span_x * c.fx * scale + 2) * (span_y * c.fy * scale + 2)))
         fx, fy = c.fx * scale, c.fy * scale
-        wr = max(patch, int(math.ceil((span_x * fx + 2) / patch)) * patch)
-        hr = max(patch, int(math.ceil((span_y * fy + 2) / patch)) * patch)
+        wr = max(1, int(math.ceil(span_x * fx + 2)))  # any size renders: no rounding to a block size
+        hr = max(1, int(math.ceil(span_y * fy + 2)))
         cx = -float(x.min()) * fx + (wr - span_x * fx) / 2
         cy = -float(y.min()) * fy + (hr - span_y * fy) / 2
         self.render_camera = PinholeCamera(wr, hr, fx, fy, cx, cy)

@@ -1,5 +1,5 @@
 """What each camera publishes (image_raw, image_raw/compressed, camera_info, depth, points,
-image_rect) and the node's /diagnostics.
+image_rect) and the node's ~/status and /diagnostics.
 
 Encoding costs (JPEG, point clouds) are paid only for topics that someone subscribes to (or all
 enabled ones with ``lazy: false``). Topic names follow image_transport's (``image_raw/compressed``
@@ -8,15 +8,18 @@ with the compressed plugin's format string) so viewers and bag recorders find th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.qos import QoSProfile
+from rtfm_ros_interfaces.msg import WorldStatus
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
+from rtfm_ros.ros.cameras import CameraSpec
 from rtfm_ros.ros.conversions import camera_info_msg, cloud_msg, compressed_msg, depth_to_msg, image_to_msg
-from rtfm_ros.ros.params import CameraSpec
+from rtfm_ros.ros.params import CameraNodeConfig
 from rtfm_ros.ros.sensor import points_camera
+from rtfm_ros.ros.status import Coverage, frames_in_ram, model_name
 from rtfm_ros.ros.worker import View
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,28 +33,30 @@ TOPICS = {"image": (Image, "image_raw"), "compressed": (CompressedImage, "image_
 class CameraOutputs:
     """The publishers of one camera."""
 
-    def __init__(self, node: "CameraNode", spec: CameraSpec, qos: QoSProfile) -> None:
+    def __init__(self, node: CameraNode, spec: CameraSpec, qos: QoSProfile) -> None:
         self.pubs = {key: node.create_publisher(cls, spec.prefix + name, qos) for key, (cls, name) in TOPICS.items()}
 
-    def enabled(self, values: dict[str, Any], lazy: bool) -> set[str]:
+    def enabled(self, config: CameraNodeConfig) -> set[str]:
         """Topics to fill this tick: enabled by parameters, and (lazy) with subscribers."""
         on = {"image", "compressed", "info"}
-        on |= {k for k in ("depth", "points", "rect") if values[f"publish_{k}"]}
-        if lazy:
+        on |= {k for k, flag in (("depth", config.publish_depth), ("points", config.publish_points),
+                                 ("rect", config.publish_rect)) if flag}
+        if config.lazy:
             on = {k for k in on if self.pubs[k].get_subscription_count() > 0}
         return on
 
-    def publish(self, spec: CameraSpec, view: View, stamp_ns: int, values: dict[str, Any], wanted: set[str]) -> None:
+    def publish(self, spec: CameraSpec, view: View, stamp_ns: int, config: CameraNodeConfig,
+                wanted: set[str]) -> None:
         frame = spec.optical_frame
         pubs = self.pubs
         if "image" in wanted:
             pubs["image"].publish(image_to_msg(view.rgb, stamp_ns, frame))
         if "compressed" in wanted:
-            pubs["compressed"].publish(compressed_msg(view.rgb, stamp_ns, frame, values["compressed_format"],
-                                                      values["jpeg_quality"]))
+            pubs["compressed"].publish(compressed_msg(view.rgb, stamp_ns, frame, config.compressed_format,
+                                                      config.jpeg_quality))
         pubs["info"].publish(camera_info_msg(spec.camera, stamp_ns, frame, spec.calibration))
         if view.depth is not None and "depth" in wanted:
-            pubs["depth"].publish(depth_to_msg(view.depth, stamp_ns, frame, values["depth_encoding"]))
+            pubs["depth"].publish(depth_to_msg(view.depth, stamp_ns, frame, config.depth_encoding))
         if view.depth is not None and "points" in wanted and spec.sensor is not None:
             pts = points_camera(view.depth, spec.sensor.lens.rays)
             pubs["points"].publish(cloud_msg(pts, view.rgb, stamp_ns, frame))
@@ -60,12 +65,30 @@ class CameraOutputs:
 
 
 class Diagnostics:
-    """/diagnostics (diagnostic_msgs/DiagnosticArray), one status per second, with per-second deltas."""
+    """~/status (WorldStatus) and /diagnostics (diagnostic_msgs/DiagnosticArray, with per-second deltas).
 
-    def __init__(self, node: "CameraNode") -> None:
+    Reads counters and the memory's sizes without taking the world lock.
+    """
+
+    def __init__(self, node: CameraNode) -> None:
         self.node = node
+        self.status_pub = node.create_publisher(WorldStatus, "~/status", 10)
         self.pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._coverage = Coverage()
         self._last = {"dropped": 0, "tf_misses": 0, "remember_failures": 0, "callback_errors": 0}
+
+    def publish_all(self) -> None:
+        """Both messages, once per status period."""
+        node = self.node
+        latency_ms, rate = node.stats.period()
+        memory = node.world.memory
+        msg = WorldStatus(frames=len(memory), frames_in_ram=frames_in_ram(memory), bytes_in_ram=memory.nbytes,
+                          coverage_m2=self._coverage.area_m2(memory), render_latency_ms=latency_ms,
+                          render_rate_hz=rate, model=model_name(node.world))
+        msg.header.stamp = node.get_clock().now().to_msg()
+        msg.header.frame_id = node.config.frame
+        self.status_pub.publish(msg)
+        self.publish(latency_ms, rate)
 
     def publish(self, latency_ms: float, rate_hz: float) -> None:
         node, stats = self.node, self.node.stats
@@ -74,7 +97,7 @@ class Diagnostics:
         delta = {k: now[k] - self._last[k] for k in now}
         self._last = now
         frames = len(node.world.memory)
-        expected = node.values["rate"] * len(node.cameras)
+        expected = node.config.rate * len(node.cameras)
         level, message = DiagnosticStatus.OK, "publishing"
         if frames == 0:
             level, message = DiagnosticStatus.WARN, "the world is empty: nothing is published until it is seeded"
@@ -93,10 +116,10 @@ class Diagnostics:
                   "remembered views": str(node.worker.write_back.remembered),
                   "remember failures": str(now["remember_failures"]),
                   "callback errors": str(now["callback_errors"]), "frames": str(frames),
-                  "depth source": node.values["depth_source"], "qos": node.values["qos"],
+                  "depth source": node.config.depth_source, "qos": node.config.qos,
                   "world file": str(node.world_source or "")}
         status = DiagnosticStatus(level=level, name=f"{node.get_name()}: camera", message=message,
-                                  hardware_id=f"rtfm_ros {node.model_name}",
+                                  hardware_id=f"rtfm_ros {model_name(node.world)}",
                                   values=[KeyValue(key=k, value=v) for k, v in values.items()])
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = node.get_clock().now().to_msg()

@@ -7,42 +7,27 @@ value at start-up: ``"default"`` (log an error, keep running with the default) f
 harmless fallback (rate, resolution, intrinsics, QoS), ``"refuse"`` (the node does not start)
 where guessing would publish wrong data silently (frames, axis conventions, seeds, model).
 At run time a bad value is always refused and the previous value stays.
+
+The node reads one frozen CameraNodeConfig built from the declared parameters (declare_config);
+a run-time change builds a new one (CameraNodeConfig.updated), so a render never sees half of a
+change.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from rtfm_ros.geometry import MAX_RESOLUTION, GeometryError, PinholeCamera
-from rtfm_ros.ros.lens import Calibration
-from rtfm_ros.geometry import camera_from_opencv
-from rtfm_ros.ros.worker import DEPTH_SOURCES, Sensor
-
-
-@dataclass(frozen=True)
-class CameraSpec:
-    """One simulated camera: where it is in TF, what it publishes, its intrinsics and lens."""
-
-    name: str            # '' for the single-camera set-up
-    camera_frame: str    # looked up in TF
-    optical_frame: str   # header.frame_id of what it publishes
-    body: bool           # camera_frame uses body axes (x forward): rotate to optical
-    camera: PinholeCamera  # the published K (project convention inside)
-    sensor: Sensor | None = None
-    calibration: Calibration | None = None  # from camera_info_url
-
-    @property
-    def prefix(self) -> str:
-        return f"{self.name}/" if self.name else ""
-
+from rtfm_ros.geometry import MAX_RESOLUTION
+from rtfm_ros.ros.worker import DEPTH_SOURCES
 
 QOS_CHOICES = ("reliable", "sensor_data")
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
@@ -273,28 +258,127 @@ def declare(node: Node, spec: ParamSpec, name: str | None = None, default: Any =
     return value
 
 
-def build_camera(values: dict[str, Any], patch: int, name: str = "") -> PinholeCamera:
-    """PinholeCamera from width/height/fx/fy/cx/cy/fov values; ConfigError if the model cannot render it."""
-    label = f"camera {name!r}" if name else "camera"
-    w, h = values["width"], values["height"]
-    if w % patch or h % patch:
-        raise ConfigError(f"{label}: width and height must be multiples of {patch}, "
-                          f"got {w}x{h}")
-    # cx, cy are ROS/OpenCV values (pixel centres at integers); 0 = the image centre.
-    cx = values["cx"] or (w - 1) / 2.0
-    cy = values["cy"] or (h - 1) / 2.0
-    try:
-        if values["fx"] > 0:
-            return camera_from_opencv(w, h, values["fx"], values["fy"] or values["fx"], cx, cy)
-        cam = PinholeCamera.from_fov(w, h, values["fov"])
-        return camera_from_opencv(w, h, cam.fx, cam.fy, cx, cy)
-    except GeometryError as e:
-        raise ConfigError(f"{label}: {e}") from None
+@dataclass(frozen=True)
+class CameraParams:
+    """One camera's parameters (CAMERA_PARAMS); name '' for the top-level (single-camera) set."""
+
+    name: str
+    camera_frame: str
+    camera_frame_convention: str
+    optical_frame: str
+    width: int
+    height: int
+    fov: float
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    camera_info_url: str
+    exposure: float
+    gain_db: float
+    noise_stddev: float
+
+    def label(self, leaf: str) -> str:
+        """The parameter name of one field ('front.width', or 'width' for the top-level set)."""
+        return f"{self.name}.{leaf}" if self.name else leaf
 
 
-def seed_pose_rows(seed_images: list[str], seed_poses: list[float]) -> list[list[float]]:
-    """seed_poses split into one 7-number row per image; ConfigError when the counts do not match."""
-    if len(seed_poses) != 7 * len(seed_images):
-        raise ConfigError(f"seed_poses must hold 7 numbers (x y z qx qy qz qw) per seed image: "
-                          f"{len(seed_images)} images need {7 * len(seed_images)} numbers, got {len(seed_poses)}")
-    return [seed_poses[7 * i: 7 * i + 7] for i in range(len(seed_images))]
+@dataclass(frozen=True)
+class CameraNodeConfig:
+    """Every parameter of the node, checked; replaced as a whole when a parameter changes."""
+
+    checkpoint: str
+    device: str
+    torch_threads: int
+    world: str
+    seed_images: tuple[str, ...]
+    seed_poses: tuple[float, ...]
+    seed_fov: float
+    seed_pose_convention: str
+    world_frame: str
+    rate: float
+    tf_timeout: float
+    remember_generated: bool
+    publish_depth: bool
+    depth_encoding: str
+    depth_source: str
+    depth_tolerance: float
+    publish_points: bool
+    publish_rect: bool
+    compressed_format: str
+    jpeg_quality: int
+    lazy: bool
+    qos: str
+    max_render_pixels: int
+    scratch_dir: str
+    top: CameraParams                       # the top-level camera parameters (defaults of the others)
+    named: tuple[CameraParams, ...] = ()    # one per name in `cameras`
+
+    def __post_init__(self) -> None:
+        if len(self.seed_poses) != 7 * len(self.seed_images):
+            raise ConfigError(f"seed_poses must hold 7 numbers (x y z qx qy qz qw) per seed image: "
+                              f"{len(self.seed_images)} images need {7 * len(self.seed_images)} numbers, "
+                              f"got {len(self.seed_poses)}")
+
+    @property
+    def cameras(self) -> tuple[CameraParams, ...]:
+        """The cameras rendered: the named ones, else the top-level one."""
+        return self.named or (self.top,)
+
+    @property
+    def seed_pose_rows(self) -> list[tuple[float, ...]]:
+        """seed_poses split into one 7-number row per seed image."""
+        return [self.seed_poses[7 * i: 7 * i + 7] for i in range(len(self.seed_images))]
+
+    @property
+    def frame(self) -> str:
+        """world_frame as a TF frame id (no leading '/')."""
+        return self.world_frame.lstrip("/")
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any],
+                    named: Mapping[str, Mapping[str, Any]] | None = None) -> CameraNodeConfig:
+        """A config from checked values (node and top-level camera ones, and each named camera's)."""
+        named = named or {}
+        top = CameraParams("", **{k: values[k] for k in CAMERA_SPECS})
+        own = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in _NODE_FIELDS}
+        return cls(**own, top=top, named=tuple(CameraParams(n, **dict(v)) for n, v in named.items()))
+
+    def updated(self, changes: Mapping[str, Any]) -> CameraNodeConfig:
+        """A new config with changes (parameter name -> raw value) checked and applied; ConfigError."""
+        own: dict[str, Any] = {}
+        top: dict[str, Any] = {}
+        named = {c.name: {} for c in self.named}
+        for name, raw in changes.items():
+            spec = spec_for(name)
+            if spec is None:
+                continue  # not one of ours (use_sim_time, ...)
+            value = spec.validate(raw)
+            cam, _, leaf = name.rpartition(".")
+            if cam:
+                if cam not in named:
+                    raise ConfigError(f"parameter {name!r}: no camera named {cam!r}")
+                named[cam][leaf] = value
+            elif leaf in CAMERA_SPECS:
+                top[leaf] = value
+            elif leaf in _NODE_FIELDS:
+                own[leaf] = tuple(value) if isinstance(value, list) else value
+            else:
+                raise ConfigError(f"parameter {name!r} cannot change while the node runs")
+        return replace(self, **own, top=replace(self.top, **top),
+                       named=tuple(replace(c, **named[c.name]) for c in self.named))
+
+
+_NODE_FIELDS = frozenset(f.name for f in fields(CameraNodeConfig)) - {"top", "named"}
+assert _NODE_FIELDS | set(CAMERA_SPECS) | {"cameras"} == set(SPECS), "CameraNodeConfig must match NODE_PARAMS"
+assert {f.name for f in fields(CameraParams)} - {"name"} == set(CAMERA_SPECS), "CameraParams must match CAMERA_PARAMS"
+
+
+def declare_config(node: Node) -> CameraNodeConfig:
+    """Declare every parameter (per camera too) and build the config; ConfigError refuses the start."""
+    values = {s.name: declare(node, s) for s in NODE_PARAMS}
+    named = {}
+    for name in values["cameras"]:
+        defaults = dict(values, camera_frame=f"{name}_camera_link", optical_frame="")
+        named[name] = {s.name: declare(node, s, f"{name}.{s.name}", defaults[s.name]) for s in CAMERA_PARAMS}
+    return CameraNodeConfig.from_values(values, named)

@@ -10,13 +10,18 @@ Handlers run off the executor on two threads of their own ("lanes"): one for the
 and neither stalls the node's single-threaded executor, which keeps taking /tf, ticking and
 answering parameters meanwhile (the callbacks are coroutines awaiting the lane). The lanes are
 daemon threads: stopping the node never waits for a render inside the model.
+
+The services see the node only through what they are given: the world (a WorldHandle), the
+current settings, a TF lookup, the default seed camera and the counters; the rclpy Node is used
+to register them and nothing else.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -26,13 +31,22 @@ from rtfm_ros_interfaces.srv import RenderView, WorldPath
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 
-from rtfm_ros.ros.conversions import (camera_from_info, depth_to_msg, image_to_msg, msg_to_image, pose_to_matrix,
-                                      stamp_to_ns)
-from rtfm_ros.ros.world_files import ScratchWorld, save_world, user_path
+from rtfm_ros.geometry import PinholeCamera
+from rtfm_ros.ros.conversions import (
+    camera_from_info,
+    depth_to_msg,
+    image_to_msg,
+    msg_to_image,
+    pose_to_matrix,
+    stamp_to_ns,
+)
+from rtfm_ros.ros.params import CameraNodeConfig
+from rtfm_ros.ros.status import RenderStats
+from rtfm_ros.ros.world_handle import WorldHandle
 from rtfm_ros.tf_buffer import TransformLookupError, clean_frame_id
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rtfm_ros.ros.camera_node import CameraNode
+    from rclpy.node import Node
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 MAX_POSITION_M = 1e6  # poses farther from the world's origin are refused (float32 inside the model)
@@ -71,24 +85,44 @@ class Lane:
 
 
 class WorldServices:
-    """Registers ~/reset, ~/save_world, ~/replace_world, ~/load_world, ~/render_view, ~/seed_image, ~/seed_camera_info."""
+    """Registers ~/reset, ~/save_world, ~/replace_world, ~/load_world, ~/render_view, ~/seed_image, ~/seed_camera_info.
 
-    def __init__(self, node: "CameraNode") -> None:
-        self.node = node
-        self.seed_camera = None  # from ~/seed_camera_info
+    settings() gives the node's config now; locate(frame, stamp_ns) the frame's pose in the world
+    frame (waiting up to tf_timeout); seed_camera(width, height) the intrinsics of a seed image
+    when ~/seed_camera_info gave none for its size.
+    """
+
+    def __init__(self, node: Node, world: WorldHandle, *, settings: Callable[[], CameraNodeConfig],
+                 locate: Callable[[str, int], np.ndarray], seed_camera: Callable[[int, int], PinholeCamera],
+                 stats: RenderStats) -> None:
+        self.world, self.settings, self.locate, self.default_camera = world, settings, locate, seed_camera
+        self.stats, self.executor = stats, lambda: node.executor
+        self.now_ns = lambda: node.get_clock().now().nanoseconds
+        self.seed_camera: PinholeCamera | None = None  # from ~/seed_camera_info
         self.seeded = 0
         self._world_lane, self._view_lane = Lane("rtfm_services"), Lane("rtfm_render_view")
         group = MutuallyExclusiveCallbackGroup()
-        world, view = self._world_lane, self._view_lane
-        node.create_service(Trigger, "~/reset", self._off(self.reset, world), callback_group=group)
-        node.create_service(WorldPath, "~/save_world", self._off(self.save_world, world), callback_group=group)
-        node.create_service(WorldPath, "~/replace_world", self._off(self.replace_world, world), callback_group=group)
-        node.create_service(WorldPath, "~/load_world", self._off(self.load_world, world), callback_group=group)
+        lane, view = self._world_lane, self._view_lane
+        node.create_service(Trigger, "~/reset", self._off(self.reset, lane), callback_group=group)
+        node.create_service(WorldPath, "~/save_world", self._off(self.save_world, lane), callback_group=group)
+        node.create_service(WorldPath, "~/replace_world", self._off(self.replace_world, lane), callback_group=group)
+        node.create_service(WorldPath, "~/load_world", self._off(self.load_world, lane), callback_group=group)
         node.create_service(RenderView, "~/render_view", self._off(self.render_view, view),
                             callback_group=MutuallyExclusiveCallbackGroup())
-        node.create_subscription(Image, "~/seed_image", self._off(self.on_seed_image, world), 10, callback_group=group)
-        node.create_subscription(CameraInfo, "~/seed_camera_info", node.guarded(self.on_seed_camera_info,
-                                 "~/seed_camera_info"), LATCHED, callback_group=group)
+        node.create_subscription(Image, "~/seed_image", self._off(self.on_seed_image, lane), 10, callback_group=group)
+        node.create_subscription(CameraInfo, "~/seed_camera_info", self._guarded(self.on_seed_camera_info),
+                                 LATCHED, callback_group=group)
+
+    def _guarded(self, handler: Callable[[Any], None]) -> Callable[[Any], None]:
+        """handler as a callback that logs and counts what it raises (the executor never sees it)."""
+        def callback(msg: Any) -> None:
+            try:
+                handler(msg)
+            except Exception as e:
+                self.stats.callback_errors += 1
+                self.log.error(f"{handler.__name__} failed: {type(e).__name__}: {e} (the node keeps running)",
+                               throttle_duration_sec=5.0)
+        return callback
 
     def _off(self, handler: Callable[..., R], lane: Lane) -> Callable[..., Any]:
         """handler as a coroutine callback that runs it on lane and awaits the answer.
@@ -99,14 +133,14 @@ class WorldServices:
         name = handler.__name__
 
         async def callback(*args: Any) -> Any:
-            done: Future = Future(executor=self.node.executor)
+            done: Future = Future(executor=self.executor())
             done.add_done_callback(lambda _: None)  # completing it wakes the executor to resume us
 
             def run() -> None:
                 try:
                     done.set_result(handler(*args))
                 except Exception as e:
-                    self.node.stats.callback_errors += 1
+                    self.stats.callback_errors += 1
                     message = f"{name} failed: {type(e).__name__}: {e}"
                     self.log.error(message, throttle_duration_sec=1.0)
                     response = args[1] if len(args) == 2 else None
@@ -125,7 +159,7 @@ class WorldServices:
 
     @property
     def log(self) -> Any:
-        return self.node.get_logger()
+        return self.world.log
 
     def _fail(self, response: Any, message: str) -> Any:
         response.success, response.message = False, message
@@ -134,9 +168,7 @@ class WorldServices:
 
     # ------------------------------------------------------------------ world files
     def reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        with self.node.world_lock:
-            n = len(self.node.world.memory)
-            self.node.world.reset()
+        n = self.world.reset()
         response.success, response.message = True, f"forgot {n} frames; the world is empty until seeded again"
         self.log.info(response.message)
         return response
@@ -144,14 +176,14 @@ class WorldServices:
     def save_world(self, request: WorldPath.Request, response: WorldPath.Response,
                    replace: bool = False) -> WorldPath.Response:
         """Write the world to a new file (never over an existing one)."""
-        with self.node.world_lock:
-            response.frames = len(self.node.world.memory)
-            try:
-                saved = save_world(self.node.world, user_path(request.path), replace)
-            except Exception as e:  # a failed save keeps the previous file (atomic rename)
-                return self._fail(response, f"cannot save the world to {request.path.strip()!r}: {e}")
+        try:
+            response.frames, saved = self.world.save(request.path, replace)
+        except Exception as e:  # a failed save keeps the previous file (atomic rename)
+            response.frames = len(self.world.world.memory)
+            return self._fail(response, f"cannot save the world to {request.path.strip()!r}: {e}")
         response.success = True
-        response.message = f"{'replaced' if replace else 'saved'} {response.frames} frames {'in' if replace else 'to'} {saved}"
+        verb, prep = ("replaced", "in") if replace else ("saved", "to")
+        response.message = f"{verb} {response.frames} frames {prep} {saved}"
         self.log.info(response.message)
         return response
 
@@ -161,27 +193,13 @@ class WorldServices:
 
     def load_world(self, request: WorldPath.Request, response: WorldPath.Response) -> WorldPath.Response:
         """Replace the world by a working copy of a world file (the file itself is not written)."""
-        node = self.node
         try:
-            source = user_path(request.path)
-            scratch = ScratchWorld(source, node.values["scratch_dir"])
+            response.frames, source = self.world.load(request.path)
         except Exception as e:
-            response.frames = len(node.world.memory)
+            response.frames = len(self.world.world.memory)
             return self._fail(response, f"cannot load world {request.path.strip()!r}: {e}; keeping the current "
                                         f"world ({response.frames} frames)")
-        with node.world_lock:
-            old, old_scratch = node.world.memory, node.scratch
-            node.world.memory, node.scratch, node.world_source = scratch.memory, scratch, source
-            try:
-                node.world.load_fit_beside(source)
-            except Exception as e:  # the world is still good: render it with the default blend
-                node.world.fit = None
-                node.get_logger().warning(f"not using the fit beside {source}: {e}")
-            if old_scratch is not None:
-                old_scratch.close()
-            else:
-                old.close()
-        response.success, response.frames = True, len(scratch.memory)
+        response.success = True
         response.message = (f"loaded {response.frames} frames from {source} (working on a copy: the file is only "
                             "written by ~/replace_world)")
         self.log.info(response.message)
@@ -191,28 +209,26 @@ class WorldServices:
     def render_view(self, request: RenderView.Request, response: RenderView.Response) -> RenderView.Response:
         from rtfm_ros.world import EmptyWorldError
 
-        node = self.node
+        config = self.settings()
         try:
             frame = request.pose.header.frame_id.lstrip("/")
-            if frame not in ("", node.world_frame):
-                raise ValueError(f"pose must be given in the world frame {node.world_frame!r} (or ''), "
+            if frame not in ("", config.frame):
+                raise ValueError(f"pose must be given in the world frame {config.frame!r} (or ''), "
                                  f"got {frame!r}")
             T = pose_to_matrix(request.pose.pose)
             if not np.all(np.abs(T[:3, 3]) <= MAX_POSITION_M):
                 raise ValueError(f"pose position {T[:3, 3].tolist()} is beyond {MAX_POSITION_M:g} m of the origin")
             camera = camera_from_info(request.camera_info)
-            budget = node.values["max_render_pixels"]
+            budget = config.max_render_pixels
             if camera.width * camera.height > budget:
                 raise ValueError(f"{camera.width}x{camera.height} is above max_render_pixels ({budget} pixels)")
-            node.world.check_camera(camera)
-            stamp = stamp_to_ns(request.pose.header.stamp) or node.get_clock().now().nanoseconds
-            rgb, depth = node.worker.render_view(T, camera, want_depth=request.want_depth, remember=request.remember,
-                                                 depth_source=node.values["depth_source"],
-                                                 tolerance=node.values["depth_tolerance"])
+            stamp = stamp_to_ns(request.pose.header.stamp) or self.now_ns()
+            rgb, depth = self.world.render_view(T, camera, want_depth=request.want_depth, remember=request.remember,
+                                                depth_source=config.depth_source, tolerance=config.depth_tolerance)
             optical = request.camera_info.header.frame_id
             response.image = image_to_msg(rgb, stamp, optical)
             if depth is not None:
-                response.depth = depth_to_msg(depth, stamp, optical, node.values["depth_encoding"])
+                response.depth = depth_to_msg(depth, stamp, optical, config.depth_encoding)
         except (ValueError, EmptyWorldError, ArithmeticError) as e:
             response.success, response.message = False, f"cannot render the view: {e}"
             self.log.warning(response.message)
@@ -231,20 +247,18 @@ class WorldServices:
 
     def on_seed_image(self, msg: Image) -> None:
         """Add a real camera image as an 'observed' frame, posed by TF at its stamp."""
-        node = self.node
         try:
             rgb = msg_to_image(msg)
             frame = clean_frame_id(msg.header.frame_id)
             stamp = stamp_to_ns(msg.header.stamp)
-            T = node.tf.lookup(node.world_frame, frame, stamp, node.tf_timeout)
+            T = self.locate(frame, stamp)
             h, w = rgb.shape[:2]
             cam = self.seed_camera
             if cam is None or (cam.width, cam.height) != (w, h):
-                cam = node.cameras[0].camera.scaled(w, h)
-            with node.world_lock:
-                fid = node.world.add_frame(rgb, T, cam, stamp=stamp / 1e9, source="observed")
+                cam = self.default_camera(w, h)
+            fid = self.world.add_frame(rgb, T, cam, stamp=stamp / 1e9, source="observed")
         except (ValueError, TransformLookupError) as e:
-            node.stats.skip("seed image")
+            self.stats.skip("seed image")
             self.log.warning(f"seed image skipped: {e}", throttle_duration_sec=2.0)
             return
         self.seeded += 1

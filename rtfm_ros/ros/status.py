@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -122,3 +123,10 @@ class RenderStats:
             span = min(window_s, max(now - self._start, 1e-3))
             latency = 1000.0 * statistics.median(e[2] for e in recent) if recent else 0.0
             return latency, sum(e[1] for e in recent) / span
+
+
+def model_name(world: Any) -> str:
+    """The name a world's checkpoint gives its model (for ~/status and the logs)."""
+    info = world.checkpoint_info or {}
+    return str(info.get("info", {}).get("name") or info.get("model", {}).get("name") or
+               f"{world.config.name} (untrained)")

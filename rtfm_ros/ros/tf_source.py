@@ -8,14 +8,22 @@ back-ends see the same data, skip the same bad transforms and raise the same err
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from rtfm_ros.geometry import GeometryError
-from rtfm_ros.ros.conversions import feed_tf_message, transform_stamped_to_matrix
-from rtfm_ros.tf_buffer import (NS_PER_S, ConnectivityError, ExtrapolationError, FrameNotFound, TransformBuffer,
-                                TransformLookupError, clean_frame_id)
+from rtfm_ros.geometry import R_BODY_OPTICAL, GeometryError, make_transform
+from rtfm_ros.ros.conversions import feed_tf_message, matrix_to_transform_stamped, transform_stamped_to_matrix
+from rtfm_ros.tf_buffer import (
+    NS_PER_S,
+    ConnectivityError,
+    ExtrapolationError,
+    FrameNotFound,
+    TransformBuffer,
+    TransformLookupError,
+    clean_frame_id,
+)
 
 try:  # only with a system ROS 2
     import tf2_ros  # type: ignore[import-not-found]
@@ -101,6 +109,13 @@ class TfSource:
                 if time.monotonic() >= deadline:
                     raise _translate(e) from None
             time.sleep(_POLL_S)
+
+
+def optical_frame_transforms(cameras: Iterable[Any], stamp_ns: int) -> list[Any]:
+    """camera_frame -> optical frame (the REP-103 rotation) of each body-axes camera, for /tf_static."""
+    tfs = {c.optical_frame: matrix_to_transform_stamped(make_transform(R_BODY_OPTICAL), c.camera_frame,
+                                                        c.optical_frame, stamp_ns) for c in cameras if c.body}
+    return list(tfs.values())
 
 
 def _translate(e: Exception) -> TransformLookupError:

@@ -15,9 +15,10 @@ published.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -79,7 +80,7 @@ class WorldGate:
         finally:
             self.release()
 
-    def __enter__(self) -> "WorldGate":
+    def __enter__(self) -> WorldGate:
         self.acquire(False)
         return self
 
@@ -130,12 +131,18 @@ class WriteBack:
 class RenderWorker:
     """Renders the stream's batches and long requests on a WorldModel, never on the ROS executor."""
 
-    def __init__(self, world: "WorldModel", gate: WorldGate | None = None) -> None:
+    def __init__(self, world: WorldModel, gate: WorldGate | None = None) -> None:
         self.world = world
         self.gate = gate or WorldGate()
         self.write_back = WriteBack()
         self.stopping = threading.Event()
         self._rng = np.random.default_rng()
+
+    def swap_world(self, world: WorldModel) -> WorldModel:
+        """Render from world from now on (between renders, under the lock); the previous world."""
+        with self.gate.hold():
+            old, self.world = self.world, world
+        return old
 
     # ------------------------------------------------------------------ write-back
     def _memory_camera(self, camera: PinholeCamera) -> PinholeCamera:

@@ -86,7 +86,17 @@ class ScratchWorld:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def save_world(world: "WorldModel", path: Path, replace: bool) -> Path:
+def open_copy(world: WorldModel, source: Path, scratch_dir: str = "") -> tuple[WorldModel, ScratchWorld]:
+    """A new world over a working copy of source, sharing world's network (its fit is the caller's)."""
+    scratch = ScratchWorld(source, scratch_dir)
+    try:
+        return world.with_memory(scratch.memory), scratch
+    except BaseException:
+        scratch.close()
+        raise
+
+
+def save_world(world: WorldModel, path: Path, replace: bool) -> Path:
     """Save to a new file, or (replace) over an existing world file only; refuses everything else."""
     if path.exists() or path.is_symlink():
         if not replace:
