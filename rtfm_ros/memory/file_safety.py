@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rtfm_ros.atomic import temp_pattern
 from rtfm_ros.checksum import SpecialFileError, file_kind, open_regular
-from rtfm_ros.memory.codecs import WorldFileError
+from rtfm_ros.memory.errors import WorldFileError
 
 APPLICATION_ID = 0x52544657  # "RTFW" in the SQLite header
 SQLITE_MAGIC = b"SQLite format 3\x00"

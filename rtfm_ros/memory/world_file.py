@@ -32,7 +32,8 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from rtfm_ros.atomic import atomic_path, fsync_path
-from rtfm_ros.memory.codecs import DEPTH_FORMATS, IMAGE_FORMATS, WorldFileError, decode_depth, decode_image
+from rtfm_ros.memory.codecs import DEPTH_FORMATS, IMAGE_FORMATS, decode_depth, decode_image
+from rtfm_ros.memory.errors import WorldFileError
 from rtfm_ros.memory.file_safety import (APPLICATION_ID, TEMP_SIDECARS, check_save_target, check_sqlite_header,
                                          checkpoint, clean_stale_temps, connect)
 
