@@ -1,7 +1,8 @@
 """Setting the camera node up from its config: model, world copy, calibrations, seed images.
 
 Kept apart from the node's run-time code; every check raises ConfigError with the parameter's
-name, so a node that cannot do its job refuses to start with the reason. ROS-free.
+name, so a node that cannot do its job refuses to start with the reason. Nothing here runs
+on the executor; the node passes in what it declared.
 """
 
 from __future__ import annotations
