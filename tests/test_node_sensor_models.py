@@ -207,3 +207,45 @@ def test_world_files_are_copied_and_saves_never_replace_other_files(tmp_path):
     with pytest.raises(ValueError, match="not a regular file"):
         ScratchWorld(fifo)
     assert not is_world_file(fifo) and time.monotonic() - t0 < 5.0
+
+
+def test_the_world_handle_loads_a_new_world_and_keeps_the_old_one_on_failure(tmp_path):
+    import logging
+
+    from rtfm_ros.model.config import preset
+    from rtfm_ros.model.renderer import FrameRenderer
+    from rtfm_ros.ros.worker import RenderWorker
+    from rtfm_ros.ros.world_handle import WorldHandle
+    from rtfm_ros.world import WorldModel
+
+    cam = g.PinholeCamera.from_fov(16, 16, 90)
+    src = tmp_path / "user.rtfm"
+    mem = FrameMemory(src)
+    for i in range(3):
+        mem.add(np.full((16, 16, 3), 40 * i, np.uint8), g.look_at((0, 0, 0), (1, 0, 0.1 * i)), cam,
+                stamp=float(i), source="seed")
+    mem.close()
+    before = src.read_bytes()
+    first = WorldModel(FrameRenderer(preset("tiny")), device="cpu")
+    worker = RenderWorker(first)
+    handle = WorldHandle(worker, logging.getLogger("test"), scratch_dir=str(tmp_path))
+    assert handle.load(str(src)) == (3, src) and handle.source == src
+    loaded = handle.world
+    assert loaded is not first and worker.world is loaded and loaded.network is first.network
+    with pytest.raises(FileNotFoundError):
+        handle.load(str(tmp_path / "missing.rtfm"))
+    assert handle.world is loaded and handle.source == src  # a failed load changes nothing
+    scratch_dir = handle._scratch.dir
+    handle.load(str(src))
+    assert not os.path.exists(scratch_dir)  # the previous working copy is closed and removed
+    assert handle.reset() == 3 and len(handle.world.memory) == 0 and src.read_bytes() == before
+    handle.close()
+
+
+def test_the_render_worker_and_the_world_handle_run_without_ros():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfor m in ('rclpy', 'rcl_interfaces', 'sensor_msgs', 'tf2_msgs'): sys.modules[m] = None\n"
+            "import rtfm_ros.ros.worker, rtfm_ros.ros.world_handle, rtfm_ros.ros.world_files, rtfm_ros.ros.sensor\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
