@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from rtfm_ros.evaluate.metrics import psnr
-from rtfm_ros.evaluate.suite import HELDOUT_SEED_BASE
 from rtfm_ros.geometry import PinholeCamera
 from rtfm_ros.world import WorldModel
 
@@ -28,7 +27,7 @@ def main() -> None:
     args = ap.parse_args()
     from rtfm_ros.sim.renderer import WorldRenderer
     from rtfm_ros.sim.trajectories import make_trajectory
-    from rtfm_ros.sim.worlds import KINDS, make_world
+    from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE, KINDS, make_world
 
     cam = PinholeCamera.from_fov(args.res, args.res, 90)
     lead = WorldModel.load(args.checkpoint)

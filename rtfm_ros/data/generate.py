@@ -5,7 +5,7 @@ trajectory kinds in turn (ground_robot, handheld, loop, shifted by the seed) so 
 mixes them. Work is split into shards of whole worlds; each shard is rendered and written by
 one worker process (spawn context, one MuJoCo renderer per world), so the bytes on disk depend
 only on the arguments, never on the number of workers. Seeds of the held-out evaluation suite
-(rtfm_ros.evaluate.suite.HELDOUT_SEED_BASE and above) are refused.
+(rtfm_ros.sim.worlds.HELDOUT_SEED_BASE and above) are refused.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def _shard_task(task: str) -> str:
 
 def check_seeds(seed_offset: int, worlds: int) -> None:
     """Refuse negative seeds and any overlap with the held-out evaluation suite."""
-    from rtfm_ros.evaluate.suite import HELDOUT_SEED_BASE
+    from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE
 
     if worlds < 1:
         raise GenerateError(f"--worlds must be >= 1, got {worlds}")

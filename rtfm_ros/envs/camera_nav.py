@@ -23,10 +23,9 @@ import numpy as np
 from gymnasium import spaces
 
 from rtfm_ros.envs.batching import render_many, resolve_world_model
-from rtfm_ros.evaluate.suite import HELDOUT_SEED_BASE
 from rtfm_ros.geometry import PinholeCamera, body_to_optical, make_transform
 from rtfm_ros.sim.renderer import WorldRenderer
-from rtfm_ros.sim.worlds import KINDS, World, make_world
+from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE, KINDS, World, make_world
 from rtfm_ros.world import WorldModel
 
 OBSERVATIONS = ("image", "dict")

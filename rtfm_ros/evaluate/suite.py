@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
+from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE, KINDS, make_world
+
 if TYPE_CHECKING:
     from rtfm_ros.data.clips import Clip
 
-HELDOUT_SEED_BASE = 1_000_000
 SUITE_VERSION = 1
 DEFAULT_WORLDS = 8
 CONTEXT_FRAMES = 48
@@ -129,7 +130,6 @@ def build_world(seed: int, res: int = DEFAULT_RES, fov: float = DEFAULT_FOV) -> 
     from rtfm_ros.geometry import PinholeCamera
     from rtfm_ros.sim.renderer import WorldRenderer
     from rtfm_ros.sim.trajectories import make_trajectory
-    from rtfm_ros.sim.worlds import KINDS, make_world
 
     if seed < HELDOUT_SEED_BASE:
         raise SuiteError(f"suite worlds use held-out seeds >= {HELDOUT_SEED_BASE}, got {seed}")
