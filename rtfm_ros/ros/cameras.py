@@ -30,7 +30,7 @@ class CameraSpec:
     optical_frame: str   # header.frame_id of what it publishes
     body: bool           # camera_frame uses body axes (x forward): rotate to optical
     camera: PinholeCamera  # the published K (project convention inside)
-    sensor: Sensor | None = None
+    sensor: Sensor         # lens, rectified view, exposure and noise
     calibration: Calibration | None = None  # from camera_info_url
 
     @property

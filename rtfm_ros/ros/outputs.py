@@ -57,7 +57,7 @@ class CameraOutputs:
         pubs["info"].publish(camera_info_msg(spec.camera, stamp_ns, frame, spec.calibration))
         if view.depth is not None and "depth" in wanted:
             pubs["depth"].publish(depth_to_msg(view.depth, stamp_ns, frame, config.depth_encoding))
-        if view.depth is not None and "points" in wanted and spec.sensor is not None:
+        if view.depth is not None and "points" in wanted:
             pts = points_camera(view.depth, spec.sensor.lens.rays)
             pubs["points"].publish(cloud_msg(pts, view.rgb, stamp_ns, frame))
         if "rect" in wanted:

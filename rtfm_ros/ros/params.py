@@ -341,14 +341,15 @@ class CameraNodeConfig:
         """A config from checked values (node and top-level camera ones, and each named camera's)."""
         named = named or {}
         top = CameraParams("", **{k: values[k] for k in CAMERA_SPECS})
-        own = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in _NODE_FIELDS}
+        own: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()
+                               if k in _NODE_FIELDS}
         return cls(**own, top=top, named=tuple(CameraParams(n, **dict(v)) for n, v in named.items()))
 
     def updated(self, changes: Mapping[str, Any]) -> CameraNodeConfig:
         """A new config with changes (parameter name -> raw value) checked and applied; ConfigError."""
         own: dict[str, Any] = {}
         top: dict[str, Any] = {}
-        named = {c.name: {} for c in self.named}
+        named: dict[str, dict[str, Any]] = {c.name: {} for c in self.named}
         for name, raw in changes.items():
             spec = spec_for(name)
             if spec is None:
