@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from rtfm_ros import PinholeCamera, WorldModel
 from rtfm_ros.geometry import GeometryError
@@ -62,12 +63,50 @@ def test_bad_inputs_are_refused(scene):
     assert wm.render(traj[1], PinholeCamera.from_fov(60, 44, 90), remember=False).shape == (44, 60, 3)  # any size
 
 
-def test_seed_pose_is_reproduced(scene):
-    traj, views = scene
-    wm = seeded(scene)
-    img = wm.render(traj[0], CAM, remember=False)
-    assert img.shape == (64, 64, 3) and img.dtype == np.uint8
-    assert psnr(img, views[0][0]) > 30
+def single_photo_scores(wm_factory, photos):
+    """Mean PSNR of views 1-5 steps from a world's only photo (no depth, no stereo neighbour)."""
+    scores = []
+    for poses, views in photos:
+        wm = wm_factory()
+        wm.add_frame(views[0], poses[0], CAM)
+        for T, truth in zip(poses[1:], views[1:]):
+            img = wm.render(T, CAM, remember=False)
+            assert img.shape == (64, 64, 3) and img.dtype == np.uint8
+            scores.append(psnr(img, truth))
+    return float(np.mean(scores))
+
+
+def test_trained_depth_prior_beats_untrained_and_flat():
+    """A one-photo world gets its depth from the network's monocular head: the bundled weights
+    must render moved views clearly better than the same network untrained, and better than the
+    flat fallback depth. Measured on these worlds: 25.5 dB trained, 21.6 untrained, 24.5 flat
+    (other initialisations of the untrained network land within 1 dB of this one)."""
+    from rtfm_ros.model.renderer import FrameRenderer
+    from rtfm_ros.sim.renderer import WorldRenderer
+    from rtfm_ros.sim.trajectories import make_trajectory
+    from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE, KINDS, make_world
+
+    photos = []
+    for seed in range(HELDOUT_SEED_BASE + 901, HELDOUT_SEED_BASE + 907):
+        world = make_world(seed, KINDS[seed % len(KINDS)])
+        poses = make_trajectory(world, "ground_robot", 6, 0).T_world_camera
+        with WorldRenderer(world, CAM) as r:
+            photos.append((poses, [r.render(T)[0] for T in poses]))
+    trained = WorldModel.load()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        untrained = FrameRenderer(trained.config)
+
+    def flat():
+        wm = WorldModel.load()
+        wm.use_prior = False
+        return wm
+
+    ours = single_photo_scores(WorldModel.load, photos)
+    random_net = single_photo_scores(lambda: WorldModel(untrained, device="cpu"), photos)
+    fallback = single_photo_scores(flat, photos)
+    assert ours > random_net + 2.0, (ours, random_net)
+    assert ours > fallback + 0.3, (ours, fallback)
 
 
 def test_render_batch_matches_single_renders_and_other_sizes(scene):
