@@ -21,7 +21,6 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
     ],
     install_requires=[
-        "setuptools",
         "numpy>=1.24",
         "scipy>=1.10",
         "torch>=2.2",
