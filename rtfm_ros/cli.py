@@ -24,7 +24,8 @@ COMMAND_MODULES: list[str] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rtfm", description="rtfm_ros: a camera simulator driven by a learned world model")
+    parser = argparse.ArgumentParser(
+        prog="rtfm", description="rtfm_ros: a camera simulator driven by a learned world model")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parser(sub)

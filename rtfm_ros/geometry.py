@@ -11,10 +11,11 @@ Quaternions use ROS order (x, y, z, w). Rotation math goes through scipy.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.spatial.transform import Rotation, Slerp
 
 # A quaternion whose norm is off by more than this is refused; closer ones are normalised.
@@ -47,7 +48,7 @@ def _finite(name: str, a: np.ndarray) -> np.ndarray:
     return a
 
 
-def make_transform(rotation: np.ndarray | None = None, translation: Sequence[float] | None = None) -> np.ndarray:
+def make_transform(rotation: np.ndarray | None = None, translation: ArrayLike | None = None) -> np.ndarray:
     """4x4 rigid transform from a 3x3 rotation and a translation."""
     T = np.eye(4)
     if rotation is not None:
@@ -113,7 +114,7 @@ def invert(T: np.ndarray) -> np.ndarray:
     return out
 
 
-def quat_to_matrix(q_xyzw: Sequence[float]) -> np.ndarray:
+def quat_to_matrix(q_xyzw: ArrayLike) -> np.ndarray:
     """3x3 rotation from a ROS-order quaternion, refusing non-finite or badly scaled ones."""
     q = _finite("quaternion", np.asarray(q_xyzw, dtype=np.float64).reshape(-1))
     if q.shape != (4,):
@@ -121,16 +122,17 @@ def quat_to_matrix(q_xyzw: Sequence[float]) -> np.ndarray:
     norm = float(np.linalg.norm(q))
     if abs(norm - 1.0) > QUAT_NORM_TOLERANCE:
         raise GeometryError(f"quaternion norm is {norm:.6g}, expected 1 (x, y, z, w = {q.tolist()})")
-    return Rotation.from_quat(q / norm).as_matrix()
+    R: np.ndarray = Rotation.from_quat(q / norm).as_matrix()
+    return R
 
 
 def matrix_to_quat(R: np.ndarray) -> np.ndarray:
     """ROS-order quaternion (x, y, z, w) with w >= 0 from a 3x3 rotation."""
-    q = Rotation.from_matrix(np.asarray(R, dtype=np.float64)).as_quat()
+    q: np.ndarray = Rotation.from_matrix(np.asarray(R, dtype=np.float64)).as_quat()
     return -q if q[3] < 0 else q
 
 
-def transform_from_ros(translation: Sequence[float], q_xyzw: Sequence[float]) -> np.ndarray:
+def transform_from_ros(translation: ArrayLike, q_xyzw: ArrayLike) -> np.ndarray:
     """4x4 from a ROS translation (x, y, z) and rotation (x, y, z, w), validated."""
     t = _finite("translation", np.asarray(translation, dtype=np.float64).reshape(-1))
     if t.shape != (3,):
@@ -176,7 +178,7 @@ def optical_to_opengl(T_world_camera: np.ndarray) -> np.ndarray:
     return compose(T_world_camera, make_transform(R_GL_OPTICAL))
 
 
-def look_at(eye: Sequence[float], target: Sequence[float], up: Sequence[float] = (0.0, 0.0, 1.0)) -> np.ndarray:
+def look_at(eye: ArrayLike, target: ArrayLike, up: ArrayLike = (0.0, 0.0, 1.0)) -> np.ndarray:
     """Optical-axes T_world_camera at ``eye`` looking at ``target``, image 'up' towards ``up``."""
     eye_ = np.asarray(eye, dtype=np.float64)
     z = np.asarray(target, dtype=np.float64) - eye_
@@ -225,7 +227,7 @@ class PinholeCamera:
             raise GeometryError(f"focal lengths must be positive, got fx={self.fx}, fy={self.fy}")
 
     @classmethod
-    def from_fov(cls, width: int, height: int, fov_deg: float, axis: str = "horizontal") -> "PinholeCamera":
+    def from_fov(cls, width: int, height: int, fov_deg: float, axis: str = "horizontal") -> PinholeCamera:
         """Square-pixel camera with the principal point at the centre and the given field of view."""
         if not 0.0 < fov_deg < 180.0:
             raise GeometryError(f"field of view must be in (0, 180) degrees, got {fov_deg}")
@@ -247,13 +249,13 @@ class PinholeCamera:
             math.degrees(2.0 * math.atan(self.height / (2.0 * self.fy))),
         )
 
-    def scaled(self, width: int, height: int) -> "PinholeCamera":
+    def scaled(self, width: int, height: int) -> PinholeCamera:
         """The same field of view at another resolution (pixel-edge convention)."""
         sx, sy = width / self.width, height / self.height
         return PinholeCamera(width, height, self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy)
 
 
-def intrinsics_matrix(cameras: "PinholeCamera | Sequence[PinholeCamera]", batch: int) -> np.ndarray:
+def intrinsics_matrix(cameras: PinholeCamera | Sequence[PinholeCamera], batch: int) -> np.ndarray:
     """Bx3x3 K from one camera (repeated) or one camera per item."""
     if isinstance(cameras, PinholeCamera):
         return np.repeat(cameras.K[None], batch, axis=0)
@@ -288,17 +290,17 @@ def camera_from_opencv(width: int, height: int, fx: float, fy: float, cx: float,
     return PinholeCamera(int(width), int(height), fx, fy, cx + OFFSET, cy + OFFSET)
 
 
-def camera_from_k(width: int, height: int, k: Sequence[float]) -> PinholeCamera:
+def camera_from_k(width: int, height: int, k: ArrayLike) -> PinholeCamera:
     """PinholeCamera from a CameraInfo.k (row-major 3x3, ROS/OpenCV convention)."""
-    k = np.asarray(k, dtype=np.float64).reshape(-1)
-    if k.shape != (9,):
-        raise GeometryError(f"CameraInfo k must have 9 values, got {k.shape[0]}")
-    return camera_from_opencv(width, height, k[0], k[4], k[2], k[5])
+    kv = np.asarray(k, dtype=np.float64).reshape(-1)
+    if kv.shape != (9,):
+        raise GeometryError(f"CameraInfo k must have 9 values, got {kv.shape[0]}")
+    return camera_from_opencv(width, height, kv[0], kv[4], kv[2], kv[5])
 
 
-def camera_from_p(width: int, height: int, p: Sequence[float]) -> PinholeCamera:
+def camera_from_p(width: int, height: int, p: ArrayLike) -> PinholeCamera:
     """The rectified camera of a CameraInfo.p (row-major 3x4, ROS/OpenCV convention)."""
-    p = np.asarray(p, dtype=np.float64).reshape(-1)
-    if p.shape != (12,):
-        raise GeometryError(f"CameraInfo p must have 12 values, got {p.shape[0]}")
-    return camera_from_opencv(width, height, p[0], p[5], p[2], p[6])
+    pv = np.asarray(p, dtype=np.float64).reshape(-1)
+    if pv.shape != (12,):
+        raise GeometryError(f"CameraInfo p must have 12 values, got {pv.shape[0]}")
+    return camera_from_opencv(width, height, pv[0], pv[5], pv[2], pv[6])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 import torch
 
@@ -30,7 +31,7 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     return None
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None | str = "auto") -> torch.autocast:
+def autocast(device: torch.device, dtype: torch.dtype | None | Literal["auto"] = "auto") -> torch.autocast:
     """The autocast context for ``device``: ``dtype`` (``"auto"``: autocast_dtype), or fp32 if None."""
     amp = autocast_dtype(device) if dtype == "auto" else dtype
     return torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None)

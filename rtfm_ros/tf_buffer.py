@@ -80,7 +80,7 @@ def clean_frame_id(frame_id: str) -> str:
     return name
 
 
-def _ancestors(edges: dict[str, "_Edge"], frame: str) -> list[str]:
+def _ancestors(edges: dict[str, _Edge], frame: str) -> list[str]:
     """frame, its parent, ... up to the root."""
     chain = [frame]
     while frame in edges:
@@ -187,7 +187,7 @@ class TransformBuffer:
                 self._held = []  # a current sample: what was held was only late
             return self._store(parent, child, stamp_ns, T, static, edge)
 
-    def _check_tree(self, parent: str, child: str, static: bool) -> "_Edge | None":
+    def _check_tree(self, parent: str, child: str, static: bool) -> _Edge | None:
         """The child's edge, after refusing a second parent, a static/dynamic mix or a loop."""
         edge = self._edges.get(child)
         if edge is not None and edge.parent != parent:
@@ -203,7 +203,7 @@ class TransformBuffer:
         return edge
 
     def _store(self, parent: str, child: str, stamp_ns: int, T: np.ndarray, static: bool,
-               edge: "_Edge | None") -> bool:
+               edge: _Edge | None) -> bool:
         if edge is None:
             edge = _Edge(parent=parent, static=static)
             self._edges[child] = edge

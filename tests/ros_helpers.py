@@ -19,9 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import pytest
 import rclpy
@@ -115,7 +116,7 @@ class RosProcess:
                 self.proc.wait(timeout_s)
         return self.proc.returncode
 
-    def __enter__(self) -> "RosProcess":
+    def __enter__(self) -> RosProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -194,7 +195,8 @@ def wait_for_messages(
     timeout_s: float = DEFAULT_TIMEOUT_S, process: RosProcess | None = None,
 ) -> list:
     """The first count messages on topic (reliable QoS by default); fails after timeout_s."""
-    got = collect(context, {topic: (msg_type, qos or reliable_qos())}, lambda r: len(r[topic]) >= count, timeout_s, process)
+    got = collect(context, {topic: (msg_type, qos or reliable_qos())}, lambda r: len(r[topic]) >= count,
+                  timeout_s, process)
     return got[topic][:count]
 
 

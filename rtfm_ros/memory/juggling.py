@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.stats import qmc
@@ -44,7 +45,7 @@ def sample_pattern(n: int = SAMPLES) -> np.ndarray:
     """Fixed (n, 3) pattern in [0, 1)^3: (u, v, depth) fractions from an unscrambled Halton sequence."""
     sampler = qmc.Halton(d=3, scramble=False)
     sampler.fast_forward(1)  # skip the all-zero first point
-    out = sampler.random(n)
+    out: np.ndarray = sampler.random(n)
     out.setflags(write=False)
     return out
 
@@ -97,7 +98,8 @@ def frustum_points(T_world_camera: np.ndarray, camera: PinholeCamera, depth_hint
         local = _local_frustum_points(camera, float(depth_hint), int(n))
     else:
         local = _local_points(camera, depth_hint, rng.random((n, 3)))
-    return local @ T_world_camera[:3, :3].T + T_world_camera[:3, 3]
+    world: np.ndarray = local @ T_world_camera[:3, :3].T + T_world_camera[:3, 3]
+    return world
 
 
 def nearest_candidates(positions: np.ndarray, T_world_camera: np.ndarray, depth_hint: float, k: int) -> np.ndarray:
@@ -154,7 +156,8 @@ def coverage_matrix(points: np.ndarray, eye: np.ndarray, poses: np.ndarray, intr
     agree = np.clip(along / np.maximum(dist_c, 1e-9), 0.0, 1.0)
     ratio = np.minimum(dist_c, dist_t) / np.maximum(dist_c, dist_t)
     quality = agree * (0.5 + 0.5 * ratio) * ok
-    return np.ascontiguousarray(quality.T, dtype=np.float64)
+    out: np.ndarray = np.ascontiguousarray(quality.T, dtype=np.float64)
+    return out
 
 
 def pose_similarity(T_target: np.ndarray, poses: np.ndarray, depth_hint: float) -> np.ndarray:
@@ -162,7 +165,8 @@ def pose_similarity(T_target: np.ndarray, poses: np.ndarray, depth_hint: float) 
     dt = np.linalg.norm(poses[:, :3, 3] - T_target[:3, 3], axis=1)
     cos_fwd = poses[:, :3, 2] @ T_target[:3, 2]
     cos_rot = np.clip((np.einsum("cij,ij->c", poses[:, :3, :3], T_target[:3, :3]) - 1.0) / 2.0, -1.0, 1.0)
-    return (0.5 + 0.5 * cos_fwd) * (0.75 + 0.25 * cos_rot) / (1.0 + dt / depth_hint)
+    sim: np.ndarray = (0.5 + 0.5 * cos_fwd) * (0.75 + 0.25 * cos_rot) / (1.0 + dt / depth_hint)
+    return sim
 
 
 def _checked_pose(T: np.ndarray) -> np.ndarray:
@@ -272,7 +276,7 @@ def select_context(target_T: np.ndarray, target_camera: PinholeCamera, poses: np
     return [int(idx[i]) for i in chosen]
 
 
-def should_remember(T_world_camera: np.ndarray, camera: PinholeCamera, memory: "FrameMemory", *,
+def should_remember(T_world_camera: np.ndarray, camera: PinholeCamera, memory: FrameMemory, *,
                     min_translation: float = 0.05, min_rotation: float = 5.0) -> bool:
     """False when a stored frame already shows nearly this view, so memory grows with space, not time.
 

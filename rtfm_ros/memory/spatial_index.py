@@ -15,13 +15,16 @@ class SpatialIndex:
     """Positions (ids 0..n-1 in insertion order) with k-nearest and radius queries."""
 
     def __init__(self, rebuild_fraction: float = 0.1, min_buffer: int = 256, max_buffer: int = 8192) -> None:
+        self._empty()
+        self.rebuild_fraction = rebuild_fraction
+        self.min_buffer = min_buffer
+        self.max_buffer = max_buffer
+
+    def _empty(self) -> None:
         self._points = np.empty((1024, 3))
         self._n = 0
         self._tree: cKDTree | None = None
         self._n_tree = 0
-        self.rebuild_fraction = rebuild_fraction
-        self.min_buffer = min_buffer
-        self.max_buffer = max_buffer
 
     def __len__(self) -> int:
         return self._n
@@ -61,11 +64,12 @@ class SpatialIndex:
         self._n_tree = self._n
 
     def clear(self) -> None:
-        self.__init__(self.rebuild_fraction, self.min_buffer, self.max_buffer)
+        self._empty()
 
     def nearest(self, point: np.ndarray, k: int) -> np.ndarray:
         """Ids of the k nearest positions, nearest first (ties: lower id first)."""
-        return self.nearest_many(np.asarray(point, dtype=np.float64).reshape(1, 3), k)[0]
+        ids: np.ndarray = self.nearest_many(np.asarray(point, dtype=np.float64).reshape(1, 3), k)[0]
+        return ids
 
     def nearest_many(self, points: np.ndarray, k: int) -> np.ndarray:
         """(m, k') ids of the k' = min(k, n) nearest positions of each of m query points (one tree query)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 # Inclusive bounds per integer field: far beyond every preset, well short of exhausting memory.
 _INT_RANGES = {"image_size": (1, 4096), "patch": (1, 64), "dim": (1, 8192), "heads": (1, 256),
@@ -68,11 +69,11 @@ class ModelConfig:
         per_block = (4 + 2 * self.mlp_ratio) * self.dim * self.dim
         return int((self.enc_layers + self.dec_layers) * per_block + self.dec_layers * 4 * self.dim * self.dim)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"model config must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}

@@ -79,7 +79,8 @@ def _groups(contexts: list[ContextLevel], splat: bool = False) -> dict[tuple[int
     out: dict[tuple[int, int], list[int]] = {}
     for i, c in enumerate(contexts):
         d = c.splat_depth if splat and c.splat_depth is not None else c.depth
-        out.setdefault(tuple(d.shape[-2:]), []).append(i)
+        h, w = d.shape[-2:]
+        out.setdefault((h, w), []).append(i)
     return out
 
 
@@ -105,9 +106,10 @@ def target_depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch
     keys, zs = [], []
     for (h, w), idx in _groups(contexts, splat=coarse).items():
         cs = [contexts[i] for i in idx]
-        use = [coarse and c.splat_depth is not None for c in cs]
-        depth = torch.stack([c.splat_depth if u else c.depth for c, u in zip(cs, use)])  # n h w
-        K = torch.stack([c.splat_K if u else c.K for c, u in zip(cs, use)]).float()
+        levels = [(c.splat_depth, c.splat_K) if coarse and c.splat_depth is not None and c.splat_K is not None
+                  else (c.depth, c.K) for c in cs]
+        depth = torch.stack([d for d, _ in levels])  # n h w
+        K = torch.stack([k for _, k in levels]).float()
         dirs = camera_directions(K, h, w)  # n 3 h w
         pts = dirs * depth[:, None]
         b = torch.tensor([c.target for c in cs], device=dev)
@@ -189,7 +191,8 @@ def blend(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Te
     # from every context still takes its colour from the closest one instead of going unseen.
     best = torch.full((B, H * W), float("inf"), device=dev)
     for b, _, base, cost, visible in parts:
-        best.scatter_reduce_(0, b[:, None].expand_as(cost), torch.where(visible & (base > 0), cost, torch.full_like(cost, float("inf"))), reduce="amin")
+        seen_cost = torch.where(visible & (base > 0), cost, torch.full_like(cost, float("inf")))
+        best.scatter_reduce_(0, b[:, None].expand_as(cost), seen_cost, reduce="amin")
     best = torch.where(torch.isfinite(best), best, torch.zeros_like(best))
     colour = torch.zeros(B, 3, H * W, device=dev)
     weight = torch.zeros(B, H * W, device=dev)

@@ -18,8 +18,8 @@ the winner is than the average plane) marks pixels to trust; the rest become NaN
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -183,8 +183,8 @@ def winner(volume: torch.Tensor, depths: torch.Tensor) -> tuple[torch.Tensor, to
     return d, conf
 
 
-def _coarse_range(ref: torch.Tensor, K: np.ndarray, ref_T: np.ndarray, src: list, src_T: list,
-                  near: float | None, far: float | None) -> tuple[float, float]:
+def _coarse_range(ref: torch.Tensor, K: np.ndarray, ref_T: np.ndarray, src: list[tuple[torch.Tensor, np.ndarray]],
+                  src_T: list[np.ndarray], near: float | None, far: float | None) -> tuple[float, float]:
     """The depth range to sweep, found by a cheap wide sweep first (a quarter of the pixels, planes
     from half the median baseline to a thousand baselines): confident depths' 2nd-98th
     percentiles, widened by COARSE_MARGIN. Falls back to the cameras' convergence distance."""

@@ -26,12 +26,11 @@ from torch import nn
 from rtfm_ros.model.config import ModelConfig
 from rtfm_ros.rays import camera_directions, fill_holes, plucker_rays, splat, unit
 
-
 # A later-ranked context frame must be >10% closer (per rank) to hide a better-ranked one.
 RANK_MARGIN = 0.1
 
 
-def _no_autocast(like: torch.Tensor):
+def _no_autocast(like: torch.Tensor) -> torch.autocast:
     return torch.autocast(like.device.type, enabled=False)
 
 
@@ -84,7 +83,8 @@ class Block(nn.Module):
             q = self._heads(self.q(self.norm_q(x)))
             k, v = self.kv(self.norm_kv(memory)).chunk(2, dim=-1)
             x = x + self.cproj(self._merge(F.scaled_dot_product_attention(q, self._heads(k), self._heads(v))))
-        return x + self.mlp(self.norm2(x))
+        x = x + self.mlp(self.norm2(x))
+        return x
 
 
 @dataclass

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve_until_signal(hub: "Hub", sock: socket.socket) -> None:
+async def _serve_until_signal(hub: Hub, sock: socket.socket) -> None:
     from rtfm_ros.serve.server import serve
 
     stop = asyncio.Event()

@@ -13,12 +13,13 @@ import asyncio
 import hmac
 import ipaddress
 import socket
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import BodyPartReader, WSCloseCode, WSMsgType, web
 
 from rtfm_ros.serve.seeding import frames_from_photos
 from rtfm_ros.serve.session import ProtocolError, Session, parse_message, pose_dict
@@ -170,7 +171,7 @@ async def seed_upload(request: web.Request) -> web.Response:
     fov, used = hub.seed_fov, 0
     reader = await request.multipart()
     while (part := await reader.next()) is not None:
-        if not hasattr(part, "read_chunk") or part.name not in ("photo", "transforms", "fov"):
+        if not isinstance(part, BodyPartReader) or part.name not in ("photo", "transforms", "fov"):
             return _bad(f"unexpected form field {getattr(part, 'name', None)!r}")
         data = await _read_part(part, limit - used, limit)
         used += len(data)

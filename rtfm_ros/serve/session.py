@@ -16,8 +16,9 @@ import json
 import logging
 import math
 import struct
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -142,7 +143,7 @@ def colour_depth(depth: np.ndarray) -> np.ndarray:
     return _DEPTH_LUT[(t * 255).astype(np.uint8)]
 
 
-def encode_frame(r: "Rendered", fmt: str, depth: bool) -> bytes:
+def encode_frame(r: Rendered, fmt: str, depth: bool) -> bytes:
     """JPEG or PNG bytes of the colour view (or the coloured depth)."""
     from PIL import Image
 
@@ -163,7 +164,7 @@ def pack_frame(header: dict[str, Any], payload: bytes) -> bytes:
 class Session:
     """A tab's camera and settings; its send loop is the only writer to its socket."""
 
-    def __init__(self, ws: "web.WebSocketResponse", world: "SharedWorld",
+    def __init__(self, ws: web.WebSocketResponse, world: SharedWorld,
                  run: Callable[..., Awaitable[Any]], on_world_grew: Callable[[], None]) -> None:
         self.ws, self.world, self._run, self._on_world_grew = ws, world, run, on_world_grew
         self.pose: Pose | None = None
