@@ -35,7 +35,8 @@ from tf2_msgs.msg import TFMessage
 
 from rtfm_ros.geometry import look_at
 from rtfm_ros.ros.camera_node import CameraNode, make_executor
-from rtfm_ros.ros.conversions import matrix_to_transform_stamped, stamp_to_ns
+from rtfm_ros.messages import stamp_to_ns
+from rtfm_ros.ros.conversions import transform_msg
 from rtfm_ros.runtime import serving_threads
 from rtfm_ros.world import WorldModel
 
@@ -67,7 +68,7 @@ def tf_child(tf_rate: float, out: str) -> None:
         a = 0.2 * time.monotonic()
         T = look_at([np.cos(a), np.sin(a), 1.0], [3 * np.cos(a), 3 * np.sin(a), 1.0])
         t = time.time_ns()
-        pub.publish(TFMessage(transforms=[matrix_to_transform_stamped(T, "map", "cam", t)]))
+        pub.publish(TFMessage(transforms=[transform_msg(T, "map", "cam", t)]))
         sent.append(t)
         k += 1
         time.sleep(max(0.0, start + k * period - time.monotonic()))

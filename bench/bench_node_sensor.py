@@ -86,8 +86,8 @@ def node_with(wm, domain: int, **params):
     # a static camera pose: looked up at any time
     from tf2_msgs.msg import TFMessage
 
-    from rtfm_ros.ros.conversions import matrix_to_transform_stamped
-    node.tf.feed(TFMessage(transforms=[matrix_to_transform_stamped(g.look_at((0, 0, 1), (1, 0, 1)), "map", "cam",
+    from rtfm_ros.ros.conversions import transform_msg
+    node.tf.feed(TFMessage(transforms=[transform_msg(g.look_at((0, 0, 1), (1, 0, 1)), "map", "cam",
                                                                      0)]), static=True)
     return node, ex, ctx
 
@@ -119,7 +119,8 @@ def delivery(wm, domain: int, seconds: float, rate: float) -> None:
 
 
 def latency(wm, domain: int, seconds: float) -> None:
-    from rtfm_ros.ros.conversions import camera_info_msg, matrix_to_pose, stamp_to_ns
+    from rtfm_ros.messages import stamp_to_ns
+    from rtfm_ros.ros.conversions import camera_info_msg, pose_msg
     from rtfm_ros_interfaces.srv import RenderView
 
     node, ex, ctx = node_with(wm, domain, width=64, height=64, rate=10.0, lazy=False)
@@ -143,7 +144,7 @@ def latency(wm, domain: int, seconds: float) -> None:
             if beside:
                 req = RenderView.Request()
                 req.pose.header.frame_id = "map"
-                req.pose.pose = matrix_to_pose(g.look_at((0, 0, 1), (0, 1, 1)))
+                req.pose.pose = pose_msg(g.look_at((0, 0, 1), (0, 1, 1)))
                 req.camera_info = camera_info_msg(g.PinholeCamera.from_fov(1024, 1024, 90), 0, "v")
                 fut = client.call_async(req)
                 while not fut.done() and time.monotonic() < end + 120:

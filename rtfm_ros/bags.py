@@ -3,127 +3,39 @@
 Bag replay and the demo write camera output (Image, depth, CameraInfo, TF) offline, where
 rclpy is not available. A bag is written under a hidden temporary name next to its final path
 and renamed into place only when it is complete, so a crash or an error never leaves a
-half-written bag where a finished one is expected. Readers decode the few message kinds replay
-needs (TF, camera images incl. CompressedImage via Pillow, CameraInfo) from any ROS 2 bag.
+half-written bag where a finished one is expected (rtfm_ros.atomic). Readers load TF and CameraInfo
+from any ROS 2 bag; messages are built and decoded by rtfm_ros.messages.
 """
 
 from __future__ import annotations
 
-import functools
-import io
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Connection, Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
 from rtfm_ros.atomic import AtomicPath
-from rtfm_ros.geometry import MAX_RESOLUTION, PinholeCamera, matrix_to_quat, transform_from_ros, validate_transform
-from rtfm_ros.geometry import camera_from_k, opencv_k, opencv_p
+from rtfm_ros.geometry import PinholeCamera
+from rtfm_ros.messages import (CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, TF_MESSAGE, MessageError, camera_from_info,
+                               camera_info_msg, depth_msg, image_msg, stamp_to_ns, tf_msg, transform_to_matrix,
+                               typestore)
 from rtfm_ros.tf_buffer import NS_PER_S, TransformBuffer
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
-IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
-CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
-TF_MESSAGE = "tf2_msgs/msg/TFMessage"
 TF_TOPIC, TF_STATIC_TOPIC = "/tf", "/tf_static"
-_INT32_MAX = 2**31 - 1
 _FOREVER = QosTime(sec=9223372036, nsec=854775807)  # rmw's "infinite" duration
 # Latched, as tf2_ros's static broadcaster offers it, so players republish it to late joiners.
 TF_STATIC_QOS = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
                     _FOREVER, _FOREVER, QosLiveliness.AUTOMATIC, _FOREVER, False)
-# Colour encodings read: (channels, indices of R, G, B).
-_ENCODINGS = {"rgb8": (3, (0, 1, 2)), "bgr8": (3, (2, 1, 0)), "rgba8": (4, (0, 1, 2)),
-              "bgra8": (4, (2, 1, 0)), "mono8": (1, (0, 0, 0))}
 
 
 class BagError(ValueError):
     """A bag that cannot be written or read as asked (exists, corrupt, empty, wrong types...)."""
-
-
-@functools.lru_cache(maxsize=1)
-def typestore() -> Typestore:
-    """The newest ROS 2 message typestore this rosbags release ships."""
-    for name in ("ROS2_KILTED", "ROS2_JAZZY", "ROS2_HUMBLE"):
-        if hasattr(Stores, name):
-            return get_typestore(getattr(Stores, name))
-    raise BagError("this rosbags release ships no ROS 2 typestore")  # pragma: no cover
-
-
-# ------------------------------------------------------------------------------ messages
-def _types() -> Any:
-    return typestore().types
-
-
-def time_msg(stamp_ns: int) -> Any:
-    """builtin_interfaces/Time for a non-negative nanosecond count."""
-    if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, (int, np.integer)) or stamp_ns < 0:
-        raise BagError(f"stamp must be a non-negative integer number of nanoseconds, got {stamp_ns!r}")
-    sec, nanosec = divmod(int(stamp_ns), NS_PER_S)
-    if sec > _INT32_MAX:
-        raise BagError(f"stamp {stamp_ns} ns is beyond builtin_interfaces/Time's range")
-    return _types()["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec)
-
-
-def header_msg(stamp_ns: int, frame_id: str) -> Any:
-    return _types()["std_msgs/msg/Header"](stamp=time_msg(stamp_ns), frame_id=str(frame_id))
-
-
-def stamp_to_ns(stamp: Any) -> int:
-    """Nanoseconds of a builtin_interfaces/Time."""
-    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
-
-
-def image_msg(stamp_ns: int, frame_id: str, rgb: np.ndarray) -> Any:
-    """sensor_msgs/Image, rgb8, from HxWx3 uint8."""
-    rgb = np.asarray(rgb)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or 0 in rgb.shape:
-        raise BagError(f"image must be HxWx3 uint8, got {rgb.dtype} {rgb.shape}")
-    h, w = rgb.shape[:2]
-    return _types()[IMAGE](header=header_msg(stamp_ns, frame_id), height=h, width=w, encoding="rgb8",
-                           is_bigendian=0, step=3 * w, data=np.ascontiguousarray(rgb).reshape(-1))
-
-
-def depth_msg(stamp_ns: int, frame_id: str, depth: np.ndarray) -> Any:
-    """sensor_msgs/Image, 32FC1 metres (REP 118), from HxW floats."""
-    depth = np.asarray(depth)
-    if depth.ndim != 2 or 0 in depth.shape or not np.issubdtype(depth.dtype, np.floating):
-        raise BagError(f"depth must be an HxW float array, got {depth.dtype} {depth.shape}")
-    h, w = depth.shape
-    data = np.ascontiguousarray(depth, dtype="<f4").view(np.uint8).reshape(-1)
-    return _types()[IMAGE](header=header_msg(stamp_ns, frame_id), height=h, width=w, encoding="32FC1",
-                           is_bigendian=0, step=4 * w, data=data)
-
-
-def camera_info_msg(stamp_ns: int, frame_id: str, camera: PinholeCamera) -> Any:
-    """sensor_msgs/CameraInfo of an ideal pinhole camera (plumb_bob, zero distortion; ROS pixel centres)."""
-    t = _types()
-    roi = t["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
-    return t[CAMERA_INFO](
-        header=header_msg(stamp_ns, frame_id), height=camera.height, width=camera.width,
-        distortion_model="plumb_bob", d=np.zeros(5), k=np.asarray(opencv_k(camera)),
-        r=np.eye(3).reshape(-1), p=np.asarray(opencv_p(camera)), binning_x=0, binning_y=0, roi=roi)
-
-
-def tf_msg(stamp_ns: int, transforms: Sequence[tuple[str, str, np.ndarray]]) -> Any:
-    """tf2_msgs/TFMessage from (parent, child, T_parent_child) triples."""
-    t = _types()
-    out = []
-    for parent, child, T in transforms:
-        T = validate_transform(T, f"transform {parent} -> {child}")
-        q = matrix_to_quat(T[:3, :3])
-        tr = t["geometry_msgs/msg/Transform"](
-            translation=t["geometry_msgs/msg/Vector3"](x=T[0, 3], y=T[1, 3], z=T[2, 3]),
-            rotation=t["geometry_msgs/msg/Quaternion"](x=q[0], y=q[1], z=q[2], w=q[3]))
-        out.append(t["geometry_msgs/msg/TransformStamped"](header=header_msg(stamp_ns, parent),
-                                                           child_frame_id=child, transform=tr))
-    return t[TF_MESSAGE](transforms=out)
 
 
 # ------------------------------------------------------------------------------ writing
@@ -239,24 +151,32 @@ class BagWriter:
                            f"cannot copy {connection.msgtype} messages into it")
         self.write_raw(conn, timestamp_ns, rawdata)
 
-    # -- typed helpers (log time ``timestamp_ns`` defaults to the header stamp)
+    # -- typed helpers (log time ``timestamp_ns`` defaults to the header stamp; bad data: BagError)
     def write_image(self, topic: str, stamp_ns: int, frame_id: str, rgb: np.ndarray,
                     timestamp_ns: int | None = None) -> None:
-        self.write_message(topic, image_msg(stamp_ns, frame_id, rgb), _log(stamp_ns, timestamp_ns))
+        self.write_message(topic, _built(image_msg, rgb, stamp_ns, frame_id), _log(stamp_ns, timestamp_ns))
 
     def write_depth(self, topic: str, stamp_ns: int, frame_id: str, depth: np.ndarray,
                     timestamp_ns: int | None = None) -> None:
-        self.write_message(topic, depth_msg(stamp_ns, frame_id, depth), _log(stamp_ns, timestamp_ns))
+        self.write_message(topic, _built(depth_msg, depth, stamp_ns, frame_id), _log(stamp_ns, timestamp_ns))
 
     def write_camera_info(self, topic: str, stamp_ns: int, frame_id: str, camera: PinholeCamera,
                           timestamp_ns: int | None = None) -> None:
-        self.write_message(topic, camera_info_msg(stamp_ns, frame_id, camera), _log(stamp_ns, timestamp_ns))
+        self.write_message(topic, _built(camera_info_msg, camera, stamp_ns, frame_id), _log(stamp_ns, timestamp_ns))
 
     def write_tf(self, stamp_ns: int, transforms: Sequence[tuple[str, str, np.ndarray]], static: bool = False,
                  timestamp_ns: int | None = None) -> None:
         """One TFMessage on /tf (or latched /tf_static) with (parent, child, T_parent_child) triples."""
         topic, qos = (TF_STATIC_TOPIC, [TF_STATIC_QOS]) if static else (TF_TOPIC, [])
-        self.write_message(topic, tf_msg(stamp_ns, transforms), _log(stamp_ns, timestamp_ns), qos)
+        self.write_message(topic, _built(tf_msg, transforms, stamp_ns), _log(stamp_ns, timestamp_ns), qos)
+
+
+def _built(make: Callable[..., Any], *args: Any) -> Any:
+    """A message from make(*args); what cannot be one is a BagError (the writer's error)."""
+    try:
+        return make(*args)
+    except MessageError as e:
+        raise BagError(str(e)) from e
 
 
 def _log(stamp_ns: int, timestamp_ns: int | None) -> int:
@@ -342,80 +262,12 @@ def load_tf(reader: AnyReader) -> tuple[TransformBuffer, list[int]]:
         msg = reader.deserialize(raw, conn.msgtype)
         static = conn.topic == TF_STATIC_TOPIC
         for ts in msg.transforms:
-            tr, rot = ts.transform.translation, ts.transform.rotation
-            T = transform_from_ros((tr.x, tr.y, tr.z), (rot.x, rot.y, rot.z, rot.w))
+            T = transform_to_matrix(ts)
             t_ns = stamp_to_ns(ts.header.stamp)
             buf.set_transform(ts.header.frame_id, ts.child_frame_id, t_ns, T, static=static)
             if not static:
                 offsets.append(int(log_ns) - t_ns)
     return buf, offsets
-
-
-def decode_image(msg: Any, msgtype: str, min_size: tuple[int, int] | None = None) -> np.ndarray:
-    """HxWx3 uint8 RGB from a sensor_msgs/Image (rgb8/bgr8/rgba8/bgra8/mono8) or CompressedImage.
-
-    ``min_size`` (width, height) lets a JPEG decode at a reduced scale that still covers that
-    size (much faster when the image is only going to be shrunk); other images come at full size.
-    """
-    if msgtype == COMPRESSED_IMAGE:
-        from PIL import Image as PILImage, UnidentifiedImageError
-
-        try:
-            with PILImage.open(io.BytesIO(bytes(msg.data))) as im:
-                _check_image_size(im.size[0], im.size[1])  # from the header, before decoding a pixel
-                if min_size is not None:
-                    im.draft("RGB", min_size)
-                return np.asarray(im.convert("RGB"), dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, PILImage.DecompressionBombError, ValueError) as e:
-            if isinstance(e, BagError):
-                raise
-            raise BagError(f"cannot decode compressed image (format {msg.format!r}): {e}") from e
-    if msgtype != IMAGE:
-        raise BagError(f"{msgtype} is not an image message (expected {IMAGE} or {COMPRESSED_IMAGE})")
-    enc = str(msg.encoding).lower()
-    if enc not in _ENCODINGS:
-        raise BagError(f"image encoding {msg.encoding!r} is not supported; use one of {sorted(_ENCODINGS)}")
-    ch, order = _ENCODINGS[enc]
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    _check_image_size(w, h)
-    data = np.asarray(msg.data, dtype=np.uint8)
-    if h == 0 or w == 0 or step < w * ch or data.size < h * step:
-        raise BagError(f"image data ({data.size} bytes, step {step}) does not fit {w}x{h} {enc}")
-    px = data[: h * step].reshape(h, step)[:, : w * ch].reshape(h, w, ch)
-    return np.ascontiguousarray(px[..., list(order)])
-
-
-def decode_depth(msg: Any) -> np.ndarray:
-    """HxW float32 metres from a depth sensor_msgs/Image: 16UC1 (millimetres, 0 = none) or 32FC1
-    (metres, REP 118); unknown pixels (0, NaN, inf, negative) become NaN."""
-    enc = str(msg.encoding).upper()
-    kinds = {"16UC1": np.dtype("uint16"), "MONO16": np.dtype("uint16"), "32FC1": np.dtype("float32")}
-    if enc not in kinds:
-        raise BagError(f"depth image encoding {msg.encoding!r} is not supported (16UC1 millimetres or 32FC1 metres)")
-    h, w = int(msg.height), int(msg.width)
-    _check_image_size(w, h)
-    dt = kinds[enc].newbyteorder(">" if msg.is_bigendian else "<")
-    step = int(msg.step) or w * dt.itemsize
-    data = np.asarray(msg.data, dtype=np.uint8)
-    if step < w * dt.itemsize or data.size < step * h:
-        raise BagError(f"depth image is {w}x{h} {msg.encoding} but carries {data.size} bytes (step {step})")
-    rows = data[: step * h].reshape(h, step)[:, : w * dt.itemsize]
-    depth = np.ascontiguousarray(rows).view(dt).reshape(h, w).astype(np.float32)
-    if kinds[enc].kind == "u":
-        depth = depth / 1000.0
-    with np.errstate(invalid="ignore"):
-        return np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
-
-
-def _check_image_size(width: int, height: int) -> None:
-    """Refuse images larger than any camera can be (PinholeCamera's MAX_RESOLUTION a side)."""
-    if width > MAX_RESOLUTION or height > MAX_RESOLUTION:
-        raise BagError(f"image is {width}x{height}, larger than {MAX_RESOLUTION} pixels a side")
-
-
-def camera_from_info(msg: Any) -> PinholeCamera:
-    """PinholeCamera from a sensor_msgs/CameraInfo (ROS pixel centres converted; distortion ignored)."""
-    return camera_from_k(int(msg.width), int(msg.height), np.asarray(msg.k, dtype=np.float64))
 
 
 def camera_info_topic_for(reader: AnyReader, image_topic: str) -> str:
@@ -431,12 +283,23 @@ def camera_info_topic_for(reader: AnyReader, image_topic: str) -> str:
                    "name one explicitly (--seed-camera-info-topic)")
 
 
-def read_camera_infos(reader: AnyReader, topic: str) -> tuple[np.ndarray, list[PinholeCamera]]:
-    """(header stamps in ns, cameras) of every CameraInfo on topic, in stamp order."""
+def read_camera_info_msgs(reader: AnyReader, topic: str) -> list[tuple[int, Any]]:
+    """(header stamp ns, CameraInfo message) of every message on topic, in stamp order."""
     conns = connections_for(reader, topic, {CAMERA_INFO})
-    items = sorted(((stamp_to_ns(m.header.stamp), camera_from_info(m)) for m in
+    infos = sorted(((stamp_to_ns(m.header.stamp), m) for m in
                     (reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages(connections=conns))),
                    key=lambda item: item[0])
-    if not items:
+    if not infos:
         raise BagError(f"CameraInfo topic {topic} holds no messages")
-    return np.array([t for t, _ in items], dtype=np.int64), [c for _, c in items]
+    return infos
+
+
+def read_camera_infos(reader: AnyReader, topic: str) -> tuple[np.ndarray, list[PinholeCamera]]:
+    """(header stamps in ns, cameras) of every CameraInfo on topic, in stamp order (distortion ignored:
+    rendering uses K alone)."""
+    infos = read_camera_info_msgs(reader, topic)
+    try:
+        cams = [camera_from_info(m, ignore_distortion=True) for _, m in infos]
+    except MessageError as e:
+        raise BagError(f"CameraInfo on {topic}: {e}") from e
+    return np.array([t for t, _ in infos], dtype=np.int64), cams

@@ -12,6 +12,7 @@ from rosbags.highlevel import AnyReader
 from rosbags.interfaces import QosDurability
 
 from rtfm_ros import bags
+from rtfm_ros import messages
 from rtfm_ros.bags import BagError, BagWriter
 from rtfm_ros.geometry import PinholeCamera, look_at, make_transform
 
@@ -43,12 +44,12 @@ def test_round_trip(tmp_path: Path, storage: str) -> None:
     assert msgs["/tf"][0] == T0 + 7 and msgs["/c/image_raw"][0] == T0 + 5
     img = msgs["/c/image_raw"][1]
     assert (img.encoding, img.width, img.height, img.step, img.header.frame_id) == ("rgb8", 64, 48, 192, "cam")
-    assert bags.stamp_to_ns(img.header.stamp) == T0 + 5
-    np.testing.assert_array_equal(bags.decode_image(img, bags.IMAGE), rgb)
+    assert messages.stamp_to_ns(img.header.stamp) == T0 + 5
+    np.testing.assert_array_equal(messages.decode_image(img, messages.IMAGE), rgb)
     d = msgs["/c/depth"][1]
     assert d.encoding == "32FC1"
     np.testing.assert_array_equal(np.frombuffer(d.data.tobytes(), "<f4").reshape(48, 64), depth)
-    assert bags.camera_from_info(msgs["/c/camera_info"][1]) == CAM
+    assert messages.camera_from_info(msgs["/c/camera_info"][1]) == CAM
     ros_k = CAM.K - [[0, 0, 0.5], [0, 0, 0.5], [0, 0, 0]]  # ROS: pixel centres at integers
     np.testing.assert_allclose(msgs["/c/camera_info"][1].p.reshape(3, 4)[:, :3], ros_k)
     reader = bags.open_bag(out)
@@ -109,28 +110,28 @@ def test_copy_keeps_definition_and_qos(tmp_path: Path) -> None:
 def test_decode_encodings_and_compressed() -> None:
     types = bags.typestore().types
     rgb = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
-    head = bags.header_msg(T0, "cam")
+    head = messages.header_msg(T0, "cam")
     padded = np.zeros((4, 16), np.uint8)
     padded[:, :15] = rgb[..., ::-1].reshape(4, 15)
-    bgr = types[bags.IMAGE](header=head, height=4, width=5, encoding="bgr8", is_bigendian=0, step=16,
+    bgr = types[messages.IMAGE](header=head, height=4, width=5, encoding="bgr8", is_bigendian=0, step=16,
                             data=padded.reshape(-1))
-    np.testing.assert_array_equal(bags.decode_image(bgr, bags.IMAGE), rgb)
-    mono = types[bags.IMAGE](header=head, height=4, width=5, encoding="mono8", is_bigendian=0, step=5,
+    np.testing.assert_array_equal(messages.decode_image(bgr, messages.IMAGE), rgb)
+    mono = types[messages.IMAGE](header=head, height=4, width=5, encoding="mono8", is_bigendian=0, step=5,
                              data=rgb[..., 0].reshape(-1).copy())
-    np.testing.assert_array_equal(bags.decode_image(mono, bags.IMAGE), np.repeat(rgb[..., :1], 3, axis=2))
+    np.testing.assert_array_equal(messages.decode_image(mono, messages.IMAGE), np.repeat(rgb[..., :1], 3, axis=2))
     buf = io.BytesIO()
     PILImage.fromarray(rgb).save(buf, format="PNG")
-    comp = types[bags.COMPRESSED_IMAGE](header=head, format="png", data=np.frombuffer(buf.getvalue(), np.uint8))
-    np.testing.assert_array_equal(bags.decode_image(comp, bags.COMPRESSED_IMAGE), rgb)
-    bad = types[bags.COMPRESSED_IMAGE](header=head, format="jpeg", data=np.zeros(10, np.uint8))
-    with pytest.raises(BagError, match="cannot decode"):
-        bags.decode_image(bad, bags.COMPRESSED_IMAGE)
-    with pytest.raises(BagError, match="not supported"):
-        bags.decode_image(types[bags.IMAGE](header=head, height=4, width=5, encoding="16UC1", is_bigendian=0,
-                                            step=10, data=np.zeros(40, np.uint8)), bags.IMAGE)
-    with pytest.raises(BagError, match="does not fit"):
-        bags.decode_image(types[bags.IMAGE](header=head, height=4, width=5, encoding="rgb8", is_bigendian=0,
-                                            step=15, data=np.zeros(20, np.uint8)), bags.IMAGE)
+    comp = types[messages.COMPRESSED_IMAGE](header=head, format="png", data=np.frombuffer(buf.getvalue(), np.uint8))
+    np.testing.assert_array_equal(messages.decode_image(comp, messages.COMPRESSED_IMAGE), rgb)
+    bad = types[messages.COMPRESSED_IMAGE](header=head, format="jpeg", data=np.zeros(10, np.uint8))
+    with pytest.raises(messages.MessageError, match="cannot decode"):
+        messages.decode_image(bad, messages.COMPRESSED_IMAGE)
+    with pytest.raises(messages.MessageError, match="not supported"):
+        messages.decode_image(types[messages.IMAGE](header=head, height=4, width=5, encoding="16UC1", is_bigendian=0,
+                                            step=10, data=np.zeros(40, np.uint8)), messages.IMAGE)
+    with pytest.raises(messages.MessageError, match="does not fit"):
+        messages.decode_image(types[messages.IMAGE](header=head, height=4, width=5, encoding="rgb8", is_bigendian=0,
+                                            step=15, data=np.zeros(20, np.uint8)), messages.IMAGE)
 
 
 def test_open_bag_errors(tmp_path: Path) -> None:

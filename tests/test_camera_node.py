@@ -27,6 +27,7 @@ from tf2_msgs.msg import TFMessage
 
 from ros_helpers import collect, pick_domain_id, reliable_qos, ros_context, spawn_ros_process
 from rtfm_ros import geometry as g
+from rtfm_ros import messages
 from rtfm_ros.ros import conversions as c
 
 S = 1_000_000_000
@@ -38,7 +39,7 @@ SENSOR = qos_profile_sensor_data
 
 
 def base_pose(x: float, y: float, yaw: float) -> Pose:
-    return c.matrix_to_pose(g.make_transform(g.quat_to_matrix([0, 0, math.sin(yaw / 2), math.cos(yaw / 2)]),
+    return c.pose_msg(g.make_transform(g.quat_to_matrix([0, 0, math.sin(yaw / 2), math.cos(yaw / 2)]),
                                              (x, y, 0.1)))
 
 
@@ -51,18 +52,18 @@ def _tf_child() -> int:
     rclpy.init()
     node = rclpy.create_node(f"rtfm_test_tf_{os.getpid()}")
     static = TFMessage(transforms=[
-        c.matrix_to_transform_stamped(np.eye(4), "map", "odom", 0),
-        c.matrix_to_transform_stamped(T_BASE_CAMERA, "base_link", "camera_link", 0),
-        c.matrix_to_transform_stamped(T_BASE_LEFT, "base_link", "left_camera_link", 0)])
+        c.transform_msg(np.eye(4), "map", "odom", 0),
+        c.transform_msg(T_BASE_CAMERA, "base_link", "camera_link", 0),
+        c.transform_msg(T_BASE_LEFT, "base_link", "left_camera_link", 0)])
     node.create_publisher(TFMessage, "/tf_static", reliable_qos(latched=True)).publish(static)
     pub = node.create_publisher(TFMessage, "/tf", reliable_qos())
-    pose = {"T": c.pose_to_matrix(POSE_A)}
-    node.create_subscription(Pose, POSE_TOPIC, lambda m: pose.update(T=c.pose_to_matrix(m)), reliable_qos(True))
+    pose = {"T": messages.pose_to_matrix(POSE_A)}
+    node.create_subscription(Pose, POSE_TOPIC, lambda m: pose.update(T=messages.pose_to_matrix(m)), reliable_qos(True))
     parent = os.getppid()
 
     def tick() -> None:
         stamp = node.get_clock().now().nanoseconds
-        pub.publish(TFMessage(transforms=[c.matrix_to_transform_stamped(pose["T"], "odom", "base_link", stamp)]))
+        pub.publish(TFMessage(transforms=[c.transform_msg(pose["T"], "odom", "base_link", stamp)]))
         if os.getppid() != parent:
             raise SystemExit(0)
 
@@ -85,7 +86,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def images_after(ctx, topic: str, after_ns: int, n: int = 1, timeout_s: float = 15.0, **kw) -> list:
     """The first n images on topic stamped after after_ns."""
     def late(r):
-        return [m for m in r[topic] if c.stamp_to_ns(m.header.stamp) > after_ns]
+        return [m for m in r[topic] if messages.stamp_to_ns(m.header.stamp) > after_ns]
     got = collect(ctx, {topic: (Image, SENSOR)}, lambda r: len(late(r)) >= n, timeout_s, **kw)
     return late(got)[:n]
 
@@ -244,17 +245,17 @@ def test_images_frames_stamps_info_rate_and_status(cam_node, ctx, tf_child):
     images = got["/image_raw"]
     for m in images:
         assert (m.encoding, m.width, m.height, m.header.frame_id) == ("rgb8", 96, 64, "camera_link_optical")
-        assert c.msg_to_image(m).shape == (64, 96, 3)
-    info_by_stamp = {c.stamp_to_ns(i.header.stamp): i for i in got["/camera_info"]}
-    matched = [info_by_stamp[c.stamp_to_ns(m.header.stamp)] for m in images if c.stamp_to_ns(m.header.stamp)
+        assert messages.decode_image(m).shape == (64, 96, 3)
+    info_by_stamp = {messages.stamp_to_ns(i.header.stamp): i for i in got["/camera_info"]}
+    matched = [info_by_stamp[messages.stamp_to_ns(m.header.stamp)] for m in images if messages.stamp_to_ns(m.header.stamp)
                in info_by_stamp]
     assert len(matched) >= len(images) - 2  # best effort may lose one or two
     for info in matched:
         assert info.header.frame_id == "camera_link_optical" and (info.width, info.height) == (96, 64)
         np.testing.assert_allclose(info.k, [48, 0, 47.5, 0, 48, 31.5, 0, 0, 1])  # ROS: pixel centres at integers
     depth = got["/depth"][0]
-    assert depth.encoding == "32FC1" and c.msg_to_depth(depth).shape == (64, 96)
-    stamps = np.array([c.stamp_to_ns(m.header.stamp) for m in images])
+    assert depth.encoding == "32FC1" and messages.decode_depth(depth).shape == (64, 96)
+    stamps = np.array([messages.stamp_to_ns(m.header.stamp) for m in images])
     assert np.all(np.diff(stamps) > 0)
     period = np.median(np.diff(stamps)) / S
     assert 0.2 <= period <= 0.55, f"median period {period:.3f} s at rate 4 Hz"  # loose: a busy 2-core machine
@@ -262,7 +263,7 @@ def test_images_frames_stamps_info_rate_and_status(cam_node, ctx, tf_child):
 
     optical = [t for m in got["/tf_static"] for t in m.transforms if t.child_frame_id == "camera_link_optical"]
     assert optical and optical[0].header.frame_id == "camera_link"
-    np.testing.assert_allclose(c.transform_stamped_to_matrix(optical[0])[:3, :3], g.R_BODY_OPTICAL, atol=1e-9)
+    np.testing.assert_allclose(messages.transform_to_matrix(optical[0])[:3, :3], g.R_BODY_OPTICAL, atol=1e-9)
 
     status = got["/rtfm_camera/status"][-1]
     assert status.frames == 6 and status.model == "tiny-test" and status.header.frame_id == "map"
@@ -271,11 +272,11 @@ def test_images_frames_stamps_info_rate_and_status(cam_node, ctx, tf_child):
 
 def test_revisiting_a_pose_gives_the_same_image(cam_node, ctx, move, tf_child):
     after = move(POSE_A)
-    first = c.msg_to_image(images_after(ctx, "/image_raw", after, process=tf_child)[0])
+    first = messages.decode_image(images_after(ctx, "/image_raw", after, process=tf_child)[0])
     after = move(POSE_B)
-    other = c.msg_to_image(images_after(ctx, "/image_raw", after, process=tf_child)[0])
+    other = messages.decode_image(images_after(ctx, "/image_raw", after, process=tf_child)[0])
     after = move(POSE_A)
-    again = c.msg_to_image(images_after(ctx, "/image_raw", after, process=tf_child)[0])
+    again = messages.decode_image(images_after(ctx, "/image_raw", after, process=tf_child)[0])
     assert psnr(first, again) >= 35.0
     assert psnr(first, other) < psnr(first, again) and not np.array_equal(first, other)
 
@@ -292,15 +293,15 @@ def test_services_reset_save_load_render_view(cam_node, ctx, call, tf_child, ass
     res = call(WorldPath, "/rtfm_camera/load_world", WorldPath.Request(path=str(assets["root"] / "none")))
     assert not res.success and res.frames == 6 and len(cam_node.world.memory) == 6
 
-    T = g.body_to_optical(c.pose_to_matrix(POSE_A) @ T_BASE_CAMERA)
+    T = g.body_to_optical(messages.pose_to_matrix(POSE_A) @ T_BASE_CAMERA)
     req = RenderView.Request(want_depth=True, remember=False)
     req.pose.header.frame_id = "map"
-    req.pose.pose = c.matrix_to_pose(T)
+    req.pose.pose = c.pose_msg(T)
     req.camera_info = c.camera_info_msg(g.PinholeCamera.from_fov(64, 48, 70), 0, "view_optical")
     res = call(RenderView, "/rtfm_camera/render_view", req)
     assert res.success, res.message
     assert (res.image.width, res.image.height, res.image.encoding) == (64, 48, "rgb8")
-    assert res.depth.encoding == "32FC1" and c.msg_to_depth(res.depth).shape == (48, 64)
+    assert res.depth.encoding == "32FC1" and messages.decode_depth(res.depth).shape == (48, 64)
     req.camera_info = c.camera_info_msg(g.PinholeCamera.from_fov(2048, 1024, 70), 0, "view_optical")
     res = call(RenderView, "/rtfm_camera/render_view", req)
     assert not res.success and "max_render_pixels" in res.message  # above the pixel budget: refused
@@ -308,7 +309,7 @@ def test_services_reset_save_load_render_view(cam_node, ctx, call, tf_child, ass
     req.pose.header.frame_id, req.remember = "odom", True
     assert not call(RenderView, "/rtfm_camera/render_view", req).success
     req.pose.header.frame_id = "map"
-    req.pose.pose = c.matrix_to_pose(g.look_at((2.0, 2.0, 0.5), (3.0, 2.0, 0.5)))  # a new place: remembered
+    req.pose.pose = c.pose_msg(g.look_at((2.0, 2.0, 0.5), (3.0, 2.0, 0.5)))  # a new place: remembered
     assert call(RenderView, "/rtfm_camera/render_view", req).success and len(cam_node.world.memory) == 7
 
     res = call(Trigger, "/rtfm_camera/reset", Trigger.Request())
@@ -326,14 +327,14 @@ def test_services_reset_save_load_render_view(cam_node, ctx, call, tf_child, ass
 def test_bad_transforms_and_absurd_parameters_are_refused(cam_node, ctx, call, tf_child):
     from rtfm_ros.tf_buffer import TransformBuffer
 
-    nan = c.matrix_to_transform_stamped(np.eye(4), "odom", "base_link", time.time_ns())
+    nan = c.transform_msg(np.eye(4), "odom", "base_link", time.time_ns())
     nan.transform.rotation.x = float("nan")
-    zero_q = c.matrix_to_transform_stamped(np.eye(4), "odom", "junk", time.time_ns())
+    zero_q = c.transform_msg(np.eye(4), "odom", "junk", time.time_ns())
     zero_q.transform.rotation.w = 0.0
-    second_parent = c.matrix_to_transform_stamped(np.eye(4), "elsewhere", "base_link", time.time_ns())
-    empty_name = c.matrix_to_transform_stamped(np.eye(4), "", "nameless", time.time_ns())
+    second_parent = c.transform_msg(np.eye(4), "elsewhere", "base_link", time.time_ns())
+    empty_name = c.transform_msg(np.eye(4), "", "nameless", time.time_ns())
     bad = TFMessage(transforms=[nan, zero_q, second_parent, empty_name])
-    assert len(c.feed_tf_message(TransformBuffer(), bad, static=False)) >= 3  # they are bad indeed
+    assert len(messages.feed_tf_message(TransformBuffer(), bad, static=False)) >= 3  # they are bad indeed
     before = cam_node.stats.bad_transforms
     node = rclpy.create_node("rtfm_test_bad_tf", context=ctx)
     try:
@@ -381,7 +382,7 @@ def test_multi_camera_batch_sim_time_and_seeding_from_a_topic(assets, domain_id,
     def publish_clock() -> None:
         t = time.time_ns() - offset["ns"]
         sent.add(t)
-        clock_pub.publish(Clock(clock=c.ns_to_stamp(t)))
+        clock_pub.publish(Clock(clock=c.time_msg(t)))
 
     try:
         # Empty world: nothing is published, but the ticks run (on sim time).
@@ -405,7 +406,7 @@ def test_multi_camera_batch_sim_time_and_seeding_from_a_topic(assets, domain_id,
         deadline = time.monotonic() + 20
         for i, (rgb, _) in enumerate(assets["frames"][:3]):
             while node.world_services.seeded <= i and time.monotonic() < deadline:
-                pub.publish(c.image_to_msg(rgb, time.time_ns() - S // 20, "camera_link_optical"))
+                pub.publish(c.image_msg(rgb, time.time_ns() - S // 20, "camera_link_optical"))
                 for _ in range(10):
                     publish_clock()
                     time.sleep(0.02)
@@ -419,8 +420,8 @@ def test_multi_camera_batch_sim_time_and_seeding_from_a_topic(assets, domain_id,
         front, left = got["/multi/front/image_raw"], got["/multi/left/image_raw"]
         assert {m.header.frame_id for m in front} == {"camera_link_optical"}
         assert {m.header.frame_id for m in left} == {"left_camera_link_optical"}
-        front_stamps = {c.stamp_to_ns(m.header.stamp) for m in front}
-        left_stamps = {c.stamp_to_ns(m.header.stamp) for m in left}
+        front_stamps = {messages.stamp_to_ns(m.header.stamp) for m in front}
+        left_stamps = {messages.stamp_to_ns(m.header.stamp) for m in left}
         assert front_stamps <= sent and left_stamps <= sent  # stamps are /clock values: sim time honoured
         assert len(front_stamps & left_stamps) >= 2  # both cameras of a tick share the stamp
         with node.stats._lock:
@@ -467,10 +468,10 @@ def test_seed_image_waits_for_late_tf_while_the_node_keeps_taking_tf(assets):
             t = time.time_ns()
             rot = g.look_at([0, 0, 1], [1, 0, 1])[:3, :3]
             before, after = g.make_transform(rot, (0.0, 0.0, 1.0)), g.make_transform(rot, (0.2, 0.0, 1.0))
-            tf_pub.publish(TFMessage(transforms=[c.matrix_to_transform_stamped(before, "map", "cam", t - S // 10)]))
-            img_pub.publish(c.image_to_msg(assets["frames"][0][0], t, "cam"))
+            tf_pub.publish(TFMessage(transforms=[c.transform_msg(before, "map", "cam", t - S // 10)]))
+            img_pub.publish(c.image_msg(assets["frames"][0][0], t, "cam"))
             time.sleep(0.5)
-            tf_pub.publish(TFMessage(transforms=[c.matrix_to_transform_stamped(after, "map", "cam", t + S // 10)]))
+            tf_pub.publish(TFMessage(transforms=[c.transform_msg(after, "map", "cam", t + S // 10)]))
             placed_by = time.monotonic() + 2.0  # well before tf_timeout runs out
             while spun.node.world_services.seeded == 0 and time.monotonic() < placed_by:
                 time.sleep(0.02)

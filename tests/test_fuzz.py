@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from rtfm_ros import bags
+from rtfm_ros import messages
 from rtfm_ros.geometry import (MAX_PIXELS_PER_CALL, MAX_POSITION_M, MAX_VIEW_PIXELS, GeometryError, PinholeCamera,
                                check_pixel_budget, look_at)
 from rtfm_ros.memory import FrameMemory, WorldFileError
@@ -254,16 +255,16 @@ class _Msg:
 
 def _bag_messages(data, enc, h, w, step, n):
     try:
-        rgb = bags.decode_image(_Msg(data=data, format="png"), bags.COMPRESSED_IMAGE)
-    except bags.BagError:
+        rgb = messages.decode_image(_Msg(data=data, format="png"), messages.COMPRESSED_IMAGE)
+    except messages.MessageError:
         pass
     else:
         assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
     raw = _Msg(encoding=enc, height=h % 64 if h < 10000 else h, width=w % 64 if w < 10000 else w, step=step,
                data=np.zeros(n, np.uint8))
     try:
-        rgb = bags.decode_image(raw, bags.IMAGE)
-    except bags.BagError:
+        rgb = messages.decode_image(raw, messages.IMAGE)
+    except messages.MessageError:
         pass
     else:
         assert rgb.shape == (raw.height, raw.width, 3)
@@ -289,12 +290,12 @@ def bag_dir() -> Path:
         w.open()
         ts = bags.typestore()
         conns = {t: w.add_connection(t, m, typestore=ts) for t, m in
-                 (("/cam/image_raw", bags.IMAGE), ("/cam/camera_info", bags.CAMERA_INFO), ("/tf", bags.TF_MESSAGE))}
+                 (("/cam/image_raw", messages.IMAGE), ("/cam/camera_info", bags.CAMERA_INFO), ("/tf", bags.TF_MESSAGE))}
         for i in range(30):
             t = 10**9 + i * 10**8
-            for topic, msg in (("/cam/image_raw", bags.image_msg(t, "cam", np.full((16, 16, 3), i, np.uint8))),
-                               ("/cam/camera_info", bags.camera_info_msg(t, "cam", PinholeCamera.from_fov(16, 16, 60))),
-                               ("/tf", bags.tf_msg(t, [("map", "cam", look_at([i * 0.1, 0, 0], [0, 1, 0]))]))):
+            for topic, msg in (("/cam/image_raw", messages.image_msg(np.full((16, 16, 3), i, np.uint8), t, "cam")),
+                               ("/cam/camera_info", messages.camera_info_msg(PinholeCamera.from_fov(16, 16, 60), t, "cam")),
+                               ("/tf", messages.tf_msg([("map", "cam", look_at([i * 0.1, 0, 0], [0, 1, 0]))], t))):
                 w.write(conns[topic], t, ts.serialize_cdr(msg, msg.__msgtype__))
         w.close()
         _BAG["p"] = path
@@ -316,8 +317,8 @@ def _damaged_bag(muts):
             bags.load_tf(reader)
             bags.read_camera_infos(reader, "/cam/camera_info")
             for conn, _, raw in reader.messages(connections=bags.connections_for(reader, "/cam/image_raw")):
-                bags.decode_image(reader.deserialize(raw, conn.msgtype), conn.msgtype)
-        except (bags.BagError, GeometryError):
+                messages.decode_image(reader.deserialize(raw, conn.msgtype), conn.msgtype)
+        except (bags.BagError, messages.MessageError, GeometryError):
             pass
         finally:
             reader.close()

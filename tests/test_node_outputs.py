@@ -18,6 +18,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from ros_helpers import ctx, tf_child  # noqa: F401  (fixtures)
 from ros_helpers import collect, pick_domain_id, reliable_qos
 from rtfm_ros import geometry as g
+from rtfm_ros import messages
 from rtfm_ros.ros import conversions as c
 from rtfm_ros.ros import lens as L
 from test_camera_node import POSE_A, T_BASE_CAMERA, Caller, SpunNode, assets  # noqa: F401  (assets: a fixture)
@@ -65,13 +66,13 @@ def test_a_calibrated_distorted_camera_and_its_topics(assets, domain, ctx, tf_ch
         np.testing.assert_allclose(info.d, [-0.25, 0.07, 0.001, -0.002, 0.0])
         np.testing.assert_allclose(info.p[:3], [90.0, 0.0, 80.0])
 
-        by_stamp = {c.stamp_to_ns(m.header.stamp): m for m in got["/cal/image_raw"]}
-        comp = next(m for m in got["/cal/image_raw/compressed"] if c.stamp_to_ns(m.header.stamp) in by_stamp)
+        by_stamp = {messages.stamp_to_ns(m.header.stamp): m for m in got["/cal/image_raw"]}
+        comp = next(m for m in got["/cal/image_raw/compressed"] if messages.stamp_to_ns(m.header.stamp) in by_stamp)
         from PIL import Image as PILImage
 
         assert comp.format == "rgb8; jpeg compressed bgr8"
         decoded = np.asarray(PILImage.open(io.BytesIO(bytes(comp.data))).convert("RGB")).astype(float)
-        raw = c.msg_to_image(by_stamp[c.stamp_to_ns(comp.header.stamp)]).astype(float)
+        raw = messages.decode_image(by_stamp[messages.stamp_to_ns(comp.header.stamp)]).astype(float)
         assert decoded.shape == (120, 160, 3) and np.abs(decoded - raw).mean() < 6.0
         rect = got["/cal/image_rect"][-1]
         assert (rect.width, rect.height) == (160, 120)
@@ -98,9 +99,9 @@ def test_a_calibrated_distorted_camera_and_its_topics(assets, domain, ctx, tf_ch
         def two_images() -> np.ndarray:
             after = time.time_ns()
             r = collect(ctx, {"/cal/image_raw": (Image, REL)}, lambda r: len(
-                [m for m in r["/cal/image_raw"] if c.stamp_to_ns(m.header.stamp) > after]) >= 2, timeout_s=30)
-            a, b = [c.msg_to_image(m).astype(float) for m in r["/cal/image_raw"]
-                    if c.stamp_to_ns(m.header.stamp) > after][:2]
+                [m for m in r["/cal/image_raw"] if messages.stamp_to_ns(m.header.stamp) > after]) >= 2, timeout_s=30)
+            a, b = [messages.decode_image(m).astype(float) for m in r["/cal/image_raw"]
+                    if messages.stamp_to_ns(m.header.stamp) > after][:2]
             return (a - b).std()
 
         quiet = two_images()
@@ -136,7 +137,7 @@ def test_large_images_arrive_status_is_right_and_a_failed_write_keeps_the_camera
         assert node.worker.write_back.failures >= 1 and node.worker.write_back.remembered == 0
         after = time.time_ns()
         collect(ctx, {"/big/image_raw": (Image, REL), "/diagnostics": (DiagnosticArray, REL)},
-                lambda r: any(c.stamp_to_ns(m.header.stamp) > after for m in r["/big/image_raw"])
+                lambda r: any(messages.stamp_to_ns(m.header.stamp) > after for m in r["/big/image_raw"])
                 and any(int(diag_values(d).get("remember failures", "0")) >= 1 for d in r["/diagnostics"]),
                 timeout_s=60, process=tf_child)
     finally:
@@ -162,10 +163,10 @@ def test_a_known_point_is_rendered_at_the_pixel_the_published_k_predicts(assets,
                                      (160, 120, 90.0, 79.5, 59.5, (-0.1, 0.05, 0.1))]:
             info = CameraInfo(width=w, height=h, k=[f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0])  # ROS convention
             req = RenderView.Request(camera_info=info)
-            req.pose.pose = c.matrix_to_pose(g.make_transform(np.eye(3), t))
+            req.pose.pose = c.pose_msg(g.make_transform(np.eye(3), t))
             res = caller(RenderView, "/rtfm_pixels/render_view", req)
             assert res.success, res.message
-            img = c.msg_to_image(res.image)[..., 0].astype(float)
+            img = messages.decode_image(res.image)[..., 0].astype(float)
             m = np.where(img > 0.3 * img.max(), img, 0)
             vs, us = np.mgrid[0:h, 0:w]
             found = ((m * us).sum() / m.sum(), (m * vs).sum() / m.sum())

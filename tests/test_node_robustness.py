@@ -25,6 +25,7 @@ from sensor_msgs.msg import Image
 from ros_helpers import ctx, tf_child  # noqa: F401  (fixtures)
 from ros_helpers import collect, pick_domain_id, reliable_qos, spawn_ros_process
 from rtfm_ros import geometry as g
+from rtfm_ros import messages
 from rtfm_ros.ros import conversions as c
 from test_camera_node import POSE_A, T_BASE_CAMERA, Caller, assets  # noqa: F401  (assets: a fixture)
 
@@ -60,10 +61,10 @@ def start_node(assets, domain: int, ns: str, world: Path):  # noqa: F811
 def view_request(size: int, x: float | None = None):
     from rtfm_ros_interfaces.srv import RenderView
 
-    T = g.body_to_optical(c.pose_to_matrix(POSE_A) @ T_BASE_CAMERA)
+    T = g.body_to_optical(messages.pose_to_matrix(POSE_A) @ T_BASE_CAMERA)
     req = RenderView.Request(want_depth=False, remember=False)
     req.pose.header.frame_id = "map"
-    req.pose.pose = c.matrix_to_pose(T)
+    req.pose.pose = c.pose_msg(T)
     if x is not None:
         req.pose.pose.position.x = x
     req.camera_info = c.camera_info_msg(g.PinholeCamera.from_fov(size, size, 70), 0, "view_optical")
@@ -134,7 +135,7 @@ def test_nothing_blocks_bad_requests_fail_and_the_users_world_is_never_written(a
             after = time.time_ns()
             got = collect(ctx, {"/robust/image_raw": (Image, reliable_qos()),
                                 "/robust/rtfm_camera/status": (WorldStatus, reliable_qos())},
-                          lambda r: len([m for m in r["/robust/image_raw"] if c.stamp_to_ns(m.header.stamp) > after])
+                          lambda r: len([m for m in r["/robust/image_raw"] if messages.stamp_to_ns(m.header.stamp) > after])
                           >= 2 and r["/robust/rtfm_camera/status"], timeout_s=60, process=proc)
             assert not long_view.future.done() or time.monotonic() - started > 5, "the view was not long"
             assert got["/robust/rtfm_camera/status"][-1].render_rate_hz > 0

@@ -15,7 +15,8 @@ from rtfm_ros import geometry as g
 from rtfm_ros.memory import FrameMemory
 from rtfm_ros.ros import lens as L
 from rtfm_ros import geometry as pixels
-from rtfm_ros.ros.sensor import checked_depth, depth_mm, expose, phantom_near_share
+from rtfm_ros.messages import depth_mm
+from rtfm_ros.ros.sensor import checked_depth, expose, phantom_near_share
 from rtfm_ros.ros.worker import WorldGate
 from rtfm_ros.ros.world_files import ScratchWorld, is_world_file, save_world
 

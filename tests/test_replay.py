@@ -13,6 +13,7 @@ from rosbags.highlevel import AnyReader
 from scipy.spatial.transform import Rotation
 
 from rtfm_ros import bags, cli
+from rtfm_ros import messages
 from rtfm_ros.bags import BagWriter
 from rtfm_ros.geometry import R_BODY_OPTICAL, PinholeCamera, make_transform
 from rtfm_ros.replay import ReplayError, ReplayOptions, apply_offset, load_poses, parse_offset, replay
@@ -87,11 +88,11 @@ def test_replay_rate_seeds_and_copies(bag_mcap: Path, world: WorldModel, tmp_pat
     msgs = read(out)
     images, infos = msgs["/rtfm/camera/image_raw"], msgs["/rtfm/camera/camera_info"]
     expected = [T0 + k * 100 * MS for k in range(11)]
-    assert [bags.stamp_to_ns(m.header.stamp) for _, m in images] == expected == [t for t, _ in images]
+    assert [messages.stamp_to_ns(m.header.stamp) for _, m in images] == expected == [t for t, _ in images]
     assert {m.header.frame_id for _, m in images + infos} == {"camera_optical"}
     assert {(m.width, m.height, m.encoding) for _, m in images} == {(64, 64, "rgb8")}
-    assert [bags.stamp_to_ns(m.header.stamp) for _, m in infos] == expected
-    assert bags.camera_from_info(infos[0][1]) == PinholeCamera.from_fov(64, 64, 90.0)
+    assert [messages.stamp_to_ns(m.header.stamp) for _, m in infos] == expected
+    assert messages.camera_from_info(infos[0][1]) == PinholeCamera.from_fov(64, 64, 90.0)
     depth = msgs["/rtfm/camera/depth/image_raw"]
     assert len(depth) == 11 and depth[0][1].encoding == "32FC1"
     assert len(msgs["/chatter"]) == 21 and len(msgs["/tf"]) == 21 and len(msgs["/cam/image_raw"]) == 5
@@ -111,7 +112,7 @@ def test_at_topic_no_copy_body_frame(tmp_path: Path, world: WorldModel, storage:
     msgs = read(out)
     assert set(msgs) == {"/tf_static", "/sim/front/image_raw", "/sim/front/camera_info"}
     images = msgs["/sim/front/image_raw"]
-    assert [bags.stamp_to_ns(m.header.stamp) for _, m in images] == [T0 + i * 50 * MS for i in range(1, 21, 4)]
+    assert [messages.stamp_to_ns(m.header.stamp) for _, m in images] == [T0 + i * 50 * MS for i in range(1, 21, 4)]
     assert {m.header.frame_id for _, m in images} == {"camera_link_optical"}
     assert {(m.width, m.height) for _, m in images} == {(32, 24)}
     (tf,) = msgs["/tf_static"][0][1].transforms
@@ -130,7 +131,7 @@ def test_poses_file_and_offset(bag_mcap: Path, world: WorldModel, tmp_path: Path
                         offset=parse_offset("0.5,0,0,90"), copy=False, progress=False, remember=False)
     res = replay(bag_mcap, tmp_path / "out", opt, world_model=world)
     assert res.rendered == 2
-    stamps = [bags.stamp_to_ns(m.header.stamp) for _, m in read(tmp_path / "out")["/rtfm/camera/image_raw"]]
+    stamps = [messages.stamp_to_ns(m.header.stamp) for _, m in read(tmp_path / "out")["/rtfm/camera/image_raw"]]
     assert stamps == [T0 + 250 * MS, T0 + 500 * MS]
     T = apply_offset(optical_pose(0.0), (0.5, 0.0, 0.0, 90.0))
     np.testing.assert_allclose(T[:3, 3], optical_pose(0.0)[:3, 3] + [0.5, 0, 0])
@@ -153,7 +154,7 @@ def test_seed_from_compressed_images(tmp_path: Path, world: WorldModel) -> None:
         for t in (T0 - MS, T0 + 250 * MS):  # the first lies before any TF: skipped
             buf = io.BytesIO()
             PILImage.fromarray(np.full((24, 32, 3), 200, np.uint8)).save(buf, format="JPEG")
-            msg = bags.typestore().types[bags.COMPRESSED_IMAGE](header=bags.header_msg(t, "cam"), format="jpeg",
+            msg = bags.typestore().types[messages.COMPRESSED_IMAGE](header=messages.header_msg(t, "cam"), format="jpeg",
                                                                  data=np.frombuffer(buf.getvalue(), np.uint8))
             w.write_message("/front/image_raw/compressed", msg, t)
             w.write_camera_info("/front/camera_info", t, "cam", SEED_CAM)
@@ -252,7 +253,7 @@ def test_seed_with_registered_depth(tmp_path: Path, world: WorldModel) -> None:
         w.write_depth("/cam/depth", T0 + 110 * MS, "cam", np.full((24, 32), 2.5, np.float32))
         mm = np.full((12, 16), 1500, np.uint16)  # half size: resized to the colour image
         mm[0, 0] = 0  # no return
-        msg = bags.typestore().types[bags.IMAGE](header=bags.header_msg(T0 + 390 * MS, "cam"), height=12, width=16,
+        msg = bags.typestore().types[messages.IMAGE](header=messages.header_msg(T0 + 390 * MS, "cam"), height=12, width=16,
                                                  encoding="16UC1", is_bigendian=0, step=32,
                                                  data=np.frombuffer(mm.tobytes(), np.uint8))
         w.write_message("/cam/depth", msg, T0 + 390 * MS)

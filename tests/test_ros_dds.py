@@ -10,6 +10,7 @@ from tf2_msgs.msg import TFMessage
 
 from ros_helpers import PublishSpec, collect, pick_domain_id, reliable_qos, ros_context, spawn_publisher
 from rtfm_ros import geometry as g
+from rtfm_ros import messages
 from rtfm_ros.ros import conversions as c
 from rtfm_ros.tf_buffer import TransformBuffer
 
@@ -27,8 +28,8 @@ def test_image_and_tf_cross_process(domain_id):
     stamp = 1_700_000_000 * S + 123_456_789
     T_map_base = g.make_transform(g.quat_to_matrix([0.1, -0.2, 0.3, 0.9273618495495703]), (1.5, -2.0, 0.25))
     T_base_cam = g.body_to_optical(g.make_transform(translation=(0.2, 0.0, 1.1)))
-    tf = TFMessage(transforms=[c.matrix_to_transform_stamped(T_map_base, "map", "base_link", stamp)])
-    tf_static = TFMessage(transforms=[c.matrix_to_transform_stamped(T_base_cam, "base_link", "cam_optical", 0)])
+    tf = TFMessage(transforms=[c.transform_msg(T_map_base, "map", "base_link", stamp)])
+    tf_static = TFMessage(transforms=[c.transform_msg(T_base_cam, "base_link", "cam_optical", 0)])
     topics = {
         "/rtfm_test/image": (Image, reliable_qos()),
         "/rtfm_test/tf": (TFMessage, reliable_qos()),
@@ -36,7 +37,7 @@ def test_image_and_tf_cross_process(domain_id):
     }
     with spawn_publisher(
         [
-            PublishSpec("/rtfm_test/image", c.image_to_msg(rgb, stamp, "cam_optical")),
+            PublishSpec("/rtfm_test/image", c.image_msg(rgb, stamp, "cam_optical")),
             PublishSpec("/rtfm_test/tf", tf),
             PublishSpec("/rtfm_test/tf_static", tf_static, latched=True),  # sent once, before we listen
         ],
@@ -45,12 +46,12 @@ def test_image_and_tf_cross_process(domain_id):
         got = collect(context, topics, lambda r: all(r.values()), timeout_s=20.0, process=child)
 
     image = got["/rtfm_test/image"][0]
-    assert image.header.frame_id == "cam_optical" and c.stamp_to_ns(image.header.stamp) == stamp
-    np.testing.assert_array_equal(c.msg_to_image(image), rgb)  # pixel-exact
+    assert image.header.frame_id == "cam_optical" and messages.stamp_to_ns(image.header.stamp) == stamp
+    np.testing.assert_array_equal(messages.decode_image(image), rgb)  # pixel-exact
 
     buf = TransformBuffer()
-    assert c.feed_tf_message(buf, got["/rtfm_test/tf"][0], static=False) == []
-    assert c.feed_tf_message(buf, got["/rtfm_test/tf_static"][0], static=True) == []
+    assert messages.feed_tf_message(buf, got["/rtfm_test/tf"][0], static=False) == []
+    assert messages.feed_tf_message(buf, got["/rtfm_test/tf_static"][0], static=True) == []
     np.testing.assert_allclose(buf.lookup("map", "cam_optical", stamp), T_map_base @ T_base_cam, atol=1e-12)
 
 
@@ -64,7 +65,7 @@ def test_interfaces_import_and_world_status_in_process(domain_id):
     sent = WorldStatus(frames=1234, frames_in_ram=1000, bytes_in_ram=2**40, coverage_m2=12.5,
                        render_latency_ms=8.25, render_rate_hz=30.0, model="tiny-v1")
     sent.header.frame_id = "map"
-    sent.header.stamp = c.ns_to_stamp(5 * S)
+    sent.header.stamp = c.time_msg(5 * S)
     with ros_context(domain_id) as context:
         node = rclpy.create_node("rtfm_status_publisher", context=context)
         try:

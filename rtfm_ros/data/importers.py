@@ -29,10 +29,10 @@ from PIL import Image
 from rtfm_ros.data import data_subparsers
 from rtfm_ros.data.clips import Clip
 from rtfm_ros.geometry import PinholeCamera, opengl_to_optical, validate_transform
-from rtfm_ros.geometry import camera_from_k
+from rtfm_ros.messages import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE
 
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
+INFO_TYPE = CAMERA_INFO
 
 
 class ImportDataError(ValueError):
@@ -83,13 +83,12 @@ def import_bag(path: str | Path, *, image_topic: str | None = None, camera_info_
                camera_frame: str | None = None, world_frame: str | None = None, res: int | None = None,
                max_frames: int | None = None) -> Clip:
     """One clip from a ROS 2 bag (folder, .mcap or .db3): every image with a TF pose at its stamp."""
-    from rtfm_ros.bags import BagError, decode_image, load_tf, open_bag, stamp_to_ns
-    from rtfm_ros.tf_buffer import TransformLookupError
+    from rtfm_ros.bag_frames import ImagePlacer, posed_images
+    from rtfm_ros.bags import BagError, load_tf, open_bag, read_camera_info_msgs
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"bag {path} not found")
-    world_frame = world_frame.lstrip("/") if world_frame else None
     try:
         reader = open_bag(path)
     except BagError as exc:
@@ -103,50 +102,23 @@ def import_bag(path: str | Path, *, image_topic: str | None = None, camera_info_
             near = [c for c in infos if c.topic.startswith(ns + "/")]
             camera_info_topic = near[0].topic if len(near) == 1 else None
         info_conn = _pick_topic(conns, (INFO_TYPE,), camera_info_topic, "CameraInfo")
-        tf, _ = load_tf(reader)  # the whole bag's TF, so lookups do not depend on logging order
-        info_msgs = [(stamp_to_ns(m.header.stamp), m) for m in (reader.deserialize(r, c.msgtype)
-                                                        for c, _t, r in reader.messages(connections=[info_conn]))]
-        if not info_msgs:
-            raise ImportDataError(f"CameraInfo topic {info_conn.topic} has no messages")
-        info_stamps = np.array([s for s, _ in info_msgs])
-        frames, skipped, frame_ids, distortion = [], 0, set(), None
-        for conn, _t, raw in reader.messages(connections=[img_conn]):
-            msg = reader.deserialize(raw, conn.msgtype)
-            stamp = stamp_to_ns(msg.header.stamp)
-            cam_frame = (camera_frame or msg.header.frame_id).lstrip("/")
-            frame_ids.add(cam_frame)
-            known = tf.frames()
-            if cam_frame not in known:
-                raise ImportDataError(f"camera frame {cam_frame!r} is not in the bag's TF; frames it has: "
-                                      f"{', '.join(sorted(known)) or 'none'}")
-            if world_frame is None:
-                world_frame = cam_frame
-                while tf.parent_of(world_frame) is not None:
-                    world_frame = tf.parent_of(world_frame)
-            elif world_frame not in known:
-                raise ImportDataError(f"world frame {world_frame!r} is not in the bag's TF; frames it has: "
-                                      f"{', '.join(sorted(known))}")
-            try:
-                T = tf.lookup(world_frame, cam_frame, stamp) if world_frame != cam_frame else np.eye(4)
-            except TransformLookupError:
-                skipped += 1
-                continue
-            info = info_msgs[int(np.argmin(np.abs(info_stamps - stamp)))][1]
-            camera = camera_from_k(info.width, info.height, info.k)  # ROS pixel centres -> ours
-            try:
-                rgb = decode_image(msg, conn.msgtype)
-            except BagError as exc:
-                raise ImportDataError(str(exc)) from exc
-            if rgb.shape[:2] != (camera.height, camera.width):
-                raise ImportDataError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says "
-                                      f"{camera.width}x{camera.height}")
-            distortion = {"model": info.distortion_model, "d": [float(v) for v in info.d]}
-            rgb, camera = fit_image(rgb, camera, res)
-            frames.append((stamp / 1e9, rgb, T, camera))
-            if max_frames is not None and len(frames) >= max_frames:
-                break
+        frames, skipped, distortion = [], [0], None
+        try:
+            tf, _ = load_tf(reader)  # the whole bag's TF, so lookups do not depend on logging order
+            placer = ImagePlacer(tf, read_camera_info_msgs(reader, info_conn.topic), world_frame,
+                                 camera_frame=camera_frame)
+            for item in posed_images(reader, [img_conn], placer, skipped=skipped):
+                distortion = {"model": item.info.distortion_model, "d": [float(v) for v in item.info.d]}
+                rgb, camera = fit_image(item.rgb, item.camera, res)
+                frames.append((item.stamp_ns / 1e9, rgb, item.T_world_camera, camera))
+                if max_frames is not None and len(frames) >= max_frames:
+                    break
+        except BagError as exc:
+            raise ImportDataError(str(exc)) from exc
+        world_frame, frame_ids = placer.world_frame, placer.frame_ids
     finally:
         reader.close()
+    skipped = skipped[0]
     if not frames:
         raise ImportDataError(f"no image in {path} on {img_conn.topic} has a TF pose "
                               f"({world_frame} <- {', '.join(sorted(frame_ids)) or '?'}); {skipped} skipped")

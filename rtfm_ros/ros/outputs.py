@@ -16,7 +16,7 @@ from rtfm_ros_interfaces.msg import WorldStatus
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from rtfm_ros.ros.cameras import CameraSpec
-from rtfm_ros.ros.conversions import camera_info_msg, cloud_msg, compressed_msg, depth_to_msg, image_to_msg
+from rtfm_ros.ros.conversions import camera_info_msg, cloud_msg, compressed_msg, depth_msg, image_msg
 from rtfm_ros.ros.params import CameraNodeConfig
 from rtfm_ros.ros.sensor import points_camera
 from rtfm_ros.ros.status import Coverage, frames_in_ram, model_name
@@ -50,18 +50,18 @@ class CameraOutputs:
         frame = spec.optical_frame
         pubs = self.pubs
         if "image" in wanted:
-            pubs["image"].publish(image_to_msg(view.rgb, stamp_ns, frame))
+            pubs["image"].publish(image_msg(view.rgb, stamp_ns, frame))
         if "compressed" in wanted:
             pubs["compressed"].publish(compressed_msg(view.rgb, stamp_ns, frame, config.compressed_format,
                                                       config.jpeg_quality))
         pubs["info"].publish(camera_info_msg(spec.camera, stamp_ns, frame, spec.calibration))
         if view.depth is not None and "depth" in wanted:
-            pubs["depth"].publish(depth_to_msg(view.depth, stamp_ns, frame, config.depth_encoding))
+            pubs["depth"].publish(depth_msg(view.depth, stamp_ns, frame, config.depth_encoding))
         if view.depth is not None and "points" in wanted:
             pts = points_camera(view.depth, spec.sensor.lens.rays)
             pubs["points"].publish(cloud_msg(pts, view.rgb, stamp_ns, frame))
         if "rect" in wanted:
-            pubs["rect"].publish(image_to_msg(view.rect if view.rect is not None else view.rgb, stamp_ns, frame))
+            pubs["rect"].publish(image_msg(view.rect if view.rect is not None else view.rgb, stamp_ns, frame))
 
 
 class Diagnostics:

@@ -116,13 +116,6 @@ def real_frames_near(world: Any, T_world_camera: np.ndarray, camera: PinholeCame
     return found
 
 
-def depth_mm(depth: np.ndarray) -> np.ndarray:
-    """16UC1 millimetres: NaN, <= 0 and beyond 65.535 m become 0 ("no return", REP 118)."""
-    mm = np.nan_to_num(depth.astype(np.float64) * 1000.0, nan=0.0, posinf=0.0, neginf=0.0)
-    mm = np.where((mm > 0) & (mm <= 65535), np.round(mm), 0)
-    return mm.astype(np.uint16)
-
-
 def phantom_near_share(depth: np.ndarray, truth: np.ndarray, margin: float = 0.2) -> tuple[float, float]:
     """(share of published pixels >= margin too near vs ground truth, share of pixels published)."""
     pub = np.isfinite(depth) & np.isfinite(truth) & (truth > 0)

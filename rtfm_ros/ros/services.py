@@ -32,14 +32,8 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 
 from rtfm_ros.geometry import PinholeCamera
-from rtfm_ros.ros.conversions import (
-    camera_from_info,
-    depth_to_msg,
-    image_to_msg,
-    msg_to_image,
-    pose_to_matrix,
-    stamp_to_ns,
-)
+from rtfm_ros.messages import camera_from_info, decode_image as msg_to_image, pose_to_matrix, stamp_to_ns
+from rtfm_ros.ros.conversions import depth_msg as depth_to_msg, image_msg as image_to_msg
 from rtfm_ros.ros.params import CameraNodeConfig
 from rtfm_ros.ros.status import RenderStats
 from rtfm_ros.ros.world_handle import WorldHandle

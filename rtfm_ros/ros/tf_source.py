@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from rtfm_ros.geometry import R_BODY_OPTICAL, GeometryError, make_transform
-from rtfm_ros.ros.conversions import feed_tf_message, matrix_to_transform_stamped, transform_stamped_to_matrix
+from rtfm_ros.messages import feed_tf_message, transform_to_matrix
+from rtfm_ros.ros.conversions import transform_msg
 from rtfm_ros.tf_buffer import (
     NS_PER_S,
     ConnectivityError,
@@ -62,7 +63,7 @@ class TfSource:
         for tf in msg.transforms:
             try:
                 clean_frame_id(tf.header.frame_id), clean_frame_id(tf.child_frame_id)
-                transform_stamped_to_matrix(tf)  # refuse NaN / non-unit quaternions before tf2 sees them
+                transform_to_matrix(tf)  # refuse NaN / non-unit quaternions before tf2 sees them
                 if static:
                     self._tf2.set_transform_static(tf, "rtfm_camera")
                 else:
@@ -104,7 +105,7 @@ class TfSource:
         while True:
             try:
                 tf = self._tf2.lookup_transform(target, source, Time(nanoseconds=stamp_ns))
-                return transform_stamped_to_matrix(tf)
+                return transform_to_matrix(tf)
             except tf2_ros.TransformException as e:
                 if time.monotonic() >= deadline:
                     raise _translate(e) from None
@@ -113,7 +114,7 @@ class TfSource:
 
 def optical_frame_transforms(cameras: Iterable[Any], stamp_ns: int) -> list[Any]:
     """camera_frame -> optical frame (the REP-103 rotation) of each body-axes camera, for /tf_static."""
-    tfs = {c.optical_frame: matrix_to_transform_stamped(make_transform(R_BODY_OPTICAL), c.camera_frame,
+    tfs = {c.optical_frame: transform_msg(make_transform(R_BODY_OPTICAL), c.camera_frame,
                                                         c.optical_frame, stamp_ns) for c in cameras if c.body}
     return list(tfs.values())
 
