@@ -1,11 +1,12 @@
-"""Poses, quaternions, pinhole cameras and Plücker rays.
+"""Poses, quaternions, pinhole cameras and the conversions between pose conventions.
 
 One pose convention inside the project: ``T_world_camera`` (4x4 float64, maps camera
 coordinates to world coordinates) with OpenCV / REP-103 optical axes (x right, y down,
 z forward). Other conventions (ROS body frames, OpenGL/NeRF cameras, MuJoCo cameras) are
 converted here, at the edges, and nowhere else.
 
-Quaternions use ROS order (x, y, z, w). Rotation math goes through scipy.
+Quaternions use ROS order (x, y, z, w). Rotation math goes through scipy. Per-pixel rays
+(Plücker maps, unprojection, splatting) are in rtfm_ros.rays.
 """
 
 from __future__ import annotations

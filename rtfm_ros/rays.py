@@ -1,8 +1,9 @@
 """Per-pixel camera rays in torch: Plücker ray maps, unprojection and z-buffered splatting.
 
-Batched and device-agnostic: the model, the oracle-reprojection baseline and training all
-call these, so every pixel-to-ray convention lives in this one place. Pixel (u, v) has its
-centre at (u + 0.5, v + 0.5) in the K convention of PinholeCamera.
+Batched and device-agnostic: the network, the stereo and image-based renderers
+(rtfm_ros.model) and the oracle-reprojection baseline all call these, so every pixel-to-ray
+convention lives in this one place. Pixel (u, v) has its centre at (u + 0.5, v + 0.5) in the
+K convention of PinholeCamera.
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ def splat(colors: torch.Tensor, depth: torch.Tensor, K_src: torch.Tensor, T_worl
 def fill_holes(image: torch.Tensor, mask: torch.Tensor, iterations: int = 64) -> torch.Tensor:
     """Fill pixels where mask == 0 with the average of filled neighbours, growing inwards.
 
-    Used by the oracle-reprojection baseline; stops early once every pixel is filled.
+    The network's forward pass starts from a splat filled this way, and so does the
+    oracle-reprojection baseline; stops early once every pixel is filled.
     Pixels that stay unreached (an empty view) are set to mid-grey.
     """
     img, m = image * mask, mask
