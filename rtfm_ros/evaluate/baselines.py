@@ -9,6 +9,8 @@ target's T_world_camera (optical axes), ``camera`` the target's intrinsics.
 - ``oracle_reprojection``: forward-splats every context view with its ground-truth depth into
   the target (z-buffered, rtfm_ros.rays.splat) and fills the holes. It knows the true geometry,
   so it bounds what copying pixels through geometry can do; it cannot paint unseen areas.
+- ``ranked_reprojection``: the same, with the context ranked best first as the network's
+  forward pass ranks it: that pass's starting point without any learned weight.
 """
 
 from __future__ import annotations

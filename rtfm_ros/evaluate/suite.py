@@ -18,9 +18,9 @@ depth). Targets, TARGETS_PER_KIND of each kind:
 Everything derives from the world seed, so the suite is the same on every machine; it is
 built once and cached as a clip dataset (per world a "context" clip and a "targets" clip whose
 meta lists each target's kind); bump SUITE_VERSION whenever worlds, trajectories or rendering
-change, so that stale caches are refused rather than silently compared. Each renderer then gets, for each target, the same context:
-the ``budget`` views chosen by rtfm_ros.memory.juggling.select_context (as at run time), or the
-nearest ones by position when that module is missing.
+change, so that stale caches are refused rather than silently compared. Each renderer then
+gets, for each target, the same context: the ``budget`` views chosen by
+rtfm_ros.memory.juggling.select_context (as at run time).
 """
 
 from __future__ import annotations
@@ -188,15 +188,10 @@ def load_suite(suite_dir: str | Path | None = None, *, res: int = DEFAULT_RES, f
 
 
 def choose_context(target_T: np.ndarray, camera, poses: np.ndarray, cameras: list, budget: int) -> list[int]:
-    """Context indices for one target: the run-time juggling when available, else nearest positions."""
-    try:
-        from rtfm_ros.memory.juggling import select_context
-    except ImportError:
-        select_context = None
-    if select_context is not None:
-        return list(select_context(target_T, camera, poses, cameras, budget))
-    d = np.linalg.norm(poses[:, :3, 3] - target_T[:3, 3], axis=1)
-    return [int(i) for i in np.argsort(d, kind="stable")[:budget]]
+    """Context indices for one target, as the run-time juggling picks them."""
+    from rtfm_ros.memory.juggling import select_context
+
+    return list(select_context(target_T, camera, poses, cameras, budget))
 
 
 @dataclass
