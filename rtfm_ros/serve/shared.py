@@ -40,14 +40,14 @@ class Rendered:
 class SharedWorld:
     """The served world: rendering, reset to the start state, save, seeding, and the top-view map."""
 
-    def __init__(self, wm: "WorldModel", camera: PinholeCamera, scratch: Path, save_path: Path | None) -> None:
+    def __init__(self, wm: WorldModel, camera: PinholeCamera, scratch: Path, save_path: Path | None) -> None:
         self.wm, self.camera, self.save_path = wm, camera, save_path
         self.lock = threading.Lock()
         self._scratch = scratch
         self._start_frames: list[SeedFrame] = []
         self._start_file: Path | None = None
         self._start_sources: list[int] = []
-        self._start_fit: "WorldFit | None" = None  # the start world's fit (rtfm fit), kept across resets
+        self._start_fit: WorldFit | None = None  # the start world's fit (rtfm fit), kept across resets
         self._copy: Path | None = None
         self._copies = 0
         self.start_pose = np.eye(4)
