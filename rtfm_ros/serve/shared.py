@@ -135,9 +135,12 @@ class SharedWorld:
         """Render this tab's view (optionally remembered by the world) and grow the map."""
         with self.lock:
             t0 = time.perf_counter()
-            out = self.wm.render(T_world_camera, self.camera, remember=remember, return_depth=want_depth)
+            depth: np.ndarray | None = None
+            if want_depth:
+                rgb, depth = self.wm.render(T_world_camera, self.camera, remember=remember, return_depth=True)
+            else:
+                rgb = self.wm.render(T_world_camera, self.camera, remember=remember)
             seconds = time.perf_counter() - t0
-            rgb, depth = out if want_depth else (out, None)
             self._extend_map()
             return Rendered(rgb, depth, seconds, len(self.wm.memory))
 
