@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import rtfm_ros  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads)
 
+# isort: split
 import argparse
 import os
 import platform

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import scipy
-
 from machine import machine as machine_line
+
 from rtfm_ros.geometry import PinholeCamera
 from rtfm_ros.memory import SOURCES, FrameMemory
 from rtfm_ros.memory.juggling import select_context

@@ -10,12 +10,12 @@ import argparse
 import statistics
 import time
 
+import numpy as np
+import torch
+from machine import machine
+
 from rtfm_ros.geometry import PinholeCamera, look_at  # first: sets OpenMP's wait policy before torch loads
 from rtfm_ros.world import WorldModel
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from machine import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def seeded_world(wm: WorldModel, n: int = 24, width: int = 64, height: int = 64, depth: bool = True) -> None:
@@ -62,7 +62,8 @@ def main() -> None:
         cam = PinholeCamera.from_fov(w, h, 90)
         for batch in batches:
             poses = np.stack([look_at([0.1 * (i % 4), 0.05 * i, 1.0], [3.0, 0.5, 1.0]) for i in range(batch)])
-            sec = time_it(lambda: wm.render_batch(poses, cam, remember=False), args.repeats if batch == 1 else 5)
+            sec = time_it(lambda wm=wm, poses=poses, cam=cam: wm.render_batch(poses, cam, remember=False),
+                          args.repeats if batch == 1 else 5)
             print(f"| {w}x{h} | {fw}x{fh} | {batch} | {sec * 1000:.1f} | {batch / sec:.1f} |")
     # Depth of a new frame without depth (stereo over its neighbours): paid once, when it is stored.
     wm = WorldModel.load(args.checkpoint, device=args.device)

@@ -12,6 +12,9 @@ Prints a markdown table (medians) with the machine it ran on.
 
 from __future__ import annotations
 
+import rtfm_ros  # noqa: F401  first: sets OpenMP's wait policy before torch loads
+
+# isort: split
 import argparse
 import os
 import platform
@@ -22,11 +25,10 @@ import tempfile
 import threading
 import time
 
-import rtfm_ros  # noqa: F401  first: sets OpenMP's wait policy before torch loads
-
-import numpy as np  # noqa: E402
+import numpy as np
 import rclpy
 import torch
+from bench_model import seeded_world
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -34,13 +36,11 @@ from sensor_msgs.msg import Image
 from tf2_msgs.msg import TFMessage
 
 from rtfm_ros.geometry import look_at
-from rtfm_ros.ros.camera_node import CameraNode, make_executor
 from rtfm_ros.messages import stamp_to_ns
+from rtfm_ros.ros.camera_node import CameraNode, make_executor
 from rtfm_ros.ros.conversions import transform_msg
 from rtfm_ros.runtime import serving_threads
 from rtfm_ros.world import WorldModel
-
-from bench_model import seeded_world  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def load_world(checkpoint: str | None, device: str) -> tuple[WorldModel, str]:
@@ -154,7 +154,8 @@ def main() -> None:
     domain = 1 + os.getpid() % 101
     load = os.getloadavg()[0]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (load {load:.1f}), "
-          f"torch_threads {args.threads or f'auto ({serving_threads()})'}, device {wm.device}, model {name}, TF at {args.tf_rate:g} Hz, "
+          f"torch_threads {args.threads or f'auto ({serving_threads()})'}, device {wm.device}, model {name}, "
+          f"TF at {args.tf_rate:g} Hz, "
           f"{args.seconds:g} s per row")
     print("| resolution | rate (Hz) | images/s received | dropped ticks | TF-skipped | render (ms) | "
           "TF -> image latency median / p90 (ms) | latency - render (ms) | stamp age (ms) |")

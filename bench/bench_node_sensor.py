@@ -14,6 +14,9 @@ Usage: .venv/bin/python bench/bench_node_sensor.py [--only delivery latency phan
 
 from __future__ import annotations
 
+import rtfm_ros  # noqa: F401  first: sets OpenMP's wait policy before torch loads
+
+# isort: split
 import argparse
 import os
 import statistics
@@ -22,16 +25,14 @@ import sys
 import threading
 import time
 
-import rtfm_ros  # noqa: F401  first: sets OpenMP's wait policy before torch loads
+import numpy as np
+import rclpy
+from machine import machine
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
 
-import numpy as np  # noqa: E402
-import rclpy  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-
-from machine import machine  # noqa: E402
-from rtfm_ros import geometry as g  # noqa: E402
+from rtfm_ros import geometry as g
 
 RECEIVER = r"""
 import sys, time, rclpy
@@ -119,9 +120,10 @@ def delivery(wm, domain: int, seconds: float, rate: float) -> None:
 
 
 def latency(wm, domain: int, seconds: float) -> None:
+    from rtfm_ros_interfaces.srv import RenderView
+
     from rtfm_ros.messages import stamp_to_ns
     from rtfm_ros.ros.conversions import camera_info_msg, pose_msg
-    from rtfm_ros_interfaces.srv import RenderView
 
     node, ex, ctx = node_with(wm, domain, width=64, height=64, rate=10.0, lazy=False)
     bctx = rclpy.Context()
@@ -169,7 +171,7 @@ def phantom(views: int) -> None:
     from rtfm_ros.ros.sensor import phantom_near_share
     from rtfm_ros.ros.worker import RenderWorker, Sensor
 
-    print(f"\n| depth_source | views | frames at end | phantom-near share (>= 20 % too near) by stretch of the run | "
+    print("\n| depth_source | views | frames at end | phantom-near share (>= 20 % too near) by stretch of the run | "
           "pixels published |")
     print("|---|---|---|---|---|")
     for source in ("checked", "model"):

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from machine import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
+from machine import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 HOLD_TURN = "window.dispatchEvent(new KeyboardEvent('keydown', {code: 'ArrowLeft', key: 'ArrowLeft'}))"
@@ -138,8 +138,8 @@ def main() -> int:
         ap.error("--presses must be >= 1 and --seconds > 0")
     import selenium
 
-    print(machine(f"Chromium {subprocess.run(['chromium', '--version'], capture_output=True, text=True).stdout.split()[1]}"
-                  f", selenium {selenium.__version__}"))
+    chromium = subprocess.run(["chromium", "--version"], capture_output=True, text=True).stdout.split()[1]
+    print(machine(f"Chromium {chromium}, selenium {selenium.__version__}"))
     print(f"command: bench/bench_serve.py --sizes {args.sizes} --presses {args.presses} --seconds {args.seconds:g}\n")
     print("| view | key to frame on screen, median | p90 | render at the key press | frames/s, 1 tab (render) "
           "| frames/s, 4 tabs: each | total (render) | frames in memory at the end |")

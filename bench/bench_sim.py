@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from machine import machine as machine_line
+
 from rtfm_ros.geometry import PinholeCamera
 from rtfm_ros.sim.renderer import MUJOCO_VERSION, WorldRenderer
 from rtfm_ros.sim.trajectories import make_trajectory
@@ -71,7 +71,8 @@ def main() -> None:
                 rows["depth"].append(fps(r.render_depth, poses))
                 rows["both"].append(fps(r.render, poses))
         med = {k: statistics.median(v) for k, v in rows.items()}
-        print(f"| {res}x{res} | {med['rgb']:.0f} | {med['depth']:.0f} | {med['both']:.0f} | {1000 * med['create']:.0f} ms |")
+        print(f"| {res}x{res} | {med['rgb']:.0f} | {med['depth']:.0f} | {med['both']:.0f} "
+              f"| {1000 * med['create']:.0f} ms |")
 
     from rtfm_ros.data.generate import generate
 

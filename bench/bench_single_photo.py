@@ -11,12 +11,11 @@ import argparse
 
 import numpy as np
 import torch
+from machine import machine
 
 from rtfm_ros.evaluate.metrics import psnr
 from rtfm_ros.geometry import PinholeCamera
 from rtfm_ros.world import WorldModel
-
-from machine import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def main() -> None:

@@ -12,8 +12,6 @@ Saves nothing unless --out is given (a safetensors file of the policy weights).
 
 from __future__ import annotations
 
-import rtfm_ros  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads)
-
 import argparse
 import time
 from collections import deque
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import rtfm_ros
 import rtfm_ros.envs  # noqa: F401  (registers rtfm/CameraNav-v0)
 
 WINDOW = 32  # episodes in the running means printed
@@ -94,7 +93,8 @@ def main() -> None:
     returns: deque[float] = deque(maxlen=WINDOW)
     successes: deque[bool] = deque(maxlen=WINDOW)
     start, env_steps, update, episodes = time.monotonic(), 0, 0, 0
-    print(f"| update | minutes | env steps | steps/s | episodes | mean return (last {WINDOW}) | success rate (last {WINDOW}) |")
+    print(f"| update | minutes | env steps | steps/s | episodes | mean return (last {WINDOW}) "
+          f"| success rate (last {WINDOW}) |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     while time.monotonic() - start < 60 * args.minutes:
         buf = {k: [] for k in ("image", "goal", "act", "logp", "val", "rew", "term", "ended", "valid")}

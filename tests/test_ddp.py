@@ -58,11 +58,10 @@ def _run(args: list[str]) -> None:
 
 def test_ranks_average_their_gradients(tmp_path):
     from safetensors.torch import load_file
+    from test_training import sim_clip
 
     from rtfm_ros.data.clips import write_dataset
     from rtfm_ros.model.checkpoint import load_checkpoint
-
-    from test_training import sim_clip
 
     data = write_dataset(tmp_path / "data", [sim_clip(5, frames=12), sim_clip(6, frames=12)], info={})
     here = str(Path(__file__).resolve())

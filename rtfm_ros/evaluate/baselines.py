@@ -15,8 +15,8 @@ target's T_world_camera (optical axes), ``camera`` the target's intrinsics.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image

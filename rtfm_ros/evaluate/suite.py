@@ -28,9 +28,10 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -211,7 +212,8 @@ class EvalTable:
         return "\n".join(rows)
 
 
-def evaluate(renderers: dict[str, Callable], suite: Suite, context_budget: int = 4, progress: bool = False) -> EvalTable:
+def evaluate(renderers: dict[str, Callable], suite: Suite, context_budget: int = 4,
+             progress: bool = False) -> EvalTable:
     """Score each renderer on every target with the same context; returns the table."""
     from tqdm import tqdm
 

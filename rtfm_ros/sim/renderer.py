@@ -17,11 +17,11 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
+import mujoco
+import numpy as np
 
-from rtfm_ros.geometry import MAX_RESOLUTION, PinholeCamera, optical_to_opengl, validate_transform  # noqa: E402
-from rtfm_ros.sim.worlds import World  # noqa: E402
+from rtfm_ros.geometry import MAX_RESOLUTION, PinholeCamera, optical_to_opengl, validate_transform
+from rtfm_ros.sim.worlds import World
 
 CAMERA_NAME = "view"
 MUJOCO_VERSION: str = mujoco.__version__
@@ -138,7 +138,7 @@ class WorldRenderer:
             self._renderer.close()
             self._renderer = None
 
-    def __enter__(self) -> "WorldRenderer":
+    def __enter__(self) -> WorldRenderer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -147,5 +147,5 @@ class WorldRenderer:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # interpreter shutdown: GL may already be gone
+        except Exception:  # noqa: BLE001 - interpreter shutdown: GL may already be gone
             pass

@@ -161,7 +161,8 @@ def make_trajectory(world: World, kind: str, n_frames: int, seed: int, *, step: 
     return Trajectory(kind, camera_poses(xy, z, yaw, pitch, roll), stamps)
 
 
-def _loop(world: World, rng: np.random.Generator, n: int, step: float, max_turn: float) -> tuple[np.ndarray, np.ndarray]:
+def _loop(world: World, rng: np.random.Generator, n: int, step: float,
+          max_turn: float) -> tuple[np.ndarray, np.ndarray]:
     """Out, turn around, back along the same path, turn around, out again (first path repeated)."""
     k = math.ceil(math.pi / max_turn)  # frames for a half turn
     if n < 2 * k + 6:  # too short to turn around: out then straight back, reversing

@@ -174,14 +174,16 @@ class _Builder:
 
     def box(self, x0: float, y0: float, x1: float, y1: float, z0: float, z1: float, material: str,
             obstacle: bool = True) -> None:
-        self.geom("box", ((x0 + x1) / 2, (y0 + y1) / 2, (z0 + z1) / 2), ((x1 - x0) / 2, (y1 - y0) / 2, (z1 - z0) / 2), material)
+        self.geom("box", ((x0 + x1) / 2, (y0 + y1) / 2, (z0 + z1) / 2),
+                  ((x1 - x0) / 2, (y1 - y0) / 2, (z1 - z0) / 2), material)
         if obstacle:
             self.obstacles.append(Box2D(x0, y0, x1, y1))
 
     def fits(self, x0: float, y0: float, x1: float, y1: float, margin: float) -> bool:
         """Whether an AABB stays clear of every footprint and doorway keep-out zone."""
         for o in self.obstacles:
-            ox0, oy0, ox1, oy1 = (o.xmin, o.ymin, o.xmax, o.ymax) if isinstance(o, Box2D) else (o.x - o.r, o.y - o.r, o.x + o.r, o.y + o.r)
+            ox0, oy0, ox1, oy1 = ((o.xmin, o.ymin, o.xmax, o.ymax) if isinstance(o, Box2D)
+                                  else (o.x - o.r, o.y - o.r, o.x + o.r, o.y + o.r))
             if x0 - margin < ox1 and ox0 < x1 + margin and y0 - margin < oy1 and oy0 < y1 + margin:
                 return False
         for kx, ky, kr in self.keep_out:
@@ -199,7 +201,8 @@ def _wall(b: _Builder, vertical: bool, line: float, a: float, c: float, door: bo
         width = min(float(b.rng.uniform(0.9, 1.3)), (c - a) - 0.5)
         mid = float(b.rng.uniform(a + 0.25 + width / 2, c - 0.25 - width / 2))
         spans = [(a, mid - width / 2), (mid + width / 2, c)]
-        x0, y0, x1, y1 = (line - h, mid - width / 2, line + h, mid + width / 2) if vertical else (mid - width / 2, line - h, mid + width / 2, line + h)
+        x0, y0, x1, y1 = ((line - h, mid - width / 2, line + h, mid + width / 2) if vertical
+                          else (mid - width / 2, line - h, mid + width / 2, line + h))
         if ceiling - door_h > 0.05:
             b.box(x0, y0, x1, y1, door_h, ceiling, material, obstacle=False)  # lintel
         for s in (-0.6, 0.6):
@@ -248,7 +251,8 @@ def _furnish(b: _Builder, cell: Box2D, obj_mats: list[str]) -> None:
             leg = obj_mats[int(rng.integers(len(obj_mats)))]
             for sx in (-1, 1):
                 for sy in (-1, 1):
-                    b.geom("cylinder", (x + sx * (hx - 0.05), y + sy * (hy - 0.05), (top - 0.04) / 2), (0.03, (top - 0.04) / 2), leg)
+                    b.geom("cylinder", (x + sx * (hx - 0.05), y + sy * (hy - 0.05), (top - 0.04) / 2),
+                           (0.03, (top - 0.04) / 2), leg)
         elif kind == "cylinder":
             hh = float(rng.uniform(0.15, 0.9))
             b.geom("cylinder", (x, y, hh), (hx, hh), mat)
