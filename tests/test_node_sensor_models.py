@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from rtfm_ros import geometry as g
-from rtfm_ros.memory import FrameMemory
-from rtfm_ros.ros import lens as L
 from rtfm_ros import geometry as pixels
+from rtfm_ros.memory import FrameMemory
 from rtfm_ros.messages import depth_mm
+from rtfm_ros.ros import lens as L
 from rtfm_ros.ros.sensor import checked_depth, expose, phantom_near_share
 from rtfm_ros.ros.worker import WorldGate
 from rtfm_ros.ros.world_files import ScratchWorld, is_world_file, save_world
@@ -56,7 +56,8 @@ def test_calibration_file_is_read_as_camera_calibration_writes_it(tmp_path):
     path.write_text(CALIBRATION)
     for url in (str(path), f"file://{path}"):
         cal = L.read_calibration(url)
-        assert (cal.width, cal.height, cal.distortion_model, cal.camera_name) == (160, 120, "plumb_bob", "narrow_stereo")
+        got = (cal.width, cal.height, cal.distortion_model, cal.camera_name)
+        assert got == (160, 120, "plumb_bob", "narrow_stereo")
         assert cal.camera.cx == 80.0 and cal.camera.fy == 101.0  # 79.5 + 0.5 inside
         assert cal.rect_camera.fx == 90.0 and cal.rect_camera.cx == 80.5
     bad = tmp_path / "bad.yaml"

@@ -142,7 +142,7 @@ class CameraNode(Node):
         def run(*args: Any) -> Any:
             try:
                 return fn(*args)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - a callback never raises into the executor
                 self.stats.callback_errors += 1
                 self.get_logger().error(f"{what} failed: {type(e).__name__}: {e} (the node keeps running)",
                                         throttle_duration_sec=THROTTLE_S)
@@ -159,7 +159,7 @@ class CameraNode(Node):
         try:
             config = self.config.updated({p.name: p.value for p in parameters})
             cameras = build_cameras(config, self._calibrations)
-        except Exception as e:  # ConfigError, or anything a bad value provokes: refused, never raised
+        except Exception as e:  # noqa: BLE001 - ConfigError, or anything a bad value provokes: refused, never raised
             reason = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
             self.get_logger().error(f"refused parameter change: {reason}; keeping the previous values")
             return SetParametersResult(successful=False, reason=reason)
@@ -236,7 +236,7 @@ def main(args: list[str] | None = None) -> int:
                 executor.spin()
             except (KeyboardInterrupt, ExternalShutdownException):
                 break
-            except Exception as e:  # a callback escaped its guard: log it and keep serving
+            except Exception as e:  # noqa: BLE001 - a callback escaped its guard: log it and keep serving
                 if not rclpy.ok():
                     break
                 log.error(f"executor: {type(e).__name__}: {e} (the node keeps running)")

@@ -65,7 +65,7 @@ def resolve_url(url: str) -> Path:
         try:
             from ament_index_python.packages import get_package_share_directory
             return Path(get_package_share_directory(parsed.netloc)) / unquote(parsed.path).lstrip("/")
-        except Exception as e:  # no ament index (pip set-up) or an unknown package
+        except Exception as e:  # noqa: BLE001 - no ament index (pip set-up) or an unknown package
             raise CalibrationError(f"cannot resolve {url!r}: {e}") from None
     raise CalibrationError(f"camera_info_url {url!r}: only file://, package:// or a path are supported")
 

@@ -37,19 +37,19 @@ def load_model(config: CameraNodeConfig) -> tuple[WorldModel, ScratchWorld | Non
     ckpt, world = config.checkpoint or None, config.world or None
     try:
         wm = WorldModel.load(ckpt, device=config.device)
-    except Exception as e:  # checkpoint or device: the node cannot do its job
+    except Exception as e:  # noqa: BLE001 - checkpoint or device: the node cannot do its job
         raise ConfigError(f"cannot load checkpoint {ckpt or '(bundled default)'} on device "
                           f"{config.device!r}: {e}") from None
     if not world:
         return wm, None
     try:
         loaded, scratch = open_copy(wm, user_path(world), config.scratch_dir)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any failure to copy the world refuses the start with its reason
         raise ConfigError(f"cannot load world {world}: {e}") from None
     wm.memory.close()  # the empty memory the checkpoint came with
     try:
         loaded.load_fit_beside(scratch.source)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any unusable fit refuses the start with its reason
         scratch.close()
         raise ConfigError(f"cannot use the fit beside world {world}: {e}") from None
     return loaded, scratch

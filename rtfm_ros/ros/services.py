@@ -32,8 +32,10 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 
 from rtfm_ros.geometry import PinholeCamera
-from rtfm_ros.messages import camera_from_info, decode_image as msg_to_image, pose_to_matrix, stamp_to_ns
-from rtfm_ros.ros.conversions import depth_msg as depth_to_msg, image_msg as image_to_msg
+from rtfm_ros.messages import camera_from_info, pose_to_matrix, stamp_to_ns
+from rtfm_ros.messages import decode_image as msg_to_image
+from rtfm_ros.ros.conversions import depth_msg as depth_to_msg
+from rtfm_ros.ros.conversions import image_msg as image_to_msg
 from rtfm_ros.ros.params import CameraNodeConfig
 from rtfm_ros.ros.status import RenderStats
 from rtfm_ros.ros.world_handle import WorldHandle
@@ -112,7 +114,7 @@ class WorldServices:
         def callback(msg: Any) -> None:
             try:
                 handler(msg)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - a callback never raises into the executor
                 self.stats.callback_errors += 1
                 self.log.error(f"{handler.__name__} failed: {type(e).__name__}: {e} (the node keeps running)",
                                throttle_duration_sec=5.0)
@@ -133,7 +135,7 @@ class WorldServices:
             def run() -> None:
                 try:
                     done.set_result(handler(*args))
-                except Exception as e:
+                except Exception as e:  # noqa: BLE001 - any failure becomes a failed reply
                     self.stats.callback_errors += 1
                     message = f"{name} failed: {type(e).__name__}: {e}"
                     self.log.error(message, throttle_duration_sec=1.0)
@@ -172,7 +174,7 @@ class WorldServices:
         """Write the world to a new file (never over an existing one)."""
         try:
             response.frames, saved = self.world.save(request.path, replace)
-        except Exception as e:  # a failed save keeps the previous file (atomic rename)
+        except Exception as e:  # noqa: BLE001 - a failed save keeps the previous file (atomic rename)
             response.frames = len(self.world.world.memory)
             return self._fail(response, f"cannot save the world to {request.path.strip()!r}: {e}")
         response.success = True
@@ -189,7 +191,7 @@ class WorldServices:
         """Replace the world by a working copy of a world file (the file itself is not written)."""
         try:
             response.frames, source = self.world.load(request.path)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any failed load is answered and keeps the current world
             response.frames = len(self.world.world.memory)
             return self._fail(response, f"cannot load world {request.path.strip()!r}: {e}; keeping the current "
                                         f"world ({response.frames} frames)")

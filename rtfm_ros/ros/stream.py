@@ -80,7 +80,7 @@ class RenderStream:
                 return
             try:
                 self._render(*job)
-            except Exception as e:  # keep the camera alive whatever one frame does
+            except Exception as e:  # noqa: BLE001 - keep the camera alive whatever one frame does
                 self.stats.skip("render error")
                 self.log.error(f"render failed: {type(e).__name__}: {e}", throttle_duration_sec=THROTTLE_S)
             finally:

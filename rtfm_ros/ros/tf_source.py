@@ -70,7 +70,7 @@ class TfSource:
                     self._tf2.set_transform(tf, "rtfm_camera")
             except GeometryError as e:
                 errors.append(type(e)(f"skipped transform {tf.header.frame_id!r} -> {tf.child_frame_id!r}: {e}"))
-            except Exception as e:  # tf2's own refusals
+            except Exception as e:  # noqa: BLE001 - tf2's own refusals
                 errors.append(GeometryError(f"skipped transform {tf.header.frame_id!r} -> "
                                             f"{tf.child_frame_id!r}: {e}"))
         return errors

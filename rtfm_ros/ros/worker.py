@@ -155,7 +155,7 @@ class RenderWorker:
         """Store a generated view with its trusted depth (NaN elsewhere); False when it fails."""
         try:
             self.world.add_frame(rgb, T, camera, depth=depth, source="generated")
-        except Exception as e:  # disk full, read-only or closed world file: publish anyway
+        except Exception as e:  # noqa: BLE001 - disk full, read-only or closed world file: publish anyway
             self.write_back.failed(e)
             return False
         self.write_back.remembered += 1

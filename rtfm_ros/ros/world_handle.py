@@ -67,7 +67,7 @@ class WorldHandle:
         new, scratch = open_copy(self.world, source, self._scratch_dir)
         try:
             new.load_fit_beside(source)
-        except Exception as e:  # the world is still good: render it with the default blend
+        except Exception as e:  # noqa: BLE001 - the world is still good: render it with the default blend
             self.log.warning(f"not using the fit beside {source}: {e}")
         with self.lock:
             old, old_scratch = self.worker.swap_world(new), self._scratch
