@@ -33,7 +33,9 @@ class PosedImage:
 
 
 class ImagePlacer:
-    """Places images read from a bag (``infos``: bags.read_camera_info_msgs); ``place`` returns None for one without TF at its stamp.
+    """Places images read from a bag; ``place`` returns None for one without TF at its stamp.
+
+    ``infos`` are (stamp ns, CameraInfo) pairs, as bags.read_camera_info_msgs gives them.
 
     ``camera_frame`` overrides the images' header frame, ``default_frame`` stands in for an
     empty one; ``body_frames`` are frames with ROS body axes (x forward), turned to optical.

@@ -21,9 +21,19 @@ from rosbags.typesys.store import Typestore
 
 from rtfm_ros.atomic import AtomicPath
 from rtfm_ros.geometry import PinholeCamera
-from rtfm_ros.messages import (CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, TF_MESSAGE, MessageError, camera_from_info,
-                               camera_info_msg, depth_msg, image_msg, stamp_to_ns, tf_msg, transform_to_matrix,
-                               typestore)
+from rtfm_ros.messages import (
+    CAMERA_INFO,
+    TF_MESSAGE,
+    MessageError,
+    camera_from_info,
+    camera_info_msg,
+    depth_msg,
+    image_msg,
+    stamp_to_ns,
+    tf_msg,
+    transform_to_matrix,
+    typestore,
+)
 from rtfm_ros.tf_buffer import NS_PER_S, TransformBuffer
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}

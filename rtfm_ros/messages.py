@@ -19,8 +19,17 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from rtfm_ros.geometry import (MAX_RESOLUTION, GeometryError, PinholeCamera, camera_from_k, opencv_k, opencv_p,
-                               transform_from_ros, transform_to_ros, validate_transform)
+from rtfm_ros.geometry import (
+    MAX_RESOLUTION,
+    GeometryError,
+    PinholeCamera,
+    camera_from_k,
+    opencv_k,
+    opencv_p,
+    transform_from_ros,
+    transform_to_ros,
+    validate_transform,
+)
 from rtfm_ros.tf_buffer import NS_PER_S, TransformBuffer
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -84,9 +93,9 @@ def stamp_to_ns(stamp: Any) -> int:
     return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
 
 
-def stamp_to_seconds(stamp: Any) -> float:
-    """Seconds (float) of a builtin_interfaces/Time."""
-    return stamp_to_ns(stamp) / NS_PER_S
+def ns_to_seconds(ns: int) -> float:
+    """Seconds (float, what frames and clips store) of a nanosecond stamp."""
+    return ns / NS_PER_S
 
 
 def seconds_to_ns(seconds: float) -> int:
@@ -244,7 +253,8 @@ def decode_image(msg: Any, msgtype: str | None = None, min_size: tuple[int, int]
 
 
 def _decode_compressed(msg: Any, min_size: tuple[int, int] | None) -> np.ndarray:
-    from PIL import Image as PILImage, UnidentifiedImageError
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
 
     try:
         with PILImage.open(io.BytesIO(bytes(_pixel_bytes(msg)))) as im:

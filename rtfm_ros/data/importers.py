@@ -85,6 +85,7 @@ def import_bag(path: str | Path, *, image_topic: str | None = None, camera_info_
     """One clip from a ROS 2 bag (folder, .mcap or .db3): every image with a TF pose at its stamp."""
     from rtfm_ros.bag_frames import ImagePlacer, posed_images
     from rtfm_ros.bags import BagError, load_tf, open_bag, read_camera_info_msgs
+    from rtfm_ros.messages import ns_to_seconds
 
     path = Path(path)
     if not path.exists():
@@ -110,7 +111,7 @@ def import_bag(path: str | Path, *, image_topic: str | None = None, camera_info_
             for item in posed_images(reader, [img_conn], placer, skipped=skipped):
                 distortion = {"model": item.info.distortion_model, "d": [float(v) for v in item.info.d]}
                 rgb, camera = fit_image(item.rgb, item.camera, res)
-                frames.append((item.stamp_ns / 1e9, rgb, item.T_world_camera, camera))
+                frames.append((ns_to_seconds(item.stamp_ns), rgb, item.T_world_camera, camera))
                 if max_frames is not None and len(frames) >= max_frames:
                     break
         except BagError as exc:

@@ -8,9 +8,9 @@ import numpy as np
 
 from rtfm_ros.bag_frames import ImagePlacer, PosedImage
 from rtfm_ros.bags import BagError, camera_info_topic_for, connections_for, read_camera_info_msgs
-from rtfm_ros.messages import COMPRESSED_IMAGE, IMAGE, MessageError, decode_depth, stamp_to_ns
+from rtfm_ros.messages import COMPRESSED_IMAGE, IMAGE, MessageError, decode_depth, ns_to_seconds, stamp_to_ns
 from rtfm_ros.replay.options import ReplayError, ReplayOptions
-from rtfm_ros.tf_buffer import NS_PER_S, TransformBuffer
+from rtfm_ros.tf_buffer import TransformBuffer
 
 if TYPE_CHECKING:  # pragma: no cover
     from rosbags.highlevel import AnyReader
@@ -53,7 +53,7 @@ def seed_world(wm: "WorldModel", reader: "AnyReader", tf: TransformBuffer, opt: 
         depth = min(near, key=lambda d: abs(d[0] - t))[1] if near else None
         if depth is not None and depth.shape != rgb.shape[:2]:
             depth = _resize_nearest(depth, rgb.shape[1], rgb.shape[0])
-        wm.add_frame(rgb, item.T_world_camera, item.camera, depth=depth, stamp=t / NS_PER_S, source="seed")
+        wm.add_frame(rgb, item.T_world_camera, item.camera, depth=depth, stamp=ns_to_seconds(t), source="seed")
 
     msgs = reader.messages(connections=conns + depth_conns)
     for conn, _, raw in tqdm(msgs, total=total, desc="seeding", unit="img", disable=not opt.progress):
