@@ -12,9 +12,9 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Sequence
 
 
 def temp_path(final: str | Path) -> Path:

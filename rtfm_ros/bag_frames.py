@@ -7,8 +7,9 @@ both place images this one way, so a bag gives the same frames to both.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -106,7 +107,7 @@ class ImagePlacer:
         return PosedImage(stamp, frame, rgb, T, camera, info)
 
 
-def posed_images(reader: "AnyReader", connections: list, placer: ImagePlacer, stride: int = 1,
+def posed_images(reader: AnyReader, connections: list, placer: ImagePlacer, stride: int = 1,
                  skipped: list[int] | None = None) -> Iterator[PosedImage]:
     """Every ``stride``-th image on connections, placed; the images without TF are counted in
     ``skipped[0]`` (when given) and left out."""

@@ -43,7 +43,7 @@ class DemoRun:
     world_outline: list = field(default_factory=list)  # obstacles for the map (procedural worlds)
 
 
-def procedural_flight(wm: "WorldModel", camera: PinholeCamera, seed: int, frames: int) -> DemoRun:
+def procedural_flight(wm: WorldModel, camera: PinholeCamera, seed: int, frames: int) -> DemoRun:
     """Seed from MuJoCo ground truth, then fly a loop; ground truth rendered beside the model."""
     from rtfm_ros.sim.renderer import WorldRenderer
     from rtfm_ros.sim.trajectories import make_trajectory
@@ -70,7 +70,7 @@ def _yaw_optical(angle: float) -> np.ndarray:
     return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
 
 
-def photo_flight(wm: "WorldModel", camera: PinholeCamera, photo: Path, fov: float, frames: int) -> DemoRun:
+def photo_flight(wm: WorldModel, camera: PinholeCamera, photo: Path, fov: float, frames: int) -> DemoRun:
     """Seed from one photo at the origin (depth predicted by the model), then sway around it."""
     from PIL import Image
 
@@ -84,7 +84,7 @@ def photo_flight(wm: "WorldModel", camera: PinholeCamera, photo: Path, fov: floa
     return DemoRun(camera=camera, poses=np.stack(poses))
 
 
-def fly(wm: "WorldModel", run: DemoRun) -> None:
+def fly(wm: WorldModel, run: DemoRun) -> None:
     from tqdm import tqdm
 
     first = None
@@ -100,7 +100,7 @@ def fly(wm: "WorldModel", run: DemoRun) -> None:
     run.revisit_psnr = psnr(first, again)
 
 
-def write_outputs(wm: "WorldModel", run: DemoRun, out: Path) -> dict[str, Path]:
+def write_outputs(wm: WorldModel, run: DemoRun, out: Path) -> dict[str, Path]:
     import imageio.v3 as iio
     import matplotlib
 
@@ -191,7 +191,7 @@ def _replace_outputs(staging: Path, out: Path) -> None:
         replace_path(item, out / item.name)
 
 
-def _summary(run: DemoRun, wm: "WorldModel", res: int, t_start: float) -> dict:
+def _summary(run: DemoRun, wm: WorldModel, res: int, t_start: float) -> dict:
     lat = np.array(run.latencies) * 1000
     return {
         "views": len(run.renders), "resolution": f"{res}x{res}", "device": str(wm.device),

@@ -101,7 +101,7 @@ def load_fit(path: str | Path, frames: int) -> WorldFit:
     return WorldFit(ibr.BlendParams(a, v, r), n)
 
 
-def fit_world(wm: "WorldModel", steps: int = FIT_STEPS, batch: int = FIT_BATCH, lr: float = FIT_LR,
+def fit_world(wm: WorldModel, steps: int = FIT_STEPS, batch: int = FIT_BATCH, lr: float = FIT_LR,
               side: int = FIT_SIDE, seed: int = 0, progress: bool = False) -> tuple[WorldFit, dict]:
     """Leave-one-out fit over the world's real frames. Returns (fit, report with losses)."""
     from tqdm import tqdm

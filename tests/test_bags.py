@@ -11,8 +11,7 @@ from PIL import Image as PILImage
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import QosDurability
 
-from rtfm_ros import bags
-from rtfm_ros import messages
+from rtfm_ros import bags, messages
 from rtfm_ros.bags import BagError, BagWriter
 from rtfm_ros.geometry import PinholeCamera, look_at, make_transform
 

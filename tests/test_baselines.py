@@ -10,11 +10,23 @@ import numpy as np
 import pytest
 
 from rtfm_ros.cli import main as cli_main
-from rtfm_ros.evaluate.baselines import (BaselineError, ContextView, nearest_frame, oracle_reprojection,
-                                         ranked_reprojection)
+from rtfm_ros.evaluate.baselines import (
+    BaselineError,
+    ContextView,
+    nearest_frame,
+    oracle_reprojection,
+    ranked_reprojection,
+)
 from rtfm_ros.evaluate.metrics import MAX_PSNR, MetricError, psnr, ssim
-from rtfm_ros.evaluate.suite import (HELDOUT_SEED_BASE, RENDERERS, TARGETS_PER_KIND, SuiteError, build_world, evaluate,
-                                     load_suite)
+from rtfm_ros.evaluate.suite import (
+    HELDOUT_SEED_BASE,
+    RENDERERS,
+    TARGETS_PER_KIND,
+    SuiteError,
+    build_world,
+    evaluate,
+    load_suite,
+)
 from rtfm_ros.geometry import PinholeCamera, look_at
 from rtfm_ros.sim.renderer import WorldRenderer
 from rtfm_ros.sim.worlds import make_world

@@ -6,8 +6,14 @@ import os
 import pytest
 import torch
 
-from rtfm_ros.model.checkpoint import (DEFAULT_CHECKPOINT, CheckpointError, config_sha256, load_checkpoint,
-                                       read_checkpoint_config, save_checkpoint)
+from rtfm_ros.model.checkpoint import (
+    DEFAULT_CHECKPOINT,
+    CheckpointError,
+    config_sha256,
+    load_checkpoint,
+    read_checkpoint_config,
+    save_checkpoint,
+)
 from rtfm_ros.model.config import ConfigError, ModelConfig, preset
 from rtfm_ros.model.renderer import FrameRenderer
 

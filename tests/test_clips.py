@@ -48,7 +48,8 @@ def test_roundtrip_sharding_frames_and_iteration(tmp_path: Path) -> None:
         _same(a, b)
     _same(ds.clip(-1), clips[-1])
     part = ds.clip(1, frames=slice(1, 4))
-    assert np.array_equal(part.rgb, clips[1].rgb[1:4]) and np.array_equal(part.T_world_camera, clips[1].T_world_camera[1:4])
+    assert np.array_equal(part.rgb, clips[1].rgb[1:4])
+    assert np.array_equal(part.T_world_camera, clips[1].T_world_camera[1:4])
     picked = ds.clip(3, frames=[3, 0, 2])
     assert np.array_equal(picked.rgb, clips[3].rgb[[3, 0, 2]]) and picked.depth is None
     assert np.array_equal(ds.clip(4, frames=[1, 0]).depth, clips[4].depth[[1, 0]])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import rtfm_ros  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads)
 
+# isort: split
 import math
 
 import gymnasium as gym

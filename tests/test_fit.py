@@ -1,6 +1,5 @@
 """`rtfm fit`: leave-one-out fitting of one world, saved beside it and loaded with it."""
 
-import numpy as np
 import pytest
 
 from rtfm_ros import PinholeCamera, WorldModel

@@ -21,17 +21,22 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from test_world_file import CAM, make_memory, texture
 
-from rtfm_ros import bags
-from rtfm_ros import messages
-from rtfm_ros.geometry import (MAX_PIXELS_PER_CALL, MAX_POSITION_M, MAX_VIEW_PIXELS, GeometryError, PinholeCamera,
-                               check_pixel_budget, look_at)
+from rtfm_ros import bags, messages
+from rtfm_ros.geometry import (
+    MAX_PIXELS_PER_CALL,
+    MAX_POSITION_M,
+    MAX_VIEW_PIXELS,
+    GeometryError,
+    PinholeCamera,
+    check_pixel_budget,
+    look_at,
+)
 from rtfm_ros.memory import FrameMemory, WorldFileError
 from rtfm_ros.model.checkpoint import CheckpointError, config_sha256, load_checkpoint, save_checkpoint
 from rtfm_ros.model.config import ConfigError, ModelConfig
 from rtfm_ros.model.renderer import FrameRenderer
-
-from test_world_file import CAM, make_memory, texture
 
 FAST, SLOW = 25, 250
 HC = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large]
@@ -293,8 +298,9 @@ def bag_dir() -> Path:
                  (("/cam/image_raw", messages.IMAGE), ("/cam/camera_info", bags.CAMERA_INFO), ("/tf", bags.TF_MESSAGE))}
         for i in range(30):
             t = 10**9 + i * 10**8
+            cam = PinholeCamera.from_fov(16, 16, 60)
             for topic, msg in (("/cam/image_raw", messages.image_msg(np.full((16, 16, 3), i, np.uint8), t, "cam")),
-                               ("/cam/camera_info", messages.camera_info_msg(PinholeCamera.from_fov(16, 16, 60), t, "cam")),
+                               ("/cam/camera_info", messages.camera_info_msg(cam, t, "cam")),
                                ("/tf", messages.tf_msg([("map", "cam", look_at([i * 0.1, 0, 0], [0, 1, 0]))], t))):
                 w.write(conns[topic], t, ts.serialize_cdr(msg, msg.__msgtype__))
         w.close()

@@ -101,7 +101,8 @@ def test_bag_import_recovers_poses_images_and_intrinsics(tmp_path: Path, storage
     for k in range(5):
         np.testing.assert_allclose(clip.T_world_camera[k], _expected_pose(k), atol=1e-6)
         assert np.array_equal(clip.rgb[k], _image(k))
-        np.testing.assert_allclose(clip.K[k], np.reshape(K, (3, 3)) + [[0, 0, 0.5], [0, 0, 0.5], [0, 0, 0]])  # ROS centres
+        ros_centres = [[0, 0, 0.5], [0, 0, 0.5], [0, 0, 0]]
+        np.testing.assert_allclose(clip.K[k], np.reshape(K, (3, 3)) + ros_centres)
     np.testing.assert_allclose(clip.stamps - clip.stamps[0], [0.0, 0.15, 0.2, 0.35, 0.4], atol=1e-6)
     assert clip.meta["world_frame"] == "map" and clip.meta["camera_frame"] == "camera_optical"
 

@@ -4,11 +4,11 @@ import math
 
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
 from rtfm_ros.geometry import GeometryError, PinholeCamera, compose, look_at, make_transform
 from rtfm_ros.memory import FrameError, FrameMemory, select_context
 from rtfm_ros.memory.spatial_index import SpatialIndex
-from scipy.spatial.transform import Rotation
 
 CAM = PinholeCamera.from_fov(16, 12, 60.0)
 
@@ -81,7 +81,7 @@ def test_spatial_index_matches_brute_force(min_buffer):
     rng = np.random.default_rng(min_buffer)
     index = SpatialIndex(rebuild_fraction=0.2, min_buffer=min_buffer, max_buffer=50)
     pts = np.empty((0, 3))
-    for chunk in range(30):
+    for _ in range(30):
         new = rng.normal(0, 5, (rng.integers(1, 40), 3))
         index.extend(new)
         pts = np.vstack([pts, new])

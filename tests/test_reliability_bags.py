@@ -6,11 +6,9 @@ import time
 
 import pytest
 from PIL import Image
-
-from rtfm_ros import bags
-from rtfm_ros import messages
-
 from test_fuzz import _png_header, bag_dir
+
+from rtfm_ros import bags, messages
 
 
 def test_a_zstd_corrupt_chunk_raises_a_bag_error_from_every_reader(tmp_path):

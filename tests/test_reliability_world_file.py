@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_world_file import CAM, assert_same, make_memory, texture
 
 from rtfm_ros.geometry import MAX_POSITION_M, GeometryError, look_at
 from rtfm_ros.memory import FrameMemory, WorldFile, WorldFileError
 from rtfm_ros.memory.world_file import FrameRecord
-
-from test_world_file import CAM, assert_same, make_memory, texture
 
 HERE = Path(__file__).resolve().parent
 

@@ -12,8 +12,7 @@ from PIL import Image as PILImage
 from rosbags.highlevel import AnyReader
 from scipy.spatial.transform import Rotation
 
-from rtfm_ros import bags, cli
-from rtfm_ros import messages
+from rtfm_ros import bags, cli, messages
 from rtfm_ros.bags import BagWriter
 from rtfm_ros.geometry import R_BODY_OPTICAL, PinholeCamera, make_transform
 from rtfm_ros.replay import ReplayError, ReplayOptions, apply_offset, load_poses, parse_offset, replay
@@ -253,8 +252,8 @@ def test_seed_with_registered_depth(tmp_path: Path, world: WorldModel) -> None:
         w.write_depth("/cam/depth", T0 + 110 * MS, "cam", np.full((24, 32), 2.5, np.float32))
         mm = np.full((12, 16), 1500, np.uint16)  # half size: resized to the colour image
         mm[0, 0] = 0  # no return
-        msg = bags.typestore().types[messages.IMAGE](header=messages.header_msg(T0 + 390 * MS, "cam"), height=12, width=16,
-                                                 encoding="16UC1", is_bigendian=0, step=32,
+        msg = bags.typestore().types[messages.IMAGE](header=messages.header_msg(T0 + 390 * MS, "cam"), height=12,
+                                                 width=16, encoding="16UC1", is_bigendian=0, step=32,
                                                  data=np.frombuffer(mm.tobytes(), np.uint8))
         w.write_message("/cam/depth", msg, T0 + 390 * MS)
     opt = ReplayOptions(camera_frame="cam", seed_topic="/cam/color", seed_depth_topic="/cam/depth", rate_hz=4.0,

@@ -91,7 +91,8 @@ def test_depth_round_trip_keeps_nan_and_inf():
     msg = c.depth_msg(depth, 5 * S, "cam_optical")
     assert (msg.encoding, msg.step) == ("32FC1", 36)
     np.testing.assert_array_equal(messages.decode_depth(msg, keep_invalid=True), depth)
-    np.testing.assert_array_equal(messages.decode_depth(c.depth_msg(depth.astype(np.float64), 0, "c"), keep_invalid=True), depth)
+    from_float64 = c.depth_msg(depth.astype(np.float64), 0, "c")
+    np.testing.assert_array_equal(messages.decode_depth(from_float64, keep_invalid=True), depth)
     with pytest.raises(messages.MessageError, match="float"):
         c.depth_msg(np.zeros((3, 3), np.uint16), 0, "c")
 

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import rclpy
+from ros_helpers import PublishSpec, collect, pick_domain_id, reliable_qos, ros_context, spawn_publisher
 from rtfm_ros_interfaces.msg import WorldStatus
 from rtfm_ros_interfaces.srv import RenderView, WorldPath
 from sensor_msgs.msg import Image
 from tf2_msgs.msg import TFMessage
 
-from ros_helpers import PublishSpec, collect, pick_domain_id, reliable_qos, ros_context, spawn_publisher
 from rtfm_ros import geometry as g
 from rtfm_ros import messages
 from rtfm_ros.ros import conversions as c

@@ -102,7 +102,7 @@ def browser(server: Server):
         opts.add_argument(arg)
     try:
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    except Exception as exc:  # a browser that is installed but cannot start is a failure, not a skip
+    except Exception as exc:  # noqa: BLE001 - a browser that is installed but cannot start is a failure, not a skip
         pytest.fail(f"headless Chromium did not start: {exc}")
     driver.get(server.url)
     wait_js(driver, "window.rtfm && window.rtfm.framesDrawn > 0")
@@ -221,7 +221,8 @@ def test_latest_pose_wins_and_bad_messages_close_only_their_socket(server: Serve
             ws, hello = await _connect(session, server)
             st = hello["start"]
             for i in range(1, 61):  # far faster than any render: only the newest pose may be drawn
-                await ws.send_json({"type": "pose", "seq": i, "pos": st["pos"], "yaw": st["yaw"] + 0.02 * i, "pitch": 0})
+                await ws.send_json({"type": "pose", "seq": i, "pos": st["pos"], "yaw": st["yaw"] + 0.02 * i,
+                                    "pitch": 0})
             frames = await _frames_until(ws, 60)
             assert frames[-1]["seq"] == 60 and len(frames) <= 6, [f["seq"] for f in frames]
             bad = {"not json": "not JSON", json.dumps({"type": "fly"}): "type must be",

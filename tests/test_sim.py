@@ -49,7 +49,7 @@ def test_worlds_vary() -> None:
     multi = [w for w in worlds if w.kind == "multiroom"]
     assert all(len(w.rooms) >= 2 for w in multi)
     assert any(isinstance(o, Circle2D) for w in worlds for o in w.obstacles)
-    assert any("reflectance=\"0.1" in w.xml or "reflectance=\"0.2" in w.xml or "reflectance=\"0.3" in w.xml for w in worlds)
+    assert any(f'reflectance="{r}' in w.xml for r in ("0.1", "0.2", "0.3") for w in worlds)
     assert any(w.assets for w in worlds), "some worlds use generated PNG textures"
     assert all(b'\x89PNG' == v[:4] for w in worlds for v in w.assets.values())
 
@@ -149,8 +149,9 @@ def test_trajectories_are_smooth_free_and_deterministic(kind: str, world_kind: s
 def test_loop_revisits_earlier_poses() -> None:
     w = make_world(4, "room")
     T = make_trajectory(w, "loop", 64, seed=0).T_world_camera
-    later_same = [j for j in range(32, 64) if any(pose_distance(T[i], T[j])[0] < 1e-9 and pose_distance(T[i], T[j])[1] < 1e-6
-                                                  for i in range(0, 20))]
+    later_same = [j for j in range(32, 64)
+                  if any(pose_distance(T[i], T[j])[0] < 1e-9 and pose_distance(T[i], T[j])[1] < 1e-6
+                         for i in range(0, 20))]
     assert len(later_same) >= 5, "the last part retraces the first pass with the same views"
     back = [j for j in range(20, 45) if min(np.linalg.norm(T[j, :3, 3] - T[i, :3, 3]) for i in range(0, 15)) < 1e-9]
     assert len(back) >= 5, "it drives back through the same places"

@@ -72,8 +72,8 @@ def test_loss_falls_on_a_fixed_batch(clips):
 def test_identity_splat_starts_exact(clips):
     """An untrained model already copies a context frame rendered at its own pose (zero-initialised head)."""
     model = FrameRenderer(SMALL).eval()
-    batch = collate([sample_example(clips[0], np.random.default_rng(i), ExampleConfig(context=3, case_weights=(0, 0, 1)))
-                     for i in range(4)])
+    config = ExampleConfig(context=3, case_weights=(0, 0, 1))
+    batch = collate([sample_example(clips[0], np.random.default_rng(i), config) for i in range(4)])
     with torch.no_grad():
         out, _ = model(batch["ctx_rgb"], batch["ctx_depth"], batch["ctx_K"], batch["ctx_T"], batch["tgt_K"],
                        batch["tgt_T"], 32, 32, depth_known=batch["depth_known"])

@@ -40,7 +40,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(min(MAX_PSNR, 10.0 * np.log10(255.0**2 / mse)))
 
 
-def psnr_torch(a: "torch.Tensor", b: "torch.Tensor") -> "torch.Tensor":
+def psnr_torch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-item PSNR in dB of two [N, ...] batches in [0, 1] (``a`` clamped first), capped at MAX_PSNR."""
     mse = ((a.clamp(0, 1) - b) ** 2).flatten(1).mean(1).clamp_min(10.0 ** (-MAX_PSNR / 10.0))
     return -10 * mse.log10()

@@ -10,7 +10,7 @@ each view's depth comes from stereo over the other context views, as for photos.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)  # 1 is often faster on a busy machine than oversubscribed cores
     opt = ReplayOptions(
         camera_frame=args.camera_frame, world_frame=args.world_frame, world=args.world, seed_topic=args.seed_topic,
-        seed_camera_info_topic=args.seed_camera_info_topic, seed_stride=args.seed_stride, seed_depth_topic=args.seed_depth_topic, rate_hz=args.rate,
+        seed_camera_info_topic=args.seed_camera_info_topic, seed_stride=args.seed_stride,
+        seed_depth_topic=args.seed_depth_topic, rate_hz=args.rate,
         at_topic=args.at_topic, poses=args.poses, offset=parse_offset(args.offset) if args.offset else None,
         camera=_camera_arg(args), camera_info_topic=args.camera_info_topic, body_frame=args.body_frame,
         topic_prefix=args.topic_prefix, storage=args.storage, copy=not args.no_copy, depth=args.depth,

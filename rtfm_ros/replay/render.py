@@ -8,8 +8,9 @@ import math
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,7 +33,7 @@ def default_prefix(camera_frame: str) -> str:
     return f"/rtfm/{re.sub(r'[^A-Za-z0-9_/]', '_', name)}"
 
 
-def _render_camera(reader: "AnyReader", opt: ReplayOptions) -> PinholeCamera:
+def _render_camera(reader: AnyReader, opt: ReplayOptions) -> PinholeCamera:
     if opt.camera_info_topic:
         _, cams = read_camera_infos(reader, opt.camera_info_topic)
         cam = cams[0]
@@ -61,7 +62,7 @@ def _validate(opt: ReplayOptions, output: str | Path | None, have_model: bool) -
 
 
 def replay(bag: str | Path, output: str | Path | None, opt: ReplayOptions,
-           world_model: "WorldModel | None" = None) -> ReplayResult:
+           world_model: WorldModel | None = None) -> ReplayResult:
     """Seed and/or load a world, render opt.camera_frame along the bag's TF, write the output bag.
 
     Everything that can be checked (options, frames, topics, camera size) is checked before the
@@ -106,7 +107,7 @@ def replay(bag: str | Path, output: str | Path | None, opt: ReplayOptions,
     return result
 
 
-def _load_world(opt: ReplayOptions) -> "tuple[WorldModel, tempfile.TemporaryDirectory | None]":
+def _load_world(opt: ReplayOptions) -> tuple[WorldModel, tempfile.TemporaryDirectory | None]:
     """The model with opt.world opened read-only: the saved world is input and is never changed.
 
     Frames added during replay (seeds, remembered views) go to a scratch copy, deleted afterwards
@@ -136,7 +137,7 @@ def _load_world(opt: ReplayOptions) -> "tuple[WorldModel, tempfile.TemporaryDire
         raise
 
 
-def _write_output(output: Path, reader: "AnyReader", wm: "WorldModel", camera: PinholeCamera, stamps: list[int],
+def _write_output(output: Path, reader: AnyReader, wm: WorldModel, camera: PinholeCamera, stamps: list[int],
                   Ts: np.ndarray, clock: int, opt: ReplayOptions, result: ReplayResult) -> None:
     """Render in batches and write them, merged in log-time order with the copied input messages."""
     from tqdm import tqdm

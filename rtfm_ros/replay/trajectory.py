@@ -8,9 +8,10 @@ import csv
 import json
 import math
 import sys
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -120,7 +121,7 @@ def camera_pose(tf: TransformBuffer, world: str, frame: str, t: int, body: bool)
     return body_to_optical(T) if body else T
 
 
-def _render_times(reader: "AnyReader", tf: TransformBuffer, opt: ReplayOptions) -> list[int]:
+def _render_times(reader: AnyReader, tf: TransformBuffer, opt: ReplayOptions) -> list[int]:
     if opt.at_topic:
         conns = connections_for(reader, opt.at_topic)
         out = []
@@ -141,7 +142,7 @@ def _render_times(reader: "AnyReader", tf: TransformBuffer, opt: ReplayOptions) 
     return [rng[0] + int(round(k * step)) for k in range(n)]
 
 
-def trajectory(reader: "AnyReader", tf: TransformBuffer, opt: ReplayOptions) -> tuple[list[int], np.ndarray, int]:
+def trajectory(reader: AnyReader, tf: TransformBuffer, opt: ReplayOptions) -> tuple[list[int], np.ndarray, int]:
     """(stamps, Nx4x4 optical T_world_camera, skipped) to render."""
     if opt.poses is not None:
         poses = load_poses(opt.poses)
