@@ -119,7 +119,7 @@ class WorldModel:
                         context_size=self.context_size, use_stereo=self.use_stereo)
         wm.use_prior, wm.depth_range = self.use_prior, self.depth_range
         wm.max_view_pixels, wm.max_pixels_per_call = self.max_view_pixels, self.max_pixels_per_call
-        if fit is not None and fit.frames != len(memory):
+        if fit is not None and not 0 < fit.frames <= len(memory):  # as load_fit: the world may have grown
             raise ValueError(f"the fit is for {fit.frames} frames but the memory holds {len(memory)}")
         wm.fit = fit
         return wm
