@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
@@ -243,18 +242,3 @@ if __name__ == "__main__":
         sys.exit("usage: ros_helpers.py publish  (specs as JSON on stdin)")
     sys.exit(_publish_main())
 
-
-# Module-scoped fixtures shared by the node test files; each file defines its own ``domain``.
-@pytest.fixture(scope="module")
-def tf_child(domain):
-    """A separate process publishing the test robot's TF (test_camera_node.py's tf-child mode)."""
-    import test_camera_node
-
-    with spawn_ros_process([sys.executable, test_camera_node.__file__, "tf-child"], domain) as child:
-        yield child
-
-
-@pytest.fixture(scope="module")
-def ctx(domain):
-    with ros_context(domain) as context:
-        yield context

@@ -22,10 +22,10 @@ import rclpy
 from geometry_msgs.msg import Pose
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
+from ros_helpers import collect, pick_domain_id, reliable_qos, ros_context, spawn_ros_process
 from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
-from ros_helpers import collect, pick_domain_id, reliable_qos, ros_context, spawn_ros_process
 from rtfm_ros import geometry as g
 from rtfm_ros import messages
 from rtfm_ros.ros import conversions as c
@@ -146,36 +146,6 @@ class SpunNode:
 
 # ---------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    """A seeded checkpoint (untrained tiny model) and a world of 6 MuJoCo views around the robot."""
-    import torch
-
-    from rtfm_ros.model.checkpoint import save_checkpoint
-    from rtfm_ros.model.config import preset
-    from rtfm_ros.model.renderer import FrameRenderer
-    from rtfm_ros.sim.renderer import WorldRenderer
-    from rtfm_ros.sim.worlds import make_world
-    from rtfm_ros.world import WorldModel
-
-    root = tmp_path_factory.mktemp("camera_node")
-    torch.manual_seed(0)
-    model = FrameRenderer(preset("tiny"))
-    save_checkpoint(root / "ckpt", model, info={"name": "tiny-test"})
-    wm = WorldModel(model, device="cpu")
-    cam = g.PinholeCamera.from_fov(64, 64, 90)
-    frames = []
-    with WorldRenderer(make_world(3), cam) as sim:
-        for i in range(6):
-            a = 2 * math.pi * i / 6
-            T = g.look_at((1.1, 1.0, 0.5), (1.1 + math.cos(a), 1.0 + math.sin(a), 0.5))
-            rgb, depth = sim.render(T)
-            wm.add_frame(rgb, T, cam, depth=depth)
-            frames.append((rgb, T))
-    wm.save(root / "world.rtfm")
-    return {"root": root, "ckpt": root / "ckpt", "world": root / "world.rtfm", "frames": frames}
-
-
-@pytest.fixture(scope="module")
 def domain_id() -> int:
     return pick_domain_id(offset=37)
 
@@ -247,8 +217,8 @@ def test_images_frames_stamps_info_rate_and_status(cam_node, ctx, tf_child):
         assert (m.encoding, m.width, m.height, m.header.frame_id) == ("rgb8", 96, 64, "camera_link_optical")
         assert messages.decode_image(m).shape == (64, 96, 3)
     info_by_stamp = {messages.stamp_to_ns(i.header.stamp): i for i in got["/camera_info"]}
-    matched = [info_by_stamp[messages.stamp_to_ns(m.header.stamp)] for m in images if messages.stamp_to_ns(m.header.stamp)
-               in info_by_stamp]
+    matched = [info_by_stamp[messages.stamp_to_ns(m.header.stamp)] for m in images
+               if messages.stamp_to_ns(m.header.stamp) in info_by_stamp]
     assert len(matched) >= len(images) - 2  # best effort may lose one or two
     for info in matched:
         assert info.header.frame_id == "camera_link_optical" and (info.width, info.height) == (96, 64)

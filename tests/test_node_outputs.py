@@ -7,22 +7,20 @@ pixel convention of the published K, and the camera going on when remembering vi
 from __future__ import annotations
 
 import io
-import sys
 import time
 
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
-
-from ros_helpers import ctx, tf_child  # noqa: F401  (fixtures)
 from ros_helpers import collect, pick_domain_id, reliable_qos
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from test_camera_node import Caller, SpunNode
+from test_node_sensor_models import CALIBRATION
+
 from rtfm_ros import geometry as g
 from rtfm_ros import messages
 from rtfm_ros.ros import conversions as c
 from rtfm_ros.ros import lens as L
-from test_camera_node import POSE_A, T_BASE_CAMERA, Caller, SpunNode, assets  # noqa: F401  (assets: a fixture)
-from test_node_sensor_models import CALIBRATION
 
 REL = reliable_qos()
 
@@ -32,10 +30,10 @@ def domain() -> int:
     return pick_domain_id(offset=79)
 
 
-def world_model(assets, memory=None):  # noqa: F811
+def world_model(assets, memory=None):
+    from rtfm_ros.memory import FrameMemory
     from rtfm_ros.model.checkpoint import load_checkpoint
     from rtfm_ros.world import WorldModel
-    from rtfm_ros.memory import FrameMemory
 
     model, meta = load_checkpoint(assets["ckpt"])
     memory = memory if memory is not None else FrameMemory.open(assets["world"], writable=False)
@@ -145,8 +143,9 @@ def test_large_images_arrive_status_is_right_and_a_failed_write_keeps_the_camera
 
 
 def test_a_known_point_is_rendered_at_the_pixel_the_published_k_predicts(assets, domain, ctx):
-    from rtfm_ros.memory import FrameMemory
     from rtfm_ros_interfaces.srv import RenderView
+
+    from rtfm_ros.memory import FrameMemory
 
     wm = world_model(assets, FrameMemory())
     seed = g.PinholeCamera.from_fov(64, 64, 90)

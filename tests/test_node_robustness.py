@@ -20,14 +20,13 @@ import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
-from sensor_msgs.msg import Image
-
-from ros_helpers import ctx, tf_child  # noqa: F401  (fixtures)
 from ros_helpers import collect, pick_domain_id, reliable_qos, spawn_ros_process
+from sensor_msgs.msg import Image
+from test_camera_node import POSE_A, T_BASE_CAMERA, Caller
+
 from rtfm_ros import geometry as g
 from rtfm_ros import messages
 from rtfm_ros.ros import conversions as c
-from test_camera_node import POSE_A, T_BASE_CAMERA, Caller, assets  # noqa: F401  (assets: a fixture)
 
 BIG = 2048  # a render_view of BIG x BIG takes several seconds here (tiled)
 
@@ -50,7 +49,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def start_node(assets, domain: int, ns: str, world: Path):  # noqa: F811
+def start_node(assets, domain: int, ns: str, world: Path):
     exe = str(Path(sys.executable).with_name("rtfm_camera"))
     return spawn_ros_process([exe, "--ros-args", "-r", f"__ns:=/{ns}", "-p", f"checkpoint:={assets['ckpt']}",
                               "-p", "device:=cpu", "-p", f"world:={world}", "-p", "width:=96", "-p", "height:=64",
@@ -135,8 +134,9 @@ def test_nothing_blocks_bad_requests_fail_and_the_users_world_is_never_written(a
             after = time.time_ns()
             got = collect(ctx, {"/robust/image_raw": (Image, reliable_qos()),
                                 "/robust/rtfm_camera/status": (WorldStatus, reliable_qos())},
-                          lambda r: len([m for m in r["/robust/image_raw"] if messages.stamp_to_ns(m.header.stamp) > after])
-                          >= 2 and r["/robust/rtfm_camera/status"], timeout_s=60, process=proc)
+                          lambda r: len([m for m in r["/robust/image_raw"]
+                                         if messages.stamp_to_ns(m.header.stamp) > after]) >= 2
+                          and r["/robust/rtfm_camera/status"], timeout_s=60, process=proc)
             assert not long_view.future.done() or time.monotonic() - started > 5, "the view was not long"
             assert got["/robust/rtfm_camera/status"][-1].render_rate_hz > 0
             res = long_view.wait(300)
