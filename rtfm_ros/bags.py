@@ -9,9 +9,10 @@ from any ROS 2 bag; messages are built and decoded by rtfm_ros.messages.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Generator, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from rosbags.highlevel import AnyReader
@@ -69,7 +70,7 @@ class BagWriter:
         self.count = 0
 
     # -- lifecycle
-    def open(self) -> "BagWriter":
+    def open(self) -> BagWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._staging = AtomicPath(self.path, overwrite=False, keep_name=True)
         self._writer = Writer(self._staging.tmp, version=9, storage_plugin=STORAGES[self.storage])
@@ -102,7 +103,7 @@ class BagWriter:
             self._staging.discard()
             self._staging = None
 
-    def __enter__(self) -> "BagWriter":
+    def __enter__(self) -> BagWriter:
         return self.open()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -201,21 +202,22 @@ class CheckedReader(AnyReader):
     bag gets the same clear error, wherever in the bag the damage lies.
     """
 
-    def messages(self, *args: Any, **kwargs: Any) -> Iterator[tuple[Connection, int, bytes]]:
-        it = super().messages(*args, **kwargs)
+    def messages(self, connections: Collection[Connection] = (), start: int | None = None,
+                 stop: int | None = None) -> Generator[tuple[Connection, int, bytes], None, None]:
+        it = super().messages(connections, start, stop)
         while True:
             try:
                 item = next(it)
             except StopIteration:
                 return
-            except Exception as e:  # noqa: BLE001 - rosbags and its decompressors raise many kinds
+            except Exception as e:  # rosbags and its decompressors raise many kinds
                 raise BagError(f"cannot read bag {self.paths[0]}: damaged data ({type(e).__name__}: {e})") from e
             yield item
 
     def deserialize(self, rawdata: bytes, typename: str) -> Any:
         try:
             return super().deserialize(rawdata, typename)
-        except Exception as e:  # noqa: BLE001 - damaged CDR fails in many ways
+        except Exception as e:  # damaged CDR fails in many ways
             raise BagError(f"cannot read bag {self.paths[0]}: a damaged {typename} message ({e})") from e
 
 
@@ -227,7 +229,7 @@ def open_bag(path: str | Path) -> AnyReader:
     reader = CheckedReader([path], default_typestore=typestore())
     try:
         reader.open()
-    except Exception as e:  # noqa: BLE001 - rosbags raises many kinds on damaged files (even MemoryError)
+    except Exception as e:  # rosbags raises many kinds on damaged files (even MemoryError)
         raise BagError(f"cannot read bag {path}: {e}") from e
     if not reader.is2:
         reader.close()
@@ -269,7 +271,7 @@ def load_tf(reader: AnyReader) -> tuple[TransformBuffer, list[int]]:
     if not conns:  # (an empty selection would read every message)
         return buf, offsets
     for conn, log_ns, raw in reader.messages(connections=conns):
-        msg = reader.deserialize(raw, conn.msgtype)
+        msg: Any = reader.deserialize(raw, conn.msgtype)  # a tf2_msgs/msg/TFMessage
         static = conn.topic == TF_STATIC_TOPIC
         for ts in msg.transforms:
             T = transform_to_matrix(ts)
@@ -296,9 +298,8 @@ def camera_info_topic_for(reader: AnyReader, image_topic: str) -> str:
 def read_camera_info_msgs(reader: AnyReader, topic: str) -> list[tuple[int, Any]]:
     """(header stamp ns, CameraInfo message) of every message on topic, in stamp order."""
     conns = connections_for(reader, topic, {CAMERA_INFO})
-    infos = sorted(((stamp_to_ns(m.header.stamp), m) for m in
-                    (reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages(connections=conns))),
-                   key=lambda item: item[0])
+    msgs: list[Any] = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages(connections=conns)]
+    infos = sorted(((stamp_to_ns(m.header.stamp), m) for m in msgs), key=lambda item: item[0])
     if not infos:
         raise BagError(f"CameraInfo topic {topic} holds no messages")
     return infos

@@ -14,10 +14,12 @@ from __future__ import annotations
 import functools
 import io
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from rtfm_ros.geometry import (
     MAX_RESOLUTION,
@@ -40,7 +42,8 @@ TF_MESSAGE = "tf2_msgs/msg/TFMessage"
 COLOUR_ENCODINGS: dict[str, tuple[int, tuple[int, ...]]] = {
     "rgb8": (3, (0, 1, 2)), "bgr8": (3, (2, 1, 0)), "rgba8": (4, (0, 1, 2)), "bgra8": (4, (2, 1, 0)),
     "mono8": (1, (0, 0, 0))}
-DEPTH_ENCODINGS = {"32FC1": np.dtype("float32"), "16UC1": np.dtype("uint16"), "MONO16": np.dtype("uint16")}
+DEPTH_ENCODINGS: dict[str, np.dtype[Any]] = {
+    "32FC1": np.dtype("float32"), "16UC1": np.dtype("uint16"), "MONO16": np.dtype("uint16")}
 _INT32_MAX = 2**31 - 1
 Stamp = Any  # int nanoseconds, or anything with sec and nanosec (a builtin_interfaces/Time)
 
@@ -80,11 +83,16 @@ def bag_types() -> MessageTypes:
 class CalibrationLike(Protocol):
     """A camera calibration's CameraInfo fields (ROS/OpenCV convention), e.g. ros.lens.Calibration."""
 
-    distortion_model: str
-    k: Sequence[float]
-    d: Sequence[float]
-    r: Sequence[float]
-    p: Sequence[float]
+    @property
+    def distortion_model(self) -> str: ...
+    @property
+    def k(self) -> Sequence[float]: ...
+    @property
+    def d(self) -> Sequence[float]: ...
+    @property
+    def r(self) -> Sequence[float]: ...
+    @property
+    def p(self) -> Sequence[float]: ...
 
 
 # ------------------------------------------------------------------------------ stamps
@@ -297,6 +305,10 @@ def camera_info_msg(camera: PinholeCamera, stamp: Stamp, frame_id: str, calibrat
     """CameraInfo in ROS's convention (integer pixel centres): a calibration's K, D, R, P as given,
     else an ideal pinhole (plumb_bob, d = 0, r = I, p = [K | 0])."""
     types = types or bag_types()
+    d: Sequence[float]
+    k: ArrayLike
+    r: ArrayLike
+    p: ArrayLike
     if calibration is not None:
         model, d, k, r, p = (calibration.distortion_model, calibration.d, calibration.k, calibration.r,
                              calibration.p)

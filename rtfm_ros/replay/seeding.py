@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from rtfm_ros.world import WorldModel
 
 
-def seed_sources(reader: "AnyReader", opt: ReplayOptions) -> tuple[list, list[tuple[int, Any]]]:
+def seed_sources(reader: AnyReader, opt: ReplayOptions) -> tuple[list, list[tuple[int, Any]]]:
     """Seed image connections and their CameraInfo messages (stamp, message), checked before any work."""
     conns = connections_for(reader, opt.seed_topic or "", {IMAGE, COMPRESSED_IMAGE})
     info_topic = opt.seed_camera_info_topic or camera_info_topic_for(reader, opt.seed_topic or "")
@@ -28,7 +28,7 @@ def seed_sources(reader: "AnyReader", opt: ReplayOptions) -> tuple[list, list[tu
 DEPTH_PAIRING_NS = 50_000_000  # a depth image within 50 ms of a colour image belongs to it
 
 
-def seed_world(wm: "WorldModel", reader: "AnyReader", tf: TransformBuffer, opt: ReplayOptions) -> tuple[int, int]:
+def seed_world(wm: WorldModel, reader: AnyReader, tf: TransformBuffer, opt: ReplayOptions) -> tuple[int, int]:
     """Add the bag's camera images on opt.seed_topic to wm's memory at their TF poses; (added, skipped).
 
     With opt.seed_depth_topic each image takes the depth image nearest in time (within
@@ -57,7 +57,7 @@ def seed_world(wm: "WorldModel", reader: "AnyReader", tf: TransformBuffer, opt: 
 
     msgs = reader.messages(connections=conns + depth_conns)
     for conn, _, raw in tqdm(msgs, total=total, desc="seeding", unit="img", disable=not opt.progress):
-        msg = reader.deserialize(raw, conn.msgtype)
+        msg: Any = reader.deserialize(raw, conn.msgtype)  # an Image or CompressedImage
         if conn in depth_conns:
             try:
                 d = (stamp_to_ns(msg.header.stamp), decode_depth(msg))

@@ -188,8 +188,13 @@ class CameraNode(Node):
         """Timer callback: never blocks (the stream hands the tick to its render thread or drops it)."""
         self.stream.tick(self.get_clock().now().nanoseconds, self.config, self.cameras)
 
-    def destroy_node(self) -> bool:
-        """Stop the threads (waiting STOP_WAIT_S at most for a render in progress); True if one was abandoned."""
+    def destroy_node(self) -> None:
+        """rclpy's destroy_node, the node's threads stopped first (see close)."""
+        self.close()
+
+    def close(self) -> bool:
+        """Stop the threads (waiting STOP_WAIT_S at most for a render in progress) and destroy the node;
+        True if a render was abandoned."""
         stream = getattr(self, "stream", None)  # absent when the constructor failed
         busy = stream is not None and not stream.stop(STOP_WAIT_S)
         services = getattr(self, "world_services", None)
@@ -242,7 +247,7 @@ def main(args: list[str] | None = None) -> int:
                 log.error(f"executor: {type(e).__name__}: {e} (the node keeps running)")
     finally:
         executor.shutdown(timeout_sec=STOP_WAIT_S)
-        busy = node.destroy_node()
+        busy = node.close()
         rclpy.try_shutdown()
     if busy:  # a render is still inside the model: do not wait for it (nor let exit join it)
         log.warning("stopping with a render in progress (abandoned)")

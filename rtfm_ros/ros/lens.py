@@ -162,7 +162,8 @@ class Lens:
         err = np.hypot((rx - xd) * camera.fx, (ry - yd) * camera.fy)
         self.valid = np.isfinite(err) & (err < _RESIDUAL_PX)
         self.rays = np.where(self.valid[..., None], np.stack([x, y], -1), np.nan).astype(np.float32)
-        self.render_camera, self._grid = camera, None
+        self.render_camera = camera
+        self._grid: torch.Tensor | None = None  # set when the lens is distorted
         if self.distorted:
             self._fit_render(max_pixels)
 

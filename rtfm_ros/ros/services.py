@@ -32,10 +32,8 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 
 from rtfm_ros.geometry import PinholeCamera
-from rtfm_ros.messages import camera_from_info, pose_to_matrix, stamp_to_ns
-from rtfm_ros.messages import decode_image as msg_to_image
-from rtfm_ros.ros.conversions import depth_msg as depth_to_msg
-from rtfm_ros.ros.conversions import image_msg as image_to_msg
+from rtfm_ros.messages import camera_from_info, decode_image, pose_to_matrix, stamp_to_ns
+from rtfm_ros.ros.conversions import depth_msg, image_msg
 from rtfm_ros.ros.params import CameraNodeConfig
 from rtfm_ros.ros.status import RenderStats
 from rtfm_ros.ros.world_handle import WorldHandle
@@ -222,9 +220,9 @@ class WorldServices:
             rgb, depth = self.world.render_view(T, camera, want_depth=request.want_depth, remember=request.remember,
                                                 depth_source=config.depth_source, tolerance=config.depth_tolerance)
             optical = request.camera_info.header.frame_id
-            response.image = image_to_msg(rgb, stamp, optical)
+            response.image = image_msg(rgb, stamp, optical)
             if depth is not None:
-                response.depth = depth_to_msg(depth, stamp, optical, config.depth_encoding)
+                response.depth = depth_msg(depth, stamp, optical, config.depth_encoding)
         except (ValueError, EmptyWorldError, ArithmeticError) as e:
             response.success, response.message = False, f"cannot render the view: {e}"
             self.log.warning(response.message)
@@ -244,7 +242,7 @@ class WorldServices:
     def on_seed_image(self, msg: Image) -> None:
         """Add a real camera image as an 'observed' frame, posed by TF at its stamp."""
         try:
-            rgb = msg_to_image(msg)
+            rgb = decode_image(msg)
             frame = clean_frame_id(msg.header.frame_id)
             stamp = stamp_to_ns(msg.header.stamp)
             T = self.locate(frame, stamp)

@@ -51,23 +51,29 @@ class TfSource:
         self._last_now_ns: int | None = None
         self.resets = 0
 
+    def _tf2_buffer(self) -> Any:
+        """The tf2_ros.Buffer: set exactly when the project's own buffer is not."""
+        assert self._tf2 is not None
+        return self._tf2
+
     # ------------------------------------------------------------------ writing
     def feed(self, msg: Any, static: bool) -> list[GeometryError]:
         """Store a tf2_msgs/TFMessage; returns the transforms skipped (NaN, bad names, second parents)."""
         if self._own is not None:
             before = self._own.resets
-            errors = feed_tf_message(self._own, msg, static)
+            skipped = feed_tf_message(self._own, msg, static)
             self.resets += self._own.resets - before
-            return errors
+            return skipped
+        tf2 = self._tf2_buffer()
         errors: list[GeometryError] = []
         for tf in msg.transforms:
             try:
                 clean_frame_id(tf.header.frame_id), clean_frame_id(tf.child_frame_id)
                 transform_to_matrix(tf)  # refuse NaN / non-unit quaternions before tf2 sees them
                 if static:
-                    self._tf2.set_transform_static(tf, "rtfm_camera")
+                    tf2.set_transform_static(tf, "rtfm_camera")
                 else:
-                    self._tf2.set_transform(tf, "rtfm_camera")
+                    tf2.set_transform(tf, "rtfm_camera")
             except GeometryError as e:
                 errors.append(type(e)(f"skipped transform {tf.header.frame_id!r} -> {tf.child_frame_id!r}: {e}"))
             except Exception as e:  # noqa: BLE001 - tf2's own refusals
@@ -82,7 +88,7 @@ class TfSource:
         else:
             cleared = self._last_now_ns is not None and now_ns < self._last_now_ns - int(JUMP_BACK_S * NS_PER_S)
             if cleared:
-                self._tf2.clear()
+                self._tf2_buffer().clear()
         self._last_now_ns = now_ns
         self.resets += int(cleared)
         return cleared
@@ -92,7 +98,7 @@ class TfSource:
         if self._own is not None:
             self._own.clear()
         else:
-            self._tf2.clear()
+            self._tf2_buffer().clear()
 
     # ------------------------------------------------------------------ reading
     def lookup(self, target: str, source: str, stamp_ns: int, timeout_s: float = 0.0) -> np.ndarray:
@@ -101,10 +107,11 @@ class TfSource:
             if timeout_s <= 0:
                 return self._own.lookup(target, source, stamp_ns)
             return self._own.wait_for(target, source, stamp_ns, timeout_s)
+        tf2 = self._tf2_buffer()
         deadline = time.monotonic() + max(0.0, timeout_s)
         while True:
             try:
-                tf = self._tf2.lookup_transform(target, source, Time(nanoseconds=stamp_ns))
+                tf = tf2.lookup_transform(target, source, Time(nanoseconds=stamp_ns))
                 return transform_to_matrix(tf)
             except tf2_ros.TransformException as e:
                 if time.monotonic() >= deadline:
