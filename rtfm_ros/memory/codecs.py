@@ -57,7 +57,8 @@ def encode_depth(depth: np.ndarray, fmt: str = "npz32") -> bytes:
     return buf.getvalue()
 
 
-def decode_depth(data: bytes, fmt: str, width: int, height: int) -> np.ndarray:
+def decode_depth(data: bytes, fmt: str | None, width: int, height: int) -> np.ndarray:
+    """HxW float32 metres from stored bytes; a format that is unknown (or missing) is a WorldFileError."""
     depth: np.ndarray
     if fmt in ("npz32", "npz16"):
         with np.load(io.BytesIO(data), allow_pickle=False) as z:

@@ -13,7 +13,8 @@ file, fsyncs it and renames it over the target, so a killed save leaves the prev
 Why it never half-loads: opening checks the SQLite header against the file size (unless a WAL
 holds the newest pages), the schema and the meta counters, runs PRAGMA quick_check, recomputes
 every row's SHA-256 over its small fields and the rolling digest over all rows (catching lost,
-reordered or edited rows); pixel bytes carry their own SHA-256, checked whenever they are read. What may be opened or replaced is guarded in file_safety.
+reordered or edited rows); pixel bytes carry their own SHA-256, checked whenever they are read.
+What may be opened or replaced is guarded in file_safety.
 """
 
 from __future__ import annotations
@@ -25,18 +26,25 @@ import sqlite3
 import struct
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
 from rtfm_ros.atomic import atomic_path, fsync_path
 from rtfm_ros.memory.codecs import DEPTH_FORMATS, IMAGE_FORMATS, decode_depth, decode_image
 from rtfm_ros.memory.errors import WorldFileError
-from rtfm_ros.memory.file_safety import (APPLICATION_ID, TEMP_SIDECARS, check_save_target, check_sqlite_header,
-                                         checkpoint, clean_stale_temps, connect)
-
+from rtfm_ros.memory.file_safety import (
+    APPLICATION_ID,
+    TEMP_SIDECARS,
+    check_save_target,
+    check_sqlite_header,
+    checkpoint,
+    clean_stale_temps,
+    connect,
+)
 
 SCHEMA_VERSION = 1
 CHECKS = ("none", "quick", "full")
@@ -120,8 +128,8 @@ class WorldFile:
 
     # ---------------------------------------------------------------- creation / opening
     @classmethod
-    def create(cls, path: str | os.PathLike, *, model: str | None = None, meta: dict | None = None,
-               image_format: str = "png", image_quality: int = 95, depth_format: str = "npz32") -> "WorldFile":
+    def create(cls, path: str | os.PathLike[str], *, model: str | None = None, meta: dict[str, Any] | None = None,
+               image_format: str = "png", image_quality: int = 95, depth_format: str = "npz32") -> WorldFile:
         """New empty world at ``path`` (which must not exist), opened for appending.
 
         Created under a temporary name and renamed, so ``path`` never holds a half-made world.
@@ -134,8 +142,8 @@ class WorldFile:
         return cls.open(path, writable=True, check="none")
 
     @classmethod
-    def _create_unjournaled(cls, path: Path, *, model: str | None, meta: dict | None, image_format: str,
-                            image_quality: int, depth_format: str) -> "WorldFile":
+    def _create_unjournaled(cls, path: Path, *, model: str | None, meta: dict[str, Any] | None, image_format: str,
+                            image_quality: int, depth_format: str) -> WorldFile:
         """A fresh world without journal: only for temporary files that are renamed once complete."""
         if image_format not in IMAGE_FORMATS:
             raise WorldFileError(f"image format must be one of {IMAGE_FORMATS}, got {image_format!r}")
@@ -170,7 +178,7 @@ class WorldFile:
         return cls(path, conn, writable=True)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, *, writable: bool = False, check: str = "quick") -> "WorldFile":
+    def open(cls, path: str | os.PathLike[str], *, writable: bool = False, check: str = "quick") -> WorldFile:
         """Open and verify a world. ``check``: 'quick' (default), 'full' (also every pixel
         checksum and PRAGMA integrity_check) or 'none' (index checksums only)."""
         path = Path(path)
@@ -210,7 +218,7 @@ class WorldFile:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> "WorldFile":
+    def __enter__(self) -> WorldFile:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -267,11 +275,11 @@ class WorldFile:
             except sqlite3.Error:
                 pass
 
-    def set_meta(self, user: dict | None = None, model: str | None = None) -> None:
+    def set_meta(self, user: dict[str, Any] | None = None, model: str | None = None) -> None:
         """Replace the caller's metadata and/or the model name (one transaction)."""
         if not self.writable:
             raise WorldFileError(f"world file {self.path} is open read-only")
-        updates = {}
+        updates: dict[str, Any] = {}
         if user is not None:
             updates["user"] = user
         if model is not None:
@@ -365,8 +373,8 @@ class WorldFile:
             yield self.read_record(fid)
 
 
-def save_world(path: str | os.PathLike, records: Iterable[FrameRecord], *, model: str | None = None,
-               meta: dict | None = None, image_format: str = "png", image_quality: int = 95,
+def save_world(path: str | os.PathLike[str], records: Iterable[FrameRecord], *, model: str | None = None,
+               meta: dict[str, Any] | None = None, image_format: str = "png", image_quality: int = 95,
                depth_format: str = "npz32", batch: int = 512,
                progress: Callable[[int], None] | None = None) -> Path:
     """Write a complete world to ``path`` atomically (temp file, fsync, rename, fsync directory).

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -35,13 +36,14 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded: missing, corrupt, truncated or mismatched."""
 
 
-def config_sha256(model_config: dict) -> str:
-    """SHA-256 of a model section in canonical JSON (sorted keys, no spaces)."""
+def config_sha256(model_config: object) -> str:
+    """SHA-256 of a model section in canonical JSON (sorted keys, no spaces); any JSON value hashes,
+    so a section that is not a mapping simply fails to match its checksum."""
     text = json.dumps(model_config, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def save_checkpoint(path: str | Path, model: FrameRenderer, info: dict | None = None,
+def save_checkpoint(path: str | Path, model: FrameRenderer, info: dict[str, Any] | None = None,
                     model_card: str | None = None) -> Path:
     """Write a checkpoint directory atomically (a temp dir renamed into place)."""
     path = Path(path)
@@ -59,7 +61,7 @@ def save_checkpoint(path: str | Path, model: FrameRenderer, info: dict | None = 
     return path
 
 
-def read_checkpoint_config(path: str | Path) -> dict:
+def read_checkpoint_config(path: str | Path) -> dict[str, Any]:
     """The validated ``config.json`` of a checkpoint directory."""
     path = Path(path)
     cfg_file = path / CONFIG
@@ -85,7 +87,8 @@ def read_checkpoint_config(path: str | Path) -> dict:
     return meta
 
 
-def load_checkpoint(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[FrameRenderer, dict]:
+def load_checkpoint(path: str | Path | None = None,
+                    device: str | torch.device = "cpu") -> tuple[FrameRenderer, dict[str, Any]]:
     """Load (model in eval mode, config dict); the bundled default model when path is None."""
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
     meta = read_checkpoint_config(path)
