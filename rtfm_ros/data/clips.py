@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from safetensors import safe_open
@@ -202,7 +202,8 @@ class ClipDataset:
         if not path.is_file():
             raise DatasetError(f"shard {path} is missing")
         if path.stat().st_size != shard["bytes"]:
-            raise DatasetError(f"shard {path} has {path.stat().st_size} bytes, index says {shard['bytes']} (truncated?)")
+            raise DatasetError(f"shard {path} has {path.stat().st_size} bytes, index says {shard['bytes']} "
+                               "(truncated?)")
         if verify and file_sha256(path) != shard["sha256"]:
             raise DatasetError(f"shard {path} fails its sha256 check (corrupt)")
         try:

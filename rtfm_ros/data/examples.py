@@ -19,6 +19,8 @@ from rtfm_ros.geometry import PinholeCamera
 from rtfm_ros.memory.juggling import select_context
 
 CASES = ("interpolation", "extrapolation", "identity")
+# One training example: arrays, and numpy scalars for tgt_has_depth and case (stacked by collate).
+Example = dict[str, np.ndarray | np.generic]
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ def photometric(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     x = x * rng.uniform(0.7, 1.3) * rng.uniform(0.9, 1.1, 3).astype(np.float32)
     if rng.random() < 1 / 3:
         p = np.pad(x, ((1, 1), (1, 1), (0, 0)), mode="edge")
-        x = sum(p[i: i + x.shape[0], j: j + x.shape[1]] for i in range(3) for j in range(3)) / 9.0
+        x = sum((p[i: i + x.shape[0], j: j + x.shape[1]] for i in range(3) for j in range(3)), np.zeros_like(x)) / 9.0
     x = x + rng.normal(0.0, rng.uniform(0.0, 0.02), x.shape).astype(np.float32)
     return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
@@ -50,7 +52,7 @@ def _cameras(clip: Clip, idx: np.ndarray) -> list[PinholeCamera]:
     return [PinholeCamera(W, H, k[0, 0], k[1, 1], k[0, 2], k[1, 2]) for k in clip.K[idx]]
 
 
-def sample_example(clip: Clip, rng: np.random.Generator, cfg: ExampleConfig) -> dict[str, np.ndarray]:
+def sample_example(clip: Clip, rng: np.random.Generator, cfg: ExampleConfig) -> Example:
     """One example from one clip: arrays ready to stack into a batch."""
     n = len(clip.rgb)
     if n < 2:
@@ -81,7 +83,7 @@ def sample_example(clip: Clip, rng: np.random.Generator, cfg: ExampleConfig) -> 
     if case == "identity":
         known[:] = has_depth  # an exact copy needs the frame's own depth
     H, W = clip.rgb.shape[1:3]
-    depth = clip.depth if has_depth else np.zeros((n, H, W), np.float32)
+    depth = clip.depth if clip.depth is not None else np.zeros((n, H, W), np.float32)
     ctx_rgb = clip.rgb[ctx]
     if cfg.photometric > 0:
         ctx_rgb = np.stack([photometric(f, rng) if rng.random() < cfg.photometric else f for f in ctx_rgb])
@@ -103,12 +105,12 @@ class ClipExamples(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+    def __getitem__(self, i: int) -> Example:
         rng = np.random.default_rng([self.seed, i])
         return sample_example(self.clips[int(rng.integers(len(self.clips)))], rng, self.cfg)
 
 
-def collate(examples: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+def collate(examples: list[Example]) -> dict[str, torch.Tensor]:
     """Stack examples into model-ready tensors (images as float in [0, 1], channels first)."""
     out: dict[str, torch.Tensor] = {}
     for key in examples[0]:

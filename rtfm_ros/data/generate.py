@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rtfm_ros.data import data_subparsers
 
@@ -121,6 +121,7 @@ def generate(out_dir: str | Path, *, worlds: int, frames: int, res: int, fov: fl
     entries: dict[int, dict] = {}
     t0 = time.perf_counter()
     with tqdm(total=worlds, unit="world", desc="rendering", disable=not progress) as bar:
+        results: Iterator[str]
         if workers == 1:
             results = map(_shard_task, tasks)
             pool = None

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -119,12 +120,12 @@ def import_bag(path: str | Path, *, image_topic: str | None = None, camera_info_
         world_frame, frame_ids = placer.world_frame, placer.frame_ids
     finally:
         reader.close()
-    skipped = skipped[0]
+    n_skipped = skipped[0]
     if not frames:
         raise ImportDataError(f"no image in {path} on {img_conn.topic} has a TF pose "
-                              f"({world_frame} <- {', '.join(sorted(frame_ids)) or '?'}); {skipped} skipped")
+                              f"({world_frame} <- {', '.join(sorted(frame_ids)) or '?'}); {n_skipped} skipped")
     meta = {"source": "rosbag", "path": str(path), "image_topic": img_conn.topic, "camera_info_topic": info_conn.topic,
-            "camera_frame": sorted(frame_ids)[0], "world_frame": world_frame, "skipped_no_tf": skipped,
+            "camera_frame": sorted(frame_ids)[0], "world_frame": world_frame, "skipped_no_tf": n_skipped,
             "distortion_ignored": distortion}
     return _assemble(frames, meta)
 
@@ -168,9 +169,11 @@ def transforms_frames(spec: Any, load_image: Callable[[str], np.ndarray], where:
         except (TypeError, ValueError) as exc:
             raise ImportDataError(f"{at}: bad intrinsics: {exc}") from exc
         if (camera.width, camera.height) != (rgb.shape[1], rgb.shape[0]):
-            raise ImportDataError(f"{at}: image is {rgb.shape[1]}x{rgb.shape[0]}, w/h say {camera.width}x{camera.height}")
+            raise ImportDataError(f"{at}: image is {rgb.shape[1]}x{rgb.shape[0]}, "
+                                  f"w/h say {camera.width}x{camera.height}")
         try:
-            T = opengl_to_optical(validate_transform(np.asarray(fr["transform_matrix"], dtype=np.float64), at, atol=1e-4))
+            pose = np.asarray(fr["transform_matrix"], dtype=np.float64)
+            T = opengl_to_optical(validate_transform(pose, at, atol=1e-4))
         except ValueError as exc:
             raise ImportDataError(f"{at}: bad transform_matrix: {exc}") from exc
         rgb, camera = fit_image(rgb, camera, res)
