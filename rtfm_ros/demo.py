@@ -97,6 +97,7 @@ def fly(wm: WorldModel, run: DemoRun) -> None:
             first = img
     # Come back to the very first pose after the whole flight: the memory should give it back.
     again = wm.render(run.poses[0], run.camera, remember=False)
+    assert first is not None  # the flight has poses (run.poses[0] was just rendered)
     run.revisit_psnr = psnr(first, again)
 
 

@@ -241,8 +241,14 @@ class CameraNavEnv(gym.Env):
         """Seed np_random exactly as reset(seed=...) does."""
         gym.Env.reset(self, seed=seed)
 
+    def _episode_world(self) -> World:
+        """The world of the episode under way (begin_episode opened it)."""
+        world = self._slot.world
+        assert world is not None, "no episode under way: reset() first"
+        return world
+
     def _sample_start_goal(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        cfg, world = self.config, self._slot.world
+        cfg, world = self.config, self._episode_world()
         start = world.sample_free_point(rng, cfg.robot_radius)
         lo, hi = cfg.goal_distance
         for _ in range(200):
@@ -260,7 +266,7 @@ class CameraNavEnv(gym.Env):
         return start, best
 
     def _seed_poses(self) -> list[np.ndarray]:
-        cfg, world = self.config, self._slot.world
+        cfg, world = self.config, self._episode_world()
         x, y, yaw = self.pose
         poses = [camera_pose(x, y, yaw + 2 * math.pi * k / cfg.seed_turn_views, cfg.camera_height)
                  for k in range(cfg.seed_turn_views)]
@@ -289,8 +295,9 @@ class CameraNavEnv(gym.Env):
         yaw = float(rng.uniform(-math.pi, math.pi))
         if "start" in opts:
             start, yaw = np.asarray(opts["start"], dtype=np.float64)[:2], float(opts["start"][2])
-            if not slot.world.is_free(start[0], start[1], cfg.robot_radius):
-                raise EnvConfigError(f"start {tuple(opts['start'])} is not free in world {slot.world.seed}")
+            world = self._episode_world()
+            if not world.is_free(start[0], start[1], cfg.robot_radius):
+                raise EnvConfigError(f"start {tuple(opts['start'])} is not free in world {world.seed}")
         if "goal" in opts:
             goal = np.asarray(opts["goal"], dtype=np.float64).reshape(2)
         self.pose = np.array([start[0], start[1], _wrap(yaw)])
@@ -303,7 +310,8 @@ class CameraNavEnv(gym.Env):
 
     def camera_T(self) -> np.ndarray:
         """T_world_camera of the robot's camera now (what the next observation is rendered at)."""
-        return camera_pose(*self.pose, self.config.camera_height)
+        x, y, yaw = self.pose
+        return camera_pose(x, y, yaw, self.config.camera_height)
 
     def distance(self) -> float:
         return float(np.linalg.norm(self.goal - self.pose[:2]))
@@ -320,7 +328,7 @@ class CameraNavEnv(gym.Env):
         before = self.distance()
         mid = yaw + 0.5 * w * cfg.dt
         nx, ny = x + v * cfg.dt * math.cos(mid), y + v * cfg.dt * math.sin(mid)
-        collided = not self._slot.world.segment_is_free((x, y), (nx, ny), cfg.robot_radius)
+        collided = not self._episode_world().segment_is_free(np.array([x, y]), np.array([nx, ny]), cfg.robot_radius)
         if collided:
             nx, ny = x, y
         self.pose = np.array([nx, ny, _wrap(yaw + w * cfg.dt)])
@@ -340,14 +348,18 @@ class CameraNavEnv(gym.Env):
             self._slot.remember(image, depth, T, self.camera)
         self._last_image = image
         info = {"distance": self.distance(), "success": self.distance() < cfg.goal_radius, "collision": False,
-                "world_seed": self._slot.world.seed, "memory_frames": len(self.world_model.memory)}
+                "world_seed": self._episode_world().seed, "memory_frames": len(self.world_model.memory)}
         info.update(extra or {})
         if cfg.observation == "image":
             return image, info
         x, y, yaw = self.pose
         d = self.goal - self.pose[:2]
         c, s = math.cos(yaw), math.sin(yaw)
-        far = self.observation_space["depth"].high[0, 0]
+        space = self.observation_space
+        assert isinstance(space, spaces.Dict)  # observation "dict" (an image alone was returned above)
+        depth_space = space["depth"]
+        assert isinstance(depth_space, spaces.Box)
+        far = depth_space.high[0, 0]
         depth = np.clip(np.nan_to_num(depth, nan=0.0), 0.0, far).astype(np.float32)
         return {"image": image, "depth": depth,
                 "pose": np.array([x, y, yaw], np.float32),

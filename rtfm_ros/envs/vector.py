@@ -55,7 +55,9 @@ class CameraNavVectorEnv(VectorEnv):
         self.single_action_space = self.envs[0].action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self._obs = create_empty_array(self.single_observation_space, self.num_envs)
+        obs = create_empty_array(self.single_observation_space, self.num_envs)
+        assert obs is not None  # Box and Dict observation spaces batch into arrays
+        self._obs = obs
         self._env_obs: list[Any] = [None] * self.num_envs
         self._autoreset = np.zeros(self.num_envs, dtype=np.bool_)
 

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -30,6 +31,10 @@ from PIL import Image
 from rtfm_ros.evaluate.baselines import pose_score
 from rtfm_ros.evaluate.metrics import psnr, ssim
 from rtfm_ros.geometry import PinholeCamera
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rtfm_ros.fit import WorldFit
+    from rtfm_ros.world import WorldModel
 
 ROWS = ("model", "no_learning", "nearest_frame")
 ALL_ROWS = ("model", "fitted", "no_learning", "nearest_frame")
@@ -100,7 +105,7 @@ def split(n: int, every: int) -> tuple[list[int], list[int]]:
 
 
 def build_world(data: PosedSet, ids: list[int], *, learned: bool = True, checkpoint: str | None = None,
-                progress: bool = False):
+                progress: bool = False) -> WorldModel:
     """A WorldModel seeded with frames ``ids`` of the set (no depth), depth estimated for all."""
     from rtfm_ros.world import WorldModel
 
@@ -117,8 +122,8 @@ def evaluate_holdout(data: PosedSet, sizes: list[tuple[int, int]], *, every: int
     from tqdm import tqdm
 
     held, kept = split(len(data), every)
-    worlds: dict[str, object] = {}
-    fits: dict[str, object] = {}
+    worlds: dict[str, WorldModel] = {}
+    fits: dict[str, WorldFit] = {}
     if "model" in rows or "fitted" in rows:
         worlds["model"] = build_world(data, kept, learned=True, checkpoint=checkpoint, progress=progress)
     if "fitted" in rows:
