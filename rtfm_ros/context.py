@@ -65,7 +65,8 @@ class PreparedFrame:
                                 splat_K=torch.from_numpy(self.K[coarse]).to(device).float())
 
 
-def _pyramid(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray) -> tuple[list, list, list]:
+def _pyramid(rgb: np.ndarray, depth: np.ndarray,
+             K: np.ndarray) -> tuple[list[torch.Tensor], list[torch.Tensor], list[np.ndarray]]:
     img = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float()
     d = torch.from_numpy(np.array(depth, dtype=np.float32))
     rgbs, depths, Ks = [img.round().to(torch.uint8)], [d], [K.astype(np.float64)]
