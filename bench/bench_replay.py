@@ -32,16 +32,16 @@ def write_bag(path: Path, seconds: float) -> None:
     cam = PinholeCamera.from_fov(320, 240, 90)
     string = typestore().types["std_msgs/msg/String"]
     with BagWriter(path) as w:
-        w.write_tf(T0, [("base_link", "camera_link", make_transform(translation=[0.1, 0, 0.3])),
-                        ("camera_link", "camera_optical", make_transform(R_BODY_OPTICAL))], static=True)
+        w.write_tf([("base_link", "camera_link", make_transform(translation=[0.1, 0, 0.3])),
+                    ("camera_link", "camera_optical", make_transform(R_BODY_OPTICAL))], T0, static=True)
         for i in range(int(seconds * 50) + 1):
             t, a = T0 + i * 20_000_000, i * 0.02 * 0.3
             T = make_transform(Rotation.from_euler("z", a + np.pi / 2).as_matrix(), [3 * np.cos(a), 3 * np.sin(a), 0])
-            w.write_tf(t, [("map", "base_link", T)])
+            w.write_tf([("map", "base_link", T)], t)
             w.write_message("/chatter", string(data=f"tick {i}"), t)
             if i % 25 == 0:
-                w.write_image("/cam/image_raw", t, "camera_optical", rng.integers(0, 256, (240, 320, 3), np.uint8))
-                w.write_camera_info("/cam/camera_info", t, "camera_optical", cam)
+                w.write_image("/cam/image_raw", rng.integers(0, 256, (240, 320, 3), np.uint8), t, "camera_optical")
+                w.write_camera_info("/cam/camera_info", cam, t, "camera_optical")
 
 
 def main() -> None:

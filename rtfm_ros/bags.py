@@ -163,19 +163,19 @@ class BagWriter:
         self.write_raw(conn, timestamp_ns, rawdata)
 
     # -- typed helpers (log time ``timestamp_ns`` defaults to the header stamp; bad data: BagError)
-    def write_image(self, topic: str, stamp_ns: int, frame_id: str, rgb: np.ndarray,
+    def write_image(self, topic: str, rgb: np.ndarray, stamp_ns: int, frame_id: str,
                     timestamp_ns: int | None = None) -> None:
         self.write_message(topic, _built(image_msg, rgb, stamp_ns, frame_id), _log(stamp_ns, timestamp_ns))
 
-    def write_depth(self, topic: str, stamp_ns: int, frame_id: str, depth: np.ndarray,
+    def write_depth(self, topic: str, depth: np.ndarray, stamp_ns: int, frame_id: str,
                     timestamp_ns: int | None = None) -> None:
         self.write_message(topic, _built(depth_msg, depth, stamp_ns, frame_id), _log(stamp_ns, timestamp_ns))
 
-    def write_camera_info(self, topic: str, stamp_ns: int, frame_id: str, camera: PinholeCamera,
+    def write_camera_info(self, topic: str, camera: PinholeCamera, stamp_ns: int, frame_id: str,
                           timestamp_ns: int | None = None) -> None:
         self.write_message(topic, _built(camera_info_msg, camera, stamp_ns, frame_id), _log(stamp_ns, timestamp_ns))
 
-    def write_tf(self, stamp_ns: int, transforms: Sequence[tuple[str, str, np.ndarray]], static: bool = False,
+    def write_tf(self, transforms: Sequence[tuple[str, str, np.ndarray]], stamp_ns: int, static: bool = False,
                  timestamp_ns: int | None = None) -> None:
         """One TFMessage on /tf (or latched /tf_static) with (parent, child, T_parent_child) triples."""
         topic, qos = (TF_STATIC_TOPIC, [TF_STATIC_QOS]) if static else (TF_TOPIC, [])

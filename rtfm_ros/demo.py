@@ -21,11 +21,11 @@ import numpy as np
 from rtfm_ros.atomic import fsync_tree, remove_path, replace_path, temp_path
 from rtfm_ros.evaluate.metrics import psnr
 from rtfm_ros.geometry import PinholeCamera, compose, look_at, make_transform
+from rtfm_ros.sim.worlds import DEMO_WORLD_SEED
 
 if TYPE_CHECKING:
     from rtfm_ros.world import WorldModel
 
-DEMO_WORLD_SEED = 1_000_777  # in the held-out range: never used for training
 VIDEO_SCALE = 4
 DEFAULT_RES = 128  # render resolution (pixels, square)
 
@@ -147,9 +147,9 @@ def write_outputs(wm: WorldModel, run: DemoRun, out: Path) -> dict[str, Path]:
     with BagWriter(files["bag"], storage="mcap") as bag:
         for i, (T, img) in enumerate(zip(run.poses, run.renders)):
             stamp = int(1e9) + i * 100_000_000
-            bag.write_tf(stamp, [("map", cam_frame, T)])
-            bag.write_image("/rtfm/camera/image_raw", stamp, cam_frame, img)
-            bag.write_camera_info("/rtfm/camera/camera_info", stamp, cam_frame, info)
+            bag.write_tf([("map", cam_frame, T)], stamp)
+            bag.write_image("/rtfm/camera/image_raw", img, stamp, cam_frame)
+            bag.write_camera_info("/rtfm/camera/camera_info", info, stamp, cam_frame)
     return files
 
 

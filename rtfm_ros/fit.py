@@ -14,91 +14,30 @@ Per-frame exposure (a gain and offset per channel) was tried and is not fitted: 
 shot at one exposure it soaked up misregistration and lost 0.2-3 dB on held-out photos
 (BENCHMARKS.md).
 
-The result is saved beside the world (``WORLD.fit.safetensors``: tensors + JSON metadata, no
-pickle) and loaded with it; a fit that does not match the world is refused, not half-applied.
+The result is saved beside the world and loaded with it (rtfm_ros.model.fit_file).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rtfm_ros.atomic import atomic_path
 from rtfm_ros.context import target_camera_for_memory
 from rtfm_ros.model import ibr
+from rtfm_ros.model.fit_file import SUFFIX, FitError, WorldFit, fit_path, save_fit
 
 if TYPE_CHECKING:
     from rtfm_ros.world import WorldModel
 
-FIT_VERSION = 1
 FIT_SIDE = 128        # long side of the leave-one-out renders
 FIT_STEPS = 150
 FIT_BATCH = 4
 FIT_LR = 0.03
-SUFFIX = ".fit.safetensors"
-
-
-class FitError(ValueError):
-    """A fit that cannot be made, saved or applied to this world."""
-
-
-@dataclass
-class WorldFit:
-    """Fitted blend parameters of one world of ``frames`` frames."""
-
-    params: ibr.BlendParams
-    frames: int
-
-
-def fit_path(world_path: str | Path) -> Path:
-    return Path(str(world_path) + SUFFIX)
-
-
-def save_fit(fit: WorldFit, path: str | Path) -> Path:
-    """Write atomically (temp file + rename): a failed save leaves the previous fit intact."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    p = fit.params
-    tensors = {"blend": torch.tensor([float(p.angle_sigma), float(p.visibility_sigma), float(p.rank_decay)])}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"rtfm_fit": json.dumps({"version": FIT_VERSION,
-                                                                        "frames": int(fit.frames)})})
-    return path
-
-
-def load_fit(path: str | Path, frames: int) -> WorldFit:
-    """Read and check a fit for a world of ``frames`` frames."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FitError(f"{path} is not a fit file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {}).get("rtfm_fit", "null"))
-            t = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # safetensors raises several types for damaged files
-        raise FitError(f"{path} is not a readable fit file: {exc}") from exc
-    if not isinstance(meta, dict) or meta.get("version") != FIT_VERSION or set(t) != {"blend"} \
-            or not isinstance(meta.get("frames"), int) or t["blend"].shape != (3,):
-        raise FitError(f"{path} is not a version-{FIT_VERSION} fit file")
-    n = meta["frames"]
-    if not 0 < n <= frames:
-        raise FitError(f"{path} was fitted to {n} frames but the world holds {frames}")
-    b = t["blend"]
-    if not bool(torch.isfinite(b).all()) or bool((b[:2] <= 0).any()) or not 0 < float(b[2]) <= 1:
-        raise FitError(f"{path} holds values outside their ranges")
-    a, v, r = (float(x) for x in b)
-    return WorldFit(ibr.BlendParams(a, v, r), n)
 
 
 def fit_world(wm: WorldModel, steps: int = FIT_STEPS, batch: int = FIT_BATCH, lr: float = FIT_LR,

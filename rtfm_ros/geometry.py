@@ -12,7 +12,6 @@ Quaternions use ROS order (x, y, z, w). Rotation math goes through scipy. Per-pi
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -254,15 +253,6 @@ class PinholeCamera:
         """The same field of view at another resolution (pixel-edge convention)."""
         sx, sy = width / self.width, height / self.height
         return PinholeCamera(width, height, self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy)
-
-
-def intrinsics_matrix(cameras: PinholeCamera | Sequence[PinholeCamera], batch: int) -> np.ndarray:
-    """Bx3x3 K from one camera (repeated) or one camera per item."""
-    if isinstance(cameras, PinholeCamera):
-        return np.repeat(cameras.K[None], batch, axis=0)
-    if len(cameras) != batch:
-        raise GeometryError(f"{len(cameras)} cameras for a batch of {batch}")
-    return np.stack([c.K for c in cameras])
 
 
 # ----------------------------------------------------------------------------------------------

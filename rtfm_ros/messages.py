@@ -106,11 +106,6 @@ def ns_to_seconds(ns: int) -> float:
     return ns / NS_PER_S
 
 
-def seconds_to_ns(seconds: float) -> int:
-    """Nanoseconds, rounded, of a time in seconds."""
-    return int(round(float(seconds) * NS_PER_S))
-
-
 def time_msg(stamp: Stamp, *, types: MessageTypes | None = None) -> Any:
     """builtin_interfaces/Time for non-negative nanoseconds (or a copy of a Time-like stamp)."""
     types = types or bag_types()

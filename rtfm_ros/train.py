@@ -16,6 +16,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypedDict, cast
 
 import numpy as np
 import torch
@@ -57,6 +58,15 @@ class TrainConfig:
     examples: ExampleConfig = field(default_factory=ExampleConfig)
 
 
+class TrainState(TypedDict):
+    """What a resumed run continues from (state.json beside the checkpoints)."""
+
+    step: int
+    best_psnr: float
+    examples_seen: int
+    train_seconds: float
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to min_lr_ratio * lr."""
     if step < cfg.warmup:
@@ -69,14 +79,14 @@ def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
 
 
-def compute_loss(model: FrameRenderer, batch: dict[str, torch.Tensor],
+def compute_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor],
                  ctx_depth_weight: float = 0.1) -> tuple[torch.Tensor, dict[str, float]]:
     """L1 + image-gradient L1 on colour, L1 on log-depth (target, and the depth head on context
     frames, weighted by ctx_depth_weight: that head is what depthless photos are rendered with)."""
     H, W = batch["tgt_rgb"].shape[-2:]
     out, ctx_depth_pred = model(batch["ctx_rgb"], batch["ctx_depth"], batch["ctx_K"], batch["ctx_T"],
                                 batch["tgt_K"], batch["tgt_T"], H, W, depth_known=batch["depth_known"])
-    raw = model.module if hasattr(model, "module") else model
+    raw = cast(FrameRenderer, getattr(model, "module", model))  # the FrameRenderer inside DDP / torch.compile
     rgb, tgt = out.rgb.float(), batch["tgt_rgb"]
     l1 = (rgb - tgt).abs().mean()
     gx, gy = image_gradients(rgb)
@@ -85,8 +95,8 @@ def compute_loss(model: FrameRenderer, batch: dict[str, torch.Tensor],
     has = batch["tgt_has_depth"].float()[:, None, None]
     valid_t = (batch["tgt_depth"] > 0) * has
     enc = raw._encode_depth
-    depth_t = ((enc(out.depth.float().clamp_min(1e-3)) - enc(batch["tgt_depth"].clamp_min(1e-3))).abs() * valid_t).sum() \
-        / valid_t.sum().clamp_min(1)
+    depth_err = (enc(out.depth.float().clamp_min(1e-3)) - enc(batch["tgt_depth"].clamp_min(1e-3))).abs()
+    depth_t = (depth_err * valid_t).sum() / valid_t.sum().clamp_min(1)
     valid_c = (batch["ctx_depth"] > 0) * has[:, None]
     depth_c = ((enc(ctx_depth_pred.float()) - enc(batch["ctx_depth"].clamp_min(1e-3))).abs() * valid_c).sum() \
         / valid_c.sum().clamp_min(1)
@@ -127,7 +137,7 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
     opt.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
 
 
-def train(cfg: TrainConfig) -> dict:
+def train(cfg: TrainConfig) -> TrainState:
     """Run (or resume) training; returns the final state dict written to state.json."""
     from safetensors.torch import load_file, save_file
 
@@ -158,7 +168,7 @@ def train(cfg: TrainConfig) -> dict:
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
-    state = {"step": 0, "best_psnr": -1.0, "examples_seen": 0, "train_seconds": 0.0}
+    state = TrainState(step=0, best_psnr=-1.0, examples_seen=0, train_seconds=0.0)
     if (out / "state.json").exists() and (out / "last").exists():
         resumed, _ = load_checkpoint(out / "last", device)
         model.load_state_dict(resumed.state_dict())
@@ -168,11 +178,11 @@ def train(cfg: TrainConfig) -> dict:
         state.update(json.loads((out / "state.json").read_text()))
         if rank == 0:
             print(f"resuming {out} at step {state['step']}")
-    net = model
+    net: torch.nn.Module = model
     if distributed:
         net = torch.nn.parallel.DistributedDataParallel(model)
     if cfg.compile:
-        net = torch.compile(net)
+        net = cast(torch.nn.Module, torch.compile(net))
 
     data = ClipExamples(clips, cfg.examples, seed=cfg.seed)
     eval_batches: list[dict[str, torch.Tensor]] = []

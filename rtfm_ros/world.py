@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 
 from rtfm_ros import context as ctxprep
-from rtfm_ros.fit import WorldFit, fit_path, load_fit
 from rtfm_ros.geometry import (
     MAX_PIXELS_PER_CALL,
     MAX_VIEW_PIXELS,
@@ -35,6 +34,7 @@ from rtfm_ros.geometry import (
 from rtfm_ros.memory import FrameMemory
 from rtfm_ros.model import ibr
 from rtfm_ros.model.config import ModelConfig
+from rtfm_ros.model.fit_file import WorldFit, fit_path, load_fit
 from rtfm_ros.model.renderer import FrameRenderer
 from rtfm_ros.network import RenderNetwork
 

@@ -33,11 +33,11 @@ def test_round_trip(tmp_path: Path, storage: str) -> None:
     T = look_at([1.0, 2.0, 3.0], [0.0, 0.0, 0.5])
     out = tmp_path / "bag"
     with BagWriter(out, storage=storage) as w:
-        w.write_tf(T0, [("base", "cam", make_transform(translation=[0.1, 0, 0.2]))], static=True)
-        w.write_tf(T0 + 5, [("map", "base", T)], timestamp_ns=T0 + 7)
-        w.write_image("/c/image_raw", T0 + 5, "cam", rgb)
-        w.write_depth("/c/depth", T0 + 5, "cam", depth)
-        w.write_camera_info("/c/camera_info", T0 + 5, "cam", CAM)
+        w.write_tf([("base", "cam", make_transform(translation=[0.1, 0, 0.2]))], T0, static=True)
+        w.write_tf([("map", "base", T)], T0 + 5, timestamp_ns=T0 + 7)
+        w.write_image("/c/image_raw", rgb, T0 + 5, "cam")
+        w.write_depth("/c/depth", depth, T0 + 5, "cam")
+        w.write_camera_info("/c/camera_info", CAM, T0 + 5, "cam")
     assert w.count == 5 and sorted(p.name for p in tmp_path.iterdir()) == ["bag"]
     msgs = {topic: (t, m) for topic, _, t, m in _read_all(out)}
     assert msgs["/tf"][0] == T0 + 7 and msgs["/c/image_raw"][0] == T0 + 5
@@ -67,7 +67,7 @@ def test_error_inside_block_leaves_nothing(tmp_path: Path) -> None:
     out = tmp_path / "bag"
     with pytest.raises(RuntimeError, match="boom"):
         with BagWriter(out) as w:
-            w.write_image("/c/image_raw", T0, "cam", np.zeros((8, 8, 3), np.uint8))
+            w.write_image("/c/image_raw", np.zeros((8, 8, 3), np.uint8), T0, "cam")
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
 
@@ -80,25 +80,25 @@ def test_refuses_existing_output_and_bad_input(tmp_path: Path) -> None:
         BagWriter(tmp_path / "other", storage="rosbag1")
     with pytest.raises(BagError, match="HxWx3 uint8"):
         with BagWriter(tmp_path / "other") as w:
-            w.write_image("/c", T0, "cam", np.zeros((8, 8), np.uint8))
+            w.write_image("/c", np.zeros((8, 8), np.uint8), T0, "cam")
     with pytest.raises(BagError, match="already carries"):
         with BagWriter(tmp_path / "other") as w:
-            w.write_image("/c", T0, "cam", np.zeros((8, 8, 3), np.uint8))
-            w.write_camera_info("/c", T0, "cam", CAM)
+            w.write_image("/c", np.zeros((8, 8, 3), np.uint8), T0, "cam")
+            w.write_camera_info("/c", CAM, T0, "cam")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bag"]
 
 
 def test_copy_keeps_definition_and_qos(tmp_path: Path) -> None:
     src, dst = tmp_path / "src", tmp_path / "dst"
     with BagWriter(src, storage="sqlite3") as w:
-        w.write_tf(T0, [("a", "b", np.eye(4))], static=True)
+        w.write_tf([("a", "b", np.eye(4))], T0, static=True)
         w.write_message("/chatter", bags.typestore().types["std_msgs/msg/String"](data="hi"), T0 + 1)
     reader = bags.open_bag(src)
     try:
         with BagWriter(dst) as w:
             for conn, t, raw in reader.messages():
                 w.copy(conn, raw, t, reader.typestore)
-            w.write_tf(T0 + 2, [("a", "c", np.eye(4))], static=True)  # joins the copied /tf_static
+            w.write_tf([("a", "c", np.eye(4))], T0 + 2, static=True)  # joins the copied /tf_static
     finally:
         reader.close()
     got = _read_all(dst)

@@ -19,7 +19,6 @@ from rtfm_ros.evaluate.baselines import (
 )
 from rtfm_ros.evaluate.metrics import MAX_PSNR, MetricError, psnr, ssim
 from rtfm_ros.evaluate.suite import (
-    HELDOUT_SEED_BASE,
     RENDERERS,
     TARGETS_PER_KIND,
     SuiteError,
@@ -29,7 +28,7 @@ from rtfm_ros.evaluate.suite import (
 )
 from rtfm_ros.geometry import PinholeCamera, look_at
 from rtfm_ros.sim.renderer import WorldRenderer
-from rtfm_ros.sim.worlds import make_world
+from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE, make_world
 
 CAM = PinholeCamera.from_fov(32, 32, 90.0)
 

@@ -11,7 +11,7 @@ import pytest
 from rtfm_ros.cli import main as cli_main
 from rtfm_ros.data.clips import Clip, DatasetError, open_dataset, write_dataset
 from rtfm_ros.data.generate import GenerateError, generate
-from rtfm_ros.evaluate.suite import HELDOUT_SEED_BASE
+from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE
 
 
 def _clip(rng: np.random.Generator, n: int, h: int = 8, w: int = 10, depth: bool = True, tag: int = 0) -> Clip:

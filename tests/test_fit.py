@@ -4,7 +4,8 @@ import pytest
 
 from rtfm_ros import PinholeCamera, WorldModel
 from rtfm_ros.cli import main as cli
-from rtfm_ros.fit import FitError, fit_path, fit_world, load_fit, save_fit
+from rtfm_ros.fit import fit_world
+from rtfm_ros.model.fit_file import FitError, fit_path, load_fit, save_fit
 
 CAM = PinholeCamera.from_fov(64, 48, 80)
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from rtfm_ros.envs.batching import render_many
-from rtfm_ros.fit import WorldFit
 from rtfm_ros.geometry import PinholeCamera, make_transform
 from rtfm_ros.memory import FrameMemory
 from rtfm_ros.model import ibr
 from rtfm_ros.model.config import preset
+from rtfm_ros.model.fit_file import WorldFit
 from rtfm_ros.model.renderer import FrameRenderer
 from rtfm_ros.network import PreparedCache, RenderNetwork
 from rtfm_ros.world import WorldModel, render_views

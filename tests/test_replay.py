@@ -35,14 +35,14 @@ def optical_pose(t_s: float) -> np.ndarray:
 def write_bag(path: Path, storage: str = "mcap") -> None:
     """1 s of TF at 20 Hz (map -> base_link moving; static camera frames), 5 camera images, a chatter topic."""
     with BagWriter(path, storage=storage) as w:
-        w.write_tf(T0, [("base_link", "camera_link", T_BASE_CAMLINK),
-                        ("camera_link", "camera_optical", make_transform(R_BODY_OPTICAL))], static=True)
+        w.write_tf([("base_link", "camera_link", T_BASE_CAMLINK),
+                    ("camera_link", "camera_optical", make_transform(R_BODY_OPTICAL))], T0, static=True)
         for i in range(21):
             t = T0 + i * 50 * MS
-            w.write_tf(t, [("map", "base_link", base_pose(i * 0.05))])
+            w.write_tf([("map", "base_link", base_pose(i * 0.05))], t)
             if i % 4 == 1:
-                w.write_image("/cam/image_raw", t, "camera_optical", np.full((24, 32, 3), 10 * i, np.uint8))
-                w.write_camera_info("/cam/camera_info", t, "camera_optical", SEED_CAM)
+                w.write_image("/cam/image_raw", np.full((24, 32, 3), 10 * i, np.uint8), t, "camera_optical")
+                w.write_camera_info("/cam/camera_info", SEED_CAM, t, "camera_optical")
             w.write_message("/chatter", bags.typestore().types["std_msgs/msg/String"](data=str(i)), t)
 
 
@@ -147,16 +147,16 @@ def test_poses_file_and_offset(bag_mcap: Path, world: WorldModel, tmp_path: Path
 def test_seed_from_compressed_images(tmp_path: Path, world: WorldModel) -> None:
     src = tmp_path / "in"
     with BagWriter(src) as w:
-        w.write_tf(T0, [("map", "base_link", base_pose(0.0))])
-        w.write_tf(T0 + 500 * MS, [("map", "base_link", base_pose(0.5))])
-        w.write_tf(T0, [("base_link", "cam", T_BASE_CAMLINK)], static=True)
+        w.write_tf([("map", "base_link", base_pose(0.0))], T0)
+        w.write_tf([("map", "base_link", base_pose(0.5))], T0 + 500 * MS)
+        w.write_tf([("base_link", "cam", T_BASE_CAMLINK)], T0, static=True)
         for t in (T0 - MS, T0 + 250 * MS):  # the first lies before any TF: skipped
             buf = io.BytesIO()
             PILImage.fromarray(np.full((24, 32, 3), 200, np.uint8)).save(buf, format="JPEG")
             msg = bags.typestore().types[messages.COMPRESSED_IMAGE](header=messages.header_msg(t, "cam"), format="jpeg",
                                                                  data=np.frombuffer(buf.getvalue(), np.uint8))
             w.write_message("/front/image_raw/compressed", msg, t)
-            w.write_camera_info("/front/camera_info", t, "cam", SEED_CAM)
+            w.write_camera_info("/front/camera_info", SEED_CAM, t, "cam")
     opt = ReplayOptions(camera_frame="cam", seed_topic="/front/image_raw/compressed", rate_hz=4.0, progress=False)
     res = replay(src, tmp_path / "out", opt, world_model=world)
     assert (res.seeded, res.skipped, res.rendered) == (1, 1, 3)
@@ -167,7 +167,7 @@ def test_seed_from_compressed_images(tmp_path: Path, world: WorldModel) -> None:
                world_model=world)
     with BagWriter(tmp_path / "island") as w:
         for t in (T0, T0 + MS):
-            w.write_tf(t, [("map", "a", np.eye(4)), ("b", "cam", np.eye(4))])
+            w.write_tf([("map", "a", np.eye(4)), ("b", "cam", np.eye(4))], t)
     with pytest.raises(ReplayError, match="not connected"):
         replay(tmp_path / "island", tmp_path / "out2", ReplayOptions(camera_frame="cam", progress=False),
                world_model=world)
@@ -228,7 +228,7 @@ def test_cli_bad_bags(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
         w.connection("/tf", bags.TF_MESSAGE)
     corrupt.write_bytes(b"\x89MCAP0\r\n" + b"\x01\x02" * 500)
     with BagWriter(notf) as w:
-        w.write_image("/cam/image_raw", T0, "cam", np.zeros((8, 8, 3), np.uint8))
+        w.write_image("/cam/image_raw", np.zeros((8, 8, 3), np.uint8), T0, "cam")
     for bag, message in [(empty, "no messages"), (corrupt, "cannot read"), (notf, "no /tf"),
                          (tmp_path / "missing", "does not exist")]:
         out = tmp_path / "out"
@@ -243,13 +243,13 @@ def test_seed_with_registered_depth(tmp_path: Path, world: WorldModel) -> None:
     as its metric depth; an image with no depth near it gets stereo like any photo."""
     src = tmp_path / "rgbd"
     with BagWriter(src) as w:
-        w.write_tf(T0, [("map", "base_link", base_pose(0.0))])
-        w.write_tf(T0 + 900 * MS, [("map", "base_link", base_pose(0.9))])
-        w.write_tf(T0, [("base_link", "cam", T_BASE_CAMLINK)], static=True)
+        w.write_tf([("map", "base_link", base_pose(0.0))], T0)
+        w.write_tf([("map", "base_link", base_pose(0.9))], T0 + 900 * MS)
+        w.write_tf([("base_link", "cam", T_BASE_CAMLINK)], T0, static=True)
         for k, t in enumerate((T0 + 100 * MS, T0 + 400 * MS, T0 + 800 * MS)):
-            w.write_image("/cam/color", t, "cam", np.full((24, 32, 3), 60 + 40 * k, np.uint8))
-            w.write_camera_info("/cam/camera_info", t, "cam", SEED_CAM)
-        w.write_depth("/cam/depth", T0 + 110 * MS, "cam", np.full((24, 32), 2.5, np.float32))
+            w.write_image("/cam/color", np.full((24, 32, 3), 60 + 40 * k, np.uint8), t, "cam")
+            w.write_camera_info("/cam/camera_info", SEED_CAM, t, "cam")
+        w.write_depth("/cam/depth", np.full((24, 32), 2.5, np.float32), T0 + 110 * MS, "cam")
         mm = np.full((12, 16), 1500, np.uint16)  # half size: resized to the colour image
         mm[0, 0] = 0  # no return
         msg = bags.typestore().types[messages.IMAGE](header=messages.header_msg(T0 + 390 * MS, "cam"), height=12,

@@ -168,11 +168,12 @@ def load_suite(suite_dir: str | Path | None = None, *, res: int = DEFAULT_RES, f
 
     from rtfm_ros.data.clips import INDEX, open_dataset, write_dataset
 
-    settings = {"version": SUITE_VERSION, "res": res, "fov": fov, "worlds": worlds, "seeds": heldout_seeds(worlds),
+    seeds = heldout_seeds(worlds)
+    settings = {"version": SUITE_VERSION, "res": res, "fov": fov, "worlds": worlds, "seeds": seeds,
                 "context_frames": CONTEXT_FRAMES, "targets_per_kind": TARGETS_PER_KIND}
     path = Path(suite_dir) if suite_dir is not None else default_suite_dir(res, fov, worlds)
     if not (path / INDEX).exists():
-        built = (build_world(s, res, fov) for s in tqdm(settings["seeds"], desc="building held-out suite",
+        built = (build_world(s, res, fov) for s in tqdm(seeds, desc="building held-out suite",
                                                          unit="world", disable=not progress))
         write_dataset(path, (c for w in built for c in (w.context, w.targets)), clips_per_shard=2,
                       info={"suite": settings})
@@ -224,7 +225,8 @@ def evaluate(renderers: dict[str, Callable], suite: Suite, context_budget: int =
         raise SuiteError("no renderers to evaluate")
     if context_budget < 1:
         raise SuiteError(f"context_budget must be >= 1, got {context_budget}")
-    vals = {name: {k: {"psnr": [], "ssim": []} for k in TARGET_KINDS} for name in renderers}
+    vals: dict[str, dict[str, dict[str, list[float]]]] = {
+        name: {k: {"psnr": [], "ssim": []} for k in TARGET_KINDS} for name in renderers}
     spent = {name: 0.0 for name in renderers}
     with tqdm(total=suite.num_targets, desc="evaluating", unit="view", disable=not progress) as bar:
         for w in suite.worlds:

@@ -88,23 +88,9 @@ class Block(nn.Module):
 
 
 @dataclass
-class ContextEncoding:
-    """What is cached per memory frame: its tokens and its (predicted) depth."""
-
-    tokens: torch.Tensor  # N x dim
-    depth: torch.Tensor   # H x W, metres (predicted)
-
-    @property
-    def nbytes(self) -> int:
-        return self.tokens.numel() * self.tokens.element_size() + self.depth.numel() * self.depth.element_size()
-
-
-@dataclass
 class RenderOutput:
     rgb: torch.Tensor      # B x 3 x H x W in [0, 1] (unclamped during training)
     depth: torch.Tensor    # B x H x W metres
-    splat_rgb: torch.Tensor
-    splat_mask: torch.Tensor
 
 
 class FrameRenderer(nn.Module):
@@ -202,7 +188,7 @@ class FrameRenderer(nn.Module):
         out = unpatchify(self.head(self.dec_norm(x)).float(), p, 4, height, width)
         rgb = base + out[:, :3]
         depth_code = torch.where(s_mask[:, 0] > 0, s_d, torch.zeros_like(s_d)) + out[:, 3]
-        return RenderOutput(rgb=rgb, depth=self._decode_depth(depth_code), splat_rgb=s_rgb, splat_mask=s_mask)
+        return RenderOutput(rgb=rgb, depth=self._decode_depth(depth_code))
 
     def forward(self, ctx_rgb: torch.Tensor, ctx_depth: torch.Tensor | None, ctx_K: torch.Tensor, ctx_T: torch.Tensor,
                 tgt_K: torch.Tensor, tgt_T: torch.Tensor, height: int, width: int,

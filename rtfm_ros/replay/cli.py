@@ -63,7 +63,7 @@ def add_parser(sub: Any) -> None:
                    help="the camera frame has ROS body axes (x forward, z up): apply the REP-103 rotation and "
                         "publish images in <camera-frame>_optical (added to /tf_static)")
     g = p.add_argument_group("world")
-    g.add_argument("--world", type=Path, help="saved world directory to render")
+    g.add_argument("--world", type=Path, help="saved world file (.rtfm) to render")
     g.add_argument("--seed-topic", help="Image or CompressedImage topic whose frames seed the world")
     g.add_argument("--seed-camera-info-topic", help="CameraInfo for the seed images (default: found by namespace)")
     g.add_argument("--seed-stride", type=int, default=1, help="use every Nth seed image (default 1)")

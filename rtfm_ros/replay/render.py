@@ -45,7 +45,7 @@ def _render_camera(reader: AnyReader, opt: ReplayOptions) -> PinholeCamera:
 
 def _validate(opt: ReplayOptions, output: str | Path | None, have_model: bool) -> None:
     if opt.world is None and not opt.seed_topic and not have_model:
-        raise ReplayError("nothing to render from: give a saved world (--world DIR), seed one from the bag's "
+        raise ReplayError("nothing to render from: give a saved world (--world FILE), seed one from the bag's "
                           "camera images (--seed-topic TOPIC), or both")
     if sum(x is not None for x in (opt.rate_hz, opt.at_topic, opt.poses)) > 1:
         raise ReplayError("--rate, --at-topic and --poses are exclusive: give at most one")
@@ -164,7 +164,7 @@ def _write_output(output: Path, reader: AnyReader, wm: WorldModel, camera: Pinho
             tqdm(total=len(stamps), desc="rendering", unit="frame", disable=not opt.progress) as bar:
         if opt.body_frame:  # the rendered images have optical axes: say how that frame hangs off the body
             t0 = min(stamps[0] + clock, reader.start_time)
-            writer.write_tf(max(0, t0 - clock), [(camera_frame, frame_id, make_transform(R_BODY_OPTICAL))],
+            writer.write_tf([(camera_frame, frame_id, make_transform(R_BODY_OPTICAL))], max(0, t0 - clock),
                             static=True, timestamp_ns=t0)
         copied = reader.messages(connections=copy_conns) if copy_conns else iter(())
         pending = next(copied, None)
@@ -173,11 +173,11 @@ def _write_output(output: Path, reader: AnyReader, wm: WorldModel, camera: Pinho
             while pending is not None and pending[1] <= log_ns:
                 writer.copy(pending[0], pending[2], pending[1], reader.typestore)
                 pending = next(copied, None)
-            writer.write_image(names["image"], t, frame_id, img, timestamp_ns=log_ns)
-            writer.write_camera_info(names["info"], t, frame_id, camera, timestamp_ns=log_ns)
+            writer.write_image(names["image"], img, t, frame_id, timestamp_ns=log_ns)
+            writer.write_camera_info(names["info"], camera, t, frame_id, timestamp_ns=log_ns)
             if d is not None:
-                writer.write_depth(names["depth"], t, frame_id, d, timestamp_ns=log_ns)
-                writer.write_camera_info(names["depth_info"], t, frame_id, camera, timestamp_ns=log_ns)
+                writer.write_depth(names["depth"], d, t, frame_id, timestamp_ns=log_ns)
+                writer.write_camera_info(names["depth_info"], camera, t, frame_id, timestamp_ns=log_ns)
             result.rendered += 1
             bar.update(1)
         while pending is not None:

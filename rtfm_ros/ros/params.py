@@ -168,7 +168,8 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "str", "auto", "torch device: auto, cpu, cuda, cuda:1 ...", _nonempty, "refuse"),
     ParamSpec("torch_threads", "int", 0, "CPU threads for the model (0 = auto: all cores but one, "
               "which is left to DDS, TF and the executor)", lambda v: None if 0 <= v <= 1024 else "must be in 0..1024"),
-    ParamSpec("world", "str", "", "world directory to load at start ('' = none)", None, "refuse"),
+    ParamSpec("world", "str", "", "world file (.rtfm) to load at start ('' = none; a working copy is used)",
+              None, "refuse"),
     ParamSpec("seed_images", "str_list", [], "image files that seed the world", None, "refuse"),
     ParamSpec("seed_poses", "float_list", [],
               "7 numbers per seed image: x y z qx qy qz qw of its camera in world_frame", None, "refuse"),

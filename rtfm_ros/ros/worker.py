@@ -110,7 +110,6 @@ class View:
     rgb: np.ndarray
     depth: np.ndarray | None = None      # as published (NaN where not trusted)
     rect: np.ndarray | None = None       # image_rect
-    frames_checked: int = 0
 
 
 @dataclass
@@ -162,12 +161,12 @@ class RenderWorker:
         return True
 
     def trusted(self, depth: np.ndarray, T: np.ndarray, camera: PinholeCamera, source: str,
-                tolerance: float) -> tuple[np.ndarray, int]:
+                tolerance: float) -> np.ndarray:
         """depth as published: checked against real frames, or the model's as it is."""
         depth = np.asarray(depth, dtype=np.float32)
         if source != "checked":
-            return depth, 0
-        return checked_depth(depth, rays_of(camera), T, camera, self.world, tolerance)
+            return depth
+        return checked_depth(depth, rays_of(camera), T, camera, self.world, tolerance)[0]
 
     # ------------------------------------------------------------------ the stream
     def render_batch(self, Ts: Sequence[np.ndarray], sensors: Sequence[Sensor], *, remember: bool,
@@ -185,7 +184,7 @@ class RenderWorker:
                 view = View(img, rect=self._rect(T, s) if want_rect else None)
                 store = remember and self.worth_remembering(T, cam)
                 if want_depth or store:
-                    d, view.frames_checked = self.trusted(d, T, cam, depth_source, tolerance)
+                    d = self.trusted(d, T, cam, depth_source, tolerance)
                     if store:
                         self.remember(T, img, cam, d)
                     if want_depth:
@@ -227,7 +226,7 @@ class RenderWorker:
                     depth[y0:y0 + th, x0:x0 + tw] = d
         if depth is not None:
             with self.gate.hold():
-                depth, _ = self.trusted(depth, T, camera, depth_source, tolerance)
+                depth = self.trusted(depth, T, camera, depth_source, tolerance)
                 if remember and self.worth_remembering(T, camera):
                     self.remember(T, rgb, camera, depth)
         return rgb, depth if want_depth else None

@@ -51,12 +51,12 @@ def run(args: argparse.Namespace) -> int:
     check_args(args)
     import torch
 
-    from rtfm_ros.demo import DEMO_WORLD_SEED
     from rtfm_ros.geometry import PinholeCamera
     from rtfm_ros.runtime import serving_threads
     from rtfm_ros.serve.seeding import demo_frames, frames_from_paths
     from rtfm_ros.serve.server import Hub, bind, describe_url, is_loopback
     from rtfm_ros.serve.shared import SharedWorld
+    from rtfm_ros.sim.worlds import DEMO_WORLD_SEED
     from rtfm_ros.world import WorldModel
 
     torch.set_num_threads(args.threads or serving_threads())

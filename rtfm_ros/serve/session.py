@@ -169,7 +169,6 @@ class Session:
         self.ws, self.world, self._run, self._on_world_grew = ws, world, run, on_world_grew
         self.pose: Pose | None = None
         self.settings: dict[str, Any] = {"depth": False, "remember": True, "format": "jpeg"}
-        self.frames_sent = 0
         self._render_due = False
         self._outbox: list[dict[str, Any]] = []
         self._map_seen = (-1, 0)   # (generation, rows sent)
@@ -233,6 +232,5 @@ class Session:
                   "w": int(r.rgb.shape[1]), "h": int(r.rgb.shape[0]), "mime": FORMATS[settings["format"]],
                   "depth": bool(settings["depth"])}
         await self.ws.send_bytes(pack_frame(header, payload))
-        self.frames_sent += 1
         if r.frames != before:
             self._on_world_grew()

@@ -23,6 +23,7 @@ KINDS = ("room", "multiroom")
 # Seeds from here up are held out: the evaluation suite and tests use them, training data never
 # does (`rtfm data generate` refuses them), and the Gym environments draw random worlds below them.
 HELDOUT_SEED_BASE = 1_000_000
+DEMO_WORLD_SEED = 1_000_777  # the world `rtfm demo` and `rtfm serve --demo-world` show (held out)
 WALL_T = 0.12  # wall thickness, metres
 DOOR_HEIGHT = (1.95, 2.2)
 MAX_LIGHTS = 6
@@ -94,7 +95,8 @@ class World:
         """True when a disc of ``radius`` can slide along the segment p0 -> p1."""
         p0, p1 = np.asarray(p0, float)[:2], np.asarray(p1, float)[:2]
         n = max(2, int(np.ceil(np.linalg.norm(p1 - p0) / 0.05)) + 1)
-        return all(self.is_free(*(p0 + (p1 - p0) * t), radius) for t in np.linspace(0.0, 1.0, n))
+        points = p0 + (p1 - p0) * np.linspace(0.0, 1.0, n)[:, None]
+        return all(self.is_free(x, y, radius) for x, y in points)
 
     def sample_free_point(self, rng: np.random.Generator, radius: float = 0.3, max_tries: int = 10000) -> np.ndarray:
         """A uniformly drawn (x, y) whose disc of ``radius`` is free; WorldError if none is found."""
@@ -280,12 +282,12 @@ def _layout(rng: np.random.Generator, kind: str) -> tuple[list[float], list[floa
             return [float(rng.uniform(3.0, 8.0))], [float(rng.uniform(3.0, 8.0))], {(0, 0)}, set()
         xs, ys = _sizes(rng, 2, 1.8, 4.5, 0.0), _sizes(rng, 2, 1.8, 4.5, 0.0)
         cells = {(i, j) for i in range(2) for j in range(2)}
-        solid = {[(0, 0), (0, 1), (1, 0), (1, 1)][int(rng.integers(4))]}
-        return xs, ys, cells - solid, solid
+        corner = {[(0, 0), (0, 1), (1, 0), (1, 1)][int(rng.integers(4))]}
+        return xs, ys, cells - corner, corner
     nx, ny = int(rng.integers(2, 4)), int(rng.integers(1, 4))
     xs, ys = _sizes(rng, nx, 2.5, 5.0, 0.35), _sizes(rng, ny, 2.5, 5.0, 0.35)
     cells = {(i, j) for i in range(nx) for j in range(ny)}
-    solid: set = set()
+    solid: set[tuple[int, int]] = set()
     if len(cells) >= 4 and rng.uniform() < 0.5:
         pick = sorted(cells)[int(rng.integers(len(cells)))]
         if _connected(cells - {pick}):
