@@ -193,11 +193,16 @@ class WorldModel:
         return fid
 
     def add_frame(self, image: np.ndarray, T_world_camera: np.ndarray, camera: PinholeCamera, *,
-                  depth: np.ndarray | None = None, stamp: float | None = None, source: str = "seed") -> int:
-        """Store a posed frame (HxWx3 uint8, optical-axes T_world_camera); returns its id."""
+                  depth: np.ndarray | None = None, stamp: float | None = None, source: str = "seed",
+                  defer_depth: bool = False) -> int:
+        """Store a posed frame (HxWx3 uint8, optical-axes T_world_camera); returns its id.
+
+        Its depth is estimated now, once; with ``defer_depth`` on first use (or by ``prepare``)
+        instead, so a stream of seed frames (a bag) gets stereo with all its neighbours known,
+        like add_frames, without holding the full-size images until the end."""
         fid = self._store(image, T_world_camera, camera, depth, stamp, source)
-        if source != "generated":
-            self.prepare(fid)  # depth is paid for now, once
+        if source != "generated" and not defer_depth:
+            self.prepare(fid)
         return fid
 
     def add_frames(self, frames: Sequence[tuple[np.ndarray, np.ndarray, PinholeCamera]], *,

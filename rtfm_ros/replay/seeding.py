@@ -47,13 +47,16 @@ def seed_world(wm: WorldModel, reader: AnyReader, tf: TransformBuffer, opt: Repl
     pending: list[PosedImage] = []
     last_depth: tuple[int, np.ndarray] | None = None
 
+    ids: list[int] = []
+
     def place(item: PosedImage, depths: list[tuple[int, np.ndarray]]) -> None:
         t, rgb = item.stamp_ns, item.rgb
         near = [d for d in depths if abs(d[0] - t) <= DEPTH_PAIRING_NS]
         depth = min(near, key=lambda d: abs(d[0] - t))[1] if near else None
         if depth is not None and depth.shape != rgb.shape[:2]:
             depth = _resize_nearest(depth, rgb.shape[1], rgb.shape[0])
-        wm.add_frame(rgb, item.T_world_camera, item.camera, depth=depth, stamp=ns_to_seconds(t), source="seed")
+        ids.append(wm.add_frame(rgb, item.T_world_camera, item.camera, depth=depth, stamp=ns_to_seconds(t),
+                                source="seed", defer_depth=True))  # stereo once all neighbours are in
 
     msgs = reader.messages(connections=conns + depth_conns)
     for conn, _, raw in tqdm(msgs, total=total, desc="seeding", unit="img", disable=not opt.progress):
@@ -86,6 +89,8 @@ def seed_world(wm: WorldModel, reader: AnyReader, tf: TransformBuffer, opt: Repl
     if not added:
         raise ReplayError(f"no image on {opt.seed_topic} could be placed: none has TF from "
                           f"{opt.world_frame!r} at its stamp ({skipped} skipped)")
+    for fid in tqdm(ids, desc="estimating depth", unit="frame", disable=not opt.progress):
+        wm.prepare(fid)
     return added, skipped
 
 
