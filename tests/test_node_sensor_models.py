@@ -7,6 +7,7 @@ import json
 import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,6 +73,21 @@ def test_calibration_file_is_read_as_camera_calibration_writes_it(tmp_path):
         L.read_calibration(str(tmp_path / "none.yaml"))
     with pytest.raises(L.CalibrationError, match="only file://"):
         L.read_calibration("http://example.com/cam.yaml")
+
+
+def test_calibration_url_substitutions_as_camera_info_manager(tmp_path, monkeypatch):
+    (tmp_path / "camera_info").mkdir()
+    (tmp_path / "camera_info" / "front.yaml").write_text(CALIBRATION)
+    monkeypatch.setenv("ROS_HOME", str(tmp_path))
+    cal = L.read_calibration("file://${ROS_HOME}/camera_info/${NAME}.yaml", "front")
+    assert (cal.width, cal.height) == (160, 120)
+    assert L.expand_url("${NAME}.yaml", "rear") == "rear.yaml"
+    monkeypatch.delenv("ROS_HOME")
+    assert L.expand_url("${ROS_HOME}/x") == str(Path.home() / ".ros" / "x")
+    with pytest.raises(L.CalibrationError, match="no name"):
+        L.read_calibration("${NAME}.yaml")
+    with pytest.raises(L.CalibrationError, match="unknown substitution"):
+        L.read_calibration("${HOME}/cam.yaml", "front")
 
 
 @pytest.mark.parametrize("model,d", [("plumb_bob", (-0.25, 0.07, 0.001, -0.002, 0.0)),

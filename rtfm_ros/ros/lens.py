@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +57,29 @@ class Calibration:
         return camera_from_p(self.width, self.height, self.p)
 
 
-def resolve_url(url: str) -> Path:
-    """camera_info_manager URLs: file:///abs/path, package://pkg/rel/path, or a plain path."""
+_SUBSTITUTION = re.compile(r"\$\{([^}]*)\}")
+
+
+def expand_url(url: str, camera_name: str = "") -> str:
+    """camera_info_manager's substitutions: ${NAME} (the camera's name) and ${ROS_HOME}
+    ($ROS_HOME, else ~/.ros); any other ${...} is refused rather than left in a path."""
+    def sub(m: re.Match[str]) -> str:
+        key = m.group(1)
+        if key == "NAME":
+            if not camera_name:
+                raise CalibrationError(f"camera_info_url {url!r} uses ${{NAME}} but the camera has no name")
+            return camera_name
+        if key == "ROS_HOME":
+            return os.environ.get("ROS_HOME") or os.path.join(os.path.expanduser("~"), ".ros")
+        raise CalibrationError(f"camera_info_url {url!r}: unknown substitution ${{{key}}} "
+                               "(camera_info_manager knows ${NAME} and ${ROS_HOME})")
+    return _SUBSTITUTION.sub(sub, url)
+
+
+def resolve_url(url: str, camera_name: str = "") -> Path:
+    """camera_info_manager URLs: file:///abs/path, package://pkg/rel/path, or a plain path, after
+    expand_url's substitutions."""
+    url = expand_url(url, camera_name)
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         return Path(os.path.expanduser(unquote(parsed.path if parsed.scheme else url)))
@@ -81,11 +103,12 @@ def _matrix(doc: dict, key: str, rows: int, cols: int) -> tuple[float, ...]:
     return values
 
 
-def read_calibration(url: str) -> Calibration:
-    """Parse a camera_calibration_parsers YAML (the format `camera_calibration` writes)."""
+def read_calibration(url: str, camera_name: str = "") -> Calibration:
+    """Parse a camera_calibration_parsers YAML (the format `camera_calibration` writes);
+    ``camera_name`` fills ${NAME} in the URL."""
     import yaml
 
-    path = resolve_url(url)
+    path = resolve_url(url, camera_name)
     if not path.is_file():
         raise CalibrationError(f"calibration file {path} does not exist or is not a regular file")
     try:

@@ -61,7 +61,7 @@ def read_calibrations(config: CameraNodeConfig) -> dict[str, Calibration]:
     for p in config.cameras:
         if p.camera_info_url:
             try:
-                out[p.name] = read_calibration(p.camera_info_url)
+                out[p.name] = read_calibration(p.camera_info_url, p.name or p.camera_frame)
             except CalibrationError as e:
                 raise ConfigError(f"parameter {p.label('camera_info_url')!r}: {e}") from None
     return out
