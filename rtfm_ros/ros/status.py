@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+import weakref
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,14 +48,14 @@ class Coverage:
     """Incremental floor coverage of a FrameMemory (restarts when the memory is replaced or cleared)."""
 
     def __init__(self) -> None:
-        self._memory_id: int | None = None
+        self._memory: weakref.ref[FrameMemory] | None = None  # the memory counted (not kept alive)
         self._done = 0
         self._cells: set[tuple[int, int]] = set()
 
     def area_m2(self, memory: FrameMemory) -> float:
         n = len(memory)
-        if id(memory) != self._memory_id or n < self._done:
-            self._memory_id, self._done, self._cells = id(memory), 0, set()
+        if self._memory is None or self._memory() is not memory or n < self._done:
+            self._memory, self._done, self._cells = weakref.ref(memory), 0, set()
         if n > self._done:
             self._cells |= footprint_cells(memory.poses()[self._done: n], memory.intrinsics()[self._done: n])
             self._done = n
