@@ -272,6 +272,20 @@ def test_services_reset_save_load_render_view(cam_node, ctx, call, tf_child, ass
     assert res.success, res.message
     assert (res.image.width, res.image.height, res.image.encoding) == (64, 48, "rgb8")
     assert res.depth.encoding == "32FC1" and messages.decode_depth(res.depth).shape == (48, 64)
+    # A distorted CameraInfo: its ideal view rendered and remapped, exactly as the lens says.
+    from rtfm_ros.ros.lens import Lens
+
+    d = [-0.25, 0.07, 0.0, 0.0, 0.0]
+    req.camera_info.d = d
+    res = call(RenderView, "/rtfm_camera/render_view", req)
+    assert res.success and (res.image.width, res.image.height) == (64, 48), res.message
+    lens = Lens(g.PinholeCamera.from_fov(64, 48, 70), "plumb_bob", d)
+    req.camera_info = c.camera_info_msg(lens.render_camera, 0, "view_optical")
+    ideal = call(RenderView, "/rtfm_camera/render_view", req)
+    assert ideal.success, ideal.message
+    np.testing.assert_array_equal(messages.decode_image(res.image), lens.remap(messages.decode_image(ideal.image)))
+    np.testing.assert_array_equal(messages.decode_depth(res.depth),
+                                  lens.remap_depth(messages.decode_depth(ideal.depth)))
     req.camera_info = c.camera_info_msg(g.PinholeCamera.from_fov(2048, 1024, 70), 0, "view_optical")
     res = call(RenderView, "/rtfm_camera/render_view", req)
     assert not res.success and "max_render_pixels" in res.message  # above the pixel budget: refused

@@ -34,6 +34,7 @@ from std_srvs.srv import Trigger
 from rtfm_ros.geometry import PinholeCamera
 from rtfm_ros.messages import camera_from_info, decode_image, pose_to_matrix, stamp_to_ns
 from rtfm_ros.ros.conversions import depth_msg, image_msg
+from rtfm_ros.ros.lens import Lens
 from rtfm_ros.ros.params import CameraNodeConfig
 from rtfm_ros.ros.status import RenderStats
 from rtfm_ros.ros.world_handle import WorldHandle
@@ -212,13 +213,19 @@ class WorldServices:
             T = pose_to_matrix(request.pose.pose)
             if not np.all(np.abs(T[:3, 3]) <= MAX_POSITION_M):
                 raise ValueError(f"pose position {T[:3, 3].tolist()} is beyond {MAX_POSITION_M:g} m of the origin")
-            camera = camera_from_info(request.camera_info)
+            info = request.camera_info
+            camera = camera_from_info(info, ignore_distortion=True)
             budget = config.max_render_pixels
             if camera.width * camera.height > budget:
                 raise ValueError(f"{camera.width}x{camera.height} is above max_render_pixels ({budget} pixels)")
+            lens = None
+            if any(float(x) != 0.0 for x in info.d):  # rendered as the stream renders a calibrated lens
+                lens = Lens(camera, info.distortion_model or "plumb_bob", [float(x) for x in info.d],
+                            max_pixels=budget)
             stamp = stamp_to_ns(request.pose.header.stamp) or self.now_ns()
             rgb, depth = self.world.render_view(T, camera, want_depth=request.want_depth, remember=request.remember,
-                                                depth_source=config.depth_source, tolerance=config.depth_tolerance)
+                                                depth_source=config.depth_source, tolerance=config.depth_tolerance,
+                                                lens=lens)
             optical = request.camera_info.header.frame_id
             response.image = image_msg(rgb, stamp, optical)
             if depth is not None:

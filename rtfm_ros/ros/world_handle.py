@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rtfm_ros.geometry import PinholeCamera
+from rtfm_ros.ros.lens import Lens
 from rtfm_ros.ros.worker import RenderWorker, WorldGate
 from rtfm_ros.ros.world_files import ScratchWorld, open_copy, save_world, user_path
 
@@ -79,11 +80,17 @@ class WorldHandle:
         return len(new.memory), source
 
     def render_view(self, T: np.ndarray, camera: PinholeCamera, *, want_depth: bool, remember: bool,
-                    depth_source: str, tolerance: float) -> tuple[np.ndarray, np.ndarray | None]:
-        """A view of any size within the budget, rendered in tiles between the stream's renders."""
-        self.world.check_camera(camera)
-        return self.worker.render_view(T, camera, want_depth=want_depth, remember=remember,
-                                       depth_source=depth_source, tolerance=tolerance)
+                    depth_source: str, tolerance: float,
+                    lens: Lens | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """A view of any size within the budget, rendered in tiles between the stream's renders;
+        with a distorted ``lens``, its ideal view is rendered and remapped to what the lens sees."""
+        ideal = lens.render_camera if lens is not None else camera
+        self.world.check_camera(ideal)
+        rgb, depth = self.worker.render_view(T, ideal, want_depth=want_depth, remember=remember,
+                                             depth_source=depth_source, tolerance=tolerance)
+        if lens is None:
+            return rgb, depth
+        return lens.remap(rgb), None if depth is None else lens.remap_depth(depth)
 
     def add_frame(self, rgb: np.ndarray, T: np.ndarray, camera: PinholeCamera, *, stamp: float, source: str) -> int:
         """Store a posed frame (a seed or an observed image); its id."""
