@@ -250,17 +250,25 @@ class WorldModel:
 
     @overload
     def render_batch(self, T_stack: np.ndarray, camera: PinholeCamera | Sequence[PinholeCamera], *,
-                     remember: bool = ..., return_depth: Literal[False] = ...) -> np.ndarray: ...
+                     remember: bool = ..., return_depth: Literal[False] = ...,
+                     context_camera: PinholeCamera | None = ...) -> np.ndarray: ...
     @overload
     def render_batch(self, T_stack: np.ndarray, camera: PinholeCamera | Sequence[PinholeCamera], *,
-                     remember: bool = ..., return_depth: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
+                     remember: bool = ..., return_depth: Literal[True],
+                     context_camera: PinholeCamera | None = ...) -> tuple[np.ndarray, np.ndarray]: ...
     @overload
     def render_batch(self, T_stack: np.ndarray, camera: PinholeCamera | Sequence[PinholeCamera], *,
-                     remember: bool = ..., return_depth: bool) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
+                     remember: bool = ..., return_depth: bool,
+                     context_camera: PinholeCamera | None = ...) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
 
     def render_batch(self, T_stack: np.ndarray, camera: PinholeCamera | Sequence[PinholeCamera], *,
-                     remember: bool = True, return_depth: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Render N poses in one batched model call: Nx4x4 -> NxHxWx3 uint8 (and NxHxW depth)."""
+                     remember: bool = True, return_depth: bool = False,
+                     context_camera: PinholeCamera | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Render N poses in one batched model call: Nx4x4 -> NxHxWx3 uint8 (and NxHxW depth).
+
+        ``context_camera``: pick the context frames as for this camera instead of each view's own,
+        e.g. the whole view when ``camera`` is one tile of it, so every tile blends the same frames
+        (256-pixel tiles then match the whole view in all but ~5 % of pixels, by ~1/255 at seams)."""
         if len(self.memory) == 0:
             raise EmptyWorldError("the world is empty: seed the world first (add_frame or a saved world)")
         T_stack = np.asarray(T_stack, dtype=np.float64)
@@ -272,7 +280,10 @@ class WorldModel:
                            view_budget=self.max_view_pixels, call_budget=self.max_pixels_per_call)
         t0 = time.perf_counter()
         with torch.no_grad():
-            images, depths = render_views([(self, T, c) for T, c in zip(Ts, cams)])
+            if context_camera is not None:
+                self.check_camera(context_camera)
+            picks = None if context_camera is None else [context_camera] * len(Ts)
+            images, depths = render_views([(self, T, c) for T, c in zip(Ts, cams)], context_cameras=picks)
         self.last_render_seconds = time.perf_counter() - t0
         if remember:
             for img, d, T, c in zip(images, depths, Ts, cams):
@@ -289,20 +300,23 @@ class WorldModel:
 
     @overload
     def render(self, T_world_camera: np.ndarray, camera: PinholeCamera, *, remember: bool = ...,
-               return_depth: Literal[False] = ...) -> np.ndarray: ...
+               return_depth: Literal[False] = ..., context_camera: PinholeCamera | None = ...) -> np.ndarray: ...
     @overload
     def render(self, T_world_camera: np.ndarray, camera: PinholeCamera, *, remember: bool = ...,
-               return_depth: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
+               return_depth: Literal[True],
+               context_camera: PinholeCamera | None = ...) -> tuple[np.ndarray, np.ndarray]: ...
     @overload
     def render(self, T_world_camera: np.ndarray, camera: PinholeCamera, *, remember: bool = ...,
-               return_depth: bool) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
+               return_depth: bool,
+               context_camera: PinholeCamera | None = ...) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
 
     def render(self, T_world_camera: np.ndarray, camera: PinholeCamera, *, remember: bool = True,
-               return_depth: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+               return_depth: bool = False,
+               context_camera: PinholeCamera | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Render one pose: HxWx3 uint8 (and HxW planar depth with return_depth, NaN where no
-        frame saw the place)."""
+        frame saw the place); ``context_camera`` as in render_batch."""
         images, depths = self.render_batch(np.asarray(T_world_camera, dtype=np.float64)[None], camera,
-                                           remember=remember, return_depth=True)
+                                           remember=remember, return_depth=True, context_camera=context_camera)
         return (images[0], depths[0]) if return_depth else images[0]
 
     def save(self, path: str | Path) -> Path:
@@ -321,15 +335,19 @@ class WorldModel:
 # envs.batching.render_many (one view per world, many worlds sharing one network).
 
 @torch.no_grad()
-def render_views(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]]) -> tuple[np.ndarray, np.ndarray]:
+def render_views(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]],
+                 context_cameras: Sequence[PinholeCamera] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One batched render of views (world, T_world_camera, camera) of one size, each from its own
     world's memory, all worlds on one network -> (NxHxWx3 uint8, NxHxW depth, NaN where unseen).
 
     Poses and cameras must already be validated (render_batch / render_many do it). Views of
     worlds with different fitted blend parameters are blended in one call per parameter set.
+    ``context_cameras`` (one per view) pick each view's context frames instead of its camera.
     """
     if not views:
         raise ValueError("no views to render")
+    if context_cameras is not None and len(context_cameras) != len(views):
+        raise ValueError(f"{len(context_cameras)} context cameras for {len(views)} views")
     network = views[0][0].network
     if any(wm.network is not network for wm, _, _ in views):
         raise ValueError("render_views needs worlds that share one network (group them first)")
@@ -342,7 +360,8 @@ def render_views(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]]) 
         key = None if params is None else tuple(float(v) for v in dataclasses.astuple(params))
         groups.setdefault(key, (params, []))[1].append(i)
     for params, idx in groups.values():
-        images[idx], depths[idx] = _render_group([views[i] for i in idx], params, network.device)
+        pick = [views[i][2] if context_cameras is None else context_cameras[i] for i in idx]
+        images[idx], depths[idx] = _render_group([views[i] for i in idx], pick, params, network.device)
     return images, depths
 
 
@@ -359,11 +378,11 @@ def _context_ids(wm: WorldModel, T: np.ndarray, cam: PinholeCamera) -> list[int]
     return ids
 
 
-def _render_group(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]], params: ibr.BlendParams | None,
-                  dev: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def _render_group(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]], pick: Sequence[PinholeCamera],
+                  params: ibr.BlendParams | None, dev: torch.device) -> tuple[np.ndarray, np.ndarray]:
     contexts: list[ibr.ContextLevel] = []
-    for b, (wm, T, cam) in enumerate(views):
-        for rank, fid in enumerate(_context_ids(wm, T, cam)):
+    for b, ((wm, T, cam), pick_cam) in enumerate(zip(views, pick)):
+        for rank, fid in enumerate(_context_ids(wm, T, pick_cam)):
             prep = wm.prepare(fid)
             Tf = wm.memory.pose(fid)
             exact = float(np.abs(Tf - T).max()) < 1e-6

@@ -131,3 +131,24 @@ def test_stereo_depth_comes_from_the_frames_and_honours_a_given_range(room):
     narrow.add_frames([(rgb, T, cam) for T, (rgb, _) in list(zip(poses, views))[:6]])
     d = narrow.prepare(3).depth[0].numpy()
     assert np.nanmin(d) >= 0.5 - 1e-4 and np.nanmax(d) <= 0.6 + 1e-4
+
+
+def test_tiles_of_one_view_blend_the_frames_of_the_whole_view(room):
+    """A big view rendered in tiles (as ~/render_view does) matches the whole view when every tile
+    takes the whole view's context; with each tile's own context it visibly does not."""
+    poses, views = room
+    cam = PinholeCamera.from_fov(96, 72, 80)
+    wm = WorldModel.load()
+    for T, (rgb, depth) in list(zip(poses, views))[::2]:
+        wm.add_frame(rgb, T, cam, depth=depth)
+    whole_cam = PinholeCamera.from_fov(512, 256, 110)
+    T = poses[5]
+    whole = wm.render(T, whole_cam, remember=False)
+    tiled = {True: np.zeros_like(whole), False: np.zeros_like(whole)}
+    for shared, out in tiled.items():
+        for x0 in (0, 256):
+            tile = PinholeCamera(256, 256, whole_cam.fx, whole_cam.fy, whole_cam.cx - x0, whole_cam.cy)
+            out[:, x0:x0 + 256] = wm.render(T, tile, remember=False, context_camera=whole_cam if shared else None)
+    assert psnr(tiled[True], whole) > 45.0, psnr(tiled[True], whole)
+    assert psnr(tiled[True], whole) > psnr(tiled[False], whole) + 5.0, (psnr(tiled[True], whole),
+                                                                         psnr(tiled[False], whole))

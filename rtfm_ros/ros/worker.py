@@ -218,8 +218,8 @@ class RenderWorker:
                     raise Cancelled("the node is stopping")
                 tw, th = min(TILE, w - x0), min(TILE, h - y0)
                 tile = PinholeCamera(tw, th, camera.fx, camera.fy, camera.cx - x0, camera.cy - y0)
-                with self.gate.hold():
-                    out = self.world.render(T, tile, remember=False, return_depth=need_depth)
+                with self.gate.hold():  # every tile blends the frames the whole view would
+                    out = self.world.render(T, tile, remember=False, return_depth=need_depth, context_camera=camera)
                 img, d = out if need_depth else (out, None)
                 rgb[y0:y0 + th, x0:x0 + tw] = img
                 if depth is not None:
