@@ -36,7 +36,7 @@ from rtfm_ros.model import ibr
 from rtfm_ros.model.config import ModelConfig
 from rtfm_ros.model.fit_file import WorldFit, fit_path, load_fit
 from rtfm_ros.model.renderer import FrameRenderer
-from rtfm_ros.network import RenderNetwork
+from rtfm_ros.network import DEFAULT_CACHE_BYTES, RenderNetwork
 
 # Generated views feed back into later renders; real (seeded, observed) frames are trusted more
 # so errors do not compound: context juggling ranks generated views after every real frame
@@ -103,8 +103,11 @@ class WorldModel:
              device: str | torch.device = "auto", ram_budget_bytes: int | None = None,
              fit: bool = True) -> WorldModel:
         """The bundled default model (or ``checkpoint``), with an empty memory or a saved world
-        (and, with ``fit``, the world's fitted parameters when `rtfm fit` left them beside it)."""
-        network = RenderNetwork.load(checkpoint, device=device)
+        (and, with ``fit``, the world's fitted parameters when `rtfm fit` left them beside it).
+        ``ram_budget_bytes`` bounds the memory's resident pixels and, apart from them, the
+        network's prepared frames (each rebuilt on use when dropped)."""
+        network = RenderNetwork.load(checkpoint, device=device,
+                                     cache_bytes=DEFAULT_CACHE_BYTES if ram_budget_bytes is None else ram_budget_bytes)
         memory = FrameMemory.open(world, ram_budget_bytes=ram_budget_bytes) if world is not None \
             else FrameMemory(ram_budget_bytes=ram_budget_bytes)
         wm = cls(network, memory)

@@ -99,3 +99,12 @@ def test_recency_is_insertion_order_not_stamps(network: RenderNetwork) -> None:
     first = wm.add_frame(_image(70), T, CAM, stamp=1.8e9)  # wall clock
     later = wm.add_frame(_image(71), T, CAM, stamp=5.0)    # sim time, added later
     assert wm.memory.select_context(T, CAM, 2) == [later, first]
+
+
+def test_ram_budget_bounds_the_prepared_frames_too() -> None:
+    wm = WorldModel.load(device="cpu", ram_budget_bytes=50_000)
+    depth = np.full((CAM.height, CAM.width), 2.0, np.float32)
+    for k in range(8):
+        wm.add_frame(_image(80 + k), _pose(0.1 * k), CAM, depth=depth)
+    wm.render(_pose(0.35), CAM, remember=False)
+    assert wm.network.cache.budget_bytes == 50_000 and 0 < wm.network.cache.nbytes <= 50_000
