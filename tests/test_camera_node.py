@@ -461,7 +461,7 @@ def test_seed_image_waits_for_late_tf_while_the_node_keeps_taking_tf(assets):
                 time.sleep(0.02)
             node.destroy_node()
         assert spun.node.world_services.seeded == 1
-        with spun.node.world_lock:
+        with spun.node.world_handle.lock:
             T = spun.node.world.memory.get(0).T_world_camera
         np.testing.assert_allclose(T[:3, 3], (0.1, 0.0, 1.0), atol=1e-6)  # interpolated at the image's stamp
     finally:

@@ -18,7 +18,6 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import rclpy
@@ -41,7 +40,7 @@ from rtfm_ros.ros.services import WorldServices
 from rtfm_ros.ros.status import RenderStats, model_name
 from rtfm_ros.ros.stream import RenderStream
 from rtfm_ros.ros.tf_source import TfSource, optical_frame_transforms
-from rtfm_ros.ros.worker import RenderWorker, WorldGate
+from rtfm_ros.ros.worker import RenderWorker
 from rtfm_ros.ros.world_handle import WorldHandle
 
 if TYPE_CHECKING:  # pragma: no cover - torch is imported only once the parameters are known good
@@ -117,24 +116,16 @@ class CameraNode(Node):
             self.get_logger().warning("the world is empty (no frames from a world file or seed images): nothing "
                                       "is published until it is seeded (~/seed_image, ~/load_world)")
         else:
-            where = f" (working copy of {self.world_source}; that file is not written)" if self.world_source else ""
+            source = self.world_handle.source
+            where = f" (working copy of {source}; that file is not written)" if source else ""
             self.get_logger().info(f"world holds {len(self.world.memory)} frames{where}")
 
     # ------------------------------------------------------------------ set-up
     @property
     def world(self) -> WorldModel:
-        """The world rendered now (replaced as a whole by ~/load_world)."""
-        return self.worker.world
-
-    @property
-    def world_lock(self) -> WorldGate:
-        """The lock renders, services and seeds take around the world (status never does)."""
-        return self.worker.gate
-
-    @property
-    def world_source(self) -> Path | None:
-        """The user's world file the world is a working copy of (never written unless asked)."""
-        return self.world_handle.source
+        """The world rendered now (replaced as a whole by ~/load_world; its lock and source file:
+        ``world_handle``)."""
+        return self.world_handle.world
 
     def guarded(self, fn: Callable[..., Any], what: str) -> Callable[..., Any]:
         """fn as a callback that logs (throttled) and counts any exception instead of raising it."""

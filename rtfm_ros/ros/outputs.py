@@ -117,7 +117,7 @@ class Diagnostics:
                   "remember failures": str(now["remember_failures"]),
                   "callback errors": str(now["callback_errors"]), "frames": str(frames),
                   "depth source": node.config.depth_source, "qos": node.config.qos,
-                  "world file": str(node.world_source or "")}
+                  "world file": str(node.world_handle.source or "")}
         status = DiagnosticStatus(level=level, name=f"{node.get_name()}: camera", message=message,
                                   hardware_id=f"rtfm_ros {model_name(node.world)}",
                                   values=[KeyValue(key=k, value=v) for k, v in values.items()])
