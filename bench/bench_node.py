@@ -36,7 +36,7 @@ from sensor_msgs.msg import Image
 from tf2_msgs.msg import TFMessage
 
 from rtfm_ros.geometry import look_at
-from rtfm_ros.messages import stamp_to_ns
+from rtfm_ros.io.messages import stamp_to_ns
 from rtfm_ros.ros.camera_node import CameraNode, make_executor
 from rtfm_ros.ros.conversions import transform_msg
 from rtfm_ros.runtime import serving_threads
@@ -48,8 +48,8 @@ def load_world(checkpoint: str | None, device: str) -> tuple[WorldModel, str]:
         wm = WorldModel.load(checkpoint, device=device)
         return wm, str(checkpoint or "bundled default")
     except ValueError as e:  # no bundled model yet: the speed is the same for untrained weights
-        from rtfm_ros.model.config import preset
-        from rtfm_ros.model.renderer import FrameRenderer
+        from rtfm_ros.learn.config import preset
+        from rtfm_ros.learn.network import FrameRenderer
         print(f"note: {e}; timing an untrained tiny model")
         torch.manual_seed(0)
         return WorldModel(FrameRenderer(preset("tiny")), device=device), "untrained tiny"

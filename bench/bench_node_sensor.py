@@ -122,7 +122,7 @@ def delivery(wm, domain: int, seconds: float, rate: float) -> None:
 def latency(wm, domain: int, seconds: float) -> None:
     from rtfm_ros_interfaces.srv import RenderView
 
-    from rtfm_ros.messages import stamp_to_ns
+    from rtfm_ros.io.messages import stamp_to_ns
     from rtfm_ros.ros.conversions import camera_info_msg, pose_msg
 
     node, ex, ctx = node_with(wm, domain, width=64, height=64, rate=10.0, lazy=False)
@@ -167,9 +167,9 @@ def latency(wm, domain: int, seconds: float) -> None:
 
 
 def phantom(views: int) -> None:
-    from rtfm_ros.ros.lens import Lens
-    from rtfm_ros.ros.sensor import phantom_near_share
-    from rtfm_ros.ros.worker import RenderWorker, Sensor
+    from rtfm_ros.camera.lens import Lens
+    from rtfm_ros.camera.sensor import phantom_near_share
+    from rtfm_ros.camera.worker import RenderWorker, Sensor
 
     print("\n| depth_source | views | frames at end | phantom-near share (>= 20 % too near) by stretch of the run | "
           "pixels published |")

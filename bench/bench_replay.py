@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from rtfm_ros.bags import BagWriter, typestore
 from rtfm_ros.geometry import R_BODY_OPTICAL, PinholeCamera, make_transform
+from rtfm_ros.io.bags import BagWriter, typestore
 from rtfm_ros.replay import ReplayOptions, replay
 from rtfm_ros.world import WorldModel
 

@@ -19,7 +19,7 @@ from rtfm_ros.geometry import PinholeCamera
 
 if TYPE_CHECKING:
     from rtfm_ros.memory import FrameMemory
-    from rtfm_ros.network import RenderNetwork
+    from rtfm_ros.render.cache import RenderNetwork
     from rtfm_ros.world import WorldModel
 
 __all__ = ["FrameMemory", "PinholeCamera", "RenderNetwork", "WorldModel"]
@@ -32,7 +32,7 @@ def __getattr__(name: str) -> object:
 
         return WorldModel
     if name == "RenderNetwork":
-        from rtfm_ros.network import RenderNetwork
+        from rtfm_ros.render.cache import RenderNetwork
 
         return RenderNetwork
     if name == "FrameMemory":

@@ -13,12 +13,12 @@ import sys
 
 COMMAND_MODULES: list[str] = [
     "rtfm_ros.demo",
-    "rtfm_ros.train",
+    "rtfm_ros.learn.train",
     "rtfm_ros.replay",
     "rtfm_ros.data.generate",
     "rtfm_ros.data.importers",
     "rtfm_ros.evaluate.suite",
-    "rtfm_ros.fit",
+    "rtfm_ros.render.fit",
     "rtfm_ros.serve",
 ]
 

@@ -141,7 +141,7 @@ def write_outputs(wm: WorldModel, run: DemoRun, out: Path) -> dict[str, Path]:
     fig.savefig(files["map"], dpi=100, bbox_inches="tight")
     plt.close(fig)
 
-    from rtfm_ros.bags import BagWriter
+    from rtfm_ros.io.bags import BagWriter
 
     cam_frame, info = "camera_optical_frame", run.camera
     with BagWriter(files["bag"], storage="mcap") as bag:

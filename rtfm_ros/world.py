@@ -1,10 +1,10 @@
 """WorldModel: the one facade the node, bag replay, Gym envs and the demo use.
 
 A world is a FrameMemory (posed frames, each at its own resolution up to ``max_frame_side``)
-rendered by a RenderNetwork that many worlds may share (rtfm_ros.network). Each frame gets a
+rendered by a RenderNetwork that many worlds may share (rtfm_ros.render.cache). Each frame gets a
 depth once, when it is stored (its own, multi-view stereo over its posed neighbours, or the
-model's monocular prior: rtfm_ros.context); rendering a pose picks context frames by juggling
-and warps them into the view (rtfm_ros.model.ibr). By default the view is remembered when it
+model's monocular prior: rtfm_ros.render.prepare); rendering a pose picks context frames by juggling
+and warps them into the view (rtfm_ros.render.warp). By default the view is remembered when it
 shows a place the memory does not hold yet.
 """
 
@@ -22,7 +22,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rtfm_ros import context as ctxprep
 from rtfm_ros.geometry import (
     MAX_PIXELS_PER_CALL,
     MAX_VIEW_PIXELS,
@@ -31,12 +30,13 @@ from rtfm_ros.geometry import (
     check_pixel_budget,
     validate_pose,
 )
+from rtfm_ros.learn.config import ModelConfig
+from rtfm_ros.learn.network import FrameRenderer
 from rtfm_ros.memory import FrameMemory
-from rtfm_ros.model import ibr
-from rtfm_ros.model.config import ModelConfig
-from rtfm_ros.model.fit_file import WorldFit, fit_path, load_fit
-from rtfm_ros.model.renderer import FrameRenderer
-from rtfm_ros.network import DEFAULT_CACHE_BYTES, RenderNetwork
+from rtfm_ros.render import prepare as ctxprep
+from rtfm_ros.render import warp
+from rtfm_ros.render.cache import DEFAULT_CACHE_BYTES, RenderNetwork
+from rtfm_ros.render.fit_file import WorldFit, fit_path, load_fit
 
 # Generated views feed back into later renders; real (seeded, observed) frames are trusted more
 # so errors do not compound: context juggling ranks generated views after every real frame
@@ -357,7 +357,7 @@ def render_views(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]],
     H, W = views[0][2].height, views[0][2].width
     images = np.empty((len(views), H, W, 3), np.uint8)
     depths = np.empty((len(views), H, W), np.float32)
-    groups: dict[tuple[float, ...] | None, tuple[ibr.BlendParams | None, list[int]]] = {}
+    groups: dict[tuple[float, ...] | None, tuple[warp.BlendParams | None, list[int]]] = {}
     for i, (wm, _, _) in enumerate(views):
         params = wm.fit.params if wm.fit is not None else None
         key = None if params is None else tuple(float(v) for v in dataclasses.astuple(params))
@@ -382,8 +382,8 @@ def _context_ids(wm: WorldModel, T: np.ndarray, cam: PinholeCamera) -> list[int]
 
 
 def _render_group(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]], pick: Sequence[PinholeCamera],
-                  params: ibr.BlendParams | None, dev: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    contexts: list[ibr.ContextLevel] = []
+                  params: warp.BlendParams | None, dev: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    contexts: list[warp.ContextLevel] = []
     for b, ((wm, T, cam), pick_cam) in enumerate(zip(views, pick)):
         for rank, fid in enumerate(_context_ids(wm, T, pick_cam)):
             prep = wm.prepare(fid)
@@ -394,6 +394,6 @@ def _render_group(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]],
     cams = [cam for _, _, cam in views]
     tgt_K = torch.from_numpy(np.stack([c.K for c in cams])).to(dev, torch.float32)
     tgt_T = torch.from_numpy(np.stack([T for _, T, _ in views])).to(dev, torch.float64)
-    out = ibr.render(contexts, tgt_K, tgt_T, cams[0].height, cams[0].width, params)
+    out = warp.render(contexts, tgt_K, tgt_T, cams[0].height, cams[0].width, params)
     images = (out.rgb * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return images, out.depth.float().cpu().numpy()

@@ -30,9 +30,9 @@ def assets(tmp_path_factory):
     import math
 
     from rtfm_ros import geometry as g
-    from rtfm_ros.model.checkpoint import save_checkpoint
-    from rtfm_ros.model.config import preset
-    from rtfm_ros.model.renderer import FrameRenderer
+    from rtfm_ros.learn.checkpoint import save_checkpoint
+    from rtfm_ros.learn.config import preset
+    from rtfm_ros.learn.network import FrameRenderer
     from rtfm_ros.sim.renderer import WorldRenderer
     from rtfm_ros.sim.worlds import make_world
     from rtfm_ros.world import WorldModel

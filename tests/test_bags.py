@@ -1,4 +1,4 @@
-"""Bags written with rtfm_ros.bags read back with plain rosbags, in both storages."""
+"""Bags written with rtfm_ros.io.bags read back with plain rosbags, in both storages."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from PIL import Image as PILImage
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import QosDurability
 
-from rtfm_ros import bags, messages
-from rtfm_ros.bags import BagError, BagWriter
 from rtfm_ros.geometry import PinholeCamera, look_at, make_transform
+from rtfm_ros.io import bags, messages
+from rtfm_ros.io.bags import BagError, BagWriter
 
 CAM = PinholeCamera(64, 48, 40.0, 41.0, 31.5, 23.0)
 T0 = 1_700_000_000_000_000_000

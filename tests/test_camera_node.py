@@ -27,7 +27,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
 from rtfm_ros import geometry as g
-from rtfm_ros import messages
+from rtfm_ros.io import messages
 from rtfm_ros.ros import conversions as c
 
 S = 1_000_000_000
@@ -273,7 +273,7 @@ def test_services_reset_save_load_render_view(cam_node, ctx, call, tf_child, ass
     assert (res.image.width, res.image.height, res.image.encoding) == (64, 48, "rgb8")
     assert res.depth.encoding == "32FC1" and messages.decode_depth(res.depth).shape == (48, 64)
     # A distorted CameraInfo: its ideal view rendered and remapped, exactly as the lens says.
-    from rtfm_ros.ros.lens import Lens
+    from rtfm_ros.camera.lens import Lens
 
     d = [-0.25, 0.07, 0.0, 0.0, 0.0]
     req.camera_info.d = d
@@ -348,7 +348,7 @@ def test_bad_transforms_and_absurd_parameters_are_refused(cam_node, ctx, call, t
 def test_multi_camera_batch_sim_time_and_seeding_from_a_topic(assets, domain_id, tf_child, ctx):
     from rosgraph_msgs.msg import Clock
 
-    from rtfm_ros.model.checkpoint import load_checkpoint
+    from rtfm_ros.learn.checkpoint import load_checkpoint
     from rtfm_ros.world import WorldModel
 
     model, meta = load_checkpoint(assets["ckpt"])

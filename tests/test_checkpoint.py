@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from rtfm_ros.model.checkpoint import (
+from rtfm_ros.learn.checkpoint import (
     DEFAULT_CHECKPOINT,
     CheckpointError,
     config_sha256,
@@ -14,8 +14,8 @@ from rtfm_ros.model.checkpoint import (
     read_checkpoint_config,
     save_checkpoint,
 )
-from rtfm_ros.model.config import ConfigError, ModelConfig, preset
-from rtfm_ros.model.renderer import FrameRenderer
+from rtfm_ros.learn.config import ConfigError, ModelConfig, preset
+from rtfm_ros.learn.network import FrameRenderer
 
 SMALL = ModelConfig(name="test", image_size=16, patch=8, dim=32, heads=2, enc_layers=1, dec_layers=1)
 

@@ -5,7 +5,7 @@ same weights, and those weights differ from training on rank 0's examples alone.
 synchronisation fails one of the two: unsynchronised ranks drift apart, and a rank that keeps
 (or is handed) only rank 0's gradients ends where the single-shard run ends.
 
-This file is also the launcher: ``python tests/test_ddp.py DATA OUT MODE`` runs `rtfm_ros.train`
+This file is also the launcher: ``python tests/test_ddp.py DATA OUT MODE`` runs `rtfm_ros.learn.train`
 and writes the final weights of every process to OUT/weights_rank<R>.safetensors; MODE
 ``shard0`` trains one process on exactly the examples rank 0 sees in a 2-process run.
 """
@@ -23,7 +23,7 @@ STEPS, BATCH, WORLD = 3, 2, 2
 def _launch(data: Path, out: Path, mode: str) -> None:
     from safetensors.torch import save_file
 
-    import rtfm_ros.train as train_mod
+    import rtfm_ros.learn.train as train_mod
 
     made, renderer = [], train_mod.FrameRenderer
 
@@ -61,7 +61,7 @@ def test_ranks_average_their_gradients(tmp_path):
     from test_training import sim_clip
 
     from rtfm_ros.data.clips import write_dataset
-    from rtfm_ros.model.checkpoint import load_checkpoint
+    from rtfm_ros.learn.checkpoint import load_checkpoint
 
     data = write_dataset(tmp_path / "data", [sim_clip(5, frames=12), sim_clip(6, frames=12)], info={})
     here = str(Path(__file__).resolve())

@@ -18,9 +18,9 @@ from rtfm_ros.envs.batching import BatchRenderError, render_many
 from rtfm_ros.envs.camera_nav import CameraNavEnv, EnvConfigError, NavConfig, camera_pose
 from rtfm_ros.envs.vector import CameraNavVectorEnv
 from rtfm_ros.geometry import GeometryError
-from rtfm_ros.model.checkpoint import DEFAULT_CHECKPOINT
-from rtfm_ros.model.config import preset
-from rtfm_ros.model.renderer import FrameRenderer
+from rtfm_ros.learn.checkpoint import DEFAULT_CHECKPOINT
+from rtfm_ros.learn.config import preset
+from rtfm_ros.learn.network import FrameRenderer
 from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE
 from rtfm_ros.world import WorldModel
 

@@ -4,8 +4,8 @@ import pytest
 
 from rtfm_ros import PinholeCamera, WorldModel
 from rtfm_ros.cli import main as cli
-from rtfm_ros.fit import fit_world
-from rtfm_ros.model.fit_file import FitError, fit_path, load_fit, save_fit
+from rtfm_ros.render.fit import fit_world
+from rtfm_ros.render.fit_file import FitError, fit_path, load_fit, save_fit
 
 CAM = PinholeCamera.from_fov(64, 48, 80)
 
@@ -62,7 +62,7 @@ def test_fit_follows_its_world(world_file, tmp_path):
     reset forgets it."""
     import shutil
 
-    from rtfm_ros.fit import fit_world
+    from rtfm_ros.render.fit import fit_world
 
     wm = WorldModel.load(world=world_file)
     fit, _ = fit_world(wm, steps=2)

@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 from PIL import Image
 from test_world_file import CAM, make_memory, texture
 
-from rtfm_ros import bags, messages
 from rtfm_ros.geometry import (
     MAX_PIXELS_PER_CALL,
     MAX_POSITION_M,
@@ -33,10 +32,11 @@ from rtfm_ros.geometry import (
     check_pixel_budget,
     look_at,
 )
+from rtfm_ros.io import bags, messages
+from rtfm_ros.learn.checkpoint import CheckpointError, config_sha256, load_checkpoint, save_checkpoint
+from rtfm_ros.learn.config import ConfigError, ModelConfig
+from rtfm_ros.learn.network import FrameRenderer
 from rtfm_ros.memory import FrameMemory, WorldFileError
-from rtfm_ros.model.checkpoint import CheckpointError, config_sha256, load_checkpoint, save_checkpoint
-from rtfm_ros.model.config import ConfigError, ModelConfig
-from rtfm_ros.model.renderer import FrameRenderer
 
 FAST, SLOW = 25, 250
 HC = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large]

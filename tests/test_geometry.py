@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
 from rtfm_ros import geometry as g
-from rtfm_ros.rays import plucker_rays, splat, unproject
+from rtfm_ros.render.rays import plucker_rays, splat, unproject
 
 finite = st.floats(-50, 50, allow_nan=False, allow_infinity=False)
 quats = st.lists(st.floats(-1, 1, allow_nan=False), min_size=4, max_size=4).filter(

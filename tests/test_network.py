@@ -8,12 +8,12 @@ import pytest
 
 from rtfm_ros.envs.batching import render_many
 from rtfm_ros.geometry import PinholeCamera, make_transform
+from rtfm_ros.learn.config import preset
+from rtfm_ros.learn.network import FrameRenderer
 from rtfm_ros.memory import FrameMemory
-from rtfm_ros.model import ibr
-from rtfm_ros.model.config import preset
-from rtfm_ros.model.fit_file import WorldFit
-from rtfm_ros.model.renderer import FrameRenderer
-from rtfm_ros.network import PreparedCache, RenderNetwork
+from rtfm_ros.render import warp
+from rtfm_ros.render.cache import PreparedCache, RenderNetwork
+from rtfm_ros.render.fit_file import WorldFit
 from rtfm_ros.world import WorldModel, render_views
 
 CAM = PinholeCamera.from_fov(32, 24, 70.0)
@@ -49,7 +49,7 @@ def test_worlds_share_the_network_and_own_their_memory(network: RenderNetwork) -
     with pytest.raises(AttributeError):
         a.memory = FrameMemory()  # type: ignore[misc]  # another memory is another world
     with pytest.raises(ValueError, match="fit is for 5 frames"):
-        a.with_memory(FrameMemory(), fit=WorldFit(ibr.BlendParams(), 5))
+        a.with_memory(FrameMemory(), fit=WorldFit(warp.BlendParams(), 5))
 
 
 def test_prepared_frames_live_in_the_network_cache_per_world(network: RenderNetwork) -> None:
@@ -68,7 +68,7 @@ def test_prepared_frames_live_in_the_network_cache_per_world(network: RenderNetw
 
 def test_batching_across_worlds_matches_each_alone(network: RenderNetwork) -> None:
     worlds = [_world(network, s) for s in (30, 40, 50)]
-    worlds[1].fit = WorldFit(ibr.BlendParams(rank_decay=0.3), len(worlds[1].memory))  # its own blend
+    worlds[1].fit = WorldFit(warp.BlendParams(rank_decay=0.3), len(worlds[1].memory))  # its own blend
     poses = np.stack([_pose(0.05), _pose(0.1), _pose(0.15)])
     together = render_many(worlds, poses, CAM)
     for wm, T, img in zip(worlds, poses, together):

@@ -18,9 +18,9 @@ from test_camera_node import Caller, SpunNode
 from test_node_sensor_models import CALIBRATION
 
 from rtfm_ros import geometry as g
-from rtfm_ros import messages
+from rtfm_ros.camera import lens as L
+from rtfm_ros.io import messages
 from rtfm_ros.ros import conversions as c
-from rtfm_ros.ros import lens as L
 
 REL = reliable_qos()
 
@@ -31,8 +31,8 @@ def domain() -> int:
 
 
 def world_model(assets, memory=None):
+    from rtfm_ros.learn.checkpoint import load_checkpoint
     from rtfm_ros.memory import FrameMemory
-    from rtfm_ros.model.checkpoint import load_checkpoint
     from rtfm_ros.world import WorldModel
 
     model, meta = load_checkpoint(assets["ckpt"])

@@ -25,7 +25,7 @@ from sensor_msgs.msg import Image
 from test_camera_node import POSE_A, T_BASE_CAMERA, Caller
 
 from rtfm_ros import geometry as g
-from rtfm_ros import messages
+from rtfm_ros.io import messages
 from rtfm_ros.ros import conversions as c
 
 BIG = 2048  # a render_view of BIG x BIG takes several seconds here (tiled)

@@ -3,6 +3,7 @@ exposure and noise, the fair world lock, and the world-file rules."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import threading
@@ -14,12 +15,12 @@ import pytest
 
 from rtfm_ros import geometry as g
 from rtfm_ros import geometry as pixels
+from rtfm_ros.camera import lens as L
+from rtfm_ros.camera.sensor import checked_depth, expose, phantom_near_share
+from rtfm_ros.camera.worker import WorldGate
+from rtfm_ros.camera.world_files import ScratchWorld, is_world_file, save_world
+from rtfm_ros.io.messages import depth_mm
 from rtfm_ros.memory import FrameMemory
-from rtfm_ros.messages import depth_mm
-from rtfm_ros.ros import lens as L
-from rtfm_ros.ros.sensor import checked_depth, expose, phantom_near_share
-from rtfm_ros.ros.worker import WorldGate
-from rtfm_ros.ros.world_files import ScratchWorld, is_world_file, save_world
 
 CALIBRATION = """image_width: 160
 image_height: 120
@@ -230,10 +231,10 @@ def test_world_files_are_copied_and_saves_never_replace_other_files(tmp_path):
 def test_the_world_handle_loads_a_new_world_and_keeps_the_old_one_on_failure(tmp_path):
     import logging
 
-    from rtfm_ros.model.config import preset
-    from rtfm_ros.model.renderer import FrameRenderer
-    from rtfm_ros.ros.worker import RenderWorker
-    from rtfm_ros.ros.world_handle import WorldHandle
+    from rtfm_ros.camera.worker import RenderWorker
+    from rtfm_ros.camera.world_handle import WorldHandle
+    from rtfm_ros.learn.config import preset
+    from rtfm_ros.learn.network import FrameRenderer
     from rtfm_ros.world import WorldModel
 
     cam = g.PinholeCamera.from_fov(16, 16, 90)
@@ -260,10 +261,19 @@ def test_the_world_handle_loads_a_new_world_and_keeps_the_old_one_on_failure(tmp
     handle.close()
 
 
-def test_the_render_worker_and_the_world_handle_run_without_ros():
+def test_the_core_and_the_camera_run_without_ros():
+    """Only rtfm_ros.ros may use rclpy or ROS message classes: every other layer imports without them."""
+    import pkgutil
     import subprocess
     import sys
 
-    code = ("import sys\nfor m in ('rclpy', 'rcl_interfaces', 'sensor_msgs', 'tf2_msgs'): sys.modules[m] = None\n"
-            "import rtfm_ros.ros.worker, rtfm_ros.ros.world_handle, rtfm_ros.ros.world_files, rtfm_ros.ros.sensor\n")
+    core = ["rtfm_ros.geometry", "rtfm_ros.world", "rtfm_ros.tf_buffer"]
+    for pkg in ("memory", "render", "learn", "camera", "io"):
+        mod = importlib.import_module(f"rtfm_ros.{pkg}")
+        core += [f"rtfm_ros.{pkg}.{m.name}" for m in pkgutil.iter_modules(mod.__path__)]
+    assert "rtfm_ros.camera.stream" in core and "rtfm_ros.render.warp" in core
+    ros = ("rclpy", "rcl_interfaces", "sensor_msgs", "tf2_msgs", "diagnostic_msgs", "rtfm_ros_interfaces")
+    code = ("import sys, importlib\n"
+            f"for m in {ros!r}:\n    sys.modules[m] = None\n"
+            f"for m in {core!r}:\n    importlib.import_module(m)\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

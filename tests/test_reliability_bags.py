@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from test_fuzz import _png_header, bag_dir
 
-from rtfm_ros import bags, messages
+from rtfm_ros.io import bags, messages
 
 
 def test_a_zstd_corrupt_chunk_raises_a_bag_error_from_every_reader(tmp_path):

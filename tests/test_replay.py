@@ -12,9 +12,10 @@ from PIL import Image as PILImage
 from rosbags.highlevel import AnyReader
 from scipy.spatial.transform import Rotation
 
-from rtfm_ros import bags, cli, messages
-from rtfm_ros.bags import BagWriter
+from rtfm_ros import cli
 from rtfm_ros.geometry import R_BODY_OPTICAL, PinholeCamera, make_transform
+from rtfm_ros.io import bags, messages
+from rtfm_ros.io.bags import BagWriter
 from rtfm_ros.replay import ReplayError, ReplayOptions, apply_offset, load_poses, parse_offset, replay
 from rtfm_ros.world import WorldModel
 

@@ -14,7 +14,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
 from rtfm_ros import geometry as g
-from rtfm_ros import messages
+from rtfm_ros.io import messages
 from rtfm_ros.ros import conversions as c
 from rtfm_ros.tf_buffer import FrameTreeError, TransformBuffer
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from rtfm_ros.data.clips import Clip, write_dataset
-from rtfm_ros.data.examples import ClipExamples, ExampleConfig, collate, sample_example
 from rtfm_ros.geometry import PinholeCamera
-from rtfm_ros.model.checkpoint import load_checkpoint
-from rtfm_ros.model.config import ModelConfig
-from rtfm_ros.model.renderer import FrameRenderer
-from rtfm_ros.train import TrainConfig, compute_loss, lr_at, train
+from rtfm_ros.learn.checkpoint import load_checkpoint
+from rtfm_ros.learn.config import ModelConfig
+from rtfm_ros.learn.examples import ClipExamples, ExampleConfig, collate, sample_example
+from rtfm_ros.learn.network import FrameRenderer
+from rtfm_ros.learn.train import TrainConfig, compute_loss, lr_at, train
 
 SMALL = ModelConfig(name="test", image_size=32, patch=8, dim=64, heads=4, enc_layers=1, dec_layers=2, context=3)
 
@@ -91,7 +91,7 @@ def test_schedule():
 
 def test_train_saves_resumes_and_evaluates(clips, tmp_path, monkeypatch):
     data = write_dataset(tmp_path / "data", clips, info={"test": True})
-    monkeypatch.setattr("rtfm_ros.train.preset", lambda name: SMALL)
+    monkeypatch.setattr("rtfm_ros.learn.train.preset", lambda name: SMALL)
     cfg = TrainConfig(data=str(data), eval_data=str(data), out=str(tmp_path / "run"), steps=6, batch_size=2,
                       warmup=2, eval_every=3, save_every=3, eval_examples=4, amp="off",
                       examples=ExampleConfig(context=3))
@@ -115,8 +115,8 @@ def test_photometric_augmentation_changes_only_context_colours():
     """--photometric: context frames look as if another camera took them; poses, depth and the
     target are untouched, and 0 leaves the example exactly as before."""
     from rtfm_ros.data.clips import Clip
-    from rtfm_ros.data.examples import ExampleConfig, sample_example
     from rtfm_ros.geometry import PinholeCamera, look_at
+    from rtfm_ros.learn.examples import ExampleConfig, sample_example
 
     cam = PinholeCamera.from_fov(16, 16, 90)
     poses = np.stack([look_at([0.1 * i, 0, 1], [0.1 * i + 3, 0, 1]) for i in range(6)])

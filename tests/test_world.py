@@ -81,7 +81,7 @@ def test_trained_depth_prior_beats_untrained_and_flat():
     must render moved views clearly better than the same network untrained, and better than the
     flat fallback depth. Measured on these worlds: 25.5 dB trained, 21.6 untrained, 24.5 flat
     (other initialisations of the untrained network land within 1 dB of this one)."""
-    from rtfm_ros.model.renderer import FrameRenderer
+    from rtfm_ros.learn.network import FrameRenderer
     from rtfm_ros.sim.renderer import WorldRenderer
     from rtfm_ros.sim.trajectories import make_trajectory
     from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE, KINDS, make_world

@@ -30,7 +30,7 @@ from PIL import Image
 from rtfm_ros.data import data_subparsers
 from rtfm_ros.data.clips import Clip
 from rtfm_ros.geometry import PinholeCamera, opengl_to_optical, validate_transform
-from rtfm_ros.messages import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE
+from rtfm_ros.io.messages import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE
 
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 INFO_TYPE = CAMERA_INFO
@@ -84,9 +84,9 @@ def import_bag(path: str | Path, *, image_topic: str | None = None, camera_info_
                camera_frame: str | None = None, world_frame: str | None = None, res: int | None = None,
                max_frames: int | None = None) -> Clip:
     """One clip from a ROS 2 bag (folder, .mcap or .db3): every image with a TF pose at its stamp."""
-    from rtfm_ros.bag_frames import ImagePlacer, posed_images
-    from rtfm_ros.bags import BagError, load_tf, open_bag, read_camera_info_msgs
-    from rtfm_ros.messages import ns_to_seconds
+    from rtfm_ros.io.bag_frames import ImagePlacer, posed_images
+    from rtfm_ros.io.bags import BagError, load_tf, open_bag, read_camera_info_msgs
+    from rtfm_ros.io.messages import ns_to_seconds
 
     path = Path(path)
     if not path.exists():

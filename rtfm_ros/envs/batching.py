@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from rtfm_ros.geometry import PinholeCamera, validate_transform
-from rtfm_ros.model.renderer import FrameRenderer
-from rtfm_ros.network import RenderNetwork
+from rtfm_ros.learn.network import FrameRenderer
+from rtfm_ros.render.cache import RenderNetwork
 from rtfm_ros.world import WorldModel, render_views
 
 

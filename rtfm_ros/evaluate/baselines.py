@@ -7,7 +7,7 @@ target's T_world_camera (optical axes), ``camera`` the target's intrinsics.
 - ``nearest_frame``: copies the context image whose pose is closest (metres + ROT_WEIGHT metres
   per radian). The floor any model must beat: it is perfect exactly when nothing moved.
 - ``oracle_reprojection``: forward-splats every context view with its ground-truth depth into
-  the target (z-buffered, rtfm_ros.rays.splat) and fills the holes. It knows the true geometry,
+  the target (z-buffered, rtfm_ros.render.rays.splat) and fills the holes. It knows the true geometry,
   so it bounds what copying pixels through geometry can do; it cannot paint unseen areas.
 - ``ranked_reprojection``: the same, with the context ranked best first as the network's
   forward pass ranks it: that pass's starting point without any learned weight.
@@ -78,7 +78,7 @@ def oracle_reprojection(context: Sequence[ContextView], T_world_camera: np.ndarr
     """
     import torch
 
-    from rtfm_ros.rays import fill_holes, splat
+    from rtfm_ros.render.rays import fill_holes, splat
 
     T = _check(context, T_world_camera, camera)
     views = [v for v in context if v.depth is not None]
@@ -108,7 +108,7 @@ def ranked_reprojection(context: Sequence[ContextView], T_world_camera: np.ndarr
 
     Scoring it beside the model shows what the learned decoder adds on top (an ablation).
     """
-    from rtfm_ros.model.renderer import RANK_MARGIN
+    from rtfm_ros.learn.network import RANK_MARGIN
 
     return oracle_reprojection(context, T_world_camera, camera, rank_margin=RANK_MARGIN)
 

@@ -33,7 +33,7 @@ from rtfm_ros.evaluate.metrics import psnr, ssim
 from rtfm_ros.geometry import PinholeCamera
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rtfm_ros.fit import WorldFit
+    from rtfm_ros.render.fit_file import WorldFit
     from rtfm_ros.world import WorldModel
 
 ROWS = ("model", "no_learning", "nearest_frame")
@@ -127,7 +127,7 @@ def evaluate_holdout(data: PosedSet, sizes: list[tuple[int, int]], *, every: int
     if "model" in rows or "fitted" in rows:
         worlds["model"] = build_world(data, kept, learned=True, checkpoint=checkpoint, progress=progress)
     if "fitted" in rows:
-        from rtfm_ros.fit import FIT_STEPS, fit_world
+        from rtfm_ros.render.fit import FIT_STEPS, fit_world
 
         worlds["fitted"] = worlds["model"]
         fits["fitted"], _ = fit_world(worlds["model"], steps=fit_steps or FIT_STEPS, progress=progress)

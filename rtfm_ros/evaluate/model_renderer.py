@@ -20,7 +20,7 @@ from rtfm_ros.geometry import PinholeCamera
 
 def model_renderer(checkpoint: str | None = None, device: str = "auto", use_depth: bool = True,
                    learned: bool = True) -> Callable[[Sequence[ContextView], np.ndarray, PinholeCamera], np.ndarray]:
-    from rtfm_ros.network import RenderNetwork
+    from rtfm_ros.render.cache import RenderNetwork
     from rtfm_ros.world import WorldModel
 
     network = RenderNetwork.load(checkpoint, device=device)

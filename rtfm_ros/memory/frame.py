@@ -20,7 +20,7 @@ class FrameError(ValueError):
 @dataclass(eq=False)
 class Frame:
     """A posed RGB(-D) frame. Arrays are read-only views of what the memory holds (what a
-    network derives from it, depth and pyramid, is cached by the network: rtfm_ros.network)."""
+    network derives from it, depth and pyramid, is cached by the network: rtfm_ros.render.cache)."""
 
     id: int
     rgb: np.ndarray                 # H x W x 3 uint8

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rtfm_ros.bags import BagWriter, load_tf, open_bag, read_camera_infos
 from rtfm_ros.geometry import R_BODY_OPTICAL, PinholeCamera, make_transform
+from rtfm_ros.io.bags import BagWriter, load_tf, open_bag, read_camera_infos
 from rtfm_ros.replay.options import ReplayError, ReplayOptions, ReplayResult
 from rtfm_ros.replay.seeding import seed_sources, seed_world
 from rtfm_ros.replay.trajectory import trajectory
@@ -114,7 +114,7 @@ def _load_world(opt: ReplayOptions) -> tuple[WorldModel, tempfile.TemporaryDirec
     (--save-world keeps them).
     """
     from rtfm_ros.memory import FrameMemory
-    from rtfm_ros.network import RenderNetwork
+    from rtfm_ros.render.cache import RenderNetwork
     from rtfm_ros.world import WorldModel
 
     network = RenderNetwork.load(opt.checkpoint)

@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rtfm_ros.bag_frames import ImagePlacer, PosedImage
-from rtfm_ros.bags import BagError, camera_info_topic_for, connections_for, read_camera_info_msgs
-from rtfm_ros.messages import COMPRESSED_IMAGE, IMAGE, MessageError, decode_depth, ns_to_seconds, stamp_to_ns
+from rtfm_ros.io.bag_frames import ImagePlacer, PosedImage
+from rtfm_ros.io.bags import BagError, camera_info_topic_for, connections_for, read_camera_info_msgs
+from rtfm_ros.io.messages import COMPRESSED_IMAGE, IMAGE, MessageError, decode_depth, ns_to_seconds, stamp_to_ns
 from rtfm_ros.replay.options import ReplayError, ReplayOptions
 from rtfm_ros.tf_buffer import TransformBuffer
 

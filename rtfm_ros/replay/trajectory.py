@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rtfm_ros.bags import connections_for
 from rtfm_ros.geometry import body_to_optical, transform_from_ros, validate_transform
-from rtfm_ros.messages import stamp_to_ns
+from rtfm_ros.io.bags import connections_for
+from rtfm_ros.io.messages import stamp_to_ns
 from rtfm_ros.replay.options import ReplayError, ReplayOptions
 from rtfm_ros.tf_buffer import NS_PER_S, ExtrapolationError, TransformBuffer
 

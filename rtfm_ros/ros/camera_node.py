@@ -1,13 +1,14 @@
 """`rtfm_camera`: a ROS 2 camera that follows TF and publishes what the world model renders there.
 
 A timer at ``rate`` takes the node's clock (sim time honoured) as the render time and hands it
-to the render thread (stream.py: TF at that time, one batched render per tick, a busy thread
-drops and counts the tick, so the rate never drifts and no callback waits for the model).
-The node is a thin adapter that wires the parts: its parameters are one frozen
-CameraNodeConfig (params.py); the world sits behind a WorldHandle (world_handle.py: load, save,
-reset, render on request) over the ROS-free RenderWorker (worker.py: fair world lock, tiled long
-renders, write-back); cameras and lenses come from cameras.py, set-up from node_setup.py,
-services from services.py, outputs and status from outputs.py. Every callback turns an
+to the render thread (camera/stream.py: TF at that time, one batched render per tick, a busy
+thread drops and counts the tick, so the rate never drifts and no callback waits for the model).
+The node is a thin adapter that wires the ROS-free camera (rtfm_ros.camera) to ROS: its
+parameters are one frozen CameraNodeConfig (camera/config.py, declared by params.py); the world
+sits behind a WorldHandle (camera/world_handle.py: load, save, reset, render on request) over the
+RenderWorker (camera/worker.py: fair world lock, tiled long renders, write-back); cameras and
+lenses come from camera/cameras.py, set-up from camera/node_setup.py, services from services.py,
+outputs and status from outputs.py. Every callback turns an
 exception into a log line (throttled) and the node keeps running. Spin it with make_executor().
 Parameters, services and topics are listed in the README (section "ROS 2 camera node").
 """
@@ -31,17 +32,18 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from tf2_msgs.msg import TFMessage
 
+from rtfm_ros.camera import node_setup as setup
+from rtfm_ros.camera.cameras import CameraSpec, build_cameras, start_cameras
+from rtfm_ros.camera.config import CameraNodeConfig, ConfigError
+from rtfm_ros.camera.status import RenderStats, model_name
+from rtfm_ros.camera.stream import RenderStream
+from rtfm_ros.camera.worker import RenderWorker
+from rtfm_ros.camera.world_handle import WorldHandle
 from rtfm_ros.geometry import GeometryError
-from rtfm_ros.ros import node_setup as setup
-from rtfm_ros.ros.cameras import CameraSpec, build_cameras, start_cameras
 from rtfm_ros.ros.outputs import CameraOutputs, Diagnostics
-from rtfm_ros.ros.params import CameraNodeConfig, ConfigError, declare_config
+from rtfm_ros.ros.params import declare_config
 from rtfm_ros.ros.services import WorldServices
-from rtfm_ros.ros.status import RenderStats, model_name
-from rtfm_ros.ros.stream import RenderStream
 from rtfm_ros.ros.tf_source import TfSource, optical_frame_transforms
-from rtfm_ros.ros.worker import RenderWorker
-from rtfm_ros.ros.world_handle import WorldHandle
 
 if TYPE_CHECKING:  # pragma: no cover - torch is imported only once the parameters are known good
     from rtfm_ros.world import WorldModel

@@ -1,7 +1,7 @@
-"""The node's message builders: rtfm_ros.messages with rclpy's own message classes.
+"""The node's message builders: rtfm_ros.io.messages with rclpy's own message classes.
 
 rclpy publishers take only their generated classes, so the node builds with these; everything
-else (decoding, CameraInfo -> camera, TF -> 4x4, stamps) is rtfm_ros.messages itself, which
+else (decoding, CameraInfo -> camera, TF -> 4x4, stamps) is rtfm_ros.io.messages itself, which
 reads rclpy and bag messages alike.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from rtfm_ros import messages
 from rtfm_ros.geometry import PinholeCamera
-from rtfm_ros.messages import CalibrationLike, MessageTypes, Stamp
+from rtfm_ros.io import messages
+from rtfm_ros.io.messages import CalibrationLike, MessageTypes, Stamp
 
 
 def _rclpy_class(name: str) -> type:

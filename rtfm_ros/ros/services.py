@@ -31,13 +31,13 @@ from rtfm_ros_interfaces.srv import RenderView, WorldPath
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 
+from rtfm_ros.camera.config import CameraNodeConfig
+from rtfm_ros.camera.lens import Lens
+from rtfm_ros.camera.status import RenderStats
+from rtfm_ros.camera.world_handle import WorldHandle
 from rtfm_ros.geometry import PinholeCamera
-from rtfm_ros.messages import camera_from_info, decode_image, pose_to_matrix, stamp_to_ns
+from rtfm_ros.io.messages import camera_from_info, decode_image, pose_to_matrix, stamp_to_ns
 from rtfm_ros.ros.conversions import depth_msg, image_msg
-from rtfm_ros.ros.lens import Lens
-from rtfm_ros.ros.params import CameraNodeConfig
-from rtfm_ros.ros.status import RenderStats
-from rtfm_ros.ros.world_handle import WorldHandle
 from rtfm_ros.tf_buffer import TransformLookupError, clean_frame_id
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -21,7 +21,7 @@ from rtfm_ros.memory import SOURCES, FrameMemory, WorldFile
 from rtfm_ros.serve.seeding import SeedError, SeedFrame
 
 if TYPE_CHECKING:
-    from rtfm_ros.model.fit_file import WorldFit
+    from rtfm_ros.render.fit_file import WorldFit
     from rtfm_ros.world import WorldModel
 
 MapRow = tuple[float, float, float, float, int]  # x, y, heading (rad), half horizontal fov (rad), source index

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rtfm_ros.camera.lens import Lens
+from rtfm_ros.camera.worker import RenderWorker, WorldGate
+from rtfm_ros.camera.world_files import ScratchWorld, open_copy, save_world, user_path
 from rtfm_ros.geometry import PinholeCamera
-from rtfm_ros.ros.lens import Lens
-from rtfm_ros.ros.worker import RenderWorker, WorldGate
-from rtfm_ros.ros.world_files import ScratchWorld, open_copy, save_world, user_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from rtfm_ros.world import WorldModel

@@ -23,11 +23,11 @@ import torch
 
 from rtfm_ros.atomic import atomic_path, write_text_atomic
 from rtfm_ros.data.clips import open_dataset
-from rtfm_ros.data.examples import ClipExamples, ExampleConfig, collate
 from rtfm_ros.evaluate.metrics import psnr_torch
-from rtfm_ros.model.checkpoint import load_checkpoint, save_checkpoint
-from rtfm_ros.model.config import preset
-from rtfm_ros.model.renderer import FrameRenderer
+from rtfm_ros.learn.checkpoint import load_checkpoint, save_checkpoint
+from rtfm_ros.learn.config import preset
+from rtfm_ros.learn.examples import ClipExamples, ExampleConfig, collate
+from rtfm_ros.learn.network import FrameRenderer
 from rtfm_ros.runtime import autocast, autocast_dtype, pick_device
 
 

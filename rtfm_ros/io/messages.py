@@ -81,7 +81,7 @@ def bag_types() -> MessageTypes:
 
 
 class CalibrationLike(Protocol):
-    """A camera calibration's CameraInfo fields (ROS/OpenCV convention), e.g. ros.lens.Calibration."""
+    """A camera calibration's CameraInfo fields (ROS/OpenCV convention), e.g. camera.lens.Calibration."""
 
     @property
     def distortion_model(self) -> str: ...

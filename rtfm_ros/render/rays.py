@@ -1,8 +1,8 @@
 """Per-pixel camera rays in torch: Plücker ray maps, unprojection and z-buffered splatting.
 
-Batched and device-agnostic: the network, the stereo and image-based renderers
-(rtfm_ros.model) and the oracle-reprojection baseline all call these, so every pixel-to-ray
-convention lives in this one place. Pixel (u, v) has its centre at (u + 0.5, v + 0.5) in the
+Batched and device-agnostic: the network, the stereo and image-based renderers and the
+oracle-reprojection baseline all call these, so every pixel-to-ray convention lives in this
+one place. Pixel (u, v) has its centre at (u + 0.5, v + 0.5) in the
 K convention of PinholeCamera.
 """
 

@@ -12,27 +12,50 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import numpy as np
 
+from rtfm_ros.camera.cameras import CameraSpec
+from rtfm_ros.camera.config import CameraNodeConfig
+from rtfm_ros.camera.status import RenderStats
+from rtfm_ros.camera.worker import RenderWorker, View
 from rtfm_ros.geometry import body_to_optical
-from rtfm_ros.ros.cameras import CameraSpec
-from rtfm_ros.ros.outputs import CameraOutputs
-from rtfm_ros.ros.params import CameraNodeConfig
-from rtfm_ros.ros.status import RenderStats
-from rtfm_ros.ros.tf_source import TfSource
-from rtfm_ros.ros.worker import RenderWorker
 from rtfm_ros.tf_buffer import ExtrapolationError, TransformLookupError
 
 THROTTLE_S = 5.0
 Job = tuple[CameraSpec, set[str]]  # a camera and the topics to fill this tick
 
 
-class RenderStream:
-    """One render thread fed by ticks; publishes through each camera's CameraOutputs."""
+class PoseSource(Protocol):
+    """Where camera poses come from (the node: TF; rtfm_ros.ros.tf_source.TfSource)."""
 
-    def __init__(self, worker: RenderWorker, tf: TfSource, outputs: dict[str, CameraOutputs], stats: RenderStats,
+    def note_time(self, now_ns: int) -> bool:
+        """Record the current time; True when time jumped backwards and the poses were forgotten."""
+        ...
+
+    def lookup(self, target: str, source: str, stamp_ns: int, timeout_s: float) -> np.ndarray:
+        """T_target_source at stamp_ns, waiting up to timeout_s (TransformLookupError when not known)."""
+        ...
+
+
+class CameraSink(Protocol):
+    """Where one camera's views go (the node: its publishers, rtfm_ros.ros.outputs.CameraOutputs)."""
+
+    def enabled(self, config: CameraNodeConfig) -> set[str]:
+        """What to fill this tick ('image', 'depth', 'points', 'rect', ...); empty: skip the camera."""
+        ...
+
+    def publish(self, spec: CameraSpec, view: View, stamp_ns: int, config: CameraNodeConfig,
+                wanted: set[str]) -> None:
+        ...
+
+
+class RenderStream:
+    """One render thread fed by ticks; publishes through each camera's CameraSink."""
+
+    def __init__(self, worker: RenderWorker, tf: PoseSource, outputs: Mapping[str, CameraSink], stats: RenderStats,
                  log: Any) -> None:
         self.worker, self.tf, self.outputs, self.stats, self.log = worker, tf, outputs, stats, log
         self._jobs: queue.Queue = queue.Queue(maxsize=1)

@@ -2,7 +2,7 @@
 
 ``WORLD.fit.safetensors``: the three blend numbers as a tensor and JSON metadata (no pickle).
 A fit that does not match the world it is loaded for is refused, not half-applied. Kept apart
-from the fitting itself (rtfm_ros.fit, which renders with a world) so the world can load its
+from the fitting itself (rtfm_ros.render.fit, which renders with a world) so the world can load its
 fit without importing the command that makes it.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from rtfm_ros.atomic import atomic_path
-from rtfm_ros.model import ibr
+from rtfm_ros.render import warp
 
 FIT_VERSION = 1
 SUFFIX = ".fit.safetensors"
@@ -29,7 +29,7 @@ class FitError(ValueError):
 class WorldFit:
     """Fitted blend parameters of one world of ``frames`` frames."""
 
-    params: ibr.BlendParams
+    params: warp.BlendParams
     frames: int
 
 
@@ -73,4 +73,4 @@ def load_fit(path: str | Path, frames: int) -> WorldFit:
     if not bool(torch.isfinite(b).all()) or bool((b[:2] <= 0).any()) or not 0 < float(b[2]) <= 1:
         raise FitError(f"{path} holds values outside their ranges")
     a, v, r = (float(x) for x in b)
-    return WorldFit(ibr.BlendParams(a, v, r), n)
+    return WorldFit(warp.BlendParams(a, v, r), n)

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rtfm_ros.bags import BagError
 from rtfm_ros.geometry import PinholeCamera, body_to_optical
-from rtfm_ros.messages import MessageError, camera_from_info, decode_image, stamp_to_ns
+from rtfm_ros.io.bags import BagError
+from rtfm_ros.io.messages import MessageError, camera_from_info, decode_image, stamp_to_ns
 from rtfm_ros.tf_buffer import ExtrapolationError, TransformBuffer, TransformLookupError
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from rtfm_ros.camera.config import CAMERA_SPECS, CameraNodeConfig, CameraParams, ConfigError
+from rtfm_ros.camera.lens import Calibration, CalibrationError, Lens
+from rtfm_ros.camera.worker import Sensor
 from rtfm_ros.geometry import GeometryError, PinholeCamera, camera_from_opencv
-from rtfm_ros.ros.lens import Calibration, CalibrationError, Lens
-from rtfm_ros.ros.params import CAMERA_SPECS, CameraNodeConfig, CameraParams, ConfigError
-from rtfm_ros.ros.worker import Sensor
 
 FALLBACK = ("width", "height", "fov", "fx", "fy", "cx", "cy")  # what a bad camera at start-up falls back on
 

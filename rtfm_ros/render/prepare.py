@@ -4,11 +4,11 @@ Why a per-frame cache: a frame's depth is estimated once, when it is stored (mul
 over its posed neighbours costs far more than a render), and its pyramid lets every render
 sample the level whose pixels match the target's (a 128-pixel view of a 640-pixel frame reads a
 160-pixel level, not an aliased full-size one). Both are cached by the network that renders
-(rtfm_ros.network.PreparedCache: RAM only, rebuilt on use when dropped), never stored in the world.
+(rtfm_ros.render.cache.PreparedCache: RAM only, rebuilt on use when dropped), never stored in the world.
 
 Depth sources, best first:
 - ``sensor``: the frame came with depth (RGB-D, a simulator, a rendered view's own depth);
-- ``stereo``: plane-sweep photo-consistency over up to MVS_SOURCES real neighbours (model.mvs);
+- ``stereo``: plane-sweep photo-consistency over up to MVS_SOURCES real neighbours (render.stereo);
 - ``prior``: the model's monocular depth head, for a frame with no usable neighbour (a single
   photo). Its scale is the training rooms', so it is marked and replaced by stereo as soon as
   neighbours arrive.
@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from rtfm_ros.geometry import PinholeCamera
+from rtfm_ros.learn.network import FrameRenderer
 from rtfm_ros.memory import Frame, FrameMemory
-from rtfm_ros.model import ibr, mvs
-from rtfm_ros.model.renderer import FrameRenderer
+from rtfm_ros.render import stereo, warp
 
 MVS_SOURCES = 4            # neighbours a stereo depth is computed from
 MAX_NEIGHBOUR_ANGLE = 60.0  # degrees between optical axes for a frame to count as a neighbour
@@ -55,9 +55,9 @@ class PreparedFrame:
         return max(0, min(len(self.rgb) - 1, lvl))
 
     def context(self, level: int, T_world_camera: np.ndarray, target: int, rank: int, weight: float,
-                device: torch.device) -> ibr.ContextLevel:
+                device: torch.device) -> warp.ContextLevel:
         coarse = min(level + 1, len(self.rgb) - 1)
-        return ibr.ContextLevel(rgb=self.rgb[level].to(device, torch.float32).mul_(1.0 / 255.0),
+        return warp.ContextLevel(rgb=self.rgb[level].to(device, torch.float32).mul_(1.0 / 255.0),
                                 depth=self.depth[level].to(device),
                                 K=torch.from_numpy(self.K[level]).to(device).float(),
                                 T_world_camera=torch.from_numpy(T_world_camera).to(device), target=target,
@@ -128,8 +128,8 @@ def flat_depth(memory: FrameMemory, frame: Frame) -> np.ndarray:
     """The no-learning fallback: a plane at the scene distance the cameras imply (FLAT_DEPTH alone)."""
     others = [memory.pose(i) for i in memory.nearest(frame.T_world_camera[:3, 3], 9) if i != frame.id]
     try:
-        dist = mvs.scene_distance(frame.T_world_camera, others)
-    except mvs.DepthEstimationError:
+        dist = stereo.scene_distance(frame.T_world_camera, others)
+    except stereo.DepthEstimationError:
         dist = FLAT_DEPTH
     return np.full(frame.rgb.shape[:2], dist, np.float32)
 
@@ -147,13 +147,13 @@ def prepare(memory: FrameMemory, frame_id: int, model: FrameRenderer, device: to
         if nb:
             srcs = [memory.get(i) for i in nb]
             try:
-                depth, _conf = mvs.estimate_depth(
-                    mvs.PosedImage(frame.rgb, frame.camera.K, frame.T_world_camera),
-                    [mvs.PosedImage(s.rgb, s.camera.K, s.T_world_camera) for s in srcs],
+                depth, _conf = stereo.estimate_depth(
+                    stereo.PosedImage(frame.rgb, frame.camera.K, frame.T_world_camera),
+                    [stereo.PosedImage(s.rgb, s.camera.K, s.T_world_camera) for s in srcs],
                     near=None if depth_range is None else depth_range[0],
                     far=None if depth_range is None else depth_range[1])
                 source, used = "stereo", len(nb)
-            except mvs.DepthEstimationError:
+            except stereo.DepthEstimationError:
                 depth = None
     if depth is None and use_prior:
         depth, source = prior_depth(model, frame, device), "prior"

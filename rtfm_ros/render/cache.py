@@ -2,7 +2,7 @@
 
 A world (rtfm_ros.world.WorldModel) is one memory of posed frames; the network is the trained
 FrameRenderer on its device plus the cache of frames made ready to render (depth + pyramid,
-rtfm_ros.context.PreparedFrame) of every world that uses it. Keeping the two apart lets a vector
+rtfm_ros.render.prepare.PreparedFrame) of every world that uses it. Keeping the two apart lets a vector
 env run one world per sub-env over weights loaded once, batch their views through one call, and
 lets a node swap its world for another without touching the network.
 
@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from rtfm_ros.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from rtfm_ros.model.config import ModelConfig
-from rtfm_ros.model.renderer import FrameRenderer
+from rtfm_ros.learn.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from rtfm_ros.learn.config import ModelConfig
+from rtfm_ros.learn.network import FrameRenderer
 from rtfm_ros.runtime import pick_device
 
 if TYPE_CHECKING:
-    from rtfm_ros.context import PreparedFrame
+    from rtfm_ros.render.prepare import PreparedFrame
 
 # Prepared frames are rebuilt on demand (stereo again), so the budget only trades RAM for
 # time; 2 GiB holds ~700 frames at 640x480 or ~60k at 128x128.

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rtfm_ros.rays import camera_directions
+from rtfm_ros.render.rays import camera_directions
 
 PLANES = 64
 WORK_SIDE = 192           # long side (pixels) at which the cost volume is built

@@ -4,7 +4,7 @@ Why per world: photos of one place share a kind of
 geometry that no procedural training set predicts, but the world's own real frames are ground
 truth for each other. Leave-one-out: each real frame is rendered from the others (never from
 itself) at a reduced size, and the loss against the frame fits, by gradient descent through the
-renderer (rtfm_ros.model.ibr):
+renderer (rtfm_ros.render.warp):
 
 - the blend's parameters (angle and visibility widths, rank decay): how much to trust the
   best-placed frame over the others and the frames' depth over their agreement, which differs
@@ -14,22 +14,22 @@ Per-frame exposure (a gain and offset per channel) was tried and is not fitted: 
 shot at one exposure it soaked up misregistration and lost 0.2-3 dB on held-out photos
 (BENCHMARKS.md).
 
-The result is saved beside the world and loaded with it (rtfm_ros.model.fit_file).
+The result is saved beside the world and loaded with it (rtfm_ros.render.fit_file).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rtfm_ros.context import target_camera_for_memory
-from rtfm_ros.model import ibr
-from rtfm_ros.model.fit_file import SUFFIX, FitError, WorldFit, fit_path, save_fit
+from rtfm_ros.render import warp
+from rtfm_ros.render.fit_file import SUFFIX, FitError, WorldFit, fit_path, save_fit
+from rtfm_ros.render.prepare import target_camera_for_memory
 
 if TYPE_CHECKING:
     from rtfm_ros.world import WorldModel
@@ -41,7 +41,7 @@ FIT_LR = 0.03
 
 
 def fit_world(wm: WorldModel, steps: int = FIT_STEPS, batch: int = FIT_BATCH, lr: float = FIT_LR,
-              side: int = FIT_SIDE, seed: int = 0, progress: bool = False) -> tuple[WorldFit, dict]:
+              side: int = FIT_SIDE, seed: int = 0, progress: bool = False) -> tuple[WorldFit, dict[str, Any]]:
     """Leave-one-out fit over the world's real frames. Returns (fit, report with losses)."""
     from tqdm import tqdm
 
@@ -51,7 +51,7 @@ def fit_world(wm: WorldModel, steps: int = FIT_STEPS, batch: int = FIT_BATCH, lr
         raise FitError(f"a fit needs at least 3 real frames, the world has {len(real)}")
     n = len(mem)
     dev = wm.device
-    start = ibr.BlendParams()
+    start = warp.BlendParams()
     raw = torch.tensor([math.log(start.angle_sigma), math.log(start.visibility_sigma),
                         math.log(start.rank_decay / (1 - start.rank_decay))], device=dev, requires_grad=True)
     opt = torch.optim.Adam([raw], lr=lr)
@@ -70,14 +70,14 @@ def fit_world(wm: WorldModel, steps: int = FIT_STEPS, batch: int = FIT_BATCH, lr
 
     def loo_loss(pick: list[int]) -> torch.Tensor:
         loss = torch.zeros((), device=dev)
-        params = ibr.BlendParams(raw[0].exp(), raw[1].exp(), torch.sigmoid(raw[2]))
+        params = warp.BlendParams(raw[0].exp(), raw[1].exp(), torch.sigmoid(raw[2]))
         for i in pick:  # one target at a time: contexts of different sizes, small renders
             cam, truth, ids = targets[i]
             ctx = []
             for rank, j in enumerate(ids):
                 prep = wm.prepare(j)
                 ctx.append(prep.context(prep.level_for(cam.fx), mem.pose(j), 0, rank, 1.0, dev))
-            out = ibr.render(ctx, torch.from_numpy(cam.K).float()[None].to(dev),
+            out = warp.render(ctx, torch.from_numpy(cam.K).float()[None].to(dev),
                              torch.from_numpy(mem.pose(i))[None].to(dev), cam.height, cam.width, params)
             seen = out.seen[0].float()
             loss = loss + ((out.rgb[0] - truth).abs().mean(0) * seen).sum() / seen.sum().clamp_min(1)
@@ -91,14 +91,14 @@ def fit_world(wm: WorldModel, steps: int = FIT_STEPS, batch: int = FIT_BATCH, lr
         pick = [keys[int(k)] for k in rng.choice(len(keys), size=min(batch, len(keys)), replace=False)]
         loss = loo_loss(pick)
         opt.zero_grad()
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
         with torch.no_grad():
             raw.clamp_(-6, 6)
         losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
     with torch.no_grad():
-        fit = WorldFit(ibr.BlendParams(float(raw[0].exp()), float(raw[1].exp()), float(torch.sigmoid(raw[2]))), n)
+        fit = WorldFit(warp.BlendParams(float(raw[0].exp()), float(raw[1].exp()), float(torch.sigmoid(raw[2]))), n)
     with torch.no_grad():
         after = float(loo_loss(keys))
     return fit, {"first_loss": before, "last_loss": after,
@@ -106,7 +106,7 @@ def fit_world(wm: WorldModel, steps: int = FIT_STEPS, batch: int = FIT_BATCH, lr
                  "visibility_sigma": fit.params.visibility_sigma, "rank_decay": fit.params.rank_decay}
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `rtfm fit WORLD`."""
     p = sub.add_parser("fit", help="fit the renderer's blend to one world by leave-one-out on its own frames")
     p.add_argument("world", help="world file (.rtfm)")

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rtfm_ros.model.config import ModelConfig
-from rtfm_ros.rays import camera_directions, fill_holes, plucker_rays, splat, unit
+from rtfm_ros.learn.config import ModelConfig
+from rtfm_ros.render.rays import camera_directions, fill_holes, plucker_rays, splat, unit
 
 # A later-ranked context frame must be >10% closer (per rank) to hide a better-ranked one.
 RANK_MARGIN = 0.1

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from rtfm_ros.rays import camera_directions
+from rtfm_ros.render.rays import camera_directions
 
 DEPTH_TOLERANCE = 0.08   # relative depth band treated as one surface in the z-buffer
 VISIBILITY_SIGMA = 0.06  # relative depth misfit at which a context sample's weight falls to e^-1

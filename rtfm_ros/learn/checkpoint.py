@@ -21,8 +21,8 @@ from safetensors.torch import load_file, save_file
 
 from rtfm_ros.atomic import atomic_path
 from rtfm_ros.checksum import file_sha256, open_regular
-from rtfm_ros.model.config import ModelConfig
-from rtfm_ros.model.renderer import FrameRenderer
+from rtfm_ros.learn.config import ModelConfig
+from rtfm_ros.learn.network import FrameRenderer
 
 FORMAT = "rtfm-checkpoint"
 VERSION = 1

@@ -4,7 +4,7 @@ Bag replay and the demo write camera output (Image, depth, CameraInfo, TF) offli
 rclpy is not available. A bag is written under a hidden temporary name next to its final path
 and renamed into place only when it is complete, so a crash or an error never leaves a
 half-written bag where a finished one is expected (rtfm_ros.atomic). Readers load TF and CameraInfo
-from any ROS 2 bag; messages are built and decoded by rtfm_ros.messages.
+from any ROS 2 bag; messages are built and decoded by rtfm_ros.io.messages.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from rosbags.typesys.store import Typestore
 
 from rtfm_ros.atomic import AtomicPath
 from rtfm_ros.geometry import PinholeCamera
-from rtfm_ros.messages import (
+from rtfm_ros.io.messages import (
     CAMERA_INFO,
     TF_MESSAGE,
     MessageError,

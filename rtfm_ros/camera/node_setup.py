@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rtfm_ros.camera.config import CameraNodeConfig, ConfigError
+from rtfm_ros.camera.lens import Calibration, CalibrationError, read_calibration
+from rtfm_ros.camera.world_files import ScratchWorld, open_copy, user_path
 from rtfm_ros.geometry import PinholeCamera, body_to_optical, transform_from_ros
-from rtfm_ros.ros.lens import Calibration, CalibrationError, read_calibration
-from rtfm_ros.ros.params import CameraNodeConfig, ConfigError
-from rtfm_ros.ros.world_files import ScratchWorld, open_copy, user_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from rtfm_ros.world import WorldModel

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rtfm_ros.camera.lens import Lens, rays_of
+from rtfm_ros.camera.sensor import checked_depth, expose
 from rtfm_ros.geometry import PinholeCamera
-from rtfm_ros.ros.lens import Lens, rays_of
-from rtfm_ros.ros.sensor import checked_depth, expose
 
 if TYPE_CHECKING:  # pragma: no cover
     from rtfm_ros.world import WorldModel

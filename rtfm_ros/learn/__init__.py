@@ -1,0 +1,1 @@
+"""Learned parts and how they are trained: network, configs, checkpoints, examples, training loop."""

@@ -1,0 +1,1 @@
+"""How a view is made, no ROS: per-frame depth and pyramid, stereo, warping and blending, per-world fit."""
