@@ -62,7 +62,8 @@ def main() -> None:
     wm = WorldModel.load(device=args.device)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"{torch.get_num_threads()} torch threads, device {wm.device}, torch {torch.__version__}, "
-          f"gymnasium {gym.__version__}, model {wm.config.name}, load average {os.getloadavg()[0]:.1f} at start")
+          f"gymnasium {gym.__version__}, model {wm.core.depth_prior.config.name}, "
+          f"load average {os.getloadavg()[0]:.1f} at start")
     print(f"median of {args.repeats} runs of {args.steps} vector steps, 64x64 views, random actions")
     print()
     print("| envs | setting | env steps/s | ms per vector step | runs (steps/s) |")
@@ -71,7 +72,7 @@ def main() -> None:
     rates: dict[tuple[int, str], list[float]] = {c: [] for c in cases}
     for r in range(args.repeats):  # round-robin, so load changes on a shared machine hit every case alike
         for n, setting in cases:
-            rates[(n, setting)].append(run(wm.model, n, setting, args.steps, seed=r))
+            rates[(n, setting)].append(run(wm.core.depth_prior, n, setting, args.steps, seed=r))
     for n, setting in cases:
         rate = statistics.median(rates[(n, setting)])
         runs = ", ".join(f"{x:.1f}" for x in rates[(n, setting)])

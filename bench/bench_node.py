@@ -49,10 +49,10 @@ def load_world(checkpoint: str | None, device: str) -> tuple[WorldModel, str]:
         return wm, str(checkpoint or "bundled default")
     except ValueError as e:  # no bundled model yet: the speed is the same for untrained weights
         from rtfm_ros.learn.config import preset
-        from rtfm_ros.learn.network import FrameRenderer
+        from rtfm_ros.learn.depth_prior import DepthPrior
         print(f"note: {e}; timing an untrained tiny model")
         torch.manual_seed(0)
-        return WorldModel(FrameRenderer(preset("tiny")), device=device), "untrained tiny"
+        return WorldModel(DepthPrior(preset("tiny")), device=device), "untrained tiny"
 
 
 def tf_child(tf_rate: float, out: str) -> None:

@@ -7,7 +7,7 @@
   1024x1024 ~/render_view runs back to back beside it.
 - phantom: a MuJoCo world seeded with ground-truth views (with depth); the render worker flies a
   --views-long loop remembering new places; share of published depth pixels >= 20 % nearer than
-  ground truth, and share of pixels published, per stretch of the run; depth_source checked vs model.
+  ground truth, and share of pixels published, per stretch of the run; depth_source checked vs rendered.
 
 Usage: .venv/bin/python bench/bench_node_sensor.py [--only delivery latency phantom] [--views 500]
 """
@@ -174,7 +174,7 @@ def phantom(views: int) -> None:
     print("\n| depth_source | views | frames at end | phantom-near share (>= 20 % too near) by stretch of the run | "
           "pixels published |")
     print("|---|---|---|---|---|")
-    for source in ("checked", "model"):
+    for source in ("checked", "rendered"):
         wm, traj, sim = world_model(views=views)
         worker = RenderWorker(wm)
         sensor = Sensor(Lens(g.PinholeCamera.from_fov(64, 64, 90)))

@@ -57,7 +57,7 @@ def main() -> None:
     wm = WorldModel.load(args.checkpoint)
     cam = PinholeCamera.from_fov(args.size, args.size, 90)
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"device {wm.device}, torch {torch.__version__}, model {wm.config.to_dict().get('name', '?')}")
+          f"device {wm.device}, torch {torch.__version__}, model {wm.core.depth_prior.config.name}")
     print(f"bag: {args.seconds:g} s, rendered at {args.rate:g} Hz, {args.size}x{args.size}")
     print("| variant | frames | wall (s) | of which model (s) | ms/frame other | x real time "
           "| x real time, model excluded |")

@@ -15,6 +15,7 @@ from machine import machine
 
 from rtfm_ros.evaluate.metrics import psnr
 from rtfm_ros.geometry import PinholeCamera
+from rtfm_ros.render.config import RenderConfig
 from rtfm_ros.world import WorldModel
 
 
@@ -38,8 +39,7 @@ def main() -> None:
         with WorldRenderer(world, cam) as r:
             views = [r.render(T)[0] for T in poses]
         for name, learned in (("prior (learned)", True), ("flat (no learning)", False)):
-            wm = WorldModel(lead.network)
-            wm.use_prior = learned
+            wm = WorldModel(lead.core, config=RenderConfig(use_prior=learned))
             wm.add_frame(views[0], poses[0], cam)
             scores[name] += [psnr(wm.render(T, cam, remember=False), v) for T, v in zip(poses[1:], views[1:])]
         scores["copy the photo"] += [psnr(views[0], v) for v in views[1:]]

@@ -1,8 +1,9 @@
 """rtfm_ros: a ROS 2 camera simulator powered by a real-time generative world model.
 
-The public API: ``WorldModel`` (one world: a memory of posed frames rendered by a
-``RenderNetwork`` that many worlds may share), ``FrameMemory`` and ``PinholeCamera``. Poses
-are T_world_camera 4x4 matrices with optical axes (x right, y down, z forward). The torch
+The public API: ``WorldModel`` (one world: a memory of posed frames rendered over a
+``RenderCore`` that many worlds may share: the depth prior and the prepared-frame cache),
+``FrameMemory`` and ``PinholeCamera``. Poses are T_world_camera 4x4 matrices with optical axes
+(x right, y down, z forward). The torch
 parts are imported lazily so that light modules (geometry, the CLI's argument parsing) do
 not pay for torch.
 """
@@ -19,10 +20,10 @@ from rtfm_ros.geometry import PinholeCamera
 
 if TYPE_CHECKING:
     from rtfm_ros.memory import FrameMemory
-    from rtfm_ros.render.cache import RenderNetwork
+    from rtfm_ros.render.cache import RenderCore
     from rtfm_ros.world import WorldModel
 
-__all__ = ["FrameMemory", "PinholeCamera", "RenderNetwork", "WorldModel"]
+__all__ = ["FrameMemory", "PinholeCamera", "RenderCore", "WorldModel"]
 __version__ = "0.1.0"
 
 
@@ -31,10 +32,10 @@ def __getattr__(name: str) -> object:
         from rtfm_ros.world import WorldModel
 
         return WorldModel
-    if name == "RenderNetwork":
-        from rtfm_ros.render.cache import RenderNetwork
+    if name == "RenderCore":
+        from rtfm_ros.render.cache import RenderCore
 
-        return RenderNetwork
+        return RenderCore
     if name == "FrameMemory":
         from rtfm_ros.memory import FrameMemory
 

@@ -6,7 +6,7 @@ z forward). Other conventions (ROS body frames, OpenGL/NeRF cameras, MuJoCo came
 converted here, at the edges, and nowhere else.
 
 Quaternions use ROS order (x, y, z, w). Rotation math goes through scipy. Per-pixel rays
-(Plücker maps, unprojection, splatting) are in rtfm_ros.render.rays.
+(ray directions, unprojection, splatting) are in rtfm_ros.render.rays.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """WorldModel: the one facade the node, bag replay, Gym envs and the demo use.
 
-A world is a FrameMemory (posed frames, each at its own resolution up to ``max_frame_side``)
-rendered by a RenderNetwork that many worlds may share (rtfm_ros.render.cache). Each frame gets a
-depth once, when it is stored (its own, multi-view stereo over its posed neighbours, or the
-model's monocular prior: rtfm_ros.render.prepare); rendering a pose picks context frames by juggling
-and warps them into the view (rtfm_ros.render.warp). By default the view is remembered when it
-shows a place the memory does not hold yet.
+A world is a FrameMemory (posed frames, each at its own resolution up to the RenderConfig's
+``max_frame_side``) rendered over a RenderCore that many worlds may share (rtfm_ros.render.cache).
+Each frame gets a depth once, when it is stored (its own, multi-view stereo over its posed
+neighbours, or the learned monocular depth prior: rtfm_ros.render.prepare); rendering a pose picks
+context frames by juggling and warps them into the view (rtfm_ros.render.warp). By default the
+view is remembered when it shows a place the memory does not hold yet.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from rtfm_ros.geometry import (
     check_pixel_budget,
     validate_pose,
 )
-from rtfm_ros.learn.config import ModelConfig
-from rtfm_ros.learn.network import FrameRenderer
+from rtfm_ros.learn.depth_prior import DepthPrior
 from rtfm_ros.memory import FrameMemory
 from rtfm_ros.render import prepare as ctxprep
 from rtfm_ros.render import warp
-from rtfm_ros.render.cache import DEFAULT_CACHE_BYTES, RenderNetwork
+from rtfm_ros.render.cache import DEFAULT_CACHE_BYTES, RenderCore
+from rtfm_ros.render.config import RenderConfig
 from rtfm_ros.render.fit_file import WorldFit, fit_path, load_fit
 
 # Generated views feed back into later renders; real (seeded, observed) frames are trusted more
@@ -46,7 +46,6 @@ from rtfm_ros.render.fit_file import WorldFit, fit_path, load_fit
 GENERATED_PRIOR = 1e-3
 GENERATED_WEIGHT = 0.05
 EXTRA_GENERATED = 2
-MAX_FRAME_SIDE = 640  # frames are stored at their own size up to this long side
 _log = logging.getLogger(__name__)
 
 
@@ -66,33 +65,28 @@ def _resize(img: np.ndarray, width: int, height: int, mode: str) -> np.ndarray:
 
 
 class WorldModel:
-    """One world (a FrameMemory and how it is rendered) over a RenderNetwork it may share.
+    """One world (a FrameMemory and how it is rendered) over a RenderCore it may share.
 
-    ``network`` is a RenderNetwork (shared with other worlds) or a FrameRenderer (which gets a
-    network of its own). The memory belongs to this world for its lifetime: a different memory
-    is a different world (:meth:`with_memory`), so nothing swaps it from outside.
+    ``core`` is a RenderCore (shared with other worlds) or a DepthPrior (which gets a core of its
+    own); ``config`` says how this world renders (RenderConfig). The memory belongs to this world
+    for its lifetime: a different memory is a different world (:meth:`with_memory`), so nothing
+    swaps it from outside.
     """
 
-    def __init__(self, network: RenderNetwork | FrameRenderer, memory: FrameMemory | None = None, *,
-                 device: str | torch.device = "auto", checkpoint_info: dict[str, Any] | None = None,
-                 max_frame_side: int = MAX_FRAME_SIDE, context_size: int | None = None,
-                 use_stereo: bool = True) -> None:
-        if int(max_frame_side) != max_frame_side or max_frame_side < 8:
-            raise ValueError(f"max_frame_side must be an integer >= 8, got {max_frame_side}")
-        if isinstance(network, FrameRenderer):
-            network = RenderNetwork(network, device=device, checkpoint_info=checkpoint_info)
-        elif not isinstance(network, RenderNetwork):
-            raise TypeError(f"network must be a RenderNetwork or FrameRenderer, got {type(network).__name__}")
-        self.network = network
+    def __init__(self, core: RenderCore | DepthPrior, memory: FrameMemory | None = None, *,
+                 config: RenderConfig | None = None, device: str | torch.device = "auto",
+                 checkpoint_info: dict[str, Any] | None = None) -> None:
+        if isinstance(core, DepthPrior):
+            core = RenderCore(core, device=device, checkpoint_info=checkpoint_info)
+        elif not isinstance(core, RenderCore):
+            raise TypeError(f"core must be a RenderCore or DepthPrior, got {type(core).__name__}")
+        if config is not None and not isinstance(config, RenderConfig):
+            raise TypeError(f"config must be a RenderConfig, got {type(config).__name__}")
+        self.core = core
+        self.config = config if config is not None else RenderConfig()
         self._memory = memory if memory is not None else FrameMemory()
-        self._key = network.new_world_key()
-        weakref.finalize(self, network.cache.drop_world, self._key)  # its prepared frames go with it
-        self.max_frame_side = int(max_frame_side)
-        self.context_size = int(context_size or self.config.context)
-        self.use_stereo = use_stereo
-        self.use_prior = True  # the monocular depth head (learned); off: a flat fallback depth
-        # Stereo's depth range (near, far) in world units; None: from the cameras' own geometry.
-        self.depth_range: tuple[float, float] | None = None
+        self._key = core.new_world_key()
+        weakref.finalize(self, core.cache.drop_world, self._key)  # its prepared frames go with it
         self.fit: WorldFit | None = None  # per-world fitted blend parameters (rtfm fit)
         self.last_render_seconds = 0.0
         self.max_view_pixels, self.max_pixels_per_call = MAX_VIEW_PIXELS, MAX_PIXELS_PER_CALL
@@ -101,26 +95,24 @@ class WorldModel:
     @classmethod
     def load(cls, checkpoint: str | Path | None = None, *, world: str | Path | None = None,
              device: str | torch.device = "auto", ram_budget_bytes: int | None = None,
-             fit: bool = True) -> WorldModel:
-        """The bundled default model (or ``checkpoint``), with an empty memory or a saved world
+             fit: bool = True, config: RenderConfig | None = None) -> WorldModel:
+        """The bundled default depth prior (or ``checkpoint``), with an empty memory or a saved world
         (and, with ``fit``, the world's fitted parameters when `rtfm fit` left them beside it).
         ``ram_budget_bytes`` bounds the memory's resident pixels and, apart from them, the
-        network's prepared frames (each rebuilt on use when dropped)."""
-        network = RenderNetwork.load(checkpoint, device=device,
-                                     cache_bytes=DEFAULT_CACHE_BYTES if ram_budget_bytes is None else ram_budget_bytes)
+        core's prepared frames (each rebuilt on use when dropped)."""
+        core = RenderCore.load(checkpoint, device=device,
+                               cache_bytes=DEFAULT_CACHE_BYTES if ram_budget_bytes is None else ram_budget_bytes)
         memory = FrameMemory.open(world, ram_budget_bytes=ram_budget_bytes) if world is not None \
             else FrameMemory(ram_budget_bytes=ram_budget_bytes)
-        wm = cls(network, memory)
+        wm = cls(core, memory, config=config)
         if world is not None and fit:
             wm.load_fit_beside(world)
         return wm
 
     def with_memory(self, memory: FrameMemory, *, fit: WorldFit | None = None) -> WorldModel:
-        """A new world over ``memory`` that shares this one's network and settings (the fit is
+        """A new world over ``memory`` that shares this one's core and settings (the fit is
         per world: give the new memory's own, e.g. from load_fit_beside on the result)."""
-        wm = WorldModel(self.network, memory, max_frame_side=self.max_frame_side,
-                        context_size=self.context_size, use_stereo=self.use_stereo)
-        wm.use_prior, wm.depth_range = self.use_prior, self.depth_range
+        wm = WorldModel(self.core, memory, config=self.config)
         wm.max_view_pixels, wm.max_pixels_per_call = self.max_view_pixels, self.max_pixels_per_call
         if fit is not None and not 0 < fit.frames <= len(memory):  # as load_fit: the world may have grown
             raise ValueError(f"the fit is for {fit.frames} frames but the memory holds {len(memory)}")
@@ -133,20 +125,12 @@ class WorldModel:
         return self._memory
 
     @property
-    def model(self) -> FrameRenderer:
-        return self.network.model
-
-    @property
     def device(self) -> torch.device:
-        return self.network.device
-
-    @property
-    def config(self) -> ModelConfig:
-        return self.network.config
+        return self.core.device
 
     @property
     def checkpoint_info(self) -> dict[str, Any]:
-        return self.network.checkpoint_info
+        return self.core.checkpoint_info
 
     def load_fit_beside(self, world_path: str | Path) -> bool:
         """Use the fit `rtfm fit` left beside ``world_path`` (after the memory came from that
@@ -161,7 +145,7 @@ class WorldModel:
 
     def memory_camera(self, camera: PinholeCamera) -> PinholeCamera:
         """The camera a view of ``camera`` is stored with: its own, long side capped at max_frame_side."""
-        return ctxprep.target_camera_for_memory(camera, self.max_frame_side)
+        return ctxprep.target_camera_for_memory(camera, self.config.max_frame_side)
 
     def _to_memory(self, image: np.ndarray, camera: PinholeCamera,
                    depth: np.ndarray | None) -> tuple[np.ndarray, PinholeCamera, np.ndarray | None]:
@@ -191,8 +175,8 @@ class WorldModel:
         fid = self.memory.add(img, T, cam, stamp=time.time() if stamp is None else stamp, source=source, depth=d)
         if source != "generated":  # neighbours whose depth was worse get another go on their next use
             for i in ctxprep.neighbours_to_refresh(self.memory, fid):
-                if ctxprep.improvable(self.network.cache.get((self._key, i), touch=False)):
-                    self.network.cache.drop((self._key, i))
+                if ctxprep.improvable(self.core.cache.get((self._key, i), touch=False)):
+                    self.core.cache.drop((self._key, i))
         return fid
 
     def add_frame(self, image: np.ndarray, T_world_camera: np.ndarray, camera: PinholeCamera, *,
@@ -224,13 +208,14 @@ class WorldModel:
         return ids
 
     def prepare(self, frame_id: int) -> ctxprep.PreparedFrame:
-        """The frame's depth and pyramid (from the network's cache, or computed and cached now)."""
+        """The frame's depth and pyramid (from the core's cache, or computed and cached now)."""
         key = (self._key, int(frame_id))
-        prepared = self.network.cache.get(key)
+        prepared = self.core.cache.get(key)
         if prepared is None:
-            prepared = ctxprep.prepare(self.memory, frame_id, self.model, self.device, use_stereo=self.use_stereo,
-                                       use_prior=self.use_prior, depth_range=self.depth_range)
-            self.network.cache.put(key, prepared)
+            cfg = self.config
+            prepared = ctxprep.prepare(self.memory, frame_id, self.core.depth_prior, self.device,
+                                       use_stereo=cfg.use_stereo, use_prior=cfg.use_prior, depth_range=cfg.depth_range)
+            self.core.cache.put(key, prepared)
         return prepared
 
     def depth_sources(self) -> dict[str, int]:
@@ -323,25 +308,25 @@ class WorldModel:
         return (images[0], depths[0]) if return_depth else images[0]
 
     def save(self, path: str | Path) -> Path:
-        """Save the world (frames + poses) to a world file; the network is not copied."""
-        return self.memory.save(path, meta={"model": self.network.name})
+        """Save the world (frames + poses) to a world file; the depth prior is not copied."""
+        return self.memory.save(path, meta={"model": self.core.name})
 
     def reset(self) -> None:
         """Forget every frame (and the fit and prepared frames that belonged to them)."""
         self.memory.clear()
-        self.network.cache.drop_world(self._key)
+        self.core.cache.drop_world(self._key)
         self.fit = None
 
 
 # ---------------------------------------------------------------------------------------------
 # The batched core: shared by WorldModel.render_batch (N views of one world) and
-# envs.batching.render_many (one view per world, many worlds sharing one network).
+# envs.batching.render_many (one view per world, many worlds sharing one render core).
 
 @torch.no_grad()
 def render_views(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]],
                  context_cameras: Sequence[PinholeCamera] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One batched render of views (world, T_world_camera, camera) of one size, each from its own
-    world's memory, all worlds on one network -> (NxHxWx3 uint8, NxHxW depth, NaN where unseen).
+    world's memory, all worlds on one render core -> (NxHxWx3 uint8, NxHxW depth, NaN where unseen).
 
     Poses and cameras must already be validated (render_batch / render_many do it). Views of
     worlds with different fitted blend parameters are blended in one call per parameter set.
@@ -351,9 +336,9 @@ def render_views(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]],
         raise ValueError("no views to render")
     if context_cameras is not None and len(context_cameras) != len(views):
         raise ValueError(f"{len(context_cameras)} context cameras for {len(views)} views")
-    network = views[0][0].network
-    if any(wm.network is not network for wm, _, _ in views):
-        raise ValueError("render_views needs worlds that share one network (group them first)")
+    core = views[0][0].core
+    if any(wm.core is not core for wm, _, _ in views):
+        raise ValueError("render_views needs worlds that share one render core (group them first)")
     H, W = views[0][2].height, views[0][2].width
     images = np.empty((len(views), H, W, 3), np.uint8)
     depths = np.empty((len(views), H, W), np.float32)
@@ -364,7 +349,7 @@ def render_views(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]],
         groups.setdefault(key, (params, []))[1].append(i)
     for params, idx in groups.values():
         pick = [views[i][2] if context_cameras is None else context_cameras[i] for i in idx]
-        images[idx], depths[idx] = _render_group([views[i] for i in idx], pick, params, network.device)
+        images[idx], depths[idx] = _render_group([views[i] for i in idx], pick, params, core.device)
     return images, depths
 
 
@@ -372,10 +357,11 @@ def _context_ids(wm: WorldModel, T: np.ndarray, cam: PinholeCamera) -> list[int]
     """The view's context: the best real frames, then a few generated views after them."""
     if len(wm.memory) == 0:
         raise EmptyWorldError("the world is empty: seed the world first (add_frame or a saved world)")
-    ids = wm.memory.select_context(T, cam, wm.context_size + EXTRA_GENERATED, generated_prior=GENERATED_PRIOR)
+    k = wm.config.context_size
+    ids = wm.memory.select_context(T, cam, k + EXTRA_GENERATED, generated_prior=GENERATED_PRIOR)
     real = [i for i in ids if wm.memory.source(i) != "generated"]
     gen = [i for i in ids if wm.memory.source(i) == "generated"]
-    ids = real[: wm.context_size] + gen[: max(EXTRA_GENERATED, wm.context_size - len(real))]
+    ids = real[:k] + gen[: max(EXTRA_GENERATED, k - len(real))]
     if not ids:
         raise EmptyWorldError("context selection found no frame to render from")
     return ids

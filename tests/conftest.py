@@ -32,14 +32,14 @@ def assets(tmp_path_factory):
     from rtfm_ros import geometry as g
     from rtfm_ros.learn.checkpoint import save_checkpoint
     from rtfm_ros.learn.config import preset
-    from rtfm_ros.learn.network import FrameRenderer
+    from rtfm_ros.learn.depth_prior import DepthPrior
     from rtfm_ros.sim.renderer import WorldRenderer
     from rtfm_ros.sim.worlds import make_world
     from rtfm_ros.world import WorldModel
 
     root = tmp_path_factory.mktemp("camera_node")
     torch.manual_seed(0)
-    model = FrameRenderer(preset("tiny"))
+    model = DepthPrior(preset("tiny"))
     save_checkpoint(root / "ckpt", model, info={"name": "tiny-test"})
     wm = WorldModel(model, device="cpu")
     cam = g.PinholeCamera.from_fov(64, 64, 90)

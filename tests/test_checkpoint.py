@@ -14,15 +14,15 @@ from rtfm_ros.learn.checkpoint import (
     read_checkpoint_config,
     save_checkpoint,
 )
-from rtfm_ros.learn.config import ConfigError, ModelConfig, preset
-from rtfm_ros.learn.network import FrameRenderer
+from rtfm_ros.learn.config import ConfigError, DepthPriorConfig, preset
+from rtfm_ros.learn.depth_prior import DepthPrior
 
-SMALL = ModelConfig(name="test", image_size=16, patch=8, dim=32, heads=2, enc_layers=1, dec_layers=1)
+SMALL = DepthPriorConfig(name="test", image_size=16, patch=8, dim=32, heads=2, layers=1)
 
 
 def test_round_trip(tmp_path):
     torch.manual_seed(0)
-    model = FrameRenderer(SMALL)
+    model = DepthPrior(SMALL)
     path = save_checkpoint(tmp_path / "ckpt", model, info={"steps": 3}, model_card="# card\n")
     loaded, meta = load_checkpoint(path)
     assert meta["info"]["steps"] == 3 and meta["model"]["dim"] == 32
@@ -36,7 +36,7 @@ def test_round_trip(tmp_path):
 
 
 def test_truncated_and_corrupt_weights_are_refused(tmp_path):
-    path = save_checkpoint(tmp_path / "ckpt", FrameRenderer(SMALL))
+    path = save_checkpoint(tmp_path / "ckpt", DepthPrior(SMALL))
     weights = path / "model.safetensors"
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])
@@ -50,7 +50,7 @@ def test_truncated_and_corrupt_weights_are_refused(tmp_path):
 
 
 def test_mismatched_config_is_refused(tmp_path):
-    path = save_checkpoint(tmp_path / "ckpt", FrameRenderer(SMALL))
+    path = save_checkpoint(tmp_path / "ckpt", DepthPrior(SMALL))
     meta = json.loads((path / "config.json").read_text())
     meta["model"]["dim"] = 64
     meta["model"]["heads"] = 4
@@ -66,7 +66,7 @@ def test_mismatched_config_is_refused(tmp_path):
 @pytest.mark.parametrize("content, message", [("not json", "not valid JSON"), ("{}", "not an rtfm-checkpoint"),
                                               ('{"format": "rtfm-checkpoint", "version": 99}', "version 99")])
 def test_bad_config_is_refused(tmp_path, content, message):
-    path = save_checkpoint(tmp_path / "ckpt", FrameRenderer(SMALL))
+    path = save_checkpoint(tmp_path / "ckpt", DepthPrior(SMALL))
     (path / "config.json").write_text(content)
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(path)
@@ -82,8 +82,8 @@ def test_presets_build_and_reject_bad_shapes():
     with pytest.raises(ValueError, match="unknown model preset"):
         preset("huge")
     with pytest.raises(ValueError, match="divisible"):
-        ModelConfig(dim=30, heads=4)
-    model = FrameRenderer(SMALL)
+        DepthPriorConfig(dim=30, heads=4)
+    model = DepthPrior(SMALL)
     with pytest.raises(ValueError, match="multiple of the model's patch size"):
         model.encode(torch.rand(1, 3, 12, 16), torch.eye(3)[None])
 
@@ -97,22 +97,22 @@ def _edit_model(path, **changes):
 
 
 @pytest.mark.parametrize("changes, field", [
-    ({"heads": 0}, "heads"), ({"dim": 32.0}, "dim"), ({"context": 1_000_000}, "context"),
+    ({"heads": 0}, "heads"), ({"dim": 32.0}, "dim"), ({"layers": 1_000_000}, "layers"),
     ({"min_depth": 50.0, "max_depth": 40.0}, "min_depth < max_depth"), ({"max_depth": float("nan")}, "max_depth"),
     ({"patch": True}, "patch"), ({"mlp_ratio": "4"}, "mlp_ratio"), ({"name": ""}, "name"),
-    ({"dim": 8192, "heads": 8, "enc_layers": 64, "dec_layers": 64}, "parameters"),
+    ({"dim": 8192, "heads": 8, "layers": 128}, "parameters"),
 ])
 def test_out_of_range_model_configs_are_refused_before_building(tmp_path, changes, field):
-    path = save_checkpoint(tmp_path / "ckpt", FrameRenderer(SMALL))
+    path = save_checkpoint(tmp_path / "ckpt", DepthPrior(SMALL))
     _edit_model(path, **changes)
     with pytest.raises(CheckpointError, match=field):
         load_checkpoint(path)
     with pytest.raises(ConfigError, match=field):
-        ModelConfig(**{**SMALL.to_dict(), **changes})
+        DepthPriorConfig(**{**SMALL.to_dict(), **changes})
 
 
 def test_model_section_is_covered_by_its_checksum(tmp_path):
-    path = save_checkpoint(tmp_path / "ckpt", FrameRenderer(SMALL))
+    path = save_checkpoint(tmp_path / "ckpt", DepthPrior(SMALL))
     meta = json.loads((path / "config.json").read_text())
     assert meta["config_sha256"] == config_sha256(SMALL.to_dict())
     meta["model"]["max_depth"] = 80.0  # in range, same weights' shapes: only the checksum notices
@@ -124,7 +124,7 @@ def test_model_section_is_covered_by_its_checksum(tmp_path):
 
 
 def test_unreadable_configs_are_refused_with_a_checkpoint_error(tmp_path):
-    path = save_checkpoint(tmp_path / "ckpt", FrameRenderer(SMALL))
+    path = save_checkpoint(tmp_path / "ckpt", DepthPrior(SMALL))
     cfg = path / "config.json"
     cfg.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(CheckpointError, match=str(cfg)):

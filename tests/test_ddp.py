@@ -25,22 +25,22 @@ def _launch(data: Path, out: Path, mode: str) -> None:
 
     import rtfm_ros.learn.train as train_mod
 
-    made, renderer = [], train_mod.FrameRenderer
+    made, prior = [], train_mod.DepthPrior
 
-    def recording_renderer(config):
-        made.append(renderer(config))
+    def recording_prior(config):
+        made.append(prior(config))
         return made[-1]
 
-    class ShardZero(train_mod.ClipExamples):
+    class ShardZero(train_mod.FrameExamples):
         """Example i of one process is the one rank 0 of WORLD processes takes in its place."""
 
         def __getitem__(self, i):
             step, b = divmod(i, BATCH)
             return super().__getitem__(step * WORLD * BATCH + b)
 
-    train_mod.FrameRenderer = recording_renderer
+    train_mod.DepthPrior = recording_prior
     if mode == "shard0":
-        train_mod.ClipExamples = ShardZero
+        train_mod.FrameExamples = ShardZero
     cfg = train_mod.TrainConfig(data=str(data), out=str(out / f"run_{mode}"), steps=STEPS, batch_size=BATCH,
                                 warmup=1, save_every=STEPS, device="cpu", amp="off", threads=1)
     train_mod.train(cfg)

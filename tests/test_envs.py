@@ -20,7 +20,7 @@ from rtfm_ros.envs.vector import CameraNavVectorEnv
 from rtfm_ros.geometry import GeometryError
 from rtfm_ros.learn.checkpoint import DEFAULT_CHECKPOINT
 from rtfm_ros.learn.config import preset
-from rtfm_ros.learn.network import FrameRenderer
+from rtfm_ros.learn.depth_prior import DepthPrior
 from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE
 from rtfm_ros.world import WorldModel
 
@@ -30,12 +30,12 @@ SMALL = dict(world_seed=WORLD, width=32, height=32, seed_turn_views=4, seed_path
 
 
 @pytest.fixture(scope="module")
-def network() -> FrameRenderer:
-    """The bundled default model's network (an untrained one of the same design until it ships)."""
+def network() -> DepthPrior:
+    """The bundled default depth prior (an untrained one of the same design until it ships)."""
     if (DEFAULT_CHECKPOINT / "config.json").is_file():
-        return WorldModel.load(device="cpu").model
+        return WorldModel.load(device="cpu").core.depth_prior
     torch.manual_seed(0)
-    return FrameRenderer(preset("tiny"))
+    return DepthPrior(preset("tiny"))
 
 
 def free_start_facing_wall(env: CameraNavEnv) -> tuple[float, float, float]:
@@ -194,7 +194,7 @@ def test_vector_env_renders_like_single_envs(network):
         o, r, *_ = envs.step(actions)
         v_obs.append(o)
         v_rew.append(r)
-    assert envs.world_models[0].model is envs.world_models[1].model  # one network ...
+    assert envs.world_models[0].core is envs.world_models[1].core  # one render core ...
     assert envs.world_models[0].memory is not envs.world_models[1].memory  # ... two worlds
     envs.close()
     for i in range(2):

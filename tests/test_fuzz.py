@@ -34,8 +34,8 @@ from rtfm_ros.geometry import (
 )
 from rtfm_ros.io import bags, messages
 from rtfm_ros.learn.checkpoint import CheckpointError, config_sha256, load_checkpoint, save_checkpoint
-from rtfm_ros.learn.config import ConfigError, ModelConfig
-from rtfm_ros.learn.network import FrameRenderer
+from rtfm_ros.learn.config import ConfigError, DepthPriorConfig
+from rtfm_ros.learn.depth_prior import DepthPrior
 from rtfm_ros.memory import FrameMemory, WorldFileError
 
 FAST, SLOW = 25, 250
@@ -116,7 +116,7 @@ test_fuzz_damaged_world_files, test_fuzz_damaged_world_files_slow = both(
 
 
 # ------------------------------------------------------------------ checkpoint configs
-SMALL = ModelConfig(name="fuzz", image_size=16, patch=8, dim=32, heads=2, enc_layers=1, dec_layers=1)
+SMALL = DepthPriorConfig(name="fuzz", image_size=16, patch=8, dim=32, heads=2, layers=1)
 _CKPT: dict[str, Path] = {}
 
 junk = st.one_of(st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
@@ -128,14 +128,14 @@ field = st.sampled_from(sorted(SMALL.to_dict()) + ["extra_key"])
 def checkpoint_dir() -> Path:
     if not _CKPT:
         torch.manual_seed(0)
-        _CKPT["p"] = save_checkpoint(Path(tempfile.mkdtemp(prefix="rtfm_fuzz_ckpt_")) / "ckpt", FrameRenderer(SMALL))
+        _CKPT["p"] = save_checkpoint(Path(tempfile.mkdtemp(prefix="rtfm_fuzz_ckpt_")) / "ckpt", DepthPrior(SMALL))
     return _CKPT["p"]
 
 
 def _bad_configs(changes, rehash):
     data = {**SMALL.to_dict(), **changes}
     try:
-        cfg = ModelConfig.from_dict(data)
+        cfg = DepthPriorConfig.from_dict(data)
     except ConfigError:
         pass
     else:
@@ -159,7 +159,7 @@ def _bad_configs(changes, rehash):
             model, loaded = load_checkpoint(path)
         except CheckpointError:
             return
-        assert model.config == ModelConfig.from_dict(loaded["model"])
+        assert model.config == DepthPriorConfig.from_dict(loaded["model"])
 
 
 test_fuzz_checkpoint_configs, test_fuzz_checkpoint_configs_slow = both(

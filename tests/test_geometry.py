@@ -1,4 +1,4 @@
-"""Geometry core: transforms, quaternions, conventions, cameras, Plücker rays."""
+"""Geometry core: transforms, quaternions, conventions, cameras, pixel rays."""
 
 import math
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
 from rtfm_ros import geometry as g
-from rtfm_ros.render.rays import plucker_rays, splat, unproject
+from rtfm_ros.render.rays import camera_directions, splat, unit, unproject
 
 finite = st.floats(-50, 50, allow_nan=False, allow_infinity=False)
 quats = st.lists(st.floats(-1, 1, allow_nan=False), min_size=4, max_size=4).filter(
@@ -136,23 +136,10 @@ def test_camera_rejects_bad_values(kwargs):
 @settings(max_examples=30, deadline=None)
 def test_principal_ray_is_optical_axis(T):
     cam = g.PinholeCamera(width=9, height=7, fx=10.0, fy=12.0, cx=4.5, cy=3.5)  # pixel (4, 3) centre = (cx, cy)
-    rays = plucker_rays(torch.tensor(T)[None], torch.tensor(cam.K)[None], cam.height, cam.width)
-    d, m = rays[0, :3, 3, 4].numpy(), rays[0, 3:, 3, 4].numpy()
-    np.testing.assert_allclose(d, T[:3, 2], atol=1e-9)
-    np.testing.assert_allclose(m, np.cross(T[:3, 3], T[:3, 2]), atol=1e-8)
-    # every moment is orthogonal to its direction, every direction is unit length
-    dirs, moms = rays[0, :3], rays[0, 3:]
-    np.testing.assert_allclose((dirs * moms).sum(0).numpy(), 0, atol=1e-8)
-    np.testing.assert_allclose(dirs.norm(dim=0).numpy(), 1, atol=1e-12)
-
-
-def test_plucker_relative_frame_and_device():
-    T = torch.tensor(g.look_at([1, 2, 0.5], [3, 2, 0.5]))[None]
-    K = torch.tensor(g.PinholeCamera.from_fov(8, 8, 60).K)[None]
-    rel = plucker_rays(T, K, 8, 8, T_frame_world=torch.linalg.inv(T))
-    # in its own frame a camera's rays start at the origin: zero moment
-    assert rel[:, 3:].abs().max() < 1e-12
-    assert plucker_rays(T.float(), K.float(), 8, 8).dtype == torch.float32
+    dirs = unit(camera_directions(torch.tensor(cam.K)[None], cam.height, cam.width))
+    world = torch.einsum("ij,jhw->ihw", torch.tensor(T[:3, :3]), dirs[0])
+    np.testing.assert_allclose(world[:, 3, 4].numpy(), T[:3, 2], atol=1e-9)
+    np.testing.assert_allclose(world.norm(dim=0).numpy(), 1, atol=1e-12)  # every direction is unit length
 
 
 def test_splat_identity_is_exact():

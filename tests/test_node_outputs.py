@@ -49,7 +49,7 @@ def test_a_calibrated_distorted_camera_and_its_topics(assets, domain, ctx, tf_ch
     calib.write_text(CALIBRATION)
     spun = SpunNode(domain, {"camera_info_url": f"file://{calib}", "rate": 4.0, "publish_depth": True,
                              "depth_encoding": "16UC1", "publish_points": True, "publish_rect": True,
-                             "depth_source": "model"}, world_model=world_model(assets), node_name="rtfm_cal",
+                             "depth_source": "rendered"}, world_model=world_model(assets), node_name="rtfm_cal",
                     namespace="cal")
     caller = Caller(ctx)
     try:

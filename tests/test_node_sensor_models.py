@@ -234,7 +234,7 @@ def test_the_world_handle_loads_a_new_world_and_keeps_the_old_one_on_failure(tmp
     from rtfm_ros.camera.worker import RenderWorker
     from rtfm_ros.camera.world_handle import WorldHandle
     from rtfm_ros.learn.config import preset
-    from rtfm_ros.learn.network import FrameRenderer
+    from rtfm_ros.learn.depth_prior import DepthPrior
     from rtfm_ros.world import WorldModel
 
     cam = g.PinholeCamera.from_fov(16, 16, 90)
@@ -245,12 +245,12 @@ def test_the_world_handle_loads_a_new_world_and_keeps_the_old_one_on_failure(tmp
                 stamp=float(i), source="seed")
     mem.close()
     before = src.read_bytes()
-    first = WorldModel(FrameRenderer(preset("tiny")), device="cpu")
+    first = WorldModel(DepthPrior(preset("tiny")), device="cpu")
     worker = RenderWorker(first)
     handle = WorldHandle(worker, logging.getLogger("test"), scratch_dir=str(tmp_path))
     assert handle.load(str(src)) == (3, src) and handle.source == src
     loaded = handle.world
-    assert loaded is not first and worker.world is loaded and loaded.network is first.network
+    assert loaded is not first and worker.world is loaded and loaded.core is first.core
     with pytest.raises(FileNotFoundError):
         handle.load(str(tmp_path / "missing.rtfm"))
     assert handle.world is loaded and handle.source == src  # a failed load changes nothing

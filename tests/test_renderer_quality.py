@@ -8,6 +8,7 @@ import pytest
 from rtfm_ros import PinholeCamera, WorldModel
 from rtfm_ros.evaluate.holdout import PosedSet, evaluate_holdout
 from rtfm_ros.evaluate.metrics import psnr
+from rtfm_ros.render.config import RenderConfig
 
 
 def _views(seed, kind, camera, n, trajectory="loop"):
@@ -126,8 +127,7 @@ def test_stereo_depth_comes_from_the_frames_and_honours_a_given_range(room):
     assert ok.mean() > 0.15  # flat walls give stereo nothing to match: unsure pixels stay NaN
     assert np.median(np.abs(d[ok] - truth[ok]) / truth[ok]) < 0.1
     assert wm.depth_sources().get("stereo", 0) >= 10
-    narrow = WorldModel.load()
-    narrow.depth_range = (0.5, 0.6)
+    narrow = WorldModel.load(config=RenderConfig(depth_range=(0.5, 0.6)))
     narrow.add_frames([(rgb, T, cam) for T, (rgb, _) in list(zip(poses, views))[:6]])
     d = narrow.prepare(3).depth[0].numpy()
     assert np.nanmin(d) >= 0.5 - 1e-4 and np.nanmax(d) <= 0.6 + 1e-4

@@ -77,11 +77,12 @@ def single_photo_scores(wm_factory, photos):
 
 
 def test_trained_depth_prior_beats_untrained_and_flat():
-    """A one-photo world gets its depth from the network's monocular head: the bundled weights
+    """A one-photo world gets its depth from the learned monocular prior: the bundled weights
     must render moved views clearly better than the same network untrained, and better than the
     flat fallback depth. Measured on these worlds: 25.5 dB trained, 21.6 untrained, 24.5 flat
     (other initialisations of the untrained network land within 1 dB of this one)."""
-    from rtfm_ros.learn.network import FrameRenderer
+    from rtfm_ros.learn.depth_prior import DepthPrior
+    from rtfm_ros.render.config import RenderConfig
     from rtfm_ros.sim.renderer import WorldRenderer
     from rtfm_ros.sim.trajectories import make_trajectory
     from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE, KINDS, make_world
@@ -95,12 +96,10 @@ def test_trained_depth_prior_beats_untrained_and_flat():
     trained = WorldModel.load()
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        untrained = FrameRenderer(trained.config)
+        untrained = DepthPrior(trained.core.depth_prior.config)
 
     def flat():
-        wm = WorldModel.load()
-        wm.use_prior = False
-        return wm
+        return WorldModel.load(config=RenderConfig(use_prior=False))
 
     ours = single_photo_scores(WorldModel.load, photos)
     random_net = single_photo_scores(lambda: WorldModel(untrained, device="cpu"), photos)

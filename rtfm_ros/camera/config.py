@@ -183,8 +183,8 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("publish_depth", "bool", False, "also publish depth", read_only=False),
     ParamSpec("depth_encoding", "str", "32FC1", "depth as 32FC1 (metres, NaN = unknown) or 16UC1 (millimetres, "
               "0 = unknown)", _choice(DEPTH_ENCODINGS), read_only=False),
-    ParamSpec("depth_source", "str", "checked", "checked: model depth only where a real frame saw the same surface "
-              "(NaN elsewhere); model: the model's depth as rendered", _choice(DEPTH_SOURCES), read_only=False),
+    ParamSpec("depth_source", "str", "checked", "checked: rendered depth only where a real frame saw the same "
+              "surface (NaN elsewhere); rendered: the depth as rendered", _choice(DEPTH_SOURCES), read_only=False),
     ParamSpec("depth_tolerance", "float", 0.1, "relative depth agreement for depth_source checked",
               _range(0.0, 1.0), read_only=False),
     ParamSpec("publish_points", "bool", False, "also publish points (PointCloud2 XYZRGB from the published depth)",

@@ -2,7 +2,7 @@
 
 ROS-free (numpy), shared by the node and the benchmarks.
 
-Depth that a costmap can trust (``depth_source: checked``): the model's depth at a pixel is
+Depth that a costmap can trust (``depth_source: checked``): the rendered depth at a pixel is
 published only where a real frame (seeded or observed, never a generated view) whose depth is
 measured (given with the frame: "sensor") or triangulated from its posed real neighbours
 ("stereo"), never the learned monocular prior, saw the same surface: the pixel's 3D point,

@@ -130,4 +130,4 @@ def model_name(world: Any) -> str:
     """The name a world's checkpoint gives its model (for ~/status and the logs)."""
     info = world.checkpoint_info or {}
     return str(info.get("info", {}).get("name") or info.get("model", {}).get("name") or
-               f"{world.config.name} (untrained)")
+               f"{world.core.depth_prior.config.name} (untrained)")

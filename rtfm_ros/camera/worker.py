@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from rtfm_ros.world import WorldModel
 
 TILE = 256  # long requests are rendered in tiles of at most TILE x TILE pixels
-DEPTH_SOURCES = ("checked", "model")
+DEPTH_SOURCES = ("checked", "rendered")
 
 
 class Cancelled(RuntimeError):
@@ -162,7 +162,7 @@ class RenderWorker:
 
     def trusted(self, depth: np.ndarray, T: np.ndarray, camera: PinholeCamera, source: str,
                 tolerance: float) -> np.ndarray:
-        """depth as published: checked against real frames, or the model's as it is."""
+        """depth as published: checked against real frames, or as rendered."""
         depth = np.asarray(depth, dtype=np.float32)
         if source != "checked":
             return depth

@@ -1,11 +1,11 @@
-"""One batched call for views of several worlds that share one network.
+"""One batched call for views of several worlds that share one render core.
 
 ``WorldModel.render_batch`` renders N poses of ONE world. A vector env with one world per
-sub-env has N worlds over (normally) one RenderNetwork (``world.with_memory``), so
+sub-env has N worlds over (normally) one RenderCore (``world.with_memory``), so
 ``render_many`` sends one view per world through it at once, each with context picked from its
 own memory; both use the same batched core (``world.render_views``).
 
-Worlds on different networks are grouped, one batched call per network.
+Worlds on different cores are grouped, one batched call per core.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from rtfm_ros.geometry import PinholeCamera, validate_transform
-from rtfm_ros.learn.network import FrameRenderer
-from rtfm_ros.render.cache import RenderNetwork
+from rtfm_ros.learn.depth_prior import DepthPrior
+from rtfm_ros.render.cache import RenderCore
 from rtfm_ros.world import WorldModel, render_views
 
 
@@ -28,15 +28,15 @@ class BatchRenderError(ValueError):
 
 
 def resolve_world_model(model: Any = None, device: str | torch.device = "auto") -> WorldModel:
-    """A WorldModel from a WorldModel (used as is), a FrameRenderer, a checkpoint directory or
-    None (the bundled default model)."""
+    """A WorldModel from a WorldModel (used as is), a DepthPrior, a checkpoint directory or
+    None (the bundled default depth prior)."""
     if isinstance(model, WorldModel):
         return model
-    if isinstance(model, FrameRenderer):
-        return WorldModel(RenderNetwork(model, device=device))
+    if isinstance(model, DepthPrior):
+        return WorldModel(RenderCore(model, device=device))
     if model is None or isinstance(model, (str, Path)):
         return WorldModel.load(model, device=device)
-    raise BatchRenderError(f"model must be a WorldModel, FrameRenderer, checkpoint directory or None, "
+    raise BatchRenderError(f"model must be a WorldModel, DepthPrior, checkpoint directory or None, "
                            f"got {type(model).__name__}")
 
 
@@ -66,11 +66,11 @@ def render_many(world_models: Sequence[WorldModel], poses: np.ndarray,
     cams = _cameras(camera, len(Ts))
     for wm, cam in zip(wms, cams):
         wm.check_camera(cam)
-    groups: list[tuple[RenderNetwork, list[int]]] = []
+    groups: list[tuple[RenderCore, list[int]]] = []
     for i, wm in enumerate(wms):
-        group = next((g for g in groups if g[0] is wm.network), None)
+        group = next((g for g in groups if g[0] is wm.core), None)
         if group is None:
-            groups.append((wm.network, [i]))
+            groups.append((wm.core, [i]))
         else:
             group[1].append(i)
     H, W = cams[0].height, cams[0].width

@@ -191,7 +191,7 @@ class CameraNavEnv(gym.Env):
     (goal position in the robot frame: x forward, y left). Reward: ``shaping`` x progress toward
     the goal + ``step_reward``, plus ``success_reward`` on arrival and ``collision_reward`` on
     hitting the layout.
-    Keyword arguments: the NavConfig fields, plus ``model`` (WorldModel, FrameRenderer or a
+    Keyword arguments: the NavConfig fields, plus ``model`` (WorldModel, DepthPrior or a
     checkpoint directory; default: the bundled model), ``device`` and ``render_mode``.
     Reset options: ``world_seed``, ``start`` (x, y, yaw), ``goal`` (x, y).
     """

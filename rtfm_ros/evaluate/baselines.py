@@ -101,15 +101,14 @@ def oracle_reprojection(context: Sequence[ContextView], T_world_camera: np.ndarr
     return np.ascontiguousarray(out)
 
 
+# A later-ranked context frame must be >10% closer (per rank) to hide a better-ranked one.
+RANK_MARGIN = 0.1
+
+
 def ranked_reprojection(context: Sequence[ContextView], T_world_camera: np.ndarray,
                         camera: PinholeCamera) -> np.ndarray:
-    """The model's own starting point without any learned weight: oracle reprojection with the
-    context ranked best first (the model's RANK_MARGIN) and the same hole filling.
-
-    Scoring it beside the model shows what the learned decoder adds on top (an ablation).
-    """
-    from rtfm_ros.learn.network import RANK_MARGIN
-
+    """Oracle reprojection with the context ranked best first: a later-ranked frame must be
+    RANK_MARGIN closer (per rank) to hide a better-ranked one; the same hole filling."""
     return oracle_reprojection(context, T_world_camera, camera, rank_margin=RANK_MARGIN)
 
 

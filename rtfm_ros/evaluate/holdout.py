@@ -107,10 +107,10 @@ def split(n: int, every: int) -> tuple[list[int], list[int]]:
 def build_world(data: PosedSet, ids: list[int], *, learned: bool = True, checkpoint: str | None = None,
                 progress: bool = False) -> WorldModel:
     """A WorldModel seeded with frames ``ids`` of the set (no depth), depth estimated for all."""
+    from rtfm_ros.render.config import RenderConfig
     from rtfm_ros.world import WorldModel
 
-    wm = WorldModel.load(checkpoint)
-    wm.use_prior = learned
+    wm = WorldModel.load(checkpoint, config=RenderConfig(use_prior=learned))
     wm.add_frames([(data.rgb[i], data.T_world_camera[i], data.camera(i)) for i in ids], progress=progress)
     return wm
 

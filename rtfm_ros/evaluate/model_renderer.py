@@ -20,14 +20,15 @@ from rtfm_ros.geometry import PinholeCamera
 
 def model_renderer(checkpoint: str | None = None, device: str = "auto", use_depth: bool = True,
                    learned: bool = True) -> Callable[[Sequence[ContextView], np.ndarray, PinholeCamera], np.ndarray]:
-    from rtfm_ros.render.cache import RenderNetwork
+    from rtfm_ros.render.cache import RenderCore
+    from rtfm_ros.render.config import RenderConfig
     from rtfm_ros.world import WorldModel
 
-    network = RenderNetwork.load(checkpoint, device=device)
+    core = RenderCore.load(checkpoint, device=device)
+    config = RenderConfig(use_prior=learned)
 
     def render(context: Sequence[ContextView], T_world_camera: np.ndarray, camera: PinholeCamera) -> np.ndarray:
-        wm = WorldModel(network)
-        wm.use_prior = learned
+        wm = WorldModel(core, config=config)
         wm.add_frames([(c.rgb, c.T_world_camera, c.camera) for c in context],
                       depths=[c.depth if use_depth else None for c in context])
         return wm.render(T_world_camera, camera, remember=False)

@@ -2,10 +2,10 @@
 
 No pickle anywhere. ``config.json`` records the weights' SHA-256 and its model section's own
 SHA-256, so a truncated, corrupt or edited file is refused before any tensor is used; the
-model section is range-checked (ModelConfig) before any layer is built, and every tensor's
+model section is range-checked (DepthPriorConfig) before any layer is built, and every tensor's
 name and shape is checked against the model it describes, so a mismatched checkpoint is
-refused as a whole. Checkpoints written before the model section had its checksum load with
-the range checks only.
+refused as a whole. Version 2 holds a DepthPrior; version 1 checkpoints (the earlier network
+with a view decoder beside the depth head) are refused with their version.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from safetensors.torch import load_file, save_file
 
 from rtfm_ros.atomic import atomic_path
 from rtfm_ros.checksum import file_sha256, open_regular
-from rtfm_ros.learn.config import ModelConfig
-from rtfm_ros.learn.network import FrameRenderer
+from rtfm_ros.learn.config import DepthPriorConfig
+from rtfm_ros.learn.depth_prior import DepthPrior
 
 FORMAT = "rtfm-checkpoint"
-VERSION = 1
+VERSION = 2
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "default_model"
@@ -43,7 +43,7 @@ def config_sha256(model_config: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def save_checkpoint(path: str | Path, model: FrameRenderer, info: dict[str, Any] | None = None,
+def save_checkpoint(path: str | Path, model: DepthPrior, info: dict[str, Any] | None = None,
                     model_card: str | None = None) -> Path:
     """Write a checkpoint directory atomically (a temp dir renamed into place)."""
     path = Path(path)
@@ -88,7 +88,7 @@ def read_checkpoint_config(path: str | Path) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | Path | None = None,
-                    device: str | torch.device = "cpu") -> tuple[FrameRenderer, dict[str, Any]]:
+                    device: str | torch.device = "cpu") -> tuple[DepthPrior, dict[str, Any]]:
     """Load (model in eval mode, config dict); the bundled default model when path is None."""
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
     meta = read_checkpoint_config(path)
@@ -99,7 +99,7 @@ def load_checkpoint(path: str | Path | None = None,
     if edited:
         raise CheckpointError(f"{path / CONFIG}: its model section does not match its checksum (edited or corrupt)")
     try:
-        config = ModelConfig.from_dict(meta["model"])
+        config = DepthPriorConfig.from_dict(meta["model"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: bad model config: {exc}") from None
     weights = path / WEIGHTS
@@ -116,7 +116,7 @@ def load_checkpoint(path: str | Path | None = None,
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{weights} cannot be read: {exc}") from None
     with torch.device("meta"):  # shapes only: a mismatched config allocates nothing
-        expected = {k: tuple(v.shape) for k, v in FrameRenderer(config).state_dict().items()}
+        expected = {k: tuple(v.shape) for k, v in DepthPrior(config).state_dict().items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
     if expected != got:
         missing = sorted(set(expected) - set(got))[:5]
@@ -126,6 +126,6 @@ def load_checkpoint(path: str | Path | None = None,
                               f"wrong shapes {wrong}")
     if not all(torch.isfinite(v).all() for v in state.values()):
         raise CheckpointError(f"{weights} holds non-finite weights")
-    model = FrameRenderer(config)
+    model = DepthPrior(config)
     model.load_state_dict(state)
     return model.to(device).eval(), meta

@@ -1,9 +1,9 @@
-"""Model configurations: one dataclass, three presets (tiny on CPU, small, base on GPUs).
+"""Depth prior configurations: one dataclass, three presets (tiny on CPU, small, base on GPUs).
 
 Every field is type- and range-checked when a config is made, so a damaged or hand-edited
 ``config.json`` is refused with the field's name before any layer is allocated (an absurd
-``context`` or ``dim`` would otherwise try to allocate tens of GB, a NaN depth bound would
-break every render, ``heads=0`` would divide by zero).
+``dim`` or ``layers`` would otherwise try to allocate tens of GB, a NaN depth bound would break
+every prior depth, ``heads=0`` would divide by zero).
 """
 
 from __future__ import annotations
@@ -13,30 +13,28 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 # Inclusive bounds per integer field: far beyond every preset, well short of exhausting memory.
-_INT_RANGES = {"image_size": (1, 4096), "patch": (1, 64), "dim": (1, 8192), "heads": (1, 256),
-               "enc_layers": (1, 128), "dec_layers": (1, 128), "context": (1, 64)}
+_INT_RANGES = {"image_size": (1, 4096), "patch": (1, 64), "dim": (1, 8192), "heads": (1, 256), "layers": (1, 128)}
 MAX_PARAMETERS = 2_000_000_000  # ~8 GB of float32 weights
 MAX_DEPTH_M = 1e6
 
 
 class ConfigError(ValueError):
-    """A model configuration with a missing, mistyped or out-of-range field."""
+    """A depth prior configuration with a missing, mistyped or out-of-range field."""
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Shape of the renderer. ``image_size`` is the native (training) resolution; any
-    resolution whose sides are multiples of ``patch`` can be rendered."""
+class DepthPriorConfig:
+    """Shape of the depth prior. ``image_size`` is the side it runs at (training and inference:
+    a frame is resized to it and the depth back to the frame's size); ``min_depth`` and
+    ``max_depth`` bound what it can predict (metres of the training rooms)."""
 
     name: str = "tiny"
     image_size: int = 64
     patch: int = 8
     dim: int = 192
     heads: int = 6
-    enc_layers: int = 3
-    dec_layers: int = 4
+    layers: int = 3
     mlp_ratio: float = 4.0
-    context: int = 4
     min_depth: float = 0.05
     max_depth: float = 40.0
 
@@ -65,15 +63,14 @@ class ModelConfig:
                               f"{MAX_PARAMETERS:.3g}")
 
     def approx_parameters(self) -> int:
-        """Rough weight count of the transformer blocks (attention, MLP, cross-attention)."""
-        per_block = (4 + 2 * self.mlp_ratio) * self.dim * self.dim
-        return int((self.enc_layers + self.dec_layers) * per_block + self.dec_layers * 4 * self.dim * self.dim)
+        """Rough weight count of the transformer blocks (attention and MLP)."""
+        return int(self.layers * (4 + 2 * self.mlp_ratio) * self.dim * self.dim)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+    def from_dict(cls, data: dict[str, Any]) -> DepthPriorConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"model config must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
@@ -83,14 +80,14 @@ class ModelConfig:
         return cls(**data)
 
 
-PRESETS: dict[str, ModelConfig] = {
-    "tiny": ModelConfig(),
-    "small": ModelConfig(name="small", image_size=64, dim=256, heads=8, enc_layers=4, dec_layers=6),
-    "base": ModelConfig(name="base", image_size=128, dim=512, heads=8, enc_layers=8, dec_layers=12, context=6),
+PRESETS: dict[str, DepthPriorConfig] = {
+    "tiny": DepthPriorConfig(),
+    "small": DepthPriorConfig(name="small", image_size=64, dim=256, heads=8, layers=4),
+    "base": DepthPriorConfig(name="base", image_size=128, dim=512, heads=8, layers=8),
 }
 
 
-def preset(name: str) -> ModelConfig:
+def preset(name: str) -> DepthPriorConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; choose from {sorted(PRESETS)}")
     return PRESETS[name]

@@ -1,9 +1,10 @@
-"""The training loop: single process or torchrun DDP, resumable, evaluated on held-out worlds.
+"""The depth prior's training loop: single process or torchrun DDP, resumable, evaluated on held-out worlds.
 
 `rtfm train --model tiny --data DIR --eval-data DIR --out runs/tiny` trains (or resumes) a run.
-A run directory holds ``last/`` and ``best/`` checkpoints (safetensors + JSON), the optimizer
-state (safetensors), ``state.json`` and ``log.csv``. Kill it at any time and run the same command
-again to resume from the last save.
+The loss is L1 on log depth (the prior's depth code) over every pixel with depth. A run
+directory holds ``last/`` and ``best/`` checkpoints (safetensors + JSON; best by held-out depth
+error), the optimizer state (safetensors), ``state.json``, ``log.csv`` and ``eval.jsonl``. Kill it
+at any time and run the same command again to resume from the last save.
 """
 
 from __future__ import annotations
@@ -18,16 +19,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypedDict, cast
 
-import numpy as np
 import torch
 
 from rtfm_ros.atomic import atomic_path, write_text_atomic
 from rtfm_ros.data.clips import open_dataset
-from rtfm_ros.evaluate.metrics import psnr_torch
 from rtfm_ros.learn.checkpoint import load_checkpoint, save_checkpoint
 from rtfm_ros.learn.config import preset
-from rtfm_ros.learn.examples import ClipExamples, ExampleConfig, collate
-from rtfm_ros.learn.network import FrameRenderer
+from rtfm_ros.learn.depth_prior import DepthPrior
+from rtfm_ros.learn.examples import ExampleConfig, FrameExamples, collate
 from rtfm_ros.runtime import autocast, autocast_dtype, pick_device
 
 
@@ -54,7 +53,6 @@ class TrainConfig:
     compile: bool = False
     threads: int = 0                 # CPU intra-op threads (0: PyTorch's default)
     max_minutes: float | None = None  # stop (after saving) when this much wall-clock has passed
-    ctx_depth_weight: float = 0.1    # weight of the depth head's loss on context frames
     examples: ExampleConfig = field(default_factory=ExampleConfig)
 
 
@@ -62,7 +60,7 @@ class TrainState(TypedDict):
     """What a resumed run continues from (state.json beside the checkpoints)."""
 
     step: int
-    best_psnr: float
+    best_depth_error: float | None   # lowest held-out mean |log depth error| so far (None: not evaluated)
     examples_seen: int
     train_seconds: float
 
@@ -75,51 +73,31 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
-
-
-def compute_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor],
-                 ctx_depth_weight: float = 0.1) -> tuple[torch.Tensor, dict[str, float]]:
-    """L1 + image-gradient L1 on colour, L1 on log-depth (target, and the depth head on context
-    frames, weighted by ctx_depth_weight: that head is what depthless photos are rendered with)."""
-    H, W = batch["tgt_rgb"].shape[-2:]
-    out, ctx_depth_pred = model(batch["ctx_rgb"], batch["ctx_depth"], batch["ctx_K"], batch["ctx_T"],
-                                batch["tgt_K"], batch["tgt_T"], H, W, depth_known=batch["depth_known"])
-    raw = cast(FrameRenderer, getattr(model, "module", model))  # the FrameRenderer inside DDP / torch.compile
-    rgb, tgt = out.rgb.float(), batch["tgt_rgb"]
-    l1 = (rgb - tgt).abs().mean()
-    gx, gy = image_gradients(rgb)
-    tx, ty = image_gradients(tgt)
-    grad = (gx - tx).abs().mean() + (gy - ty).abs().mean()
-    has = batch["tgt_has_depth"].float()[:, None, None]
-    valid_t = (batch["tgt_depth"] > 0) * has
-    enc = raw._encode_depth
-    depth_err = (enc(out.depth.float().clamp_min(1e-3)) - enc(batch["tgt_depth"].clamp_min(1e-3))).abs()
-    depth_t = (depth_err * valid_t).sum() / valid_t.sum().clamp_min(1)
-    valid_c = (batch["ctx_depth"] > 0) * has[:, None]
-    depth_c = ((enc(ctx_depth_pred.float()) - enc(batch["ctx_depth"].clamp_min(1e-3))).abs() * valid_c).sum() \
-        / valid_c.sum().clamp_min(1)
-    loss = l1 + 0.5 * grad + 0.1 * depth_t + ctx_depth_weight * depth_c
-    return loss, {"loss": loss.item(), "l1": l1.item(), "grad": grad.item(), "depth": depth_t.item(),
-                  "ctx_depth": depth_c.item()}
+def compute_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """L1 between predicted and true depth codes (log depth, DepthPrior.depth_code) over pixels with depth."""
+    raw = cast(DepthPrior, getattr(model, "module", model))  # the DepthPrior inside DDP / torch.compile
+    pred = model(batch["rgb"], batch["K"]).float()
+    valid = (batch["depth"] > 0).float()
+    err = (raw.depth_code(pred) - raw.depth_code(batch["depth"].clamp_min(1e-3))).abs()
+    loss = (err * valid).sum() / valid.sum().clamp_min(1)
+    return loss, {"loss": loss.item()}
 
 
 @torch.no_grad()
-def evaluate_examples(model: FrameRenderer, batches: list[dict[str, torch.Tensor]], device: torch.device) -> dict:
-    """Mean PSNR on fixed held-out examples, per case, beside the splat it starts from."""
+def evaluate_examples(model: DepthPrior, batches: list[dict[str, torch.Tensor]], device: torch.device) -> dict:
+    """Held-out depth error over fixed examples: mean |log(pred / true)| and mean |pred - true| / true."""
     model.eval()
-    scores: dict[str, list[float]] = {}
+    log_err, rel_err, n = 0.0, 0.0, 0
     for batch in batches:
         batch = {k: v.to(device) for k, v in batch.items()}
-        H, W = batch["tgt_rgb"].shape[-2:]
-        out, _ = model(batch["ctx_rgb"], batch["ctx_depth"], batch["ctx_K"], batch["ctx_T"], batch["tgt_K"],
-                       batch["tgt_T"], H, W, depth_known=batch["depth_known"])
-        p = psnr_torch(out.rgb.float(), batch["tgt_rgb"]).cpu()
-        for case, value in zip(batch["case"].cpu().tolist(), p.tolist()):
-            scores.setdefault(f"psnr_{['interpolation', 'extrapolation', 'identity'][case]}", []).append(value)
+        pred = model(batch["rgb"], batch["K"]).float()
+        true = batch["depth"]
+        ok = true > 0
+        log_err += float((pred[ok].log() - true[ok].log()).abs().sum())
+        rel_err += float(((pred[ok] - true[ok]).abs() / true[ok]).sum())
+        n += int(ok.sum())
     model.train()
-    return {k: float(np.mean(v)) for k, v in sorted(scores.items())}
+    return {"depth_log_error": log_err / max(n, 1), "depth_abs_rel": rel_err / max(n, 1)}
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -163,12 +141,12 @@ def train(cfg: TrainConfig) -> TrainState:
         model, _ = load_checkpoint(cfg.init, device)
         model.train()
     else:
-        model = FrameRenderer(preset(cfg.model)).to(device)
+        model = DepthPrior(preset(cfg.model)).to(device)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
-    state = TrainState(step=0, best_psnr=-1.0, examples_seen=0, train_seconds=0.0)
+    state = TrainState(step=0, best_depth_error=None, examples_seen=0, train_seconds=0.0)
     if (out / "state.json").exists() and (out / "last").exists():
         resumed, _ = load_checkpoint(out / "last", device)
         model.load_state_dict(resumed.state_dict())
@@ -184,10 +162,10 @@ def train(cfg: TrainConfig) -> TrainState:
     if cfg.compile:
         net = cast(torch.nn.Module, torch.compile(net))
 
-    data = ClipExamples(clips, cfg.examples, seed=cfg.seed)
+    data = FrameExamples(clips, cfg.examples, seed=cfg.seed)
     eval_batches: list[dict[str, torch.Tensor]] = []
     if cfg.eval_data and rank == 0:
-        held = ClipExamples(list(open_dataset(cfg.eval_data)), cfg.examples, seed=12345)
+        held = FrameExamples(list(open_dataset(cfg.eval_data)), ExampleConfig(), seed=12345)
         ex = [held[i] for i in range(cfg.eval_examples)]
         eval_batches = [collate(ex[i:i + 16]) for i in range(0, len(ex), 16)]
 
@@ -196,7 +174,7 @@ def train(cfg: TrainConfig) -> TrainState:
         save_checkpoint(out / tag, model, info=info)
 
     log_file = out / "log.csv"
-    fields = ["step", "lr", "loss", "l1", "grad", "depth", "ctx_depth", "examples_per_s", "seconds"]
+    fields = ["step", "lr", "loss", "examples_per_s", "seconds"]
     start = time.time()
     seconds_before = state["train_seconds"]
     t_last, metrics = time.time(), {}
@@ -210,7 +188,7 @@ def train(cfg: TrainConfig) -> TrainState:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         with autocast(device, amp):
-            loss, parts = compute_loss(net, batch, cfg.ctx_depth_weight)
+            loss, parts = compute_loss(net, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -239,11 +217,11 @@ def train(cfg: TrainConfig) -> TrainState:
             metrics = evaluate_examples(model, eval_batches, device)
             with open(out / "eval.jsonl", "a") as f:
                 f.write(json.dumps({"step": state["step"], **metrics}) + "\n")
-            score = metrics.get("psnr_interpolation", -1.0)
-            if score > state["best_psnr"]:
-                state["best_psnr"] = score
+            score = metrics["depth_log_error"]
+            if state["best_depth_error"] is None or score < state["best_depth_error"]:
+                state["best_depth_error"] = score
                 save("best", metrics)
-            bar.write(f"step {state['step']}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+            bar.write(f"step {state['step']}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         if state["step"] % cfg.save_every == 0 or done or out_of_time:
             save("last", metrics)
             tensors, groups = _optimizer_tensors(opt)
@@ -262,7 +240,7 @@ def train(cfg: TrainConfig) -> TrainState:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train or fine-tune the renderer (resumable; torchrun for DDP)")
+    p = sub.add_parser("train", help="train or fine-tune the depth prior (resumable; torchrun for DDP)")
     p.add_argument("--data", required=True, help="clip dataset directory (rtfm data generate / import)")
     p.add_argument("--eval-data", help="clip dataset of held-out worlds for periodic evaluation")
     p.add_argument("--out", default="runs/tiny")
@@ -277,28 +255,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads (0: default; 1 is faster on a CPU shared with other busy processes)")
     p.add_argument("--max-minutes", type=float)
-    p.add_argument("--ctx-depth-weight", type=float, default=TrainConfig.ctx_depth_weight,
-                   help="weight of the depth head's loss on context frames (default %(default)s)")
-    p.add_argument("--depth-known-probability", type=float, default=ExampleConfig.depth_known_probability,
-                   help="chance a context frame keeps its depth; otherwise the model's predicted depth is used "
-                        "(lower it to favour depthless inputs such as photos)")
     p.add_argument("--photometric", type=float, default=ExampleConfig.photometric,
-                   help="chance each context frame gets random exposure, gamma, white balance, noise and blur "
+                   help="chance each frame gets random exposure, gamma, white balance, noise and blur "
                         "(default %(default)s)")
     p.set_defaults(func=lambda a: _run(a))
 
 
 def _run(a: argparse.Namespace) -> int:
-    if not 0.0 <= a.depth_known_probability <= 1.0:
-        raise ValueError(f"--depth-known-probability must be in [0, 1], got {a.depth_known_probability}")
     if not 0.0 <= a.photometric <= 1.0:
         raise ValueError(f"--photometric must be in [0, 1], got {a.photometric}")
     cfg = TrainConfig(data=a.data, eval_data=a.eval_data, out=a.out, model=a.model, init=a.init, steps=a.steps,
                       batch_size=a.batch_size, warmup=a.warmup, eval_every=a.eval_every, save_every=a.save_every,
                       seed=a.seed, lr=a.lr, device=a.device, amp=a.amp, compile=a.compile, threads=a.threads,
-                      max_minutes=a.max_minutes, ctx_depth_weight=a.ctx_depth_weight,
-                      examples=ExampleConfig(depth_known_probability=a.depth_known_probability,
-                                             photometric=a.photometric))
+                      max_minutes=a.max_minutes, examples=ExampleConfig(photometric=a.photometric))
     state = train(cfg)
     print(json.dumps(state, indent=2))
     return 0

@@ -1,14 +1,15 @@
-"""RenderNetwork: what every world rendering with one set of weights shares.
+"""RenderCore: what every world rendering on one device shares.
 
-A world (rtfm_ros.world.WorldModel) is one memory of posed frames; the network is the trained
-FrameRenderer on its device plus the cache of frames made ready to render (depth + pyramid,
-rtfm_ros.render.prepare.PreparedFrame) of every world that uses it. Keeping the two apart lets a vector
-env run one world per sub-env over weights loaded once, batch their views through one call, and
-lets a node swap its world for another without touching the network.
+A world (rtfm_ros.world.WorldModel) is one memory of posed frames; the render core is the learned
+depth prior on its device (rtfm_ros.learn.depth_prior, for frames with no stereo neighbour) plus
+the cache of frames made ready to render (depth + pyramid, rtfm_ros.render.prepare.PreparedFrame)
+of every world that uses it. Keeping the two apart lets a vector env run one world per sub-env
+over weights loaded once, batch their views through one call, and lets a node swap its world for
+another without touching the core.
 
-Why the cache lives here and not in the memory: a prepared frame is the model's derived data
-(stereo or prior depth, pyramid), not part of the world; one byte budget over all worlds bounds
-what the network holds however many worlds share it.
+Why the cache lives here and not in the memory: a prepared frame is derived data (stereo or prior
+depth, pyramid), not part of the world; one byte budget over all worlds bounds what the core
+holds however many worlds share it.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rtfm_ros.learn.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from rtfm_ros.learn.config import ModelConfig
-from rtfm_ros.learn.network import FrameRenderer
+from rtfm_ros.learn.depth_prior import DepthPrior
 from rtfm_ros.runtime import pick_device
 
 if TYPE_CHECKING:
@@ -83,16 +83,16 @@ class PreparedCache:
         return len(self._items)
 
 
-class RenderNetwork:
-    """A trained FrameRenderer on a device, with the prepared-frame cache of its worlds."""
+class RenderCore:
+    """The depth prior on a device, with the prepared-frame cache of the worlds that share it."""
 
-    def __init__(self, model: FrameRenderer, *, device: str | torch.device = "auto",
+    def __init__(self, depth_prior: DepthPrior, *, device: str | torch.device = "auto",
                  checkpoint_info: dict[str, Any] | None = None,
                  cache_bytes: int | None = DEFAULT_CACHE_BYTES) -> None:
-        if not isinstance(model, FrameRenderer):
-            raise TypeError(f"model must be a FrameRenderer, got {type(model).__name__}")
+        if not isinstance(depth_prior, DepthPrior):
+            raise TypeError(f"depth_prior must be a DepthPrior, got {type(depth_prior).__name__}")
         self.device = pick_device(device)
-        self.model = model.to(self.device).eval()
+        self.depth_prior = depth_prior.to(self.device).eval()
         self.checkpoint_info = checkpoint_info or {}
         self.cache = PreparedCache(cache_bytes)
         self._world_keys = itertools.count()
@@ -100,22 +100,18 @@ class RenderNetwork:
 
     @classmethod
     def load(cls, checkpoint: str | Path | None = None, *, device: str | torch.device = "auto",
-             cache_bytes: int | None = DEFAULT_CACHE_BYTES) -> RenderNetwork:
-        """The bundled default model, or a checkpoint directory `rtfm train` wrote."""
+             cache_bytes: int | None = DEFAULT_CACHE_BYTES) -> RenderCore:
+        """With the bundled default depth prior, or a checkpoint directory `rtfm train` wrote."""
         dev = pick_device(device)
-        model, meta = load_checkpoint(checkpoint if checkpoint is not None else DEFAULT_CHECKPOINT, dev)
-        return cls(model, device=dev, checkpoint_info=meta, cache_bytes=cache_bytes)
-
-    @property
-    def config(self) -> ModelConfig:
-        return self.model.config
+        prior, meta = load_checkpoint(checkpoint if checkpoint is not None else DEFAULT_CHECKPOINT, dev)
+        return cls(prior, device=dev, checkpoint_info=meta, cache_bytes=cache_bytes)
 
     @property
     def name(self) -> str:
-        """The checkpoint's model name ('' for a network that was never saved)."""
+        """The checkpoint's model name ('' for a depth prior that was never saved)."""
         return str(self.checkpoint_info.get("model", {}).get("name", ""))
 
     def new_world_key(self) -> int:
-        """A key no other world of this network has, for its entries in the cache."""
+        """A key no other world of this core has, for its entries in the cache."""
         with self._keys_lock:
             return next(self._world_keys)

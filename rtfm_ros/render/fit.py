@@ -61,7 +61,8 @@ def fit_world(wm: WorldModel, steps: int = FIT_STEPS, batch: int = FIT_BATCH, lr
         cam = target_camera_for_memory(mem.camera(i), side)
         rgb = torch.from_numpy(np.array(mem.get(i).rgb)).permute(2, 0, 1).float()[None] / 255
         truth = F.interpolate(rgb, size=(cam.height, cam.width), mode="area")[0].to(dev)
-        ids = [j for j in mem.select_context(mem.pose(i), cam, wm.context_size + 1) if j != i][: wm.context_size]
+        k = wm.config.context_size
+        ids = [j for j in mem.select_context(mem.pose(i), cam, k + 1) if j != i][:k]
         if ids:
             targets[i] = (cam, truth, ids)
     if not targets:

@@ -3,15 +3,16 @@
 Why a per-frame cache: a frame's depth is estimated once, when it is stored (multi-view stereo
 over its posed neighbours costs far more than a render), and its pyramid lets every render
 sample the level whose pixels match the target's (a 128-pixel view of a 640-pixel frame reads a
-160-pixel level, not an aliased full-size one). Both are cached by the network that renders
-(rtfm_ros.render.cache.PreparedCache: RAM only, rebuilt on use when dropped), never stored in the world.
+160-pixel level, not an aliased full-size one). Both are cached by the render core the world
+renders on (rtfm_ros.render.cache: RAM only, rebuilt on use when dropped), never stored in the
+world.
 
 Depth sources, best first:
 - ``sensor``: the frame came with depth (RGB-D, a simulator, a rendered view's own depth);
 - ``stereo``: plane-sweep photo-consistency over up to MVS_SOURCES real neighbours (render.stereo);
-- ``prior``: the model's monocular depth head, for a frame with no usable neighbour (a single
-  photo). Its scale is the training rooms', so it is marked and replaced by stereo as soon as
-  neighbours arrive.
+- ``prior``: the learned monocular depth prior (rtfm_ros.learn.depth_prior), for a frame with
+  no usable neighbour (a single photo). Its scale is the training rooms', so it is marked and
+  replaced by stereo as soon as neighbours arrive.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from rtfm_ros.geometry import PinholeCamera
-from rtfm_ros.learn.network import FrameRenderer
+from rtfm_ros.learn.depth_prior import DepthPrior
 from rtfm_ros.memory import Frame, FrameMemory
 from rtfm_ros.render import stereo, warp
 
@@ -107,16 +108,16 @@ def stereo_neighbours(memory: FrameMemory, frame_id: int, k: int = MVS_SOURCES) 
     return out
 
 
-def prior_depth(model: FrameRenderer, frame: Frame, device: torch.device) -> np.ndarray:
-    """The monocular depth head's guess (training-room metres) at the frame's size."""
-    s = model.config.image_size
+def prior_depth(prior: DepthPrior, frame: Frame, device: torch.device) -> np.ndarray:
+    """The learned monocular depth prior's guess (training-room metres) at the frame's size."""
+    s = prior.config.image_size
     rgb = torch.from_numpy(np.array(frame.rgb)).to(device).permute(2, 0, 1).float()[None] / 255
     small = F.interpolate(rgb, size=(s, s), mode="area")
     K = frame.camera.K.copy()
     K[0] *= s / frame.camera.width
     K[1] *= s / frame.camera.height
     with torch.no_grad():
-        _, depth = model.encode(small, torch.from_numpy(K).to(device).float()[None])
+        depth = prior(small, torch.from_numpy(K).to(device).float()[None])
     d = F.interpolate(depth.float()[:, None], size=frame.rgb.shape[:2], mode="bilinear", align_corners=False)
     return d[0, 0].cpu().numpy().astype(np.float32)
 
@@ -134,7 +135,7 @@ def flat_depth(memory: FrameMemory, frame: Frame) -> np.ndarray:
     return np.full(frame.rgb.shape[:2], dist, np.float32)
 
 
-def prepare(memory: FrameMemory, frame_id: int, model: FrameRenderer, device: torch.device,
+def prepare(memory: FrameMemory, frame_id: int, prior: DepthPrior, device: torch.device,
             use_stereo: bool = True, use_prior: bool = True,
             depth_range: tuple[float, float] | None = None) -> PreparedFrame:
     """Compute the frame's PreparedFrame now (callers cache it: WorldModel.prepare)."""
@@ -156,7 +157,7 @@ def prepare(memory: FrameMemory, frame_id: int, model: FrameRenderer, device: to
             except stereo.DepthEstimationError:
                 depth = None
     if depth is None and use_prior:
-        depth, source = prior_depth(model, frame, device), "prior"
+        depth, source = prior_depth(prior, frame, device), "prior"
     elif depth is None:
         depth, source = flat_depth(memory, frame), "flat"
     rgbs, depths, Ks = _pyramid(frame.rgb, depth, frame.camera.K)

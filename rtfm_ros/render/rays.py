@@ -1,6 +1,6 @@
-"""Per-pixel camera rays in torch: Plücker ray maps, unprojection and z-buffered splatting.
+"""Per-pixel camera rays in torch: ray directions, unprojection and z-buffered splatting.
 
-Batched and device-agnostic: the network, the stereo and image-based renderers and the
+Batched and device-agnostic: the depth prior, the stereo and image-based renderers and the
 oracle-reprojection baseline all call these, so every pixel-to-ray convention lives in this
 one place. Pixel (u, v) has its centre at (u + 0.5, v + 0.5) in the
 K convention of PinholeCamera.
@@ -32,22 +32,6 @@ def camera_directions(K: torch.Tensor, height: int, width: int) -> torch.Tensor:
     grid = pixel_grid(height, width, K.device, K.dtype)  # H W 3
     Kinv = torch.linalg.inv(K)  # B 3 3
     return torch.einsum("bij,hwj->bihw", Kinv, grid)
-
-
-def plucker_rays(T_world_camera: torch.Tensor, K: torch.Tensor, height: int, width: int,
-                 T_frame_world: torch.Tensor | None = None) -> torch.Tensor:
-    """Bx6xHxW Plücker map (unit direction d, moment o x d) of each pixel's ray.
-
-    Rays are expressed in the world frame, or in another frame when ``T_frame_world`` (Bx4x4)
-    is given, e.g. a target camera's frame for camera-relative encodings.
-    """
-    T = T_world_camera if T_frame_world is None else T_frame_world @ T_world_camera
-    dirs = camera_directions(K, height, width)
-    dirs = torch.einsum("bij,bjhw->bihw", T[:, :3, :3], dirs)
-    dirs = unit(dirs)
-    origin = T[:, :3, 3][:, :, None, None].expand_as(dirs)
-    moment = torch.cross(origin, dirs, dim=1)
-    return torch.cat([dirs, moment], dim=1)
 
 
 def unproject(depth: torch.Tensor, K: torch.Tensor, T_world_camera: torch.Tensor) -> torch.Tensor:

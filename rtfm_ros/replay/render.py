@@ -114,22 +114,22 @@ def _load_world(opt: ReplayOptions) -> tuple[WorldModel, tempfile.TemporaryDirec
     (--save-world keeps them).
     """
     from rtfm_ros.memory import FrameMemory
-    from rtfm_ros.render.cache import RenderNetwork
+    from rtfm_ros.render.cache import RenderCore
     from rtfm_ros.world import WorldModel
 
-    network = RenderNetwork.load(opt.checkpoint)
+    core = RenderCore.load(opt.checkpoint)
     if opt.world is None:
-        return WorldModel(network), None
+        return WorldModel(core), None
     memory = FrameMemory.open(opt.world, writable=False)
     if not (opt.remember or opt.seed_topic):
-        wm = WorldModel(network, memory)
+        wm = WorldModel(core, memory)
         wm.load_fit_beside(opt.world)  # `rtfm fit`'s parameters, when it left them beside the world
         return wm, None
     scratch = tempfile.TemporaryDirectory(prefix="rtfm-replay-")
     try:
         with memory:
             copy = memory.save(Path(scratch.name) / "world")  # frames copied as stored
-        wm = WorldModel(network, FrameMemory.open(copy))
+        wm = WorldModel(core, FrameMemory.open(copy))
         wm.load_fit_beside(opt.world)
         return wm, scratch
     except BaseException:

@@ -40,7 +40,7 @@ def seed_world(wm: WorldModel, reader: AnyReader, tf: TransformBuffer, opt: Repl
     conns, infos = seed_sources(reader, opt)
     placer = ImagePlacer(tf, infos, opt.world_frame, default_frame=opt.camera_frame,
                          body_frames=[opt.camera_frame] if opt.body_frame else [],
-                         min_size=(wm.max_frame_side,) * 2)  # stored at most that size
+                         min_size=(wm.config.max_frame_side,) * 2)  # stored at most that size
     depth_conns = connections_for(reader, opt.seed_depth_topic, {IMAGE}) if opt.seed_depth_topic else []
     total = sum(c.msgcount for c in conns + depth_conns)
     added = skipped = seen = 0
