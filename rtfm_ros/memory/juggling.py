@@ -19,15 +19,23 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 from scipy.stats import qmc
 
 from rtfm_ros.geometry import GeometryError, PinholeCamera, validate_transform
 
-if TYPE_CHECKING:  # pragma: no cover
-    from rtfm_ros.memory.store import FrameMemory
+
+class PosedFrames(Protocol):
+    """What should_remember reads of a memory (FrameMemory has it): poses and cameras by id, and a radius query."""
+
+    def within_radius(self, position: np.ndarray, radius: float) -> list[int]: ...
+
+    def pose(self, frame_id: int) -> np.ndarray: ...
+
+    def camera(self, frame_id: int) -> PinholeCamera: ...
+
 
 SAMPLES = 128            # Monte-Carlo points per target frustum
 NEAR = 0.3               # nearest sampled depth (metres), clipped to depth_hint / 2
@@ -276,7 +284,7 @@ def select_context(target_T: np.ndarray, target_camera: PinholeCamera, poses: np
     return [int(idx[i]) for i in chosen]
 
 
-def should_remember(T_world_camera: np.ndarray, camera: PinholeCamera, memory: FrameMemory, *,
+def should_remember(T_world_camera: np.ndarray, camera: PinholeCamera, memory: PosedFrames, *,
                     min_translation: float = 0.05, min_rotation: float = 5.0) -> bool:
     """False when a stored frame already shows nearly this view, so memory grows with space, not time.
 

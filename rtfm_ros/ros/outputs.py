@@ -8,7 +8,7 @@ with the compressed plugin's format string) so viewers and bag recorders find th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.qos import QoSProfile
@@ -23,17 +23,43 @@ from rtfm_ros.camera.worker import View
 from rtfm_ros.ros.conversions import camera_info_msg, cloud_msg, compressed_msg, depth_msg, image_msg
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rtfm_ros.ros.camera_node import CameraNode
+    from rtfm_ros.camera.status import RenderStats
+    from rtfm_ros.camera.worker import RenderWorker
+    from rtfm_ros.camera.world_handle import WorldHandle
+    from rtfm_ros.world import WorldModel
 
 TOPICS = {"image": (Image, "image_raw"), "compressed": (CompressedImage, "image_raw/compressed"),
           "info": (CameraInfo, "camera_info"), "depth": (Image, "depth"), "points": (PointCloud2, "points"),
           "rect": (Image, "image_rect")}
 
 
+class Publishing(Protocol):
+    """What makes publishers (an rclpy Node)."""
+
+    def create_publisher(self, msg_type: Any, topic: str, qos_profile: Any) -> Any: ...
+
+
+class CameraNodeView(Publishing, Protocol):
+    """What the status and diagnostics read of the camera node (rtfm_ros.ros.camera_node.CameraNode)."""
+
+    stats: RenderStats
+    worker: RenderWorker
+    world_handle: WorldHandle
+    config: CameraNodeConfig
+    cameras: tuple[CameraSpec, ...]
+
+    @property
+    def world(self) -> WorldModel: ...
+
+    def get_clock(self) -> Any: ...
+
+    def get_name(self) -> str: ...
+
+
 class CameraOutputs:
     """The publishers of one camera."""
 
-    def __init__(self, node: CameraNode, spec: CameraSpec, qos: QoSProfile) -> None:
+    def __init__(self, node: Publishing, spec: CameraSpec, qos: QoSProfile) -> None:
         self.pubs = {key: node.create_publisher(cls, spec.prefix + name, qos) for key, (cls, name) in TOPICS.items()}
 
     def enabled(self, config: CameraNodeConfig) -> set[str]:
@@ -70,7 +96,7 @@ class Diagnostics:
     Reads counters and the memory's sizes without taking the world lock.
     """
 
-    def __init__(self, node: CameraNode) -> None:
+    def __init__(self, node: CameraNodeView) -> None:
         self.node = node
         self.status_pub = node.create_publisher(WorldStatus, "~/status", 10)
         self.pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
