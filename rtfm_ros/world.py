@@ -209,12 +209,26 @@ class WorldModel:
 
     def prepare(self, frame_id: int) -> ctxprep.PreparedFrame:
         """The frame's depth and pyramid (from the core's cache, or computed and cached now)."""
-        key = (self._key, int(frame_id))
+        prepared = self._prepared(int(frame_id))
+        if prepared.pending_check:
+            # Stereo is checked against the neighbours' own unchecked depth, so the order frames
+            # are prepared in does not matter (render.consistency).
+            others = [ctxprep.raw_posed_depth(self._prepared(j), self.memory.pose(j))
+                      for j in prepared.neighbour_ids if j in self.memory]
+            prepared = ctxprep.checked(prepared, self.memory.get(frame_id),
+                                       [o for o in others if o is not None])
+            self.core.cache.put((self._key, int(frame_id)), prepared)
+        return prepared
+
+    def _prepared(self, frame_id: int) -> ctxprep.PreparedFrame:
+        """The cached prepared frame, or one computed now (its stereo maybe still pending its check)."""
+        key = (self._key, frame_id)
         prepared = self.core.cache.get(key)
         if prepared is None:
             cfg = self.config
             prepared = ctxprep.prepare(self.memory, frame_id, self.core.depth_prior, self.device,
-                                       use_stereo=cfg.use_stereo, use_prior=cfg.use_prior, depth_range=cfg.depth_range)
+                                       use_stereo=cfg.use_stereo, use_prior=cfg.use_prior, depth_range=cfg.depth_range,
+                                       check_consistency=cfg.check_depth)
             self.core.cache.put(key, prepared)
         return prepared
 

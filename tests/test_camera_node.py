@@ -27,7 +27,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
 from rtfm_ros import geometry as g
-from rtfm_ros.io import messages
+from rtfm_ros.io import messages, tf_messages
 from rtfm_ros.ros import conversions as c
 
 S = 1_000_000_000
@@ -57,8 +57,9 @@ def _tf_child() -> int:
         c.transform_msg(T_BASE_LEFT, "base_link", "left_camera_link", 0)])
     node.create_publisher(TFMessage, "/tf_static", reliable_qos(latched=True)).publish(static)
     pub = node.create_publisher(TFMessage, "/tf", reliable_qos())
-    pose = {"T": messages.pose_to_matrix(POSE_A)}
-    node.create_subscription(Pose, POSE_TOPIC, lambda m: pose.update(T=messages.pose_to_matrix(m)), reliable_qos(True))
+    pose = {"T": tf_messages.pose_to_matrix(POSE_A)}
+    node.create_subscription(Pose, POSE_TOPIC, lambda m: pose.update(T=tf_messages.pose_to_matrix(m)),
+                             reliable_qos(True))
     parent = os.getppid()
 
     def tick() -> None:
@@ -233,7 +234,7 @@ def test_images_frames_stamps_info_rate_and_status(cam_node, ctx, tf_child):
 
     optical = [t for m in got["/tf_static"] for t in m.transforms if t.child_frame_id == "camera_link_optical"]
     assert optical and optical[0].header.frame_id == "camera_link"
-    np.testing.assert_allclose(messages.transform_to_matrix(optical[0])[:3, :3], g.R_BODY_OPTICAL, atol=1e-9)
+    np.testing.assert_allclose(tf_messages.transform_to_matrix(optical[0])[:3, :3], g.R_BODY_OPTICAL, atol=1e-9)
 
     status = got["/rtfm_camera/status"][-1]
     assert status.frames == 6 and status.model == "tiny-test" and status.header.frame_id == "map"
@@ -263,7 +264,7 @@ def test_services_reset_save_load_render_view(cam_node, ctx, call, tf_child, ass
     res = call(WorldPath, "/rtfm_camera/load_world", WorldPath.Request(path=str(assets["root"] / "none")))
     assert not res.success and res.frames == 6 and len(cam_node.world.memory) == 6
 
-    T = g.body_to_optical(messages.pose_to_matrix(POSE_A) @ T_BASE_CAMERA)
+    T = g.body_to_optical(tf_messages.pose_to_matrix(POSE_A) @ T_BASE_CAMERA)
     req = RenderView.Request(want_depth=True, remember=False)
     req.pose.header.frame_id = "map"
     req.pose.pose = c.pose_msg(T)
@@ -318,7 +319,7 @@ def test_bad_transforms_and_absurd_parameters_are_refused(cam_node, ctx, call, t
     second_parent = c.transform_msg(np.eye(4), "elsewhere", "base_link", time.time_ns())
     empty_name = c.transform_msg(np.eye(4), "", "nameless", time.time_ns())
     bad = TFMessage(transforms=[nan, zero_q, second_parent, empty_name])
-    assert len(messages.feed_tf_message(TransformBuffer(), bad, static=False)) >= 3  # they are bad indeed
+    assert len(tf_messages.feed_tf_message(TransformBuffer(), bad, static=False)) >= 3  # they are bad indeed
     before = cam_node.stats.bad_transforms
     node = rclpy.create_node("rtfm_test_bad_tf", context=ctx)
     try:

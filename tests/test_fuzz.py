@@ -32,7 +32,7 @@ from rtfm_ros.geometry import (
     check_pixel_budget,
     look_at,
 )
-from rtfm_ros.io import bags, messages
+from rtfm_ros.io import bags, messages, tf_messages
 from rtfm_ros.learn.checkpoint import CheckpointError, config_sha256, load_checkpoint, save_checkpoint
 from rtfm_ros.learn.config import ConfigError, DepthPriorConfig
 from rtfm_ros.learn.depth_prior import DepthPrior
@@ -301,7 +301,7 @@ def bag_dir() -> Path:
             cam = PinholeCamera.from_fov(16, 16, 60)
             for topic, msg in (("/cam/image_raw", messages.image_msg(np.full((16, 16, 3), i, np.uint8), t, "cam")),
                                ("/cam/camera_info", messages.camera_info_msg(cam, t, "cam")),
-                               ("/tf", messages.tf_msg([("map", "cam", look_at([i * 0.1, 0, 0], [0, 1, 0]))], t))):
+                               ("/tf", tf_messages.tf_msg([("map", "cam", look_at([i * 0.1, 0, 0], [0, 1, 0]))], t))):
                 w.write(conns[topic], t, ts.serialize_cdr(msg, msg.__msgtype__))
         w.close()
         _BAG["p"] = path

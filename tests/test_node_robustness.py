@@ -25,7 +25,7 @@ from sensor_msgs.msg import Image
 from test_camera_node import POSE_A, T_BASE_CAMERA, Caller
 
 from rtfm_ros import geometry as g
-from rtfm_ros.io import messages
+from rtfm_ros.io import messages, tf_messages
 from rtfm_ros.ros import conversions as c
 
 BIG = 2048  # a render_view of BIG x BIG takes several seconds here (tiled)
@@ -60,7 +60,7 @@ def start_node(assets, domain: int, ns: str, world: Path):
 def view_request(size: int, x: float | None = None):
     from rtfm_ros_interfaces.srv import RenderView
 
-    T = g.body_to_optical(messages.pose_to_matrix(POSE_A) @ T_BASE_CAMERA)
+    T = g.body_to_optical(tf_messages.pose_to_matrix(POSE_A) @ T_BASE_CAMERA)
     req = RenderView.Request(want_depth=False, remember=False)
     req.pose.header.frame_id = "map"
     req.pose.pose = c.pose_msg(T)

@@ -18,7 +18,7 @@ from test_world_file import CAM, assert_same, make_memory, texture
 
 from rtfm_ros.geometry import MAX_POSITION_M, GeometryError, look_at
 from rtfm_ros.memory import FrameMemory, WorldFile, WorldFileError
-from rtfm_ros.memory.world_file import FrameRecord
+from rtfm_ros.memory.world_schema import FrameRecord
 
 HERE = Path(__file__).resolve().parent
 

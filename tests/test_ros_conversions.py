@@ -14,7 +14,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
 from rtfm_ros import geometry as g
-from rtfm_ros.io import messages
+from rtfm_ros.io import messages, tf_messages
 from rtfm_ros.ros import conversions as c
 from rtfm_ros.tf_buffer import FrameTreeError, TransformBuffer
 
@@ -143,8 +143,8 @@ def test_transform_and_pose_round_trips(T, stamp):
     msg = c.transform_msg(T, "map", "base_link", stamp)
     assert (msg.header.frame_id, msg.child_frame_id) == ("map", "base_link")
     assert messages.stamp_to_ns(msg.header.stamp) == stamp
-    np.testing.assert_allclose(messages.transform_to_matrix(msg), T, atol=1e-12)
-    np.testing.assert_allclose(messages.pose_to_matrix(c.pose_msg(T)), T, atol=1e-12)
+    np.testing.assert_allclose(tf_messages.transform_to_matrix(msg), T, atol=1e-12)
+    np.testing.assert_allclose(tf_messages.pose_to_matrix(c.pose_msg(T)), T, atol=1e-12)
 
 
 @given(stamps)
@@ -165,7 +165,7 @@ def test_bad_quaternion_in_a_transform_names_the_frames():
     msg = c.transform_msg(np.eye(4), "map", "base", 0)
     msg.transform.rotation.w = 0.5
     with pytest.raises(g.GeometryError, match="map -> base.*norm"):
-        messages.transform_to_matrix(msg)
+        tf_messages.transform_to_matrix(msg)
 
 
 def test_feed_tf_message_keeps_good_transforms_and_returns_the_bad():
@@ -179,7 +179,7 @@ def test_feed_tf_message_keeps_good_transforms_and_returns_the_bad():
     empty = TransformStamped(child_frame_id="x")
     msg = TFMessage(transforms=[good, nan, chained, unnormalised, second_parent, empty])
     buf = TransformBuffer()
-    errors = messages.feed_tf_message(buf, msg, static=False)
+    errors = tf_messages.feed_tf_message(buf, msg, static=False)
     assert len(errors) == 4 and all(isinstance(e, g.GeometryError) for e in errors)
     assert "'nan_frame'" in str(errors[0]) and "non-finite" in str(errors[0])
     assert "'q_frame'" in str(errors[1]) and "norm" in str(errors[1])
@@ -187,7 +187,7 @@ def test_feed_tf_message_keeps_good_transforms_and_returns_the_bad():
     assert "empty" in str(errors[3])
     assert buf.frames() == {"map", "odom", "base"}
     np.testing.assert_allclose(buf.lookup("map", "base", S)[:3, 3], [1, 2, 4])
-    assert messages.feed_tf_message(TransformBuffer(), TFMessage(transforms=[good]), static=True) == []
+    assert tf_messages.feed_tf_message(TransformBuffer(), TFMessage(transforms=[good]), static=True) == []
 
 
 def test_bag_messages_convert_too():
@@ -206,4 +206,4 @@ def test_bag_messages_convert_too():
     tf = store.deserialize_cdr(
         bytes(serialize_message(c.transform_msg(T, "map", "base", 9))), "geometry_msgs/msg/TransformStamped"
     )
-    np.testing.assert_allclose(messages.transform_to_matrix(tf), T, atol=1e-12)
+    np.testing.assert_allclose(tf_messages.transform_to_matrix(tf), T, atol=1e-12)

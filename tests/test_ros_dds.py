@@ -10,7 +10,7 @@ from sensor_msgs.msg import Image
 from tf2_msgs.msg import TFMessage
 
 from rtfm_ros import geometry as g
-from rtfm_ros.io import messages
+from rtfm_ros.io import messages, tf_messages
 from rtfm_ros.ros import conversions as c
 from rtfm_ros.tf_buffer import TransformBuffer
 
@@ -50,8 +50,8 @@ def test_image_and_tf_cross_process(domain_id):
     np.testing.assert_array_equal(messages.decode_image(image), rgb)  # pixel-exact
 
     buf = TransformBuffer()
-    assert messages.feed_tf_message(buf, got["/rtfm_test/tf"][0], static=False) == []
-    assert messages.feed_tf_message(buf, got["/rtfm_test/tf_static"][0], static=True) == []
+    assert tf_messages.feed_tf_message(buf, got["/rtfm_test/tf"][0], static=False) == []
+    assert tf_messages.feed_tf_message(buf, got["/rtfm_test/tf_static"][0], static=True) == []
     np.testing.assert_allclose(buf.lookup("map", "cam_optical", stamp), T_map_base @ T_base_cam, atol=1e-12)
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from rtfm_ros.geometry import PinholeCamera, look_at
 from rtfm_ros.memory import FrameMemory, WorldFile, WorldFileError
-from rtfm_ros.memory.world_file import SCHEMA_VERSION
+from rtfm_ros.memory.world_schema import SCHEMA_VERSION
 
 CAM = PinholeCamera.from_fov(32, 24, 70.0)
 
@@ -297,7 +297,8 @@ def test_world_of_100k_frames_streams_through_bounded_ram(tmp_path):
     import tracemalloc
 
     from rtfm_ros.memory.codecs import encode_image
-    from rtfm_ros.memory.world_file import FrameRecord, save_world
+    from rtfm_ros.memory.world_file import save_world
+    from rtfm_ros.memory.world_schema import FrameRecord
 
     n, size = 100_000, 128
     cam = PinholeCamera.from_fov(size, size, 90.0)

@@ -31,10 +31,9 @@ from rtfm_ros.io.messages import (
     depth_msg,
     image_msg,
     stamp_to_ns,
-    tf_msg,
-    transform_to_matrix,
     typestore,
 )
+from rtfm_ros.io.tf_messages import tf_msg, transform_to_matrix
 from rtfm_ros.tf_buffer import NS_PER_S, TransformBuffer
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}

@@ -1,7 +1,7 @@
 """ROS messages <-> numpy, for bags and the node alike, without rclpy.
 
 cv_bridge is not on PyPI for ROS 2, and numpy views over ``msg.data`` are all a camera
-simulator needs. Readers (``decode_*``, ``camera_from_info``, ``transform_to_matrix``) only use
+simulator needs. Readers (``decode_*``, ``camera_from_info``, tf_messages') only use
 message attributes, so a message deserialised from a bag by ``rosbags`` and one received by
 rclpy read the same. Builders take the data first, then stamp and frame, and make their
 messages from ``types``: the ``rosbags`` typestore by default (bags, offline), or rclpy's own
@@ -28,11 +28,8 @@ from rtfm_ros.geometry import (
     camera_from_k,
     opencv_k,
     opencv_p,
-    transform_from_ros,
-    transform_to_ros,
-    validate_transform,
 )
-from rtfm_ros.tf_buffer import NS_PER_S, TransformBuffer
+from rtfm_ros.tf_buffer import NS_PER_S
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
@@ -334,71 +331,3 @@ def camera_from_info(msg: Any, ignore_distortion: bool = False) -> PinholeCamera
         return camera_from_k(int(msg.width), int(msg.height), k)
     except GeometryError as e:
         raise MessageError(f"CameraInfo does not describe a usable camera: {e}") from e
-
-
-# ------------------------------------------------------------------------------ poses
-def _matrix(translation: Any, rotation: Any, what: str) -> np.ndarray:
-    try:
-        return transform_from_ros((translation.x, translation.y, translation.z),
-                                  (rotation.x, rotation.y, rotation.z, rotation.w))
-    except GeometryError as e:
-        raise GeometryError(f"{what}: {e}") from e
-
-
-def transform_to_matrix(msg: Any) -> np.ndarray:
-    """4x4 T_parent_child of a TransformStamped (parent = header.frame_id), validated."""
-    return _matrix(msg.transform.translation, msg.transform.rotation,
-                   f"transform {msg.header.frame_id} -> {msg.child_frame_id}")
-
-
-def pose_to_matrix(pose: Any) -> np.ndarray:
-    """4x4 from a geometry_msgs/Pose (the pose of a frame in its header's frame)."""
-    return _matrix(pose.position, pose.orientation, "pose")
-
-
-def _vector_quaternion(T: np.ndarray, what: str, types: MessageTypes, point: bool) -> tuple[Any, Any]:
-    t, q = transform_to_ros(validate_transform(T, what))
-    vec = types.get("geometry_msgs/msg/Point" if point else "geometry_msgs/msg/Vector3")(
-        x=float(t[0]), y=float(t[1]), z=float(t[2]))
-    quat = types.get("geometry_msgs/msg/Quaternion")(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))
-    return vec, quat
-
-
-def transform_msg(T_parent_child: np.ndarray, parent: str, child: str, stamp: Stamp, *,
-                  types: MessageTypes | None = None) -> Any:
-    """geometry_msgs/TransformStamped from a 4x4 T_parent_child."""
-    types = types or bag_types()
-    vec, quat = _vector_quaternion(T_parent_child, f"transform {parent} -> {child}", types, point=False)
-    return types.get("geometry_msgs/msg/TransformStamped")(
-        header=header_msg(stamp, parent, types=types), child_frame_id=child,
-        transform=types.get("geometry_msgs/msg/Transform")(translation=vec, rotation=quat))
-
-
-def tf_msg(transforms: Sequence[tuple[str, str, np.ndarray]], stamp: Stamp, *,
-           types: MessageTypes | None = None) -> Any:
-    """tf2_msgs/TFMessage from (parent, child, T_parent_child) triples, all at one stamp."""
-    types = types or bag_types()
-    return types.get(TF_MESSAGE)(transforms=[transform_msg(T, parent, child, stamp, types=types)
-                                             for parent, child, T in transforms])
-
-
-def pose_msg(T: np.ndarray, *, types: MessageTypes | None = None) -> Any:
-    """geometry_msgs/Pose from a 4x4 transform."""
-    types = types or bag_types()
-    point, quat = _vector_quaternion(T, "pose", types, point=True)
-    return types.get("geometry_msgs/msg/Pose")(position=point, orientation=quat)
-
-
-def feed_tf_message(buffer: TransformBuffer, msg: Any, static: bool) -> list[GeometryError]:
-    """Push every transform of a tf2_msgs/TFMessage into buffer; bad ones are skipped and returned.
-
-    One bad transform (NaN, a second parent) must not drop the good ones published beside it.
-    """
-    errors: list[GeometryError] = []
-    for tf in msg.transforms:
-        parent, child = tf.header.frame_id, tf.child_frame_id
-        try:
-            buffer.set_transform(parent, child, stamp_to_ns(tf.header.stamp), transform_to_matrix(tf), static)
-        except GeometryError as e:
-            errors.append(type(e)(f"skipped {'static ' if static else ''}transform {parent!r} -> {child!r}: {e}"))
-    return errors

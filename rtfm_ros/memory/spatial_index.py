@@ -71,6 +71,13 @@ class SpatialIndex:
         ids: np.ndarray = self.nearest_many(np.asarray(point, dtype=np.float64).reshape(1, 3), k)[0]
         return ids
 
+    def frustum_candidates(self, T_world_camera: np.ndarray, depth_hint: float = 3.0,
+                           candidates: int = 64) -> np.ndarray:
+        """Unique ids near a camera and near the centre of its frustum (half of ``candidates`` each)."""
+        T = np.asarray(T_world_camera, dtype=np.float64)
+        eye = T[:3, 3]
+        return np.unique(self.nearest_many(np.stack([eye, eye + T[:3, 2] * depth_hint]), max(1, candidates // 2)))
+
     def nearest_many(self, points: np.ndarray, k: int) -> np.ndarray:
         """(m, k') ids of the k' = min(k, n) nearest positions of each of m query points (one tree query)."""
         q = np.asarray(points, dtype=np.float64).reshape(-1, 3)

@@ -24,27 +24,19 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import numpy as np
 
 from rtfm_ros.geometry import MAX_POSITION_M, PinholeCamera
 from rtfm_ros.memory import juggling
-from rtfm_ros.memory.codecs import encode_depth, encode_image
 from rtfm_ros.memory.errors import WorldFileError
 from rtfm_ros.memory.frame import SOURCES, Frame, FrameError, check_frame, readonly
 from rtfm_ros.memory.spatial_index import SpatialIndex
-from rtfm_ros.memory.world_file import FrameRecord, WorldFile, save_world
+from rtfm_ros.memory.world_file import WorldFile, save_world
+from rtfm_ros.memory.world_schema import FrameRecord, StorageFormats, encode_record
 
 _log = logging.getLogger(__name__)
-
-
-class StorageFormats(TypedDict):
-    """How a memory encodes the frames it writes to a world file."""
-
-    image_format: str
-    image_quality: int
-    depth_format: str
 
 
 class FrameMemory:
@@ -188,12 +180,8 @@ class FrameMemory:
             out += 1
 
     def _encode(self, i: int, rgb: np.ndarray, depth: np.ndarray | None) -> FrameRecord:
-        f = self._formats
-        return FrameRecord(i, self._poses[i].copy(), self._intr[i].copy(), float(self._stamps[i]),
-                           SOURCES[self._sources[i]], f["image_format"],
-                           encode_image(rgb, f["image_format"], f["image_quality"]),
-                           None if depth is None else f["depth_format"],
-                           None if depth is None else encode_depth(depth, f["depth_format"]))
+        return encode_record(i, self._poses[i], self._intr[i], float(self._stamps[i]), SOURCES[self._sources[i]],
+                             rgb, depth, self._formats)
 
     def attach(self, path: str | Path) -> None:
         """Save everything to a new world at ``path`` and append every later frame to it."""
@@ -369,10 +357,7 @@ class FrameMemory:
     def context_candidates(self, T_world_camera: np.ndarray, depth_hint: float = 3.0,
                            candidates: int = 64) -> np.ndarray:
         """Ids near the camera and near the centre of its frustum (half each) from the spatial index."""
-        T = np.asarray(T_world_camera, dtype=np.float64)
-        eye = T[:3, 3]
-        found = self._index.nearest_many(np.stack([eye, eye + T[:3, 2] * depth_hint]), max(1, candidates // 2))
-        return np.unique(found)
+        return self._index.frustum_candidates(T_world_camera, depth_hint, candidates)
 
     def select_context(self, T_world_camera: np.ndarray, camera: PinholeCamera, budget: int, *,
                        depth_hint: float = 3.0, candidates: int = 64, favour_recent: bool = True,

@@ -1,11 +1,7 @@
 """World files: a frame memory on disk, in one SQLite file, safe against crashes and corruption.
 
-Layout (schema version 1): ``frames`` holds the small per-frame data (pose as 16 float64,
-intrinsics, stamp, source and checksums) so the whole index loads with one compact scan;
-``pixels`` holds the encoded image (PNG by default, lossless; WebP/JPEG with a quality) and
-optional depth (compressed npz float32/float16, or 16-bit PNG in millimetres); ``meta`` holds
-JSON values (schema version, creation time, model name, caller metadata, frame count and a
-rolling digest).
+The layout (tables, records, checksums) is in world_schema; this module opens, checks, appends
+to and saves world files.
 
 Why it survives crashes: appends are single SQLite transactions in WAL mode (INSERT only, plus
 the meta counters in the same transaction), and a whole-world save writes a hidden temporary
@@ -23,11 +19,9 @@ import hashlib
 import json
 import os
 import sqlite3
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,75 +39,17 @@ from rtfm_ros.memory.file_safety import (
     clean_stale_temps,
     connect,
 )
-
-SCHEMA_VERSION = 1
-CHECKS = ("none", "quick", "full")
-_GENESIS = hashlib.sha256(b"rtfm_ros world v1").digest()
-_COLUMNS = {"meta": ["key", "value"],
-            "frames": ["id", "pose", "width", "height", "fx", "fy", "cx", "cy", "stamp", "source",
-                       "pixels_sha256", "sha256"],
-            "pixels": ["id", "image_format", "image", "depth_format", "depth"]}
-# Anything sqlite3 or json can raise on a damaged file (deep nesting, odd types, huge numbers).
-_READ_ERRORS = (sqlite3.Error, ValueError, KeyError, TypeError, AttributeError, RecursionError, OverflowError)
-
-_SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE frames (
-    id INTEGER PRIMARY KEY, pose BLOB NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,
-    fx REAL NOT NULL, fy REAL NOT NULL, cx REAL NOT NULL, cy REAL NOT NULL, stamp REAL NOT NULL,
-    source TEXT NOT NULL, pixels_sha256 BLOB NOT NULL, sha256 BLOB NOT NULL);
-CREATE TABLE pixels (
-    id INTEGER PRIMARY KEY, image_format TEXT NOT NULL, image BLOB NOT NULL,
-    depth_format TEXT, depth BLOB);
-"""
-
-
-@dataclass(frozen=True)
-class FrameRecord:
-    """One frame as stored: small fields plus encoded pixel bytes."""
-
-    id: int
-    pose: np.ndarray           # 4x4 float64
-    intrinsics: np.ndarray     # (width, height, fx, fy, cx, cy) float64
-    stamp: float
-    source: str
-    image_format: str
-    image: bytes
-    depth_format: str | None
-    depth: bytes | None
-
-    def pixels_sha256(self) -> bytes:
-        h = hashlib.sha256()
-        for part in (self.image_format.encode(), self.image, (self.depth_format or "").encode(), self.depth or b""):
-            h.update(struct.pack("<Q", len(part)))
-            h.update(part)
-        return h.digest()
-
-
-def row_sha256(fid: int, pose: bytes, intr: np.ndarray, stamp: float, source: str, pixels_sha: bytes) -> bytes:
-    """Checksum of one row's small fields (covers the pixels through their own checksum)."""
-    return hashlib.sha256(struct.pack("<q", fid) + pose + np.asarray(intr, dtype="<f8").tobytes()
-                          + struct.pack("<d", stamp) + source.encode() + b"\0" + pixels_sha).digest()
-
-
-def _parse_meta(path: Path, rows: Iterable[tuple[str, str]]) -> tuple[dict[str, Any], int, bytes]:
-    """(meta, frame count, digest) with the count and digest type-checked before anything is sized by them."""
-    meta = {k: json.loads(v) for k, v in rows}
-    count, digest = meta.get("frame_count", 0), meta.get("digest", _GENESIS.hex())
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise WorldFileError(f"world file {path} has a bad frame count {count!r}")
-    if not isinstance(digest, str) or len(digest) != 64:
-        raise WorldFileError(f"world file {path} has a bad digest {str(digest)[:80]!r}")
-    return meta, count, bytes.fromhex(digest)
-
-
-def _check_schema(path: Path, conn: sqlite3.Connection) -> None:
-    """Refuse a world whose tables or columns are not this schema (a dropped table, an edited one)."""
-    for table, columns in _COLUMNS.items():
-        got = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
-        if got != columns:
-            what = "lacks the table" if not got else "has unexpected columns in"
-            raise WorldFileError(f"world file {path} {what} {table!r}")
+from rtfm_ros.memory.world_schema import (
+    CHECKS,
+    GENESIS,
+    READ_ERRORS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    FrameRecord,
+    check_schema,
+    parse_meta,
+    row_sha256,
+)
 
 
 class WorldFile:
@@ -124,7 +60,7 @@ class WorldFile:
         self._conn = conn
         self.writable = writable
         self._lock = threading.Lock()
-        self.meta, self._count, self._digest = _parse_meta(path, conn.execute("SELECT key, value FROM meta"))
+        self.meta, self._count, self._digest = parse_meta(path, conn.execute("SELECT key, value FROM meta"))
 
     # ---------------------------------------------------------------- creation / opening
     @classmethod
@@ -155,7 +91,7 @@ class WorldFile:
             raise WorldFileError(f"world file {path} already exists")
         values = {"schema_version": SCHEMA_VERSION, "created": time.time(), "model": model,
                   "user": meta or {}, "image_format": image_format, "image_quality": int(image_quality),
-                  "depth_format": depth_format, "frame_count": 0, "digest": _GENESIS.hex()}
+                  "depth_format": depth_format, "frame_count": 0, "digest": GENESIS.hex()}
         try:
             encoded = {k: json.dumps(v) for k, v in values.items()}
         except (TypeError, ValueError, RecursionError) as exc:
@@ -166,7 +102,7 @@ class WorldFile:
             conn.execute("PRAGMA journal_mode = OFF")
             conn.execute("PRAGMA synchronous = OFF")
             conn.execute("BEGIN")
-            for stmt in _SCHEMA.strip().split(";"):
+            for stmt in SCHEMA.strip().split(";"):
                 if stmt.strip():
                     conn.execute(stmt)
             conn.executemany("INSERT INTO meta VALUES (?, ?)", encoded.items())
@@ -188,7 +124,7 @@ class WorldFile:
         check_sqlite_header(path)
         conn = connect(path, writable)
         try:
-            _check_schema(path, conn)
+            check_schema(path, conn)
             if check != "none":
                 pragma = "integrity_check" if check == "full" else "quick_check"
                 result = [r[0] for r in conn.execute(f"PRAGMA {pragma}")]
@@ -209,7 +145,7 @@ class WorldFile:
         except WorldFileError:
             conn.close()
             raise
-        except _READ_ERRORS as exc:
+        except READ_ERRORS as exc:
             conn.close()
             raise WorldFileError(f"world file {path} is corrupt or unreadable: {exc}") from None
         return world
@@ -311,7 +247,7 @@ class WorldFile:
         intr = np.empty((n, 6))
         stamps = np.empty(n)
         sources: list[str] = []
-        digest = _GENESIS
+        digest = GENESIS
         with self._lock:
             rows = self._conn.execute("SELECT id, pose, width, height, fx, fy, cx, cy, stamp, source, "
                                       "pixels_sha256, sha256 FROM frames ORDER BY id")
@@ -350,7 +286,7 @@ class WorldFile:
             ok = rec.pixels_sha256() == psha and row_sha256(fid, pose, intr, stamp, source, psha) == sha
         except WorldFileError:
             raise
-        except _READ_ERRORS as exc:
+        except READ_ERRORS as exc:
             raise WorldFileError(f"world file {self.path}: frame {fid} cannot be read: {exc}") from None
         if not ok:
             raise WorldFileError(f"world file {self.path}: checksum mismatch in frame {fid} (corrupt pixels)")

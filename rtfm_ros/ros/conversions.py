@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from rtfm_ros.geometry import PinholeCamera
-from rtfm_ros.io import messages
+from rtfm_ros.io import messages, tf_messages
 from rtfm_ros.io.messages import CalibrationLike, MessageTypes, Stamp
 
 
@@ -62,9 +62,9 @@ def camera_info_msg(camera: PinholeCamera, stamp: Stamp, frame_id: str,
 
 def transform_msg(T_parent_child: np.ndarray, parent: str, child: str, stamp: Stamp) -> Any:
     """geometry_msgs/TransformStamped (rclpy)."""
-    return messages.transform_msg(T_parent_child, parent, child, stamp, types=RCLPY)
+    return tf_messages.transform_msg(T_parent_child, parent, child, stamp, types=RCLPY)
 
 
 def pose_msg(T: np.ndarray) -> Any:
     """geometry_msgs/Pose (rclpy)."""
-    return messages.pose_msg(T, types=RCLPY)
+    return tf_messages.pose_msg(T, types=RCLPY)

@@ -36,7 +36,8 @@ from rtfm_ros.camera.lens import Lens
 from rtfm_ros.camera.status import RenderStats
 from rtfm_ros.camera.world_handle import WorldHandle
 from rtfm_ros.geometry import PinholeCamera
-from rtfm_ros.io.messages import camera_from_info, decode_image, pose_to_matrix, stamp_to_ns
+from rtfm_ros.io.messages import camera_from_info, decode_image, stamp_to_ns
+from rtfm_ros.io.tf_messages import pose_to_matrix
 from rtfm_ros.ros.conversions import depth_msg, image_msg
 from rtfm_ros.tf_buffer import TransformLookupError, clean_frame_id
 

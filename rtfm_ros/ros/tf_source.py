@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from rtfm_ros.geometry import R_BODY_OPTICAL, GeometryError, make_transform
-from rtfm_ros.io.messages import feed_tf_message, transform_to_matrix
+from rtfm_ros.io.tf_messages import feed_tf_message, transform_to_matrix
 from rtfm_ros.ros.conversions import transform_msg
 from rtfm_ros.tf_buffer import (
     NS_PER_S,
