@@ -24,6 +24,7 @@ import torch
 
 from rtfm_ros.learn.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from rtfm_ros.learn.depth_prior import DepthPrior
+from rtfm_ros.render.learned import RENDERER_FILE, LearnedRenderer, load_weights
 from rtfm_ros.runtime import pick_device
 
 if TYPE_CHECKING:
@@ -88,11 +89,13 @@ class RenderCore:
 
     def __init__(self, depth_prior: DepthPrior, *, device: str | torch.device = "auto",
                  checkpoint_info: dict[str, Any] | None = None,
-                 cache_bytes: int | None = DEFAULT_CACHE_BYTES) -> None:
+                 cache_bytes: int | None = DEFAULT_CACHE_BYTES,
+                 learned_renderer: LearnedRenderer | None = None) -> None:
         if not isinstance(depth_prior, DepthPrior):
             raise TypeError(f"depth_prior must be a DepthPrior, got {type(depth_prior).__name__}")
         self.device = pick_device(device)
         self.depth_prior = depth_prior.to(self.device).eval()
+        self.learned_renderer = None if learned_renderer is None else learned_renderer.to(self.device).eval()
         self.checkpoint_info = checkpoint_info or {}
         self.cache = PreparedCache(cache_bytes)
         self._world_keys = itertools.count()
@@ -103,8 +106,11 @@ class RenderCore:
              cache_bytes: int | None = DEFAULT_CACHE_BYTES) -> RenderCore:
         """With the bundled default depth prior, or a checkpoint directory `rtfm train` wrote."""
         dev = pick_device(device)
-        prior, meta = load_checkpoint(checkpoint if checkpoint is not None else DEFAULT_CHECKPOINT, dev)
-        return cls(prior, device=dev, checkpoint_info=meta, cache_bytes=cache_bytes)
+        folder = Path(checkpoint if checkpoint is not None else DEFAULT_CHECKPOINT)
+        prior, meta = load_checkpoint(folder, dev)
+        weights = folder / RENDERER_FILE
+        learned = load_weights(weights, dev) if weights.is_file() else None
+        return cls(prior, device=dev, checkpoint_info=meta, cache_bytes=cache_bytes, learned_renderer=learned)
 
     @property
     def name(self) -> str:

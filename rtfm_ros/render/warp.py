@@ -73,6 +73,7 @@ class Rendered:
     rgb: torch.Tensor     # B x 3 x H x W in [0, 1]
     depth: torch.Tensor   # B x H x W planar z, NaN where no context saw the place
     seen: torch.Tensor    # B x H x W bool
+    inv_depth: torch.Tensor  # B x H x W the target's inverse depth the colour was fetched with (0: none)
 
 
 def _groups(contexts: list[ContextLevel], splat: bool = False) -> dict[tuple[int, int], list[int]]:
@@ -134,14 +135,22 @@ def target_depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch
     return _close_gaps(inv, gap_iterations)
 
 
-def blend(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Tensor, tgt_T: torch.Tensor,
-          params: BlendParams | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Backward-warped, weighted colour: (B x 3 x H x W colour sum, B x H x W weight, B x H x W
-    support: the visibility-and-rank weight before the angle term, which says whether anything saw it).
+@dataclass
+class _Samples:
+    """One group of same-sized contexts sampled at every target pixel (rows: contexts)."""
 
-    Geometry is in each target camera's frame (float32 stays exact however far the world
-    reaches); only the context-to-target transforms are composed in float64.
-    """
+    b: torch.Tensor        # n: the target each context serves
+    rgb: torch.Tensor      # n x 3 x HW colour fetched from the context
+    base: torch.Tensor     # n x HW visibility x trust x rank weight (0 outside the context)
+    cost: torch.Tensor     # n x HW 1 - cos(angle between the target's ray and the context's)
+    visible: torch.Tensor  # n x HW the context's own depth confirms the point
+    index: list[int]       # the contexts' positions in the list given
+
+
+def _sample(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Tensor, tgt_T: torch.Tensor,
+            params: BlendParams) -> tuple[list[_Samples], torch.Tensor]:
+    """Every context sampled at the targets' points (from ``inv_depth``), and the best angle cost per
+    target pixel among contexts that see it (B x HW; 0 where none does)."""
     B, H, W = inv_depth.shape
     dev = inv_depth.device
     has = inv_depth > 0
@@ -151,8 +160,6 @@ def blend(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Te
     z_flat = z_t.reshape(B, 1, -1)                                     # target-frame points: z * dirs
     T_tw = torch.linalg.inv(tgt_T.double())
     parts = []
-    params = params or BlendParams()
-    two_over_sigma2 = 2.0 / params.angle_sigma ** 2
     for (h, w), idx in _groups(contexts).items():
         cs = [contexts[i] for i in idx]
         b = torch.tensor([c.target for c in cs], device=dev)
@@ -186,23 +193,63 @@ def blend(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Te
         cosang = along * torch.rsqrt(norm2 * d2)
         rank = (torch.tensor([c.weight for c in cs], device=dev)
                 * params.rank_decay ** torch.tensor([float(c.rank) for c in cs], device=dev))[:, None]
-        parts.append((b, rgb, vis * rank * (inside & has.reshape(B, -1)[b]), 1 - cosang, vis > 0.5))
+        parts.append(_Samples(b, rgb, vis * rank * (inside & has.reshape(B, -1)[b]), 1 - cosang, vis > 0.5, idx))
     # The angle weight is relative to the best-placed context that sees each pixel, so a view far
     # from every context still takes its colour from the closest one instead of going unseen.
     best = torch.full((B, H * W), float("inf"), device=dev)
-    for b, _, base, cost, visible in parts:
-        seen_cost = torch.where(visible & (base > 0), cost, torch.full_like(cost, float("inf")))
-        best.scatter_reduce_(0, b[:, None].expand_as(cost), seen_cost, reduce="amin")
-    best = torch.where(torch.isfinite(best), best, torch.zeros_like(best))
+    for p in parts:
+        seen_cost = torch.where(p.visible & (p.base > 0), p.cost, torch.full_like(p.cost, float("inf")))
+        best.scatter_reduce_(0, p.b[:, None].expand_as(p.cost), seen_cost, reduce="amin")
+    return parts, torch.where(torch.isfinite(best), best, torch.zeros_like(best))
+
+
+def _weight(p: _Samples, best: torch.Tensor, params: BlendParams) -> torch.Tensor:
+    return p.base * torch.exp(-(p.cost - best[p.b]).clamp_min(0) * (2.0 / params.angle_sigma ** 2))
+
+
+def blend(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Tensor, tgt_T: torch.Tensor,
+          params: BlendParams | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Backward-warped, weighted colour: (B x 3 x H x W colour sum, B x H x W weight, B x H x W
+    support: the visibility-and-rank weight before the angle term, which says whether anything saw it).
+
+    Geometry is in each target camera's frame (float32 stays exact however far the world
+    reaches); only the context-to-target transforms are composed in float64.
+    """
+    B, H, W = inv_depth.shape
+    dev = inv_depth.device
+    params = params or BlendParams()
+    parts, best = _sample(contexts, inv_depth, tgt_K, tgt_T, params)
     colour = torch.zeros(B, 3, H * W, device=dev)
     weight = torch.zeros(B, H * W, device=dev)
     support = torch.zeros(B, H * W, device=dev)
-    for b, rgb, base, cost, _ in parts:
-        wgt = base * torch.exp(-(cost - best[b]).clamp_min(0) * two_over_sigma2)
-        colour.index_add_(0, b, rgb * wgt[:, None])
-        weight.index_add_(0, b, wgt)
-        support.index_add_(0, b, base)
+    for p in parts:
+        wgt = _weight(p, best, params)
+        colour.index_add_(0, p.b, p.rgb * wgt[:, None])
+        weight.index_add_(0, p.b, wgt)
+        support.index_add_(0, p.b, p.base)
     return colour.reshape(B, 3, H, W), weight.reshape(B, H, W), support.reshape(B, H, W)
+
+
+def warped_slots(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Tensor, tgt_T: torch.Tensor,
+                 slots: int, params: BlendParams | None = None) -> torch.Tensor:
+    """The ``slots`` best-ranked contexts of each target warped into it, one by one (what a learned
+    renderer chooses from): B x slots x 5 x H x W = colour (3), the blend's weight of that context
+    as a share of all slots' (1), and whether the context's own depth confirms the point (1).
+    Empty slots (fewer contexts) are zero."""
+    B, H, W = inv_depth.shape
+    params = params or BlendParams()
+    parts, best = _sample(contexts, inv_depth, tgt_K, tgt_T, params)
+    out = torch.zeros(B, slots, 5, H * W, device=inv_depth.device)
+    for p in parts:
+        wgt = _weight(p, best, params)
+        for row, i in enumerate(p.index):
+            c = contexts[i]
+            if c.rank < slots:
+                out[c.target, c.rank, :3] = p.rgb[row]
+                out[c.target, c.rank, 3] = wgt[row]
+                out[c.target, c.rank, 4] = (p.visible[row] & (p.base[row] > 0)).float()
+    out[:, :, 3] /= out[:, :, 3].sum(1, keepdim=True).clamp_min(1e-6)
+    return out.reshape(B, slots, 5, H, W)
 
 
 def push_pull_fill(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -279,4 +326,4 @@ def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tenso
     if not bool(seen.all()):
         rgb = push_pull_fill(rgb, seen)
     depth = torch.where(seen & (inv > 0), 1.0 / inv.clamp_min(1e-12), torch.full_like(inv, float("nan")))
-    return Rendered(rgb=rgb.clamp(0, 1), depth=depth, seen=seen)
+    return Rendered(rgb=rgb.clamp(0, 1), depth=depth, seen=seen, inv_depth=inv)
