@@ -10,7 +10,6 @@ view is remembered when it shows a place the memory does not hold yet.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 import weakref
@@ -33,24 +32,14 @@ from rtfm_ros.geometry import (
 from rtfm_ros.learn.depth_prior import DepthPrior
 from rtfm_ros.memory import FrameMemory
 from rtfm_ros.render import prepare as ctxprep
-from rtfm_ros.render import warp
 from rtfm_ros.render.cache import DEFAULT_CACHE_BYTES, RenderCore
 from rtfm_ros.render.config import RenderConfig
 from rtfm_ros.render.fit_file import WorldFit, fit_path, load_fit
+from rtfm_ros.render.views import EmptyWorldError, render_views
 
-# Generated views feed back into later renders; real (seeded, observed) frames are trusted more
-# so errors do not compound: context juggling ranks generated views after every real frame
-# that sees the place (GENERATED_PRIOR), at most EXTRA_GENERATED of them join the real context,
-# and their pixels count for GENERATED_WEIGHT of a real frame's where both see a place. A
-# generated view at exactly the target pose is exempt (a revisit gives back what was shown).
-GENERATED_PRIOR = 1e-3
-GENERATED_WEIGHT = 0.05
-EXTRA_GENERATED = 2
 _log = logging.getLogger(__name__)
 
 
-class EmptyWorldError(RuntimeError):
-    """Rendering was asked of a world with no frames."""
 
 
 def _resize(img: np.ndarray, width: int, height: int, mode: str) -> np.ndarray:
@@ -209,12 +198,26 @@ class WorldModel:
 
     def prepare(self, frame_id: int) -> ctxprep.PreparedFrame:
         """The frame's depth and pyramid (from the core's cache, or computed and cached now)."""
-        key = (self._key, int(frame_id))
+        prepared = self._prepared(int(frame_id))
+        if prepared.pending_check:
+            # Stereo is checked against the neighbours' own unchecked depth, so the order frames
+            # are prepared in does not matter (render.consistency).
+            others = [ctxprep.raw_posed_depth(self._prepared(j), self.memory.pose(j))
+                      for j in prepared.neighbour_ids if j in self.memory]
+            prepared = ctxprep.checked(prepared, self.memory.get(frame_id),
+                                       [o for o in others if o is not None])
+            self.core.cache.put((self._key, int(frame_id)), prepared)
+        return prepared
+
+    def _prepared(self, frame_id: int) -> ctxprep.PreparedFrame:
+        """The cached prepared frame, or one computed now (its stereo maybe still pending its check)."""
+        key = (self._key, frame_id)
         prepared = self.core.cache.get(key)
         if prepared is None:
             cfg = self.config
             prepared = ctxprep.prepare(self.memory, frame_id, self.core.depth_prior, self.device,
-                                       use_stereo=cfg.use_stereo, use_prior=cfg.use_prior, depth_range=cfg.depth_range)
+                                       use_stereo=cfg.use_stereo, use_prior=cfg.use_prior, depth_range=cfg.depth_range,
+                                       check_consistency=cfg.check_depth)
             self.core.cache.put(key, prepared)
         return prepared
 
@@ -316,70 +319,3 @@ class WorldModel:
         self.memory.clear()
         self.core.cache.drop_world(self._key)
         self.fit = None
-
-
-# ---------------------------------------------------------------------------------------------
-# The batched core: shared by WorldModel.render_batch (N views of one world) and
-# envs.batching.render_many (one view per world, many worlds sharing one render core).
-
-@torch.no_grad()
-def render_views(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]],
-                 context_cameras: Sequence[PinholeCamera] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One batched render of views (world, T_world_camera, camera) of one size, each from its own
-    world's memory, all worlds on one render core -> (NxHxWx3 uint8, NxHxW depth, NaN where unseen).
-
-    Poses and cameras must already be validated (render_batch / render_many do it). Views of
-    worlds with different fitted blend parameters are blended in one call per parameter set.
-    ``context_cameras`` (one per view) pick each view's context frames instead of its camera.
-    """
-    if not views:
-        raise ValueError("no views to render")
-    if context_cameras is not None and len(context_cameras) != len(views):
-        raise ValueError(f"{len(context_cameras)} context cameras for {len(views)} views")
-    core = views[0][0].core
-    if any(wm.core is not core for wm, _, _ in views):
-        raise ValueError("render_views needs worlds that share one render core (group them first)")
-    H, W = views[0][2].height, views[0][2].width
-    images = np.empty((len(views), H, W, 3), np.uint8)
-    depths = np.empty((len(views), H, W), np.float32)
-    groups: dict[tuple[float, ...] | None, tuple[warp.BlendParams | None, list[int]]] = {}
-    for i, (wm, _, _) in enumerate(views):
-        params = wm.fit.params if wm.fit is not None else None
-        key = None if params is None else tuple(float(v) for v in dataclasses.astuple(params))
-        groups.setdefault(key, (params, []))[1].append(i)
-    for params, idx in groups.values():
-        pick = [views[i][2] if context_cameras is None else context_cameras[i] for i in idx]
-        images[idx], depths[idx] = _render_group([views[i] for i in idx], pick, params, core.device)
-    return images, depths
-
-
-def _context_ids(wm: WorldModel, T: np.ndarray, cam: PinholeCamera) -> list[int]:
-    """The view's context: the best real frames, then a few generated views after them."""
-    if len(wm.memory) == 0:
-        raise EmptyWorldError("the world is empty: seed the world first (add_frame or a saved world)")
-    k = wm.config.context_size
-    ids = wm.memory.select_context(T, cam, k + EXTRA_GENERATED, generated_prior=GENERATED_PRIOR)
-    real = [i for i in ids if wm.memory.source(i) != "generated"]
-    gen = [i for i in ids if wm.memory.source(i) == "generated"]
-    ids = real[:k] + gen[: max(EXTRA_GENERATED, k - len(real))]
-    if not ids:
-        raise EmptyWorldError("context selection found no frame to render from")
-    return ids
-
-
-def _render_group(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]], pick: Sequence[PinholeCamera],
-                  params: warp.BlendParams | None, dev: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    contexts: list[warp.ContextLevel] = []
-    for b, ((wm, T, cam), pick_cam) in enumerate(zip(views, pick)):
-        for rank, fid in enumerate(_context_ids(wm, T, pick_cam)):
-            prep = wm.prepare(fid)
-            Tf = wm.memory.pose(fid)
-            exact = float(np.abs(Tf - T).max()) < 1e-6
-            weight = GENERATED_WEIGHT if wm.memory.source(fid) == "generated" and not exact else 1.0
-            contexts.append(prep.context(prep.level_for(cam.fx), Tf, b, rank, weight, dev))
-    cams = [cam for _, _, cam in views]
-    tgt_K = torch.from_numpy(np.stack([c.K for c in cams])).to(dev, torch.float32)
-    tgt_T = torch.from_numpy(np.stack([T for _, T, _ in views])).to(dev, torch.float64)
-    out = warp.render(contexts, tgt_K, tgt_T, cams[0].height, cams[0].width, params)
-    images = (out.rgb * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    return images, out.depth.float().cpu().numpy()

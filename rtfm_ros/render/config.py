@@ -35,6 +35,8 @@ class RenderConfig:
     use_stereo: bool = True      # multi-view stereo depth for frames with posed neighbours
     use_prior: bool = True       # the learned depth prior for a frame alone; off: a flat plane
     depth_range: tuple[float, float] | None = None  # stereo's (near, far); None: from the cameras
+    use_learned: bool = True     # the learned renderer finishes each view (render.learned); off: the blend alone
+    check_depth: bool = True     # keep stereo depth only where a neighbour agrees (render.consistency)
     max_depth: float = 40.0      # the largest depth a depth observation reports (Gym envs)
 
     def __post_init__(self) -> None:
@@ -46,7 +48,7 @@ class RenderConfig:
             raise RenderConfigError(f"render config context_size must be in 1..{MAX_CONTEXT}, got {self.context_size}")
         if self.max_frame_side < 8:
             raise RenderConfigError(f"render config max_frame_side must be >= 8, got {self.max_frame_side}")
-        for name in ("use_stereo", "use_prior"):
+        for name in ("use_stereo", "use_prior", "use_learned", "check_depth"):
             if not isinstance(getattr(self, name), bool):
                 raise RenderConfigError(f"render config {name} must be true or false, got {getattr(self, name)!r}")
         _positive("max_depth", self.max_depth)

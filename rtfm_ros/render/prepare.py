@@ -18,6 +18,7 @@ Depth sources, best first:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +29,7 @@ from rtfm_ros.geometry import PinholeCamera
 from rtfm_ros.learn.depth_prior import DepthPrior
 from rtfm_ros.memory import Frame, FrameMemory
 from rtfm_ros.render import stereo, warp
+from rtfm_ros.render.consistency import PosedDepth, consistent_depth
 
 MVS_SOURCES = 4            # neighbours a stereo depth is computed from
 MAX_NEIGHBOUR_ANGLE = 60.0  # degrees between optical axes for a frame to count as a neighbour
@@ -44,10 +46,14 @@ class PreparedFrame:
     K: list[np.ndarray]        # per level: 3 x 3
     source: str                # "sensor" | "stereo" | "prior" | "flat" (learning off)
     neighbours: int = 0        # sources a stereo depth used
+    neighbour_ids: tuple[int, ...] = ()  # the frames a stereo depth came from (its consistency check's too)
+    raw_depth: torch.Tensor | None = None  # stereo before the consistency check (what neighbours check against)
+    pending_check: bool = False  # stereo whose consistency check has not run yet (render.consistency)
     nbytes: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
-        self.nbytes = sum(t.numel() * t.element_size() for t in self.rgb + self.depth)
+        extra = [] if self.raw_depth is None else [self.raw_depth]
+        self.nbytes = sum(t.numel() * t.element_size() for t in self.rgb + self.depth + extra)
 
     def level_for(self, target_fx: float) -> int:
         """The coarsest level that still has at least the target's pixel density."""
@@ -137,10 +143,12 @@ def flat_depth(memory: FrameMemory, frame: Frame) -> np.ndarray:
 
 def prepare(memory: FrameMemory, frame_id: int, prior: DepthPrior, device: torch.device,
             use_stereo: bool = True, use_prior: bool = True,
-            depth_range: tuple[float, float] | None = None) -> PreparedFrame:
-    """Compute the frame's PreparedFrame now (callers cache it: WorldModel.prepare)."""
+            depth_range: tuple[float, float] | None = None, check_consistency: bool = False) -> PreparedFrame:
+    """Compute the frame's PreparedFrame now (callers cache it: WorldModel.prepare). With
+    ``check_consistency``, stereo depth comes back pending its check against the neighbours'
+    (``checked``), which needs their depth first."""
     frame = memory.get(frame_id)
-    depth, source, used = None, "sensor", 0
+    depth, source, nb = None, "sensor", []
     if frame.depth is not None and float(np.isfinite(frame.depth).mean()) >= SENSOR_SHARE:
         depth = frame.depth
     elif use_stereo:
@@ -153,15 +161,38 @@ def prepare(memory: FrameMemory, frame_id: int, prior: DepthPrior, device: torch
                     [stereo.PosedImage(s.rgb, s.camera.K, s.T_world_camera) for s in srcs],
                     near=None if depth_range is None else depth_range[0],
                     far=None if depth_range is None else depth_range[1])
-                source, used = "stereo", len(nb)
+                source = "stereo"
             except stereo.DepthEstimationError:
-                depth = None
+                depth, nb = None, []
     if depth is None and use_prior:
         depth, source = prior_depth(prior, frame, device), "prior"
     elif depth is None:
         depth, source = flat_depth(memory, frame), "flat"
     rgbs, depths, Ks = _pyramid(frame.rgb, depth, frame.camera.K)
-    return PreparedFrame(rgbs, depths, Ks, source, used)
+    if source != "stereo":
+        return PreparedFrame(rgbs, depths, Ks, source)
+    return PreparedFrame(rgbs, depths, Ks, source, len(nb), tuple(nb), raw_depth=depths[0],
+                         pending_check=check_consistency)
+
+
+def raw_posed_depth(prepared: PreparedFrame, T_world_camera: np.ndarray) -> PosedDepth | None:
+    """What a neighbour's consistency check compares against: stereo before its own check, or a
+    sensor's depth; None for guesses (prior, flat), which confirm nothing."""
+    if prepared.source == "stereo" and prepared.raw_depth is not None:
+        return PosedDepth(prepared.raw_depth, prepared.K[0], T_world_camera)
+    if prepared.source == "sensor":
+        return PosedDepth(prepared.depth[0], prepared.K[0], T_world_camera)
+    return None
+
+
+def checked(prepared: PreparedFrame, frame: Frame, neighbours: Sequence[PosedDepth]) -> PreparedFrame:
+    """The frame with its stereo depth kept only where neighbours agree (render.consistency)."""
+    if prepared.raw_depth is None:
+        raise ValueError("only stereo depth has a consistency check")
+    depth = consistent_depth(PosedDepth(prepared.raw_depth, prepared.K[0], frame.T_world_camera), neighbours)
+    rgbs, depths, Ks = _pyramid(frame.rgb, depth.numpy(), frame.camera.K)
+    return PreparedFrame(rgbs, depths, Ks, "stereo", prepared.neighbours, prepared.neighbour_ids,
+                         raw_depth=prepared.raw_depth)
 
 
 def improvable(prepared: PreparedFrame | None) -> bool:
