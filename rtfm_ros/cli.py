@@ -14,6 +14,7 @@ import sys
 COMMAND_MODULES: list[str] = [
     "rtfm_ros.demo",
     "rtfm_ros.learn.train",
+    "rtfm_ros.learn.train_renderer",
     "rtfm_ros.replay",
     "rtfm_ros.data.generate",
     "rtfm_ros.data.importers",

@@ -31,14 +31,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE, KINDS, make_world
+from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE, KINDS, World, make_world
 
 if TYPE_CHECKING:
     from rtfm_ros.data.clips import Clip
+    from rtfm_ros.geometry import PinholeCamera
 
 SUITE_VERSION = 1
 DEFAULT_WORLDS = 8
@@ -66,7 +67,7 @@ class SuiteWorld:
 @dataclass
 class Suite:
     worlds: list[SuiteWorld]
-    settings: dict
+    settings: dict[str, Any]
 
     @property
     def num_targets(self) -> int:
@@ -85,7 +86,8 @@ def _yaw_about_z(T: np.ndarray, angle: float) -> np.ndarray:
     return out
 
 
-def _targets(world, poses: np.ndarray, rng: np.random.Generator, n_context: int) -> tuple[list[np.ndarray], list[str]]:
+def suite_targets(world: World, poses: np.ndarray, rng: np.random.Generator,
+             n_context: int) -> tuple[list[np.ndarray], list[str]]:
     from rtfm_ros.geometry import interpolate
     from rtfm_ros.sim.trajectories import camera_poses
 
@@ -138,13 +140,13 @@ def build_world(seed: int, res: int = DEFAULT_RES, fov: float = DEFAULT_FOV) -> 
     world = make_world(seed, kind)
     traj = make_trajectory(world, "loop", CONTEXT_FRAMES + TAIL_FRAMES, seed=0)
     rng = np.random.default_rng([seed, SUITE_VERSION])
-    target_T, target_kinds = _targets(world, traj.T_world_camera, rng, CONTEXT_FRAMES)
+    target_T, target_kinds = suite_targets(world, traj.T_world_camera, rng, CONTEXT_FRAMES)
     camera = PinholeCamera.from_fov(res, res, fov)
     with WorldRenderer(world, camera) as r:
         ctx = [r.render(T) for T in traj.T_world_camera[:CONTEXT_FRAMES]]
         tgt = [r.render(T) for T in target_T]
 
-    def clip(frames: list, poses: Sequence[np.ndarray], stamps: np.ndarray, meta: dict) -> Clip:
+    def clip(frames: list[Any], poses: Sequence[np.ndarray], stamps: np.ndarray, meta: dict[str, Any]) -> Clip:
         return Clip(rgb=np.stack([f[0] for f in frames]), depth=np.stack([f[1] for f in frames]),
                     T_world_camera=np.stack(poses), K=np.repeat(camera.K[None], len(frames), axis=0),
                     stamps=stamps, meta=meta)
@@ -189,7 +191,8 @@ def load_suite(suite_dir: str | Path | None = None, *, res: int = DEFAULT_RES, f
     return Suite(out, settings)
 
 
-def choose_context(target_T: np.ndarray, camera, poses: np.ndarray, cameras: list, budget: int) -> list[int]:
+def choose_context(target_T: np.ndarray, camera: PinholeCamera, poses: np.ndarray, cameras: list[Any],
+                   budget: int) -> list[int]:
     """Context indices for one target, as the run-time juggling picks them."""
     from rtfm_ros.memory.juggling import select_context
 
@@ -213,7 +216,7 @@ class EvalTable:
         return "\n".join(rows)
 
 
-def evaluate(renderers: dict[str, Callable], suite: Suite, context_budget: int = 4,
+def evaluate(renderers: dict[str, Callable[..., Any]], suite: Suite, context_budget: int = 4,
              progress: bool = False) -> EvalTable:
     """Score each renderer on every target with the same context; returns the table."""
     from tqdm import tqdm
@@ -255,7 +258,7 @@ def evaluate(renderers: dict[str, Callable], suite: Suite, context_budget: int =
     return EvalTable(scores, {n: spent[n] / max(1, suite.num_targets) for n in renderers})
 
 
-def _baseline(name: str) -> Callable:
+def _baseline(name: str) -> Callable[..., Any]:
     from rtfm_ros.evaluate.baselines import BASELINES
 
     return BASELINES[name]
@@ -263,7 +266,7 @@ def _baseline(name: str) -> Callable:
 
 # Renderers `rtfm eval` knows: name -> factory(args) -> render(context, T_world_camera, camera).
 # Adding one is one line, e.g. "model": lambda args: <load args.checkpoint as a renderer>.
-RENDERERS: dict[str, Callable[[argparse.Namespace], Callable]] = {
+RENDERERS: dict[str, Callable[[argparse.Namespace], Callable[..., Any]]] = {
     "nearest_frame": lambda args: _baseline("nearest_frame"),
     "oracle_reprojection": lambda args: _baseline("oracle_reprojection"),
     "ranked_reprojection": lambda args: _baseline("ranked_reprojection"),
@@ -273,14 +276,14 @@ RENDERERS: dict[str, Callable[[argparse.Namespace], Callable]] = {
 }
 
 
-def _model(args: argparse.Namespace, use_depth: bool, learned: bool = True) -> Callable:
+def _model(args: argparse.Namespace, use_depth: bool, learned: bool = True) -> Callable[..., Any]:
     from rtfm_ros.evaluate.model_renderer import model_renderer
 
     return model_renderer(args.checkpoint, device=getattr(args, "device", "auto"), use_depth=use_depth,
                           learned=learned)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `rtfm eval`."""
     p = sub.add_parser("eval", help="score renderers on the held-out suite (PSNR / SSIM per target kind)")
     p.add_argument("--suite-dir", help="suite cache directory (built on first use)")

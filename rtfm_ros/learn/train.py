@@ -17,13 +17,13 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TypedDict, cast
+from typing import Any, TypedDict, cast
 
 import torch
 
 from rtfm_ros.atomic import atomic_path, write_text_atomic
 from rtfm_ros.data.clips import open_dataset
-from rtfm_ros.learn.checkpoint import load_checkpoint, save_checkpoint
+from rtfm_ros.learn.checkpoint import load_checkpoint, load_optimizer, optimizer_tensors, save_checkpoint
 from rtfm_ros.learn.config import preset
 from rtfm_ros.learn.depth_prior import DepthPrior
 from rtfm_ros.learn.examples import ExampleConfig, FrameExamples, collate
@@ -84,7 +84,8 @@ def compute_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tupl
 
 
 @torch.no_grad()
-def evaluate_examples(model: DepthPrior, batches: list[dict[str, torch.Tensor]], device: torch.device) -> dict:
+def evaluate_examples(model: DepthPrior, batches: list[dict[str, torch.Tensor]],
+                      device: torch.device) -> dict[str, float]:
     """Held-out depth error over fixed examples: mean |log(pred / true)| and mean |pred - true| / true."""
     model.eval()
     log_err, rel_err, n = 0.0, 0.0, 0
@@ -98,21 +99,6 @@ def evaluate_examples(model: DepthPrior, batches: list[dict[str, torch.Tensor]],
         n += int(ok.sum())
     model.train()
     return {"depth_log_error": log_err / max(n, 1), "depth_abs_rel": rel_err / max(n, 1)}
-
-
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    sd = opt.state_dict()
-    tensors = {f"state.{i}.{k}": v.detach().cpu().contiguous() for i, st in sd["state"].items()
-               for k, v in st.items() if torch.is_tensor(v)}
-    return tensors, {"param_groups": sd["param_groups"]}
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: dict) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        _, i, name = key.split(".", 2)
-        state.setdefault(int(i), {})[name] = value
-    opt.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
 
 
 def train(cfg: TrainConfig) -> TrainState:
@@ -151,7 +137,7 @@ def train(cfg: TrainConfig) -> TrainState:
         resumed, _ = load_checkpoint(out / "last", device)
         model.load_state_dict(resumed.state_dict())
         model.train()
-        _load_optimizer(opt, load_file(str(out / "optimizer.safetensors")),
+        load_optimizer(opt, load_file(str(out / "optimizer.safetensors")),
                         json.loads((out / "optimizer.json").read_text()))
         state.update(json.loads((out / "state.json").read_text()))
         if rank == 0:
@@ -169,7 +155,7 @@ def train(cfg: TrainConfig) -> TrainState:
         ex = [held[i] for i in range(cfg.eval_examples)]
         eval_batches = [collate(ex[i:i + 16]) for i in range(0, len(ex), 16)]
 
-    def save(tag: str, metrics: dict) -> None:
+    def save(tag: str, metrics: dict[str, Any]) -> None:
         info = {"train_config": json.loads(json.dumps(asdict(cfg), default=str)), **state, "metrics": metrics}
         save_checkpoint(out / tag, model, info=info)
 
@@ -190,7 +176,7 @@ def train(cfg: TrainConfig) -> TrainState:
         with autocast(device, amp):
             loss, parts = compute_loss(net, batch)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         state["step"] = step + 1
@@ -224,7 +210,7 @@ def train(cfg: TrainConfig) -> TrainState:
             bar.write(f"step {state['step']}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         if state["step"] % cfg.save_every == 0 or done or out_of_time:
             save("last", metrics)
-            tensors, groups = _optimizer_tensors(opt)
+            tensors, groups = optimizer_tensors(opt)
             with atomic_path(out / "optimizer.safetensors") as tmp:
                 save_file(tensors, str(tmp))
             write_text_atomic(out / "optimizer.json", json.dumps(groups))
@@ -239,7 +225,7 @@ def train(cfg: TrainConfig) -> TrainState:
     return state
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("train", help="train or fine-tune the depth prior (resumable; torchrun for DDP)")
     p.add_argument("--data", required=True, help="clip dataset directory (rtfm data generate / import)")
     p.add_argument("--eval-data", help="clip dataset of held-out worlds for periodic evaluation")
