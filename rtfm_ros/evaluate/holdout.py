@@ -23,13 +23,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from rtfm_ros.evaluate.baselines import pose_score
-from rtfm_ros.evaluate.metrics import psnr, ssim
+from rtfm_ros.evaluate.metrics import gmsd, psnr, ssim
 from rtfm_ros.geometry import PinholeCamera
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,6 +66,7 @@ class HoldoutResult:
     size: tuple[int, int]
     psnr: dict[str, list[float]] = field(default_factory=dict)
     ssim: dict[str, list[float]] = field(default_factory=dict)
+    gmsd: dict[str, list[float]] = field(default_factory=dict)
     ms: dict[str, float] = field(default_factory=dict)
     sheet: np.ndarray | None = None
 
@@ -74,11 +75,13 @@ class HoldoutResult:
 
 
 def parse_size(text: str) -> tuple[int, int]:
+    """WIDTHxHEIGHT, or WIDTH alone for each photo's own aspect (height 0 here)."""
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
+        parts = [int(v) for v in text.lower().split("x")]
+        w, h = (parts[0], 0) if len(parts) == 1 else (parts[0], parts[1]) if len(parts) == 2 else (0, -1)
     except ValueError:
-        raise HoldoutError(f"size must be WIDTHxHEIGHT, got {text!r}") from None
-    if not (0 < w <= 4096 and 0 < h <= 4096):
+        raise HoldoutError(f"size must be WIDTHxHEIGHT or WIDTH, got {text!r}") from None
+    if not (0 < w <= 4096 and 0 <= h <= 4096):
         raise HoldoutError(f"size must be within 1..4096 on each side, got {text!r}")
     return w, h
 
@@ -110,12 +113,12 @@ def build_world(data: PosedSet, ids: list[int], *, learned: bool = True, checkpo
     from rtfm_ros.render.config import RenderConfig
     from rtfm_ros.world import WorldModel
 
-    wm = WorldModel.load(checkpoint, config=RenderConfig(use_prior=learned))
+    wm = WorldModel.load(checkpoint, config=RenderConfig(use_prior=learned, use_learned=learned))
     wm.add_frames([(data.rgb[i], data.T_world_camera[i], data.camera(i)) for i in ids], progress=progress)
     return wm
 
 
-def evaluate_holdout(data: PosedSet, sizes: list[tuple[int, int]], *, every: int = 6, rows: tuple[str, ...] = ROWS,
+def evaluate_holdout(data: PosedSet, sizes: list[tuple[int, int]], *, every: int = 4, rows: tuple[str, ...] = ROWS,
                      checkpoint: str | None = None, progress: bool = False, fit_steps: int | None = None,
                      sheet_views: int = 6) -> list[HoldoutResult]:
     """Score each row on the held-out frames at each size; contact sheets of the first views."""
@@ -135,23 +138,27 @@ def evaluate_holdout(data: PosedSet, sizes: list[tuple[int, int]], *, every: int
         worlds["no_learning"] = build_world(data, kept, learned=False, checkpoint=checkpoint, progress=progress)
     results = []
     for (w, h) in sizes:
-        res = HoldoutResult((w, h), {r: [] for r in rows}, {r: [] for r in rows}, {r: 0.0 for r in rows})
-        tiles = []
-        for j, i in enumerate(tqdm(held, desc=f"held-out views {w}x{h}", unit="view", disable=not progress)):
-            truth, cam = crop_to(data.rgb[i], data.camera(i), w, h)
+        res = HoldoutResult((w, h), {r: [] for r in rows}, {r: [] for r in rows}, {r: [] for r in rows},
+                            {r: 0.0 for r in rows})
+        tiles: list[np.ndarray] = []
+        label = f"{w}x{h}" if h else f"width {w}"
+        for j, i in enumerate(tqdm(held, desc=f"held-out views {label}", unit="view", disable=not progress)):
+            hi = h or max(1, round(data.rgb[i].shape[0] * w / data.rgb[i].shape[1]))
+            truth, cam = crop_to(data.rgb[i], data.camera(i), w, hi)
             outs: dict[str, np.ndarray] = {}
             for row in rows:
                 t0 = time.perf_counter()
                 if row == "nearest_frame":
                     near = min(kept, key=lambda k: pose_score(data.T_world_camera[k], data.T_world_camera[i]))
-                    outs[row] = crop_to(data.rgb[near], data.camera(near), w, h)[0]
+                    outs[row] = crop_to(data.rgb[near], data.camera(near), w, hi)[0]
                 else:
                     worlds[row].fit = fits.get(row)
                     outs[row] = worlds[row].render(data.T_world_camera[i], cam, remember=False)
                 res.ms[row] += (time.perf_counter() - t0) * 1000 / len(held)
                 res.psnr[row].append(psnr(outs[row], truth))
                 res.ssim[row].append(ssim(outs[row], truth))
-            if j < sheet_views:
+                res.gmsd[row].append(gmsd(outs[row], truth))
+            if j < sheet_views and (not tiles or tiles[0].shape[0] == truth.shape[0]):
                 tiles.append(np.concatenate([truth] + [outs[r] for r in rows], axis=1))
         res.sheet = np.concatenate(tiles, axis=0) if tiles else None
         results.append(res)
@@ -160,15 +167,17 @@ def evaluate_holdout(data: PosedSet, sizes: list[tuple[int, int]], *, every: int
 
 def to_markdown(results: list[HoldoutResult], n_held: int, n_kept: int) -> str:
     lines = [f"held out {n_held} views, rendered from the other {n_kept}", "",
-             "| size | " + " | ".join(f"{r} PSNR / SSIM" for r in results[0].psnr) + " |",
+             "| size | " + " | ".join(f"{r} PSNR / SSIM / GMSD" for r in results[0].psnr) + " |",
              "|---|" + "---|" * len(results[0].psnr)]
     for res in results:
-        cells = [f"{np.mean(v):.2f} / {np.mean(res.ssim[r]):.3f}" for r, v in res.psnr.items()]
-        lines.append(f"| {res.size[0]}x{res.size[1]} | " + " | ".join(cells) + " |")
+        cells = [f"{np.mean(v):.2f} / {np.mean(res.ssim[r]):.3f} / {np.mean(res.gmsd[r]):.3f}"
+                 for r, v in res.psnr.items()]
+        size = f"{res.size[0]}x{res.size[1]}" if res.size[1] else f"width {res.size[0]}"
+        lines.append(f"| {size} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def load_posed_set(path: str | Path, **kw) -> PosedSet:
+def load_posed_set(path: str | Path, **kw: Any) -> PosedSet:
     """A transforms.json folder or a ROS 2 bag, at full resolution."""
     from rtfm_ros.data.importers import import_any
 

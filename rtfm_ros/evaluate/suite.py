@@ -296,8 +296,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     h = p.add_argument_group("leave-k-out on your own posed photos (instead of the procedural suite)")
     h.add_argument("--holdout", metavar="DIR", help="transforms.json folder or ROS 2 bag: hold out every --every-th "
                    "frame and render it from the others (model vs no_learning vs nearest_frame)")
-    h.add_argument("--every", type=int, default=6, help="hold out every N-th frame (default 6)")
-    h.add_argument("--sizes", default="128x128", help="comma-separated WIDTHxHEIGHT target sizes (default 128x128)")
+    h.add_argument("--every", type=int, default=4, help="hold out every N-th frame (default 4)")
+    h.add_argument("--sizes", default="320", help="comma-separated target sizes: WIDTHxHEIGHT, or WIDTH for each "
+                                                  "photo's own aspect (default 320)")
     h.add_argument("--rows", help="comma-separated subset of model,fitted,no_learning,nearest_frame")
     h.add_argument("--fit", action="store_true", help="add a 'fitted' row: rtfm fit on the kept frames first")
     h.add_argument("--sheet-dir", default="holdout_out", help="where contact sheets go (default holdout_out)")
