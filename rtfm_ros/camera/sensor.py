@@ -40,7 +40,8 @@ def expose(rgb: np.ndarray, exposure: float = 1.0, gain_db: float = 0.0, noise_s
         rng = rng if rng is not None else np.random.default_rng()
         linear = linear + rng.normal(0.0, noise_stddev, size=linear.shape).astype(np.float32)
     linear = np.clip(linear * 10.0 ** (gain_db / 20.0), 0.0, 1.0)
-    return np.round(255.0 * linear ** (1 / 2.2)).astype(np.uint8)
+    out: np.ndarray = np.round(255.0 * linear ** (1 / 2.2)).astype(np.uint8)
+    return out
 
 
 def points_camera(depth: np.ndarray, rays: np.ndarray) -> np.ndarray:

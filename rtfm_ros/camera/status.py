@@ -82,12 +82,12 @@ class RenderStats:
     images: int = 0            # image_raw messages published (all cameras)
     batches: int = 0           # render_batch calls
     dropped: int = 0           # ticks dropped because the previous render was still busy
-    skipped: Counter = field(default_factory=Counter)  # ticks or cameras skipped, by reason
+    skipped: Counter[str] = field(default_factory=Counter[str])  # ticks or cameras skipped, by reason
     bad_transforms: int = 0
     tf_resets: int = 0
     callback_errors: int = 0   # exceptions caught in callbacks (logged; the node keeps running)
-    recent_render_s: deque = field(default_factory=lambda: deque(maxlen=1000))  # for benchmarks
-    _events: deque = field(default_factory=lambda: deque(maxlen=10_000))  # (time, images, render seconds)
+    recent_render_s: deque[Any] = field(default_factory=lambda: deque(maxlen=1000))  # for benchmarks
+    _events: deque[Any] = field(default_factory=lambda: deque(maxlen=10_000))  # (time, images, render seconds)
     _start: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -58,7 +58,7 @@ class RenderStream:
     def __init__(self, worker: RenderWorker, tf: PoseSource, outputs: Mapping[str, CameraSink], stats: RenderStats,
                  log: Any) -> None:
         self.worker, self.tf, self.outputs, self.stats, self.log = worker, tf, outputs, stats, log
-        self._jobs: queue.Queue = queue.Queue(maxsize=1)
+        self._jobs: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._idle = threading.Event()
         self._idle.set()
         self._thread = threading.Thread(target=self._loop, name="rtfm_render", daemon=True)

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import weakref
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import TypeAlias
+
+    SubParsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+# The `rtfm data` parser of each command line -> its own subcommands.
+_GROUPS: weakref.WeakKeyDictionary[argparse.ArgumentParser, SubParsers] = weakref.WeakKeyDictionary()
 
 
-def data_subparsers(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+def data_subparsers(sub: SubParsers) -> SubParsers:
     """The `rtfm data ...` command group, created by whichever data command registers first."""
     if "data" not in sub.choices:
         data = sub.add_parser("data", help="make and import training data (generate, import)")
-        data.set_defaults(func=lambda args: data.print_help() or 2)
-        data._rtfm_sub = data.add_subparsers(dest="data_command", metavar="{generate,import}")  # type: ignore[attr-defined]
-    return sub.choices["data"]._rtfm_sub  # type: ignore[attr-defined]
+
+        def show_help(args: argparse.Namespace) -> int:
+            data.print_help()
+            return 2
+
+        data.set_defaults(func=show_help)
+        _GROUPS[data] = data.add_subparsers(dest="data_command", metavar="{generate,import}")
+    return _GROUPS[sub.choices["data"]]

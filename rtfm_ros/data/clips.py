@@ -25,6 +25,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors import safe_open
@@ -54,7 +55,7 @@ class Clip:
     K: np.ndarray  # N,3,3 float64 per-frame intrinsics
     stamps: np.ndarray  # N float64 seconds
     depth: np.ndarray | None = None  # N,H,W float32 planar z metres (None for photos)
-    meta: dict = field(default_factory=dict)  # JSON-able
+    meta: dict[str, Any] = field(default_factory=dict[str, Any])  # JSON-able
 
     def __post_init__(self) -> None:
         self.rgb = np.asarray(self.rgb)
@@ -100,7 +101,7 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}.safetensors"
 
 
-def write_shard(path: str | Path, clips: Sequence[Clip]) -> dict:
+def write_shard(path: str | Path, clips: Sequence[Clip]) -> dict[str, Any]:
     """Write clips to one safetensors shard atomically; returns its index.json entry."""
     path = Path(path)
     if not clips:
@@ -120,7 +121,8 @@ def write_shard(path: str | Path, clips: Sequence[Clip]) -> dict:
             "clips": len(clips), "frames": [len(c) for c in clips]}
 
 
-def write_index(out_dir: str | Path, shards: list[dict], *, resolution: tuple[int, int], info: dict) -> Path:
+def write_index(out_dir: str | Path, shards: list[dict[str, Any]], *, resolution: tuple[int, int],
+                info: dict[str, Any]) -> Path:
     """Write index.json (last step of a dataset write); returns the dataset directory."""
     out = Path(out_dir)
     index = {"format": FORMAT, "version": VERSION, "resolution": [int(resolution[0]), int(resolution[1])],
@@ -148,12 +150,12 @@ def prepare_output(out_dir: str | Path, overwrite: bool = False) -> Path:
 
 
 def write_dataset(out_dir: str | Path, clips_iterable: Iterable[Clip], *, clips_per_shard: int = 16,
-                  info: dict, overwrite: bool = False) -> Path:
+                  info: dict[str, Any], overwrite: bool = False) -> Path:
     """Write clips as a sharded dataset; all clips must share one resolution. Returns the directory."""
     if clips_per_shard < 1:
         raise DatasetError(f"clips_per_shard must be >= 1, got {clips_per_shard}")
     out = prepare_output(out_dir, overwrite)
-    shards: list[dict] = []
+    shards: list[dict[str, Any]] = []
     buf: list[Clip] = []
     resolution: tuple[int, int] | None = None
     for clip in clips_iterable:
@@ -190,14 +192,14 @@ class ClipDataset:
             raise DatasetError(f"{path} is not an {FORMAT} index")
         if self.index.get("version") != VERSION:
             raise DatasetError(f"{path} has format version {self.index.get('version')}, this code reads {VERSION}")
-        self.shards: list[dict] = self.index["shards"]
+        self.shards: list[dict[str, Any]] = self.index["shards"]
         self._where: list[tuple[int, int]] = []
-        self._meta: list[list[dict]] = []
+        self._meta: list[list[dict[str, Any]]] = []
         for s, shard in enumerate(self.shards):
             self._check_shard(shard, verify)
             self._where.extend((s, j) for j in range(int(shard["clips"])))
 
-    def _check_shard(self, shard: dict, verify: bool) -> None:
+    def _check_shard(self, shard: dict[str, Any], verify: bool) -> None:
         path = self.root / shard["file"]
         if not path.is_file():
             raise DatasetError(f"shard {path} is missing")
@@ -225,8 +227,9 @@ class ClipDataset:
         return int(h), int(w)
 
     @property
-    def info(self) -> dict:
-        return self.index.get("info", {})
+    def info(self) -> dict[str, Any]:
+        info: dict[str, Any] = self.index.get("info", {})
+        return info
 
     @property
     def clip_lengths(self) -> list[int]:

@@ -15,8 +15,14 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rtfm_ros.data import data_subparsers
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rtfm_ros.data.clips import Clip
+    from rtfm_ros.sim.renderer import WorldRenderer
+    from rtfm_ros.sim.worlds import World
 
 DEFAULT_CLIPS_PER_SHARD = 8
 TRAJ_ORDER = ("ground_robot", "handheld", "loop")
@@ -26,7 +32,8 @@ class GenerateError(ValueError):
     """Bad generation settings."""
 
 
-def render_clip(world, renderer, kind: str, n_frames: int, traj_seed: int, *, step: float, max_turn_deg: float):
+def render_clip(world: World, renderer: WorldRenderer, kind: str, n_frames: int, traj_seed: int, *, step: float,
+                max_turn_deg: float) -> Clip:
     """One Clip: a trajectory of ``kind`` through ``world`` rendered with ``renderer`` (RGB + depth)."""
     import numpy as np
 
@@ -46,7 +53,7 @@ def render_clip(world, renderer, kind: str, n_frames: int, traj_seed: int, *, st
                 stamps=traj.stamps, depth=depth, meta=meta)
 
 
-def world_clips(seed: int, settings: dict) -> list:
+def world_clips(seed: int, settings: dict[str, Any]) -> list[Any]:
     """Every clip of one world, as `generate` makes them."""
     from rtfm_ros.geometry import PinholeCamera
     from rtfm_ros.sim.renderer import WorldRenderer
@@ -118,7 +125,7 @@ def generate(out_dir: str | Path, *, worlds: int, frames: int, res: int, fov: fl
     seeds = list(range(seed_offset, seed_offset + worlds))
     tasks = [json.dumps({"shard": s, "file": shard_name(s), "out": str(out), "settings": settings,
                          "seeds": seeds[i: i + per_shard]}) for s, i in enumerate(range(0, worlds, per_shard))]
-    entries: dict[int, dict] = {}
+    entries: dict[int, dict[str, Any]] = {}
     t0 = time.perf_counter()
     with tqdm(total=worlds, unit="world", desc="rendering", disable=not progress) as bar:
         results: Iterator[str]
@@ -154,7 +161,7 @@ def _kinds(text: str) -> list[str]:
     return [k.strip() for k in text.split(",") if k.strip()]
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `rtfm data generate` (the `data` group is shared with `rtfm data import`)."""
     data = data_subparsers(sub)
     p = data.add_parser("generate", help="render procedural MuJoCo worlds into a clip dataset")

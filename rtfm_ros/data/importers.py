@@ -54,7 +54,7 @@ def fit_image(image: np.ndarray, camera: PinholeCamera, res: int | None) -> tupl
     return np.asarray(img, dtype=np.uint8), crop.scaled(res, res)
 
 
-def _assemble(frames: list[tuple[float, np.ndarray, np.ndarray, PinholeCamera]], meta: dict) -> Clip:
+def _assemble(frames: list[tuple[float, np.ndarray, np.ndarray, PinholeCamera]], meta: dict[str, Any]) -> Clip:
     sizes = {f[1].shape[:2] for f in frames}
     if len(sizes) != 1:
         raise ImportDataError(f"images have different sizes {sorted(sizes)}; pass a target resolution (--res)")
@@ -63,7 +63,7 @@ def _assemble(frames: list[tuple[float, np.ndarray, np.ndarray, PinholeCamera]],
 
 
 # ----------------------------------------------------------------------------- ROS 2 bags
-def _pick_topic(conns: list, types: tuple[str, ...], wanted: str | None, what: str) -> Any:
+def _pick_topic(conns: list[Any], types: tuple[str, ...], wanted: str | None, what: str) -> Any:
     found = [c for c in conns if c.msgtype in types]
     if wanted is not None:
         match = [c for c in found if c.topic == wanted]
@@ -131,7 +131,7 @@ def import_bag(path: str | Path, *, image_topic: str | None = None, camera_info_
 
 
 # ----------------------------------------------------------------------------- transforms.json
-def _intrinsics(spec: dict, image_size: tuple[int, int], where: str) -> PinholeCamera:
+def _intrinsics(spec: dict[str, Any], image_size: tuple[int, int], where: str) -> PinholeCamera:
     w = int(spec.get("w", image_size[0]))
     h = int(spec.get("h", image_size[1]))
     if "fl_x" in spec:
@@ -219,7 +219,7 @@ def import_any(path: str | Path, **kw: Any) -> Clip:
     return import_bag(path, **kw)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `rtfm data import IN --out DIR`."""
     p = data_subparsers(sub).add_parser("import", help="import a ROS 2 bag or transforms.json folder as a clip dataset")
     p.add_argument("input", help="bag (folder, .mcap, .db3) or transforms.json / its folder")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -20,7 +20,8 @@ import torch
 from rtfm_ros.geometry import PinholeCamera, validate_transform
 from rtfm_ros.learn.depth_prior import DepthPrior
 from rtfm_ros.render.cache import RenderCore
-from rtfm_ros.world import WorldModel, render_views
+from rtfm_ros.render.views import render_views
+from rtfm_ros.world import WorldModel
 
 
 class BatchRenderError(ValueError):
@@ -49,11 +50,18 @@ def _cameras(camera: PinholeCamera | Sequence[PinholeCamera], n: int) -> list[Pi
     return cams
 
 
+@overload
+def render_many(world_models: Sequence[WorldModel], poses: np.ndarray, camera: PinholeCamera | Sequence[PinholeCamera],
+                *, return_depth: Literal[False] = ...) -> np.ndarray: ...
+@overload
+def render_many(world_models: Sequence[WorldModel], poses: np.ndarray, camera: PinholeCamera | Sequence[PinholeCamera],
+                *, return_depth: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
 def render_many(world_models: Sequence[WorldModel], poses: np.ndarray,
-                camera: PinholeCamera | Sequence[PinholeCamera], *, return_depth: bool = False):
+                camera: PinholeCamera | Sequence[PinholeCamera], *,
+                return_depth: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Render view i from world_models[i]'s memory at poses[i]: NxHxWx3 uint8 (and NxHxW depth).
 
-    Views of world models sharing one network go through it in one batched call. Nothing is
+    Views of world models sharing one render core go through it in one batched call. Nothing is
     remembered: callers decide what to store (and with which stamps).
     """
     wms = list(world_models)

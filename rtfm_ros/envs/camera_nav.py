@@ -134,7 +134,7 @@ class WorldSlot:
         self.shared = shared
         self.world: World | None = None
         self._sim: WorldRenderer | None = None
-        self._key: tuple | None = None
+        self._key: tuple[Any, ...] | None = None
         self._marker = -1
         self._clock = 0
 
@@ -212,7 +212,7 @@ class CameraNavEnv(gym.Env):
         self.action_space = spaces.Box(np.array([-cfg.max_linear, -cfg.max_angular], np.float32),
                                        np.array([cfg.max_linear, cfg.max_angular], np.float32), dtype=np.float32)
         image = spaces.Box(0, 255, (cfg.height, cfg.width, 3), np.uint8)
-        self.observation_space: spaces.Space = image if cfg.observation == "image" else spaces.Dict({
+        self.observation_space: spaces.Space[Any] = image if cfg.observation == "image" else spaces.Dict({
             "image": image,
             "depth": spaces.Box(0.0, float(self._slot.world_model.config.max_depth), (cfg.height, cfg.width),
                                 np.float32),
@@ -277,7 +277,7 @@ class CameraNavEnv(gym.Env):
                 poses.append(camera_pose(p[0], p[1], heading, cfg.camera_height))
         return poses
 
-    def begin_episode(self, options: dict | None) -> np.ndarray:
+    def begin_episode(self, options: dict[str, Any] | None) -> np.ndarray:
         """Start an episode (world, start, goal, seed views) without rendering; the first camera pose.
 
         Uses np_random as it is: seed it first (seed_rng) for a reproducible episode.
@@ -316,7 +316,7 @@ class CameraNavEnv(gym.Env):
     def distance(self) -> float:
         return float(np.linalg.norm(self.goal - self.pose[:2]))
 
-    def advance(self, action: Any) -> tuple[float, bool, bool, dict]:
+    def advance(self, action: Any) -> tuple[float, bool, bool, dict[str, Any]]:
         """Move the robot by one action without rendering: (reward, terminated, truncated, info extras)."""
         cfg = self.config
         a = np.asarray(action, dtype=np.float64).reshape(-1)
@@ -341,7 +341,8 @@ class CameraNavEnv(gym.Env):
         truncated = not terminated and self.steps >= cfg.max_episode_steps
         return float(reward), bool(terminated), bool(truncated), {"collision": collided}
 
-    def observe(self, image: np.ndarray, depth: np.ndarray, T: np.ndarray, extra: dict | None = None):
+    def observe(self, image: np.ndarray, depth: np.ndarray, T: np.ndarray,
+                extra: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """(observation, info) from the view rendered at T; remembers it first when ``remember`` is set."""
         cfg = self.config
         if cfg.remember:
@@ -367,20 +368,20 @@ class CameraNavEnv(gym.Env):
 
     # -- gymnasium API ----------------------------------------------------------------------------
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
         T = self.begin_episode(options)
         images, depths = render_many([self.world_model], T[None], self.camera, return_depth=True)
         return self.observe(images[0], depths[0], T)
 
-    def step(self, action):
+    def step(self, action: np.ndarray) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         reward, terminated, truncated, extra = self.advance(action)
         T = self.camera_T()
         images, depths = render_many([self.world_model], T[None], self.camera, return_depth=True)
         obs, info = self.observe(images[0], depths[0], T, extra)
         return obs, reward, terminated, truncated, info
 
-    def render(self):
+    def render(self) -> np.ndarray | None:
         if self.render_mode == "rgb_array" and self._last_image is not None:
             return self._last_image.copy()
         return None

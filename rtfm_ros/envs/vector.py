@@ -62,7 +62,7 @@ class CameraNavVectorEnv(VectorEnv):
         self._autoreset = np.zeros(self.num_envs, dtype=np.bool_)
 
     @property
-    def world_models(self) -> list:
+    def world_models(self) -> list[Any]:
         return [env.world_model for env in self.envs]
 
     def _seeds(self, seed: int | Sequence[int | None] | None) -> list[int | None]:
@@ -75,7 +75,7 @@ class CameraNavVectorEnv(VectorEnv):
             raise EnvConfigError(f"{len(seeds)} seeds for {self.num_envs} environments")
         return seeds
 
-    def _render(self, idx: list[int], poses: list[np.ndarray], extras: list[dict]) -> dict[str, Any]:
+    def _render(self, idx: list[int], poses: list[np.ndarray], extras: list[dict[str, Any]]) -> dict[str, Any]:
         """One batched render for sub-envs ``idx``; stores their observations, returns their infos."""
         images, depths = render_many([self.envs[i].world_model for i in idx], np.stack(poses),
                                      self.envs[0].camera, return_depth=True)
@@ -90,7 +90,8 @@ class CameraNavVectorEnv(VectorEnv):
         self._obs = concatenate(self.single_observation_space, self._env_obs, self._obs)
         return deepcopy(self._obs) if self.copy else self._obs
 
-    def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict | None = None):
+    def reset(self, *, seed: int | Sequence[int | None] | None = None,
+              options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """Reset all sub-envs (or those in ``options["reset_mask"]``); int seeds become seed + i."""
         super().reset(seed=seed if isinstance(seed, (int, np.integer)) else None)
         opts = dict(options or {})
@@ -113,14 +114,15 @@ class CameraNavVectorEnv(VectorEnv):
         self._autoreset[idx] = False
         return self._batched_obs(), infos
 
-    def step(self, actions):
+    def step(self, actions: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         actions = np.asarray(actions)
         if actions.shape != self.action_space.shape:
             raise EnvConfigError(f"actions must have shape {self.action_space.shape}, got {actions.shape}")
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         terminated = np.zeros(self.num_envs, dtype=np.bool_)
         truncated = np.zeros(self.num_envs, dtype=np.bool_)
-        poses, extras = [], []
+        poses: list[np.ndarray] = []
+        extras: list[dict[str, Any]] = []
         for i, env in enumerate(self.envs):
             if self._autoreset[i]:
                 poses.append(env.begin_episode(None))
@@ -136,7 +138,8 @@ class CameraNavVectorEnv(VectorEnv):
     def render(self) -> tuple[np.ndarray, ...] | None:
         if self.render_mode != "rgb_array":
             return None
-        return tuple(env.render() for env in self.envs)
+        # A sub-env not reset yet has no frame: its entry is None.
+        return tuple(env.render() for env in self.envs)  # type: ignore[misc]
 
     def close_extras(self, **kwargs: Any) -> None:
         for slot in self._slots:

@@ -107,7 +107,7 @@ class ImagePlacer:
         return PosedImage(stamp, frame, rgb, T, camera, info)
 
 
-def posed_images(reader: AnyReader, connections: list, placer: ImagePlacer, stride: int = 1,
+def posed_images(reader: AnyReader, connections: list[Any], placer: ImagePlacer, stride: int = 1,
                  skipped: list[int] | None = None) -> Iterator[PosedImage]:
     """Every ``stride``-th image on connections, placed; the images without TF are counted in
     ``skipped[0]`` (when given) and left out."""

@@ -52,7 +52,7 @@ def sample_example(clip: Clip, rng: np.random.Generator, cfg: ExampleConfig) -> 
     return {"rgb": np.asarray(rgb), "K": np.asarray(clip.K[i]), "depth": np.asarray(clip.depth[i], np.float32)}
 
 
-class FrameExamples(torch.utils.data.Dataset):
+class FrameExamples(torch.utils.data.Dataset[Example]):
     """Map-style Dataset over the clips that have depth: item i is a deterministic example."""
 
     def __init__(self, clips: list[Clip], cfg: ExampleConfig, seed: int = 0, length: int = 10**9) -> None:

@@ -71,7 +71,7 @@ def replay(bag: str | Path, output: str | Path | None, opt: ReplayOptions,
     """
     _validate(opt, output, world_model is not None)
     result = ReplayResult(output=Path(output) if output is not None else None)
-    scratch: tempfile.TemporaryDirectory | None = None
+    scratch: tempfile.TemporaryDirectory[str] | None = None
     own_model = world_model is None
     reader = open_bag(bag)
     try:
@@ -107,7 +107,7 @@ def replay(bag: str | Path, output: str | Path | None, opt: ReplayOptions,
     return result
 
 
-def _load_world(opt: ReplayOptions) -> tuple[WorldModel, tempfile.TemporaryDirectory | None]:
+def _load_world(opt: ReplayOptions) -> tuple[WorldModel, tempfile.TemporaryDirectory[str] | None]:
     """The model with opt.world opened read-only: the saved world is input and is never changed.
 
     Frames added during replay (seeds, remembered views) go to a scratch copy, deleted afterwards

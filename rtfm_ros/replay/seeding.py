@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from rtfm_ros.world import WorldModel
 
 
-def seed_sources(reader: AnyReader, opt: ReplayOptions) -> tuple[list, list[tuple[int, Any]]]:
+def seed_sources(reader: AnyReader, opt: ReplayOptions) -> tuple[list[Any], list[tuple[int, Any]]]:
     """Seed image connections and their CameraInfo messages (stamp, message), checked before any work."""
     conns = connections_for(reader, opt.seed_topic or "", {IMAGE, COMPRESSED_IMAGE})
     info_topic = opt.seed_camera_info_topic or camera_info_topic_for(reader, opt.seed_topic or "")

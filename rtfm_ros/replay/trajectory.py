@@ -33,7 +33,7 @@ def parse_offset(text: str) -> tuple[float, float, float, float]:
         vals = ()
     if len(vals) != 4 or not all(math.isfinite(v) for v in vals):
         raise ReplayError(f"--offset must be four numbers x,y,z,yaw (metres, degrees), got {text!r}")
-    return vals  # type: ignore[return-value]
+    return vals
 
 
 def apply_offset(T: np.ndarray, offset: Sequence[float]) -> np.ndarray:

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.clock import Clock, ClockType
+from rclpy.clock import Clock
+from rclpy.clock_type import ClockType
 from rclpy.context import Context
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -148,7 +149,7 @@ class CameraNode(Node):
         self.set_parameters([Parameter(k, value=v) for k, v in defaults.items()])
 
     # ------------------------------------------------------------------ parameters at run time
-    def _check_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+    def _check_parameters(self, parameters: list[Parameter[Any]]) -> SetParametersResult:
         try:
             config = self.config.updated({p.name: p.value for p in parameters})
             cameras = build_cameras(config, self._calibrations)
@@ -159,7 +160,7 @@ class CameraNode(Node):
         self._pending = (config, cameras)
         return SetParametersResult(successful=True)
 
-    def _apply_parameters(self, parameters: list[Parameter]) -> None:
+    def _apply_parameters(self, parameters: list[Parameter[Any]]) -> None:
         pending, self._pending = self._pending, None
         if pending is None:
             return

@@ -21,7 +21,8 @@ from rtfm_ros.io.messages import CalibrationLike, MessageTypes, Stamp
 
 def _rclpy_class(name: str) -> type:
     package, _, typename = name.split("/")
-    return getattr(importlib.import_module(f"{package}.msg"), typename)
+    cls: type = getattr(importlib.import_module(f"{package}.msg"), typename)
+    return cls
 
 
 RCLPY = MessageTypes(get=functools.lru_cache(maxsize=None)(_rclpy_class),

@@ -53,7 +53,7 @@ class Lane:
     """One daemon thread running submitted calls in order."""
 
     def __init__(self, name: str) -> None:
-        self._calls: queue.Queue = queue.Queue()
+        self._calls: queue.Queue[Any] = queue.Queue()
         self._idle = threading.Event()
         self._idle.set()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -93,7 +93,7 @@ class WorldServices:
                  stats: RenderStats) -> None:
         self.world, self.settings, self.locate, self.default_camera = world, settings, locate, seed_camera
         self.stats, self.executor = stats, lambda: node.executor
-        self.now_ns = lambda: node.get_clock().now().nanoseconds
+        self.now_ns: Callable[[], int] = lambda: int(node.get_clock().now().nanoseconds)
         self.seed_camera: PinholeCamera | None = None  # from ~/seed_camera_info
         self.seeded = 0
         self._world_lane, self._view_lane = Lane("rtfm_services"), Lane("rtfm_render_view")
@@ -129,7 +129,7 @@ class WorldServices:
         name = handler.__name__
 
         async def callback(*args: Any) -> Any:
-            done: Future = Future(executor=self.executor())
+            done: Future[Any] = Future(executor=self.executor())  # type: ignore[no-untyped-call]
             done.add_done_callback(lambda _: None)  # completing it wakes the executor to resume us
 
             def run() -> None:
@@ -203,7 +203,7 @@ class WorldServices:
 
     # ------------------------------------------------------------------ rendering on request
     def render_view(self, request: RenderView.Request, response: RenderView.Response) -> RenderView.Response:
-        from rtfm_ros.world import EmptyWorldError
+        from rtfm_ros.render.views import EmptyWorldError
 
         config = self.settings()
         try:

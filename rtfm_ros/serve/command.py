@@ -96,7 +96,7 @@ async def _serve_until_signal(hub: Hub, sock: socket.socket) -> None:
     await serve(hub, sock, stop)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="walk a world in the browser: live view, memory map, seeding from photos")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--world", help="start from a saved world (never changed: the server works on a copy)")

@@ -78,7 +78,8 @@ HUB = web.AppKey("hub", Hub)
 
 
 @web.middleware
-async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+async def guard(request: web.Request,
+                handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     """Token (off loopback) on everything but static files; same origin for sockets and uploads."""
     hub = request.app[HUB]
     if not request.path.startswith("/static/"):

@@ -215,7 +215,7 @@ class Session:
             self._map_seen = (generation, count)
 
     async def _send_frame(self, pose: Pose, settings: dict[str, Any]) -> None:
-        from rtfm_ros.world import EmptyWorldError
+        from rtfm_ros.render.views import EmptyWorldError
 
         before = self.world.frames()
         try:

@@ -35,7 +35,8 @@ def _fmt(values: np.ndarray | list[float] | tuple[float, ...]) -> str:
 def _blend(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Per-pixel mix of colours a and b by t in [0, 1] (HxW) -> HxWx3 uint8."""
     t = np.clip(t, 0.0, 1.0)[..., None]
-    return np.round(255.0 * ((1.0 - t) * a + t * b)).astype(np.uint8)
+    out: np.ndarray = np.round(255.0 * ((1.0 - t) * a + t * b)).astype(np.uint8)
+    return out
 
 
 def _value_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
@@ -43,7 +44,8 @@ def _value_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     grid = rng.uniform(0.0, 1.0, (cells, cells)).astype(np.float32)
     img = Image.fromarray(grid, mode="F").resize((size, size), Image.Resampling.BICUBIC)
     out = np.asarray(img, dtype=np.float64)
-    return (out - out.min()) / max(out.max() - out.min(), 1e-6)
+    noise: np.ndarray = (out - out.min()) / max(out.max() - out.min(), 1e-6)
+    return noise
 
 
 def _pattern(rng: np.random.Generator, a: np.ndarray, b: np.ndarray, size: int) -> np.ndarray:

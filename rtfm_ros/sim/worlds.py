@@ -14,6 +14,7 @@ rtfm_ros.sim.renderer; Gym envs and trajectory planners only use the footprints.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -107,7 +108,7 @@ class World:
                 return p
         raise WorldError(f"world {self.kind}/{self.seed}: no free point with radius {radius} m after {max_tries} tries")
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """JSON-able summary (stored in clip metadata)."""
         return {"seed": self.seed, "kind": self.kind, "bounds": [round(v, 4) for v in self.bounds],
                 "ceiling": round(self.ceiling, 4), "rooms": len(self.rooms), "obstacles": len(self.obstacles)}
@@ -139,7 +140,7 @@ def _connected(cells: set[tuple[int, int]]) -> bool:
     return seen == cells
 
 
-def _spanning_tree(rng: np.random.Generator, cells: set[tuple[int, int]]) -> set[frozenset]:
+def _spanning_tree(rng: np.random.Generator, cells: set[tuple[int, int]]) -> set[frozenset[Any]]:
     """Edges of a random spanning tree over 4-connected cells (randomised DFS)."""
     order = sorted(cells)
     start = order[int(rng.integers(len(order)))]
@@ -275,7 +276,7 @@ def _furnish(b: _Builder, cell: Box2D, obj_mats: list[str]) -> None:
         b.geom("box", (cx, cy, 0.004), (w / 2, d / 2, 0.004), obj_mats[int(rng.integers(len(obj_mats)))])
 
 
-def _layout(rng: np.random.Generator, kind: str) -> tuple[list[float], list[float], set, set]:
+def _layout(rng: np.random.Generator, kind: str) -> tuple[list[float], list[float], set[Any], set[Any]]:
     """(column widths, row depths, walkable cells, solid cells)."""
     if kind == "room":
         if rng.uniform() < 0.5:
@@ -314,7 +315,10 @@ def make_world(seed: int, kind: str = "room") -> World:
     ceil_mat = b.lib.add(rng, "ceiling")
     wall_mats = [b.lib.add(rng, "wall") for _ in range(int(rng.integers(1, 4)))]
     obj_mats = [b.lib.add(rng, "object") for _ in range(int(rng.integers(3, 7)))]
-    wall = lambda: wall_mats[int(rng.integers(len(wall_mats)))]  # noqa: E731
+
+    def wall() -> str:
+        return wall_mats[int(rng.integers(len(wall_mats)))]
+
 
     b.geom("plane", (W / 2, D / 2, 0.0), (W / 2, D / 2, 0.1), floor_mat)
     b.geom("box", (W / 2, D / 2, ceiling + 0.05), (W / 2, D / 2, 0.05), ceil_mat)
