@@ -108,7 +108,7 @@ def _detail_patches(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
     r = PATCH // 2
     ys, xs = np.nonzero(mask[r: mask.shape[0] - r, r: mask.shape[1] - r])
     windows = np.lib.stride_tricks.sliding_window_view(detail, (PATCH, PATCH), axis=(0, 1))
-    patches: np.ndarray = windows[ys, xs].reshape(len(ys), -1)
+    patches: np.ndarray = windows[ys, xs].reshape(len(ys), 3 * PATCH * PATCH)
     return patches
 
 

@@ -59,14 +59,14 @@ def save_example(ex: Example, path: Path) -> None:
 
     if ex.planes.shape[0] != IN_CHANNELS or ex.target.shape[:2] != tuple(ex.planes.shape[1:]):
         raise ValueError(f"example planes {tuple(ex.planes.shape)} do not match target {ex.target.shape}")
-    save_file({"planes": ex.planes.half().contiguous(), "target": torch.from_numpy(np.ascontiguousarray(ex.target)),
-               "geometric": torch.from_numpy(np.ascontiguousarray(ex.geometric))}, str(path),
+    save_file({"planes": ex.planes.half().contiguous(), "target": torch.from_numpy(np.array(ex.target, order="C")),
+               "geometric": torch.from_numpy(np.array(ex.geometric, order="C"))}, str(path),
               metadata={"format": FORMAT, "source": ex.source})
 
 
 def load_example(path: Path) -> Example:
     """An example file; anything else (wrong format, shapes, dtypes) is refused with its path."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -74,7 +74,7 @@ def load_example(path: Path) -> Example:
             if meta.get("format") != FORMAT:
                 raise ValueError(f"{path}: not a renderer example (format {meta.get('format')!r})")
             planes, target, geo = (f.get_tensor(k) for k in ("planes", "target", "geometric"))
-    except (OSError, RuntimeError, KeyError) as exc:
+    except (OSError, RuntimeError, KeyError, SafetensorError) as exc:
         raise ValueError(f"{path}: unreadable renderer example: {exc}") from exc
     H, W = planes.shape[1:]
     if (planes.shape[0] != IN_CHANNELS or tuple(target.shape) != (H, W, 3) or tuple(geo.shape) != (H, W, 3)

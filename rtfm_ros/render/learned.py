@@ -134,7 +134,7 @@ def save_weights(model: LearnedRenderer, path: str | Path) -> None:
 
 def load_weights(path: str | Path, device: torch.device | str = "cpu") -> LearnedRenderer:
     """A LearnedRenderer from ``save_weights``' file; a file that is not one is refused."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -145,7 +145,7 @@ def load_weights(path: str | Path, device: torch.device | str = "cpu") -> Learne
             raise ValueError(f"{path}: not a learned renderer file (format {meta.get('format')!r})")
         model = LearnedRenderer(LearnedRendererConfig.from_json(meta.get("config", "")))
         model.load_state_dict(load_file(str(path)))
-    except (OSError, RuntimeError, KeyError, json.JSONDecodeError) as exc:
+    except (OSError, RuntimeError, KeyError, json.JSONDecodeError, SafetensorError) as exc:
         raise ValueError(f"{path}: cannot load the learned renderer: {exc}") from exc
     return model.to(device).eval()
 
