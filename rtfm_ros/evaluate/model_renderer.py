@@ -25,7 +25,7 @@ def model_renderer(checkpoint: str | None = None, device: str = "auto", use_dept
     from rtfm_ros.world import WorldModel
 
     core = RenderCore.load(checkpoint, device=device)
-    config = RenderConfig(use_prior=learned)
+    config = RenderConfig(use_prior=learned, use_learned=learned)
 
     def render(context: Sequence[ContextView], T_world_camera: np.ndarray, camera: PinholeCamera) -> np.ndarray:
         wm = WorldModel(core, config=config)

@@ -199,20 +199,48 @@ def choose_context(target_T: np.ndarray, camera: PinholeCamera, poses: np.ndarra
     return list(select_context(target_T, camera, poses, cameras, budget))
 
 
+MIN_UNSEEN_SHARE = 0.05  # targets with less of the view unseen do not count for the unseen-region score
+
+
+def unseen_mask(target_depth: np.ndarray, K: np.ndarray, T: np.ndarray,
+                context: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+    """H x W bool: target pixels no context frame saw, from ground-truth depth (target and
+    contexts as (depth, K, T_world_camera)): a pixel is seen when a context's own depth puts a
+    surface where the target's point is (render.consistency.agreement)."""
+    import torch
+
+    from rtfm_ros.render.consistency import PosedDepth, agreement
+
+    ref = PosedDepth(torch.from_numpy(np.asarray(target_depth, np.float32)), K, T)
+    seen = torch.zeros(target_depth.shape, dtype=torch.bool)
+    for d, Kc, Tc in context:
+        seen |= agreement(ref, PosedDepth(torch.from_numpy(np.asarray(d, np.float32)), Kc, Tc), tolerance=0.05)
+    out: np.ndarray = (~seen).numpy() & np.isfinite(target_depth)
+    return out
+
+
 @dataclass
 class EvalTable:
-    """Mean PSNR / SSIM per renderer and target kind (plus 'all')."""
+    """Mean PSNR / SSIM per renderer and target kind (plus 'all'), GMSD over all targets and the
+    unseen-region realism (patch SWD inside the never-seen pixels, extrapolation targets)."""
 
-    scores: dict[str, dict[str, dict[str, float]]]  # renderer -> kind -> {psnr, ssim, n}
+    scores: dict[str, dict[str, dict[str, float]]]  # renderer -> kind -> {psnr, ssim, gmsd, swd, n}
     seconds_per_frame: dict[str, float]
+    unseen_share: float = float("nan")  # mean share of an extrapolation view that no context saw
 
     def to_markdown(self) -> str:
         kinds = list(TARGET_KINDS) + ["all"]
-        head = "| renderer | " + " | ".join(f"{k} PSNR / SSIM" for k in kinds) + " | ms / frame |"
-        rows = [head, "|" + "---|" * (len(kinds) + 2)]
+        head = ("| renderer | " + " | ".join(f"{k} PSNR / SSIM" for k in kinds)
+                + " | all GMSD | unseen SWD (extrapolation) | ms / frame |")
+        rows = [head, "|" + "---|" * (len(kinds) + 4)]
         for name, per in self.scores.items():
             cells = [f"{per[k]['psnr']:.2f} / {per[k]['ssim']:.3f}" if per[k]["n"] else "-" for k in kinds]
-            rows.append(f"| {name} | " + " | ".join(cells) + f" | {1000 * self.seconds_per_frame[name]:.1f} |")
+            swd = per["extrapolation"]["swd"]
+            rows.append(f"| {name} | " + " | ".join(cells) + f" | {per['all']['gmsd']:.3f} | "
+                        + (f"{1000 * swd:.2f}e-3" if np.isfinite(swd) else "-")
+                        + f" | {1000 * self.seconds_per_frame[name]:.1f} |")
+        rows.append(f"\nextrapolation views: {100 * self.unseen_share:.0f} % of each never seen (mean); "
+                    "unseen SWD: sliced Wasserstein distance of 7x7 detail patches, lower is more like the truth")
         return "\n".join(rows)
 
 
@@ -222,14 +250,15 @@ def evaluate(renderers: dict[str, Callable[..., Any]], suite: Suite, context_bud
     from tqdm import tqdm
 
     from rtfm_ros.evaluate.baselines import ContextView
-    from rtfm_ros.evaluate.metrics import psnr, ssim
+    from rtfm_ros.evaluate.metrics import gmsd, patch_swd, psnr, ssim
 
     if not renderers:
         raise SuiteError("no renderers to evaluate")
     if context_budget < 1:
         raise SuiteError(f"context_budget must be >= 1, got {context_budget}")
     vals: dict[str, dict[str, dict[str, list[float]]]] = {
-        name: {k: {"psnr": [], "ssim": []} for k in TARGET_KINDS} for name in renderers}
+        name: {k: {"psnr": [], "ssim": [], "gmsd": [], "swd": []} for k in TARGET_KINDS} for name in renderers}
+    shares: list[float] = []
     spent = {name: 0.0 for name in renderers}
     with tqdm(total=suite.num_targets, desc="evaluating", unit="view", disable=not progress) as bar:
         for w in suite.worlds:
@@ -240,22 +269,34 @@ def evaluate(renderers: dict[str, Callable[..., Any]], suite: Suite, context_bud
                 idx = choose_context(T, cam, ctx.T_world_camera, cams, context_budget)
                 views = [ContextView(ctx.rgb[i], ctx.T_world_camera[i], cams[i],
                                      None if ctx.depth is None else ctx.depth[i]) for i in idx]
+                unseen = None
+                if kind == "extrapolation" and ctx.depth is not None and w.targets.depth is not None:
+                    unseen = unseen_mask(w.targets.depth[t], cam.K, T,
+                                         [(ctx.depth[i], cams[i].K, ctx.T_world_camera[i]) for i in idx])
+                    shares.append(float(unseen.mean()))
                 for name, fn in renderers.items():
                     t0 = time.perf_counter()
                     img = np.asarray(fn(views, T, cam))
                     spent[name] += time.perf_counter() - t0
                     vals[name][kind]["psnr"].append(psnr(img, truth))
                     vals[name][kind]["ssim"].append(ssim(img, truth))
+                    vals[name][kind]["gmsd"].append(gmsd(img, truth))
+                    if unseen is not None and unseen.mean() >= MIN_UNSEEN_SHARE:
+                        vals[name][kind]["swd"].append(patch_swd(img, truth, unseen))
                 bar.update(1)
+    def mean(v: list[float]) -> float:
+        finite = [x for x in v if np.isfinite(x)]
+        return float(np.mean(finite)) if finite else float("nan")
+
     scores: dict[str, dict[str, dict[str, float]]] = {}
     for name, per in vals.items():
-        scores[name] = {k: {"psnr": float(np.mean(v["psnr"])) if v["psnr"] else float("nan"),
-                            "ssim": float(np.mean(v["ssim"])) if v["ssim"] else float("nan"), "n": len(v["psnr"])}
+        scores[name] = {k: {m: mean(v[m]) for m in ("psnr", "ssim", "gmsd", "swd")} | {"n": len(v["psnr"])}
                         for k, v in per.items()}
-        allp = [x for v in per.values() for x in v["psnr"]]
-        alls = [x for v in per.values() for x in v["ssim"]]
-        scores[name]["all"] = {"psnr": float(np.mean(allp)), "ssim": float(np.mean(alls)), "n": len(allp)}
-    return EvalTable(scores, {n: spent[n] / max(1, suite.num_targets) for n in renderers})
+        scores[name]["all"] = {m: mean([x for v in per.values() for x in v[m]])
+                               for m in ("psnr", "ssim", "gmsd", "swd")}
+        scores[name]["all"]["n"] = sum(len(v["psnr"]) for v in per.values())
+    return EvalTable(scores, {n: spent[n] / max(1, suite.num_targets) for n in renderers},
+                     float(np.mean(shares)) if shares else float("nan"))
 
 
 def _baseline(name: str) -> Callable[..., Any]:
@@ -271,6 +312,7 @@ RENDERERS: dict[str, Callable[[argparse.Namespace], Callable[..., Any]]] = {
     "oracle_reprojection": lambda args: _baseline("oracle_reprojection"),
     "ranked_reprojection": lambda args: _baseline("ranked_reprojection"),
     "model": lambda args: _model(args, use_depth=True),
+    "no_learning": lambda args: _model(args, use_depth=True, learned=False),
     "model_predicted_depth": lambda args: _model(args, use_depth=False),
     "no_learning_predicted_depth": lambda args: _model(args, use_depth=False, learned=False),
 }
