@@ -211,7 +211,7 @@ def train(cfg: RendererTrainConfig) -> dict[str, float]:
                 with atomic_path(out / "optimizer.safetensors") as tmp:
                     save_file(tensors, str(tmp))
                 write_text_atomic(out / "optimizer.json", json.dumps(groups))
-                if gain > best:
+                if gain > best or not val_set:
                     best = gain
                     save_weights(model, out / "best.safetensors")
                 write_text_atomic(state_path, json.dumps({"step": step, "best_gain": best, "config": asdict(cfg)}))

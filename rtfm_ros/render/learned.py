@@ -14,8 +14,9 @@ occluded, and it leaves seams, fragments and smears. A small U-Net sees all of i
 It outputs per-pixel weights over the SLOTS warps and the geometric render (a softmax, so
 colours come from real pixels) plus a small colour correction. Its last layer starts at zero
 with the geometric render's weight high, so an untrained network renders what the pipeline
-renders; training only moves it where that helps. It runs at any size (padded to a multiple of
-8 inside) and in bf16 where the CPU has it.
+renders; training only moves it where that helps. It works at half the view's resolution (its
+weights are upsampled and applied to the full-resolution warps, so detail comes from the
+frames), at any size (padded inside), in bf16 where the CPU has it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ RENDERER_FILE = "renderer.safetensors"     # beside the depth prior in a checkpo
 
 @dataclass(frozen=True)
 class LearnedRendererConfig:
-    widths: tuple[int, ...] = (24, 48, 64, 96)   # channels per U-Net level (full, 1/2, 1/4, 1/8 resolution)
+    widths: tuple[int, ...] = (16, 32, 48, 64)   # channels per U-Net level (1/2, 1/4, 1/8, 1/16 resolution)
 
     def __post_init__(self) -> None:
         if not self.widths or any(not isinstance(w, int) or isinstance(w, bool) or not 1 <= w <= 1024
@@ -80,7 +81,9 @@ class LearnedRenderer(nn.Module):
 
     def forward(self, planes: torch.Tensor) -> torch.Tensor:
         H, W = planes.shape[-2:]
-        x = F.pad(planes, (0, (-W) % 8, 0, (-H) % 8), mode="replicate")
+        # The network works at half resolution (a quarter of the cost); its per-pixel weights are
+        # upsampled and applied to the full-resolution warps, so detail comes from the frames.
+        x = F.avg_pool2d(F.pad(planes, (0, (-W) % 16, 0, (-H) % 16), mode="replicate"), 2)
         skips = []
         for i, block in enumerate(self.down):
             x = block(F.avg_pool2d(x, 2) if i else x)
@@ -88,7 +91,7 @@ class LearnedRenderer(nn.Module):
         for block, skip in zip(self.up, reversed(skips[:-1])):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], 1))
-        out = self.head(x)[..., :H, :W].float()
+        out = F.interpolate(self.head(x), scale_factor=2, mode="bilinear", align_corners=False)[..., :H, :W].float()
         slots = planes[:, : SLOTS * SLOT_PLANES].reshape(planes.shape[0], SLOTS, SLOT_PLANES, H, W)
         present = torch.cat([slots[:, :, 3:].sum(2) > 0, torch.ones_like(planes[:, :1], dtype=torch.bool)], 1)
         weights = out[:, : SLOTS + 1].masked_fill(~present, -1e4).softmax(1)
@@ -97,19 +100,13 @@ class LearnedRenderer(nn.Module):
         return rgb
 
 
-def complete_inverse_depth(inv: torch.Tensor) -> torch.Tensor:
-    """B x H x W inverse depth with its empty (<= 0) pixels filled smoothly from around them."""
-    known = inv > 0
-    if bool(known.all()) or not bool(known.any()):
-        return inv
-    return warp.push_pull_fill(inv[:, None], known)[:, 0]
-
-
-def input_planes(contexts: list[warp.ContextLevel], inv_depth: torch.Tensor, geometric: warp.Rendered,
-                 tgt_K: torch.Tensor, tgt_T: torch.Tensor, params: warp.BlendParams | None = None) -> torch.Tensor:
-    """What the learned renderer sees (module docstring): B x IN_CHANNELS x H x W."""
-    primary = [c for c in contexts if c.weight >= 1.0]
-    slots = warp.warped_slots(primary, complete_inverse_depth(inv_depth), tgt_K, tgt_T, SLOTS, params)
+def input_planes(geometric: warp.Rendered) -> torch.Tensor:
+    """What the learned renderer sees (module docstring): B x IN_CHANNELS x H x W, from a
+    geometric render made with ``slots=SLOTS``."""
+    slots = geometric.slots
+    if slots is None or slots.shape[1] != SLOTS:
+        raise ValueError(f"the learned renderer needs a geometric render with slots={SLOTS}")
+    inv_depth = geometric.inv_depth
     B, H, W = inv_depth.shape
     has = inv_depth > 0
     log_z = torch.where(has, -torch.log(inv_depth.clamp_min(1e-12)), torch.zeros_like(inv_depth))
@@ -150,12 +147,11 @@ def load_weights(path: str | Path, device: torch.device | str = "cpu") -> Learne
     return model.to(device).eval()
 
 
-def finish(model: LearnedRenderer, contexts: list[warp.ContextLevel], geometric: warp.Rendered,
-           tgt_K: torch.Tensor, tgt_T: torch.Tensor, params: warp.BlendParams | None = None) -> torch.Tensor:
-    """The finished colour (B x 3 x H x W in [0, 1]) of targets the geometry rendered."""
+def finish(model: LearnedRenderer, geometric: warp.Rendered) -> torch.Tensor:
+    """The finished colour (B x 3 x H x W in [0, 1]) of targets the geometry rendered (with slots)."""
     from rtfm_ros.runtime import autocast
 
-    planes = input_planes(contexts, geometric.inv_depth, geometric, tgt_K, tgt_T, params)
+    planes = input_planes(geometric)
     with torch.no_grad(), autocast(planes.device):
         rgb: torch.Tensor = model(planes)
     return rgb.float().clamp(0, 1)

@@ -21,7 +21,7 @@ from rtfm_ros.render import warp
 from rtfm_ros.render.cache import RenderCore
 from rtfm_ros.render.config import RenderConfig
 from rtfm_ros.render.fit_file import WorldFit
-from rtfm_ros.render.learned import LearnedRenderer, finish, input_planes
+from rtfm_ros.render.learned import SLOTS, LearnedRenderer, finish, input_planes
 from rtfm_ros.render.prepare import PreparedFrame
 
 # Generated views feed back into later renders; real (seeded, observed) frames are trusted more
@@ -131,10 +131,11 @@ def _render_group(views: Sequence[tuple[ViewWorld, np.ndarray, PinholeCamera]], 
                   learned: LearnedRenderer | None = None) -> tuple[np.ndarray, np.ndarray]:
     contexts, revisits = _contexts(views, pick, dev)
     tgt_K, tgt_T, H, W = _targets(views, dev)
-    out = warp.render(contexts, tgt_K, tgt_T, H, W, params)
+    use = learned is not None and len(revisits) < len(views)
+    out = warp.render(contexts, tgt_K, tgt_T, H, W, params, slots=SLOTS if use else 0)
     rgb = out.rgb
-    if learned is not None and len(revisits) < len(views):
-        rgb = finish(learned, contexts, out, tgt_K, tgt_T, params)
+    if learned is not None and use:
+        rgb = finish(learned, out)
         rgb[revisits] = out.rgb[revisits]
     images = (rgb * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return images, out.depth.float().cpu().numpy()
@@ -149,5 +150,5 @@ def learned_inputs(views: Sequence[tuple[ViewWorld, np.ndarray, PinholeCamera]],
     contexts, _ = _contexts(views, [cam for _, _, cam in views], dev, exclude)
     tgt_K, tgt_T, H, W = _targets(views, dev)
     params = views[0][0].fit.params if views[0][0].fit is not None else None
-    out = warp.render(contexts, tgt_K, tgt_T, H, W, params)
-    return input_planes(contexts, out.inv_depth, out, tgt_K, tgt_T, params), out.rgb
+    out = warp.render(contexts, tgt_K, tgt_T, H, W, params, slots=SLOTS)
+    return input_planes(out), out.rgb

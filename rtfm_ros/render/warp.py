@@ -74,6 +74,9 @@ class Rendered:
     depth: torch.Tensor   # B x H x W planar z, NaN where no context saw the place
     seen: torch.Tensor    # B x H x W bool
     inv_depth: torch.Tensor  # B x H x W the target's inverse depth the colour was fetched with (0: none)
+    # B x S x 5 x H x W when asked: the S best-ranked real contexts warped one by one with the
+    # completed target depth: colour (3), share of the blend weight (1), own depth confirms (1)
+    slots: torch.Tensor | None = None
 
 
 def _groups(contexts: list[ContextLevel], splat: bool = False) -> dict[tuple[int, int], list[int]]:
@@ -203,8 +206,21 @@ def _sample(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.
     return parts, torch.where(torch.isfinite(best), best, torch.zeros_like(best))
 
 
-def _weight(p: _Samples, best: torch.Tensor, params: BlendParams) -> torch.Tensor:
-    return p.base * torch.exp(-(p.cost - best[p.b]).clamp_min(0) * (2.0 / params.angle_sigma ** 2))
+def _accumulate(parts: list[_Samples], best: torch.Tensor, B: int, H: int, W: int, params: BlendParams,
+                has: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Weighted colour sum, weight and support of sampled contexts (only at ``has`` pixels, if given)."""
+    dev = best.device
+    colour = torch.zeros(B, 3, H * W, device=dev)
+    weight = torch.zeros(B, H * W, device=dev)
+    support = torch.zeros(B, H * W, device=dev)
+    flat = None if has is None else has.reshape(B, -1)
+    for p in parts:
+        base = p.base if flat is None else p.base * flat[p.b]
+        wgt = base * torch.exp(-(p.cost - best[p.b]).clamp_min(0) * (2.0 / params.angle_sigma ** 2))
+        colour.index_add_(0, p.b, p.rgb * wgt[:, None])
+        weight.index_add_(0, p.b, wgt)
+        support.index_add_(0, p.b, base)
+    return colour.reshape(B, 3, H, W), weight.reshape(B, H, W), support.reshape(B, H, W)
 
 
 def blend(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Tensor, tgt_T: torch.Tensor,
@@ -216,32 +232,17 @@ def blend(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Te
     reaches); only the context-to-target transforms are composed in float64.
     """
     B, H, W = inv_depth.shape
-    dev = inv_depth.device
     params = params or BlendParams()
     parts, best = _sample(contexts, inv_depth, tgt_K, tgt_T, params)
-    colour = torch.zeros(B, 3, H * W, device=dev)
-    weight = torch.zeros(B, H * W, device=dev)
-    support = torch.zeros(B, H * W, device=dev)
-    for p in parts:
-        wgt = _weight(p, best, params)
-        colour.index_add_(0, p.b, p.rgb * wgt[:, None])
-        weight.index_add_(0, p.b, wgt)
-        support.index_add_(0, p.b, p.base)
-    return colour.reshape(B, 3, H, W), weight.reshape(B, H, W), support.reshape(B, H, W)
+    return _accumulate(parts, best, B, H, W, params)
 
 
-def warped_slots(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Tensor, tgt_T: torch.Tensor,
-                 slots: int, params: BlendParams | None = None) -> torch.Tensor:
-    """The ``slots`` best-ranked contexts of each target warped into it, one by one (what a learned
-    renderer chooses from): B x slots x 5 x H x W = colour (3), the blend's weight of that context
-    as a share of all slots' (1), and whether the context's own depth confirms the point (1).
-    Empty slots (fewer contexts) are zero."""
-    B, H, W = inv_depth.shape
-    params = params or BlendParams()
-    parts, best = _sample(contexts, inv_depth, tgt_K, tgt_T, params)
-    out = torch.zeros(B, slots, 5, H * W, device=inv_depth.device)
+def _slot_planes(parts: list[_Samples], best: torch.Tensor, contexts: list[ContextLevel], B: int, H: int, W: int,
+                 slots: int, params: BlendParams) -> torch.Tensor:
+    """B x slots x 5 x H x W: the best-ranked contexts one by one (see Rendered.slots)."""
+    out = torch.zeros(B, slots, 5, H * W, device=best.device)
     for p in parts:
-        wgt = _weight(p, best, params)
+        wgt = p.base * torch.exp(-(p.cost - best[p.b]).clamp_min(0) * (2.0 / params.angle_sigma ** 2))
         for row, i in enumerate(p.index):
             c = contexts[i]
             if c.rank < slots:
@@ -250,6 +251,14 @@ def warped_slots(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: t
                 out[c.target, c.rank, 4] = (p.visible[row] & (p.base[row] > 0)).float()
     out[:, :, 3] /= out[:, :, 3].sum(1, keepdim=True).clamp_min(1e-6)
     return out.reshape(B, slots, 5, H, W)
+
+
+def complete_inverse_depth(inv: torch.Tensor) -> torch.Tensor:
+    """B x H x W inverse depth with its empty (<= 0) pixels filled smoothly from around them."""
+    known = inv > 0
+    if bool(known.all()) or not bool(known.any()):
+        return inv
+    return push_pull_fill(inv[:, None], known)[:, 0]
 
 
 def push_pull_fill(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -300,12 +309,15 @@ def _depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tenso
 
 
 def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int, W: int,
-           params: BlendParams | None = None) -> Rendered:
+           params: BlendParams | None = None, slots: int = 0) -> Rendered:
     """Render B targets (tgt_K B x 3 x 3, tgt_T B x 4 x 4) from their contexts.
 
     Contexts with weight 1 are primary; lower-weight ones (generated views) only supply depth
     where no primary one landed and colour where primary ones barely see the place, so views
-    made from views never overrule what real frames show.
+    made from views never overrule what real frames show. With ``slots``, the ``slots``
+    best-ranked primary contexts are also returned warped one by one with the target depth
+    completed where it had holes (what the learned renderer chooses from), from the same
+    samples the blend uses.
     """
     primary = [c for c in contexts if c.weight >= 1.0]
     secondary = [c for c in contexts if c.weight < 1.0]
@@ -316,7 +328,15 @@ def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tenso
                   secondary):
         if group:
             inv = torch.where(inv > 0, inv, _depth(group, tgt_K, tgt_T, H, W))
-    colour, weight, support = blend(primary, inv, tgt_K, tgt_T, params)
+    params = params or BlendParams()
+    B = tgt_K.shape[0]
+    planes = None
+    if slots:
+        parts, best = _sample(primary, complete_inverse_depth(inv), tgt_K, tgt_T, params)
+        planes = _slot_planes(parts, best, primary, B, H, W, slots, params)
+        colour, weight, support = _accumulate(parts, best, B, H, W, params, has=inv > 0)
+    else:
+        colour, weight, support = blend(primary, inv, tgt_K, tgt_T, params)
     if secondary:
         c2, w2, s2 = blend(secondary, inv, tgt_K, tgt_T, params)
         share = torch.exp(-support / SECONDARY_HANDOVER)
@@ -326,4 +346,4 @@ def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tenso
     if not bool(seen.all()):
         rgb = push_pull_fill(rgb, seen)
     depth = torch.where(seen & (inv > 0), 1.0 / inv.clamp_min(1e-12), torch.full_like(inv, float("nan")))
-    return Rendered(rgb=rgb.clamp(0, 1), depth=depth, seen=seen, inv_depth=inv)
+    return Rendered(rgb=rgb.clamp(0, 1), depth=depth, seen=seen, inv_depth=inv, slots=planes)
