@@ -1,7 +1,7 @@
 """Shared test set-up, and the module-scoped fixtures of the camera node tests.
 
 The node fixtures import ROS and the simulator only when a test asks for them. ``ctx`` and
-``tf_child`` use the ``domain`` fixture each node test file defines (test_camera_node.py has its own).
+``tf_child`` use the ``domain`` fixture each node test file defines.
 """
 
 import os
@@ -57,10 +57,10 @@ def assets(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tf_child(domain):
-    """A separate process publishing the test robot's TF (test_camera_node.py's tf-child mode)."""
+    """A separate process publishing the test robot's TF (node_helpers.py run as tf-child)."""
     from ros_helpers import spawn_ros_process
 
-    with spawn_ros_process([sys.executable, str(HERE / "test_camera_node.py"), "tf-child"], domain) as child:
+    with spawn_ros_process([sys.executable, str(HERE / "node_helpers.py"), "tf-child"], domain) as child:
         yield child
 
 

@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
+from node_helpers import Caller, SpunNode
 from ros_helpers import collect, pick_domain_id, reliable_qos
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
-from test_camera_node import Caller, SpunNode
 from test_node_sensor_models import CALIBRATION
 
 from rtfm_ros import geometry as g

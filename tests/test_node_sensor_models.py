@@ -7,11 +7,11 @@ import importlib
 import json
 import os
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from waiting import wait_until
 
 from rtfm_ros import geometry as g
 from rtfm_ros import geometry as pixels
@@ -127,11 +127,13 @@ def test_undistorted_lens_is_the_identity():
     assert lens.render_camera == cam and lens.remap(img) is img
 
 
-class _World:
-    """The two things checked_depth reads: a memory and (optionally) prepare()."""
+def _world(memory: FrameMemory):
+    """A world over memory with the untrained tiny depth prior (only frames' own depth counts)."""
+    from rtfm_ros.learn.config import preset
+    from rtfm_ros.learn.depth_prior import DepthPrior
+    from rtfm_ros.world import WorldModel
 
-    def __init__(self, memory: FrameMemory) -> None:
-        self.memory = memory
+    return WorldModel(DepthPrior(preset("tiny")), memory, device="cpu")
 
 
 def test_checked_depth_keeps_what_real_frames_saw_and_drops_phantoms():
@@ -145,12 +147,13 @@ def test_checked_depth_keeps_what_real_frames_saw_and_drops_phantoms():
     rendered = np.full((32, 32), 3.05, np.float32)
     rendered[:, :10] = 1.5        # a phantom obstacle: the seed saw through it
     rendered[:, 10:12] = np.nan   # the model knows nothing there
-    out, n = checked_depth(rendered, rays, T, cam, _World(mem), tolerance=0.1)
+    world = _world(mem)
+    out, n = checked_depth(rendered, rays, T, cam, world, tolerance=0.1)
     assert n == 1
     assert np.isnan(out[:, :12]).all() and np.allclose(out[:, 12:], 3.05)
-    mem.clear()
-    mem.add(np.zeros((32, 32, 3), np.uint8), T, cam, stamp=0.0, source="seed")  # no depth: nothing is known
-    out, n = checked_depth(rendered, rays, T, cam, _World(mem))
+    world.reset()
+    world.add_frame(np.zeros((32, 32, 3), np.uint8), T, cam, stamp=0.0)  # no depth (a guess): nothing is known
+    out, n = checked_depth(rendered, rays, T, cam, world)
     assert n == 0 and np.isnan(out).all()
     truth = np.full((32, 32), 3.0)
     assert phantom_near_share(rendered, truth) == pytest.approx((10 / 30, 30 / 32))
@@ -175,16 +178,14 @@ def test_world_gate_alternates_between_stream_and_background():
         for _ in range(3):
             with gate.hold():
                 order.append("bg")
-                time.sleep(0.01)
 
     t = threading.Thread(target=background)
     t.start()
-    time.sleep(0.05)
+    wait_until(lambda: gate.waiting(stream=False), "the background work waits for the gate")
     gate.release()
     for _ in range(3):
         with gate.hold(stream=True):
             order.append("stream")
-            time.sleep(0.01)
     t.join(5)
     assert order.count("bg") == 3 and order.count("stream") == 3
     assert "bg" in order[:2]  # the waiting request went first once the stream let go
@@ -222,10 +223,18 @@ def test_world_files_are_copied_and_saves_never_replace_other_files(tmp_path):
     assert not os.path.exists(scratch.dir)
     fifo = tmp_path / "fifo.rtfm"
     os.mkfifo(fifo)
-    t0 = time.monotonic()
-    with pytest.raises(ValueError, match="not a regular file"):
-        ScratchWorld(fifo)
-    assert not is_world_file(fifo) and time.monotonic() - t0 < 5.0
+    refused: list[str] = []
+
+    def open_fifo() -> None:  # opening a FIFO for reading would block until a writer came
+        with pytest.raises(ValueError, match="not a regular file") as err:
+            ScratchWorld(fifo)
+        refused.append(str(err.value))
+        assert not is_world_file(fifo)
+        refused.append("not a world file")
+
+    t = threading.Thread(target=open_fifo, daemon=True)
+    t.start()
+    wait_until(lambda: len(refused) == 2, "the FIFO is refused without being opened", 10)
 
 
 def test_the_world_handle_loads_a_new_world_and_keeps_the_old_one_on_failure(tmp_path):

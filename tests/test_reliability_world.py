@@ -1,8 +1,6 @@
 """WorldModel under bad input: poses beyond what a world holds, empty batches, the pixel budget,
 and rendering that survives a memory that cannot store the view."""
 
-import time
-
 import numpy as np
 import pytest
 
@@ -36,15 +34,19 @@ def test_poses_beyond_what_a_world_holds_get_a_geometry_error(world, x):
     assert world.render(look_at([0.1, 0, 0], [0.1, 1, 0]), CAM, remember=False).shape == (64, 64, 3)
 
 
-def test_empty_batches_and_oversized_calls_are_refused_at_once(world):
+def test_empty_batches_and_oversized_calls_are_refused_at_once(world, monkeypatch):
+    import rtfm_ros.world
+
+    def no_render(*_args, **_kwargs):
+        raise AssertionError("rendered before refusing")
+
+    monkeypatch.setattr(rtfm_ros.world, "render_views", no_render)  # refused before anything renders
     with pytest.raises(GeometryError, match="no poses"):
         world.render_batch(np.zeros((0, 4, 4)), CAM)
-    t0 = time.perf_counter()
     with pytest.raises(GeometryError, match="more than"):
         world.render(look_at([0, 0, 0], [0, 1, 0]), PinholeCamera.from_fov(4096, 4096, 60.0))
     with pytest.raises(GeometryError, match="more than"):
         world.render_batch(np.stack([look_at([0, 0, 0], [0, 1, 0])] * 40), PinholeCamera.from_fov(512, 512, 60.0))
-    assert time.perf_counter() - t0 < 1.0
 
 
 def test_a_failed_remember_keeps_the_rendered_view(world, tmp_path):

@@ -14,11 +14,14 @@ camera reports "no return" (REP 118).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rtfm_ros.geometry import PinholeCamera
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rtfm_ros.world import WorldModel
 
 REAL_SOURCES = ("seed", "observed")
 TRUSTED_DEPTH = ("sensor", "stereo")  # WorldModel.prepare(...).source values that count as known
@@ -51,7 +54,7 @@ def points_camera(depth: np.ndarray, rays: np.ndarray) -> np.ndarray:
 
 
 def checked_depth(depth: np.ndarray, rays: np.ndarray, T_world_camera: np.ndarray, camera: PinholeCamera,
-                  world: Any, tolerance: float = 0.1) -> tuple[np.ndarray, int]:
+                  world: WorldModel, tolerance: float = 0.1) -> tuple[np.ndarray, int]:
     """depth kept where real frames agree (NaN elsewhere) and how many real frames were consulted."""
     out = np.full(depth.shape, np.nan, dtype=np.float32)
     frames = real_frames_near(world, T_world_camera, camera)
@@ -81,20 +84,16 @@ def checked_depth(depth: np.ndarray, rays: np.ndarray, T_world_camera: np.ndarra
     return out, len(frames)
 
 
-def frame_depth(world: Any, frame_id: int) -> np.ndarray | None:
+def frame_depth(world: WorldModel, frame_id: int) -> np.ndarray | None:
     """A real frame's depth if it is measured or triangulated (None for the prior or no depth)."""
-    prepare = getattr(world, "prepare", None)
-    if prepare is not None:
-        prep = prepare(frame_id)
-        if prep.source not in TRUSTED_DEPTH:
-            return None
-        d = prep.depth[0]
-        return d.numpy() if hasattr(d, "numpy") else np.asarray(d)
-    depth = world.memory.get(frame_id).depth  # a renderer without prepared frames: stored depth only
-    return None if depth is None else np.asarray(depth, dtype=np.float32)
+    prep = world.prepare(frame_id)
+    if prep.source not in TRUSTED_DEPTH:
+        return None
+    depth: np.ndarray = prep.depth[0].cpu().numpy()
+    return depth
 
 
-def real_frames_near(world: Any, T_world_camera: np.ndarray, camera: PinholeCamera,
+def real_frames_near(world: WorldModel, T_world_camera: np.ndarray, camera: PinholeCamera,
                      limit: int = CHECK_FRAMES) -> list[tuple[np.ndarray, PinholeCamera, np.ndarray]]:
     """(pose, camera, depth) of up to limit real frames with known depth that best cover the view."""
     memory = world.memory

@@ -72,6 +72,11 @@ class WorldGate:
                 self._owner = None
                 self._cond.notify_all()
 
+    def waiting(self, stream: bool = False) -> int:
+        """How many threads wait for the gate (the stream's, or background work's)."""
+        with self._cond:
+            return self._waiting[stream]
+
     @contextmanager
     def hold(self, stream: bool = False) -> Iterator[None]:
         self.acquire(stream)
