@@ -203,7 +203,7 @@ def run(args: argparse.Namespace, write: Callable[[str], None] = print) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for res in results:
         if res.sheet is not None:
-            p = out / f"holdout_{res.size[0]}x{res.size[1]}.png"
+            p = out / (f"holdout_{res.size[0]}x{res.size[1]}.png" if res.size[1] else f"holdout_w{res.size[0]}.png")
             Image.fromarray(res.sheet).save(p)
             write(f"contact sheet (held-out photo | {' | '.join(res.psnr)}): {p}")
     return 0

@@ -54,6 +54,7 @@ class RendererTrainConfig:
     weight_decay: float = 1e-4
     eval_every: int = 250
     val_every: int = 10          # every n-th procedural world is validation, never trained on
+    photo_share: float = 0.5     # share of each batch drawn from real photos (the rest: procedural worlds)
     seed: int = 0
     threads: int = 0
     device: str = "auto"
@@ -64,6 +65,8 @@ class RendererTrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"renderer training {name} must be a positive integer, got {v!r}")
+        if not 0.0 <= self.photo_share <= 1.0:
+            raise ValueError(f"renderer training photo_share must be in [0, 1], got {self.photo_share}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"renderer training lr must be positive, got {self.lr}")
 
@@ -99,19 +102,24 @@ def split_examples(folder: Path, val_every: int) -> tuple[list[Path], list[Path]
     return train, val
 
 
-def _tensors(ex: Example) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def example_tensors(ex: Example) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     def rgb(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a).permute(2, 0, 1).float() / 255
 
     return ex.planes, rgb(ex.target), rgb(ex.geometric)
 
 
-def sample_batch(examples: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], cfg: RendererTrainConfig,
-                 rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random crops with flips and one photometric change (gain, gamma) applied to inputs and target alike."""
+Tensors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def sample_batch(examples: list[Tensors], cfg: RendererTrainConfig, rng: np.random.Generator,
+                 photos: list[Tensors] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random crops with flips and one photometric change (gain, gamma) applied to inputs and target
+    alike; ``cfg.photo_share`` of them from ``photos`` when given."""
     xs, ys = [], []
     for _ in range(cfg.batch_size):
-        x, y, _ = examples[int(rng.integers(len(examples)))]
+        pool = photos if photos and (not examples or rng.random() < cfg.photo_share) else examples
+        x, y, _ = pool[int(rng.integers(len(pool)))]
         H, W = y.shape[-2:]
         c = min(cfg.crop, H, W)
         i, j = int(rng.integers(0, H - c + 1)), int(rng.integers(0, W - c + 1))
@@ -158,8 +166,10 @@ def train(cfg: RendererTrainConfig) -> dict[str, float]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     train_files, val_files = split_examples(Path(cfg.data), cfg.val_every)
-    train_set = [_tensors(load_example(p)) for p in tqdm(train_files, desc="loading examples", unit="ex")]
-    val_set = [_tensors(load_example(p)) for p in val_files]
+    train_set = [example_tensors(load_example(p)) for p in tqdm(train_files, desc="loading examples", unit="ex")
+                 if not p.name.startswith("photos-")]
+    photo_set = [example_tensors(load_example(p)) for p in train_files if p.name.startswith("photos-")]
+    val_set = [example_tensors(load_example(p)) for p in val_files]
     state_path = out / "state.json"
     step, best = 0, -math.inf
     model = LearnedRenderer(LearnedRendererConfig())
@@ -187,7 +197,7 @@ def train(cfg: RendererTrainConfig) -> dict[str, float]:
             lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
             for g in opt.param_groups:
                 g["lr"] = lr
-            x, y = sample_batch(train_set, cfg, rng)
+            x, y = sample_batch(train_set, cfg, rng, photo_set)
             with autocast(device):
                 pred = model(x.to(device))
             loss = loss_fn(pred.float(), y.to(device))
@@ -231,12 +241,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     d.add_argument("--holdout-every", type=int, default=4,
                    help="every n-th photo of a set stays out of the examples (0: use all)")
     d.add_argument("--width", type=int, default=320)
+    d.add_argument("--round-trips", type=int, default=3, help="round-trip examples per photo")
     d.set_defaults(func=_data)
     t = cmd.add_parser("train", help="train (or resume) the learned renderer")
     t.add_argument("--data", required=True)
     t.add_argument("--out", default=RendererTrainConfig.out)
     for name in ("steps", "batch_size", "crop", "eval_every", "threads"):
         t.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(RendererTrainConfig, name))
+    t.add_argument("--photo-share", type=float, default=RendererTrainConfig.photo_share)
     t.add_argument("--lr", type=float, default=RendererTrainConfig.lr)
     t.add_argument("--device", default="auto")
     t.add_argument("--max-minutes", type=float)
@@ -246,7 +258,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _train(a: argparse.Namespace) -> int:
     cfg = RendererTrainConfig(data=a.data, out=a.out, steps=a.steps, batch_size=a.batch_size, crop=a.crop,
                               eval_every=a.eval_every, threads=a.threads, lr=a.lr, device=a.device,
-                              max_minutes=a.max_minutes)
+                              max_minutes=a.max_minutes, photo_share=a.photo_share)
     print(json.dumps(train(cfg)))
     return 0
 
@@ -273,7 +285,8 @@ def _data(a: argparse.Namespace) -> int:
         data = load_posed_set(folder)
         keep = [i for i in range(len(data)) if not a.holdout_every or i % a.holdout_every]
         for j, ex in enumerate(tqdm(photo_examples(base, [data.rgb[i] for i in keep], [data.camera(i) for i in keep],
-                                                   data.T_world_camera[keep], width=a.width, name=name),
+                                                   data.T_world_camera[keep], width=a.width, name=name,
+                                                   round_trips=a.round_trips),
                                     desc=f"photos {name}", unit="ex")):
             save_example(ex, out / f"photos-{name}-{j:03d}.safetensors")
             n += 1

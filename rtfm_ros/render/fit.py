@@ -10,6 +10,10 @@ renderer (rtfm_ros.render.warp):
   best-placed frame over the others and the frames' depth over their agreement, which differs
   between a turntable of photos and a robot driving through a room.
 
+- the learned renderer (render.learned), fine-tuned from the render core's weights on the same
+  leave-one-out views (at RENDERER_WIDTH, a few hundred steps of the training loss): it learns
+  this world's look and the way its stereo fails.
+
 Per-frame exposure (a gain and offset per channel) was tried and is not fitted: on photo sets
 shot at one exposure it soaked up misregistration and lost 0.2-3 dB on held-out photos
 (BENCHMARKS.md).
@@ -29,6 +33,7 @@ import torch.nn.functional as F
 
 from rtfm_ros.render import warp
 from rtfm_ros.render.fit_file import SUFFIX, FitError, WorldFit, fit_path, save_fit
+from rtfm_ros.render.learned import LearnedRenderer
 from rtfm_ros.render.prepare import target_camera_for_memory
 
 if TYPE_CHECKING:
@@ -38,11 +43,71 @@ FIT_SIDE = 128        # long side of the leave-one-out renders
 FIT_STEPS = 150
 FIT_BATCH = 4
 FIT_LR = 0.03
+RENDERER_STEPS = 200  # fine-tuning steps of the learned renderer (0: keep the core's)
+RENDERER_WIDTH = 320  # width of its leave-one-out views
+RENDERER_LR = 2e-4
 
 
 def fit_world(wm: WorldModel, steps: int = FIT_STEPS, batch: int = FIT_BATCH, lr: float = FIT_LR,
-              side: int = FIT_SIDE, seed: int = 0, progress: bool = False) -> tuple[WorldFit, dict[str, Any]]:
+              side: int = FIT_SIDE, seed: int = 0, progress: bool = False,
+              renderer_steps: int = RENDERER_STEPS) -> tuple[WorldFit, dict[str, Any]]:
     """Leave-one-out fit over the world's real frames. Returns (fit, report with losses)."""
+    fit, report = _fit_blend(wm, steps, batch, lr, side, seed, progress)
+    if renderer_steps and wm.core.learned_renderer is not None and wm.config.use_learned:
+        previous, wm.fit = wm.fit, fit
+        try:
+            fit.renderer, more = adapt_renderer(wm, renderer_steps, seed=seed, progress=progress)
+        finally:
+            wm.fit = previous
+        report |= more
+    return fit, report
+
+
+def adapt_renderer(wm: WorldModel, steps: int, *, width: int = RENDERER_WIDTH, lr: float = RENDERER_LR,
+                   seed: int = 0, progress: bool = False) -> tuple[LearnedRenderer, dict[str, Any]]:
+    """The core's learned renderer fine-tuned on the world's own real frames, each rendered from
+    the others (never from itself); report: leave-one-out PSNR before and after."""
+    import copy
+
+    from PIL import Image
+    from tqdm import tqdm
+
+    from rtfm_ros.learn.renderer_data import view_example
+    from rtfm_ros.learn.train_renderer import RendererTrainConfig, example_tensors, loss_fn, sample_batch, validate
+    from rtfm_ros.runtime import autocast
+
+    base = wm.core.learned_renderer
+    if base is None:
+        raise FitError("the render core has no learned renderer to adapt")
+    mem = wm.memory
+    examples = []
+    for i in [i for i in mem if mem.source(i) != "generated"]:
+        cam = mem.camera(i)
+        cam = cam.scaled(width, max(8, round(cam.height * width / cam.width))) if cam.width > width else cam
+        truth = np.asarray(Image.fromarray(np.array(mem.get(i).rgb)).resize((cam.width, cam.height),
+                                                                            Image.Resampling.BOX))
+        examples.append(example_tensors(view_example(wm, mem.pose(i), cam, truth, "fit", exclude=[i])))
+    model = copy.deepcopy(base).train()
+    before = validate(model, examples, wm.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    cfg = RendererTrainConfig(data="", batch_size=8, crop=96)
+    rng = np.random.default_rng(seed)
+    for _ in tqdm(range(steps), desc="adapting the learned renderer", unit="step", disable=not progress):
+        x, y = sample_batch(examples, cfg, rng)
+        with autocast(wm.device):
+            pred = model(x.to(wm.device))
+        loss = loss_fn(pred.float(), y.to(wm.device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        opt.step()
+    after = validate(model, examples, wm.device)
+    return model.eval(), {"renderer_steps": steps, "renderer_loo_psnr_before": before["psnr"],
+                          "renderer_loo_psnr_after": after["psnr"]}
+
+
+def _fit_blend(wm: WorldModel, steps: int, batch: int, lr: float, side: int, seed: int,
+               progress: bool) -> tuple[WorldFit, dict[str, Any]]:
+    """The blend's three parameters by leave-one-out (module docstring)."""
     from tqdm import tqdm
 
     mem = wm.memory
@@ -112,6 +177,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("fit", help="fit the renderer's blend to one world by leave-one-out on its own frames")
     p.add_argument("world", help="world file (.rtfm)")
     p.add_argument("--steps", type=int, default=FIT_STEPS, help=f"gradient steps (default {FIT_STEPS})")
+    p.add_argument("--renderer-steps", type=int, default=RENDERER_STEPS,
+                   help=f"fine-tuning steps of the learned renderer (default {RENDERER_STEPS}; 0: keep the core's)")
     p.add_argument("--checkpoint", help="model checkpoint (default: the bundled model)")
     p.add_argument("--out", help=f"fit file (default: WORLD{SUFFIX}, loaded with the world)")
     p.set_defaults(func=_run)
@@ -123,9 +190,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise FitError(f"--steps must be >= 1, got {args.steps}")
     wm = WorldModel.load(args.checkpoint, world=args.world, fit=False)
-    fit, report = fit_world(wm, steps=args.steps, progress=True)
+    if args.renderer_steps < 0:
+        raise FitError(f"--renderer-steps must be >= 0, got {args.renderer_steps}")
+    fit, report = fit_world(wm, steps=args.steps, progress=True, renderer_steps=args.renderer_steps)
     out = save_fit(fit, args.out or fit_path(args.world))
     print(f"fitted {report['frames']} frames in {report['steps']} steps: loss {report['first_loss']:.4f} -> "
           f"{report['last_loss']:.4f}; angle {report['angle_sigma_deg']:.1f} deg, visibility "
           f"{report['visibility_sigma']:.3f}, rank decay {report['rank_decay']:.2f}; saved {out}")
+    if "renderer_steps" in report:
+        print(f"learned renderer adapted in {report['renderer_steps']} steps: leave-one-out PSNR "
+              f"{report['renderer_loo_psnr_before']:.2f} -> {report['renderer_loo_psnr_after']:.2f} dB")
     return 0

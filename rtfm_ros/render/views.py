@@ -72,16 +72,27 @@ def render_views(views: Sequence[tuple[ViewWorld, np.ndarray, PinholeCamera]],
     H, W = views[0][2].height, views[0][2].width
     images = np.empty((len(views), H, W, 3), np.uint8)
     depths = np.empty((len(views), H, W), np.float32)
-    groups: dict[tuple[bool, tuple[float, ...] | None], tuple[warp.BlendParams | None, list[int]]] = {}
+    groups: dict[tuple[int, tuple[float, ...] | None],
+                 tuple[warp.BlendParams | None, LearnedRenderer | None, list[int]]] = {}
     for i, (wm, _, _) in enumerate(views):
         params = wm.fit.params if wm.fit is not None else None
-        key = (wm.config.use_learned, None if params is None else tuple(float(v) for v in dataclasses.astuple(params)))
-        groups.setdefault(key, (params, []))[1].append(i)
-    for (use_learned, _), (params, idx) in groups.items():
+        learned = _learned_renderer(wm)
+        key = (id(learned), None if params is None else tuple(float(v) for v in dataclasses.astuple(params)))
+        groups.setdefault(key, (params, learned, []))[2].append(i)
+    for params, learned, idx in groups.values():
         pick = [views[i][2] if context_cameras is None else context_cameras[i] for i in idx]
-        learned = core.learned_renderer if use_learned else None
         images[idx], depths[idx] = _render_group([views[i] for i in idx], pick, params, core.device, learned)
     return images, depths
+
+
+def _learned_renderer(wm: ViewWorld) -> LearnedRenderer | None:
+    """The learned renderer a world's views go through: its own fitted one (rtfm fit), else the
+    render core's; None with the learned renderer switched off."""
+    if not wm.config.use_learned:
+        return None
+    if wm.fit is not None and wm.fit.renderer is not None:
+        return wm.fit.renderer.to(wm.core.device)
+    return wm.core.learned_renderer
 
 
 def _context_ids(wm: ViewWorld, T: np.ndarray, cam: PinholeCamera, exclude: frozenset[int] = frozenset()) -> list[int]:
