@@ -32,6 +32,7 @@ from rtfm_ros.geometry import (
 from rtfm_ros.learn.depth_prior import DepthPrior
 from rtfm_ros.memory import FrameMemory
 from rtfm_ros.render import prepare as ctxprep
+from rtfm_ros.render import stored_depth
 from rtfm_ros.render.cache import DEFAULT_CACHE_BYTES, RenderCore
 from rtfm_ros.render.config import RenderConfig
 from rtfm_ros.render.fit_file import WorldFit, fit_path, load_fit
@@ -278,16 +279,40 @@ class WorldModel:
         self.last_render_seconds = time.perf_counter() - t0
         if remember:
             for img, d, T, c in zip(images, depths, Ts, cams):
-                # Judged at the memory's resolution, where the view would be stored.
-                if self.memory.should_remember(T, self.memory_camera(c)):
-                    m_img, m_cam, m_d = self._to_memory(img, c, d)
-                    try:
-                        self.memory.add(m_img, T, m_cam, stamp=time.time(), source="generated", depth=m_d)
-                    except Exception as exc:  # noqa: BLE001 - a failed store must not lose the rendered view
-                        self.remember_failures += 1
-                        if self.remember_failures & (self.remember_failures - 1) == 0:  # 1st, 2nd, 4th, ...
-                            _log.warning("rendered view not remembered (%d so far): %s", self.remember_failures, exc)
+                self.remember_view(img, T, c, d)
         return (images, depths) if return_depth else images
+
+    def view_depth(self, depth: np.ndarray, T_world_camera: np.ndarray, camera: PinholeCamera, *,
+                   policy: str | None = None, tolerance: float | None = None) -> np.ndarray | None:
+        """A rendered view's depth as the policy takes it (render.stored_depth: checked, rendered or
+        none; by default the config's ``stored_depth`` and ``depth_tolerance``): what callers
+        publish, and what a remembered view keeps."""
+        policy = self.config.stored_depth if policy is None else policy
+        tolerance = self.config.depth_tolerance if tolerance is None else tolerance
+        return stored_depth.view_depth(policy, depth, T_world_camera, camera, self, tolerance)
+
+    def remember_view(self, image: np.ndarray, T_world_camera: np.ndarray, camera: PinholeCamera,
+                      depth: np.ndarray, *, policy: str | None = None, tolerance: float | None = None,
+                      stamp: float | None = None, strict: bool = False) -> bool:
+        """Store a rendered view (source "generated") when it shows a place the memory lacks, with
+        its rendered ``depth`` as :meth:`view_depth` takes it; whether it was stored. A failed
+        write (disk full, read-only file) is counted in ``remember_failures`` and logged, never
+        losing the rendered view; ``strict`` raises it instead, for callers that count their own."""
+        T = validate_pose(T_world_camera, "T_world_camera")
+        # Judged at the memory's resolution, where the view would be stored.
+        if not self.memory.should_remember(T, self.memory_camera(camera)):
+            return False
+        kept = self.view_depth(depth, T, camera, policy=policy, tolerance=tolerance)
+        try:
+            self._store(image, T, camera, kept, stamp, "generated")
+        except Exception as exc:  # a failed store must not lose the rendered view (strict: the caller's)
+            if strict:
+                raise
+            self.remember_failures += 1
+            if self.remember_failures & (self.remember_failures - 1) == 0:  # 1st, 2nd, 4th, ...
+                _log.warning("rendered view not remembered (%d so far): %s", self.remember_failures, exc)
+            return False
+        return True
 
     @overload
     def render(self, T_world_camera: np.ndarray, camera: PinholeCamera, *, remember: bool = ...,

@@ -16,11 +16,12 @@ from waiting import wait_until
 from rtfm_ros import geometry as g
 from rtfm_ros import geometry as pixels
 from rtfm_ros.camera import lens as L
-from rtfm_ros.camera.sensor import checked_depth, expose, phantom_near_share
+from rtfm_ros.camera.sensor import expose, phantom_near_share
 from rtfm_ros.camera.worker import WorldGate
 from rtfm_ros.camera.world_files import ScratchWorld, is_world_file, save_world
 from rtfm_ros.io.messages import depth_mm
 from rtfm_ros.memory import FrameMemory
+from rtfm_ros.render.stored_depth import checked_depth
 
 CALIBRATION = """image_width: 160
 image_height: 120
@@ -143,20 +144,45 @@ def test_checked_depth_keeps_what_real_frames_saw_and_drops_phantoms():
     mem.add(np.zeros((32, 32, 3), np.uint8), T, cam, stamp=0.0, source="seed", depth=np.full((32, 32), 3.0, np.float32))
     mem.add(np.zeros((32, 32, 3), np.uint8), T, cam, stamp=0.0, source="generated",
             depth=np.full((32, 32), 1.0, np.float32))  # a generated view never counts
-    rays = L.rays_of(cam)
     rendered = np.full((32, 32), 3.05, np.float32)
     rendered[:, :10] = 1.5        # a phantom obstacle: the seed saw through it
     rendered[:, 10:12] = np.nan   # the model knows nothing there
     world = _world(mem)
-    out, n = checked_depth(rendered, rays, T, cam, world, tolerance=0.1)
+    out, n = checked_depth(rendered, T, cam, world, tolerance=0.1)
     assert n == 1
     assert np.isnan(out[:, :12]).all() and np.allclose(out[:, 12:], 3.05)
     world.reset()
     world.add_frame(np.zeros((32, 32, 3), np.uint8), T, cam, stamp=0.0)  # no depth (a guess): nothing is known
-    out, n = checked_depth(rendered, rays, T, cam, world)
+    out, n = checked_depth(rendered, T, cam, world)
     assert n == 0 and np.isnan(out).all()
     truth = np.full((32, 32), 3.0)
     assert phantom_near_share(rendered, truth) == pytest.approx((10 / 30, 30 / 32))
+
+
+def test_one_policy_for_the_depth_a_view_publishes_and_keeps():
+    from rtfm_ros.render.config import RenderConfig, RenderConfigError
+
+    cam = g.PinholeCamera.from_fov(32, 32, 90)
+    T = g.look_at((0, 0, 1), (1, 0, 1))  # looking along +x at a wall 3 m away
+    world = _world(FrameMemory())
+    world.add_frame(np.zeros((32, 32, 3), np.uint8), T, cam, depth=np.full((32, 32), 3.0, np.float32))
+    rendered = np.full((32, 32), 3.05, np.float32)
+    rendered[:, :10] = 1.5  # a phantom obstacle
+    np.testing.assert_array_equal(world.view_depth(rendered, T, cam, policy="checked"),
+                                  checked_depth(rendered, T, cam, world)[0])
+    np.testing.assert_array_equal(world.view_depth(rendered, T, cam), rendered)  # the config's default
+    assert world.config.stored_depth == "rendered" and world.view_depth(rendered, T, cam, policy="none") is None
+    with pytest.raises(ValueError, match="depth policy"):
+        world.view_depth(rendered, T, cam, policy="guessed")
+    with pytest.raises(RenderConfigError, match="stored_depth"):
+        RenderConfig(stored_depth="guessed")
+    # A remembered view keeps its depth as the policy takes it, once per place.
+    aside = g.look_at((0, 0, 1), (0, 1, 1))  # turned a quarter: a place the memory lacks, no real frame saw it
+    image = np.full((32, 32, 3), 7, np.uint8)
+    assert world.remember_view(image, aside, cam, rendered, policy="checked")
+    kept = world.memory.get(len(world.memory) - 1)
+    assert kept.source == "generated" and kept.depth is not None and np.isnan(kept.depth).all()
+    assert not world.remember_view(image, aside, cam, rendered)  # that place is held now
 
 
 def test_depth_in_millimetres_and_sensor_response():

@@ -99,6 +99,29 @@ def test_replay_rate_seeds_and_copies(bag_mcap: Path, world: WorldModel, tmp_pat
     assert len(msgs["/tf_static"]) == 1
 
 
+def test_checked_depth_is_written_like_the_nodes(bag_mcap: Path, world: WorldModel, tmp_path: Path) -> None:
+    """--depth-source checked: the rendered depth kept only where a real frame with measured or
+    triangulated depth saw the same surface (NaN elsewhere), as the camera node publishes it."""
+    def depths(name: str, source: str) -> list[np.ndarray]:
+        world.reset()
+        opt = ReplayOptions(camera_frame="camera_optical", seed_topic="/cam/image_raw", rate_hz=10.0, depth=True,
+                            depth_source=source, copy=False, remember=False, progress=False)
+        replay(bag_mcap, tmp_path / name, opt, world_model=world)
+        return [messages.decode_depth(m, keep_invalid=True) for _, m in read(tmp_path / name)
+                ["/rtfm/camera/depth/image_raw"]]
+
+    rendered, checked = depths("rendered", "rendered"), depths("checked", "checked")
+    assert len(rendered) == len(checked) == 11
+    for r, c in zip(rendered, checked):
+        kept = np.isfinite(c)
+        np.testing.assert_array_equal(c[kept], r[kept])  # what is kept is the rendered depth
+    dropped = sum(int((np.isfinite(r) & ~np.isfinite(c)).sum()) for r, c in zip(rendered, checked))
+    assert dropped > 0 and any(np.isfinite(c).any() for c in checked)
+    with pytest.raises(ReplayError, match="depth-source"):
+        replay(bag_mcap, tmp_path / "bad", ReplayOptions(camera_frame="camera_optical", depth_source="guessed",
+                                                         progress=False), world_model=world)
+
+
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 def test_at_topic_no_copy_body_frame(tmp_path: Path, world: WorldModel, storage: str) -> None:
     src, out = tmp_path / "in", tmp_path / "out"

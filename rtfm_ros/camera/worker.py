@@ -6,10 +6,10 @@ the lock on its own, and the lock alternates between the stream and a waiting re
 stream's images keep coming (one tile late at most) while a 1024x1024 view is made. Nothing
 here runs on the ROS executor; status and diagnostics never take this lock.
 
-Write-back is done here, not by WorldModel.render(remember=True): a generated view is stored
-without its predicted depth (predicted depth fed back as if measured is what grows phantom
-obstacles), and a failed write (disk full, read-only file) is counted while the image is still
-published.
+Write-back goes through the world's one policy (WorldModel.remember_view, render.stored_depth):
+a generated view keeps its depth as the camera publishes it (``depth_source``: checked by default,
+since rendered depth fed back as if measured is what grows phantom obstacles), and a failed
+write (disk full, read-only file) is counted here while the image is still published.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rtfm_ros.camera.lens import Lens, rays_of
-from rtfm_ros.camera.sensor import checked_depth, expose
+from rtfm_ros.camera.lens import Lens
+from rtfm_ros.camera.sensor import expose
 from rtfm_ros.geometry import PinholeCamera
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -149,29 +149,27 @@ class RenderWorker:
         return old
 
     # ------------------------------------------------------------------ write-back
-    def _memory_camera(self, camera: PinholeCamera) -> PinholeCamera:
-        return self.world.memory_camera(camera)
-
-    def worth_remembering(self, T: np.ndarray, camera: PinholeCamera) -> bool:
-        return bool(self.world.memory.should_remember(T, self._memory_camera(camera)))
-
-    def remember(self, T: np.ndarray, rgb: np.ndarray, camera: PinholeCamera, depth: np.ndarray | None) -> bool:
-        """Store a generated view with its trusted depth (NaN elsewhere); False when it fails."""
+    def remember(self, T: np.ndarray, rgb: np.ndarray, camera: PinholeCamera, depth: np.ndarray,
+                 depth_source: str, tolerance: float) -> bool:
+        """Store a generated view that shows a new place, its depth as depth_source takes it (the
+        world's one policy, as published); False when not stored (not new, or the write failed)."""
         try:
-            self.world.add_frame(rgb, T, camera, depth=depth, source="generated")
+            stored = self.world.remember_view(rgb, T, camera, depth, policy=depth_source, tolerance=tolerance,
+                                               strict=True)
         except Exception as e:  # noqa: BLE001 - disk full, read-only or closed world file: publish anyway
             self.write_back.failed(e)
             return False
-        self.write_back.remembered += 1
-        return True
+        if stored:
+            self.write_back.remembered += 1
+        return stored
 
     def trusted(self, depth: np.ndarray, T: np.ndarray, camera: PinholeCamera, source: str,
                 tolerance: float) -> np.ndarray:
-        """depth as published: checked against real frames, or as rendered."""
-        depth = np.asarray(depth, dtype=np.float32)
-        if source != "checked":
-            return depth
-        return checked_depth(depth, rays_of(camera), T, camera, self.world, tolerance)[0]
+        """depth as published: checked against real frames, or as rendered (the world's one policy)."""
+        if source not in DEPTH_SOURCES:
+            raise ValueError(f"depth_source must be one of {', '.join(DEPTH_SOURCES)}, got {source!r}")
+        out = self.world.view_depth(depth, T, camera, policy=source, tolerance=tolerance)
+        return np.asarray(out, dtype=np.float32)
 
     # ------------------------------------------------------------------ the stream
     def render_batch(self, Ts: Sequence[np.ndarray], sensors: Sequence[Sensor], *, remember: bool,
@@ -187,13 +185,10 @@ class RenderWorker:
             seconds = self.world.last_render_seconds
             for T, s, cam, img, d in zip(Ts, sensors, cams, images, depths):
                 view = View(img, rect=self._rect(T, s) if want_rect else None)
-                store = remember and self.worth_remembering(T, cam)
-                if want_depth or store:
-                    d = self.trusted(d, T, cam, depth_source, tolerance)
-                    if store:
-                        self.remember(T, img, cam, d)
-                    if want_depth:
-                        view.depth = s.lens.remap_depth(d)
+                if want_depth:
+                    view.depth = s.lens.remap_depth(self.trusted(d, T, cam, depth_source, tolerance))
+                if remember:
+                    self.remember(T, img, cam, d, depth_source, tolerance)
                 views.append(view)
         for view, s in zip(views, sensors):
             view.rgb = self.finish(s.lens.remap(view.rgb), s)
@@ -214,7 +209,7 @@ class RenderWorker:
                     depth_source: str = "checked", tolerance: float = 0.1) -> tuple[np.ndarray, np.ndarray | None]:
         """One view of any size within the budget, in tiles that let the stream go between them."""
         h, w = camera.height, camera.width
-        need_depth = want_depth or remember  # a remembered view is stored with its trusted depth
+        need_depth = want_depth or remember  # a remembered view is stored with its depth as published
         rgb = np.zeros((h, w, 3), dtype=np.uint8)
         depth = np.full((h, w), np.nan, dtype=np.float32) if need_depth else None
         for y0 in range(0, h, TILE):
@@ -229,9 +224,11 @@ class RenderWorker:
                 rgb[y0:y0 + th, x0:x0 + tw] = img
                 if depth is not None:
                     depth[y0:y0 + th, x0:x0 + tw] = d
+        published = None
         if depth is not None:
             with self.gate.hold():
-                depth = self.trusted(depth, T, camera, depth_source, tolerance)
-                if remember and self.worth_remembering(T, camera):
-                    self.remember(T, rgb, camera, depth)
-        return rgb, depth if want_depth else None
+                if want_depth:
+                    published = self.trusted(depth, T, camera, depth_source, tolerance)
+                if remember:
+                    self.remember(T, rgb, camera, depth, depth_source, tolerance)
+        return rgb, published

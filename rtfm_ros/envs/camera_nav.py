@@ -173,8 +173,9 @@ class WorldSlot:
                 self.world_model.add_frame(rgb, T, cam, depth=depth, stamp=self._stamp(), source="seed")
 
     def remember(self, image: np.ndarray, depth: np.ndarray, T: np.ndarray, camera: PinholeCamera) -> None:
-        if self.world_model.memory.should_remember(T, camera):
-            self.world_model.add_frame(image, T, camera, depth=depth, stamp=self._stamp(), source="generated")
+        """Store the view as the world's policy says (WorldModel.remember_view), stamped with this slot's clock."""
+        if self.world_model.remember_view(image, T, camera, depth, stamp=float(self._clock + 1)):
+            self._clock += 1
 
     def close(self) -> None:
         if self._sim is not None:

@@ -2,9 +2,10 @@
 
 These are settings of the renderer, not of any network: how many real frames a view is made
 from, the size frames are stored at, which depth sources a frame may use, stereo's depth range,
-and the bound of a depth observation. Every field is checked when a config is made, so a bad
-value is refused with its name before anything renders; change one with ``dataclasses.replace``
-(a world's config never changes under a render).
+the bound of a depth observation, and what depth a remembered view keeps (render.stored_depth).
+Every field is checked when a config is made, so a bad value is refused with its name before
+anything renders; change one with ``dataclasses.replace`` (a world's config never changes under
+a render).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 MAX_CONTEXT = 64
 MAX_DEPTH_M = 1e6
+STORED_DEPTHS = ("checked", "rendered", "none")  # render.stored_depth
 
 
 class RenderConfigError(ValueError):
@@ -38,6 +40,8 @@ class RenderConfig:
     use_learned: bool = True     # the learned renderer finishes each view (render.learned); off: the blend alone
     check_depth: bool = True     # keep stereo depth only where a neighbour agrees (render.consistency)
     max_depth: float = 40.0      # the largest depth a depth observation reports (Gym envs)
+    stored_depth: str = "rendered"  # what a remembered view keeps as depth: checked, rendered or none
+    depth_tolerance: float = 0.1    # relative agreement checked depth asks of a real frame
 
     def __post_init__(self) -> None:
         for name in ("context_size", "max_frame_side"):
@@ -52,6 +56,10 @@ class RenderConfig:
             if not isinstance(getattr(self, name), bool):
                 raise RenderConfigError(f"render config {name} must be true or false, got {getattr(self, name)!r}")
         _positive("max_depth", self.max_depth)
+        if self.stored_depth not in STORED_DEPTHS:
+            raise RenderConfigError(f"render config stored_depth must be one of {', '.join(STORED_DEPTHS)}, "
+                                    f"got {self.stored_depth!r}")
+        _positive("depth_tolerance", self.depth_tolerance, 1.0)
         if self.depth_range is not None:
             if not isinstance(self.depth_range, tuple) or len(self.depth_range) != 2:
                 raise RenderConfigError(f"render config depth_range must be (near, far) or None, got "

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rtfm_ros.geometry import PinholeCamera
-from rtfm_ros.replay.options import ReplayOptions
+from rtfm_ros.replay.options import DEPTH_SOURCES, ReplayOptions
 from rtfm_ros.replay.render import replay
 from rtfm_ros.replay.trajectory import parse_offset
 
@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         at_topic=args.at_topic, poses=args.poses, offset=parse_offset(args.offset) if args.offset else None,
         camera=_camera_arg(args), camera_info_topic=args.camera_info_topic, body_frame=args.body_frame,
         topic_prefix=args.topic_prefix, storage=args.storage, copy=not args.no_copy, depth=args.depth,
+        depth_source=args.depth_source,
         checkpoint=args.checkpoint, save_world=args.save_world, batch_size=args.batch,
         remember=not args.no_remember, progress=not args.quiet)
     res = replay(args.bag, args.output, opt)
@@ -85,6 +86,9 @@ def add_parser(sub: Any) -> None:
                    help="take intrinsics from this CameraInfo topic (scaled to --width/--height if given)")
     c.add_argument("--topic-prefix", help="output topics' namespace (default /rtfm/<camera>)")
     c.add_argument("--depth", action="store_true", help="also write 32FC1 depth on <prefix>/depth/image_raw")
+    c.add_argument("--depth-source", choices=DEPTH_SOURCES, default="rendered",
+                   help="the depth written (--depth) and kept by remembered views: checked (only where a real frame "
+                        "saw the same surface, NaN elsewhere, as the camera node publishes) or rendered (default)")
     c.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="output storage (default mcap)")
     c.add_argument("--no-copy", action="store_true", help="do not copy the input bag's messages")
     c.add_argument("--batch", type=int, default=4,

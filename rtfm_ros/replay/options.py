@@ -7,6 +7,8 @@ from pathlib import Path
 
 from rtfm_ros.geometry import PinholeCamera
 
+DEPTH_SOURCES = ("checked", "rendered")  # render.stored_depth policies a replay may write
+
 
 class ReplayError(ValueError):
     """Replay options or bag contents that cannot produce the asked output."""
@@ -34,6 +36,7 @@ class ReplayOptions:
     storage: str = "mcap"
     copy: bool = True
     depth: bool = False
+    depth_source: str = "rendered"  # written depth and remembered views' depth: checked or rendered
     checkpoint: Path | None = None
     save_world: Path | None = None
     batch_size: int = 4

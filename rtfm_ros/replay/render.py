@@ -16,7 +16,7 @@ import numpy as np
 
 from rtfm_ros.geometry import R_BODY_OPTICAL, PinholeCamera, make_transform
 from rtfm_ros.io.bags import BagWriter, load_tf, open_bag, read_camera_infos
-from rtfm_ros.replay.options import ReplayError, ReplayOptions, ReplayResult
+from rtfm_ros.replay.options import DEPTH_SOURCES, ReplayError, ReplayOptions, ReplayResult
 from rtfm_ros.replay.seeding import seed_sources, seed_world
 from rtfm_ros.replay.trajectory import trajectory
 from rtfm_ros.tf_buffer import NS_PER_S, TransformLookupError
@@ -51,6 +51,8 @@ def _validate(opt: ReplayOptions, output: str | Path | None, have_model: bool) -
         raise ReplayError("--rate, --at-topic and --poses are exclusive: give at most one")
     if opt.rate_hz is not None and not (math.isfinite(opt.rate_hz) and opt.rate_hz > 0):
         raise ReplayError(f"--rate must be a positive number of Hz, got {opt.rate_hz}")
+    if opt.depth_source not in DEPTH_SOURCES:
+        raise ReplayError(f"--depth-source must be one of {', '.join(DEPTH_SOURCES)}, got {opt.depth_source!r}")
     if opt.batch_size < 1 or opt.seed_stride < 1:
         raise ReplayError("--batch and --seed-stride must be >= 1")
     if output is None and opt.save_world is None:
@@ -155,10 +157,15 @@ def _write_output(output: Path, reader: AnyReader, wm: WorldModel, camera: Pinho
     def rendered() -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
         for i in range(0, len(stamps), opt.batch_size):
             t0 = time.perf_counter()
-            out = wm.render_batch(Ts[i:i + opt.batch_size], camera, remember=opt.remember, return_depth=opt.depth)
+            batch = Ts[i:i + opt.batch_size]
+            imgs, depths = wm.render_batch(batch, camera, remember=False, return_depth=True)
+            written: list[np.ndarray | None] = []
+            for T, img, d in zip(batch, imgs, depths):  # depth as the world's one policy takes it
+                written.append(wm.view_depth(d, T, camera, policy=opt.depth_source) if opt.depth else None)
+                if opt.remember:
+                    wm.remember_view(img, T, camera, d, policy=opt.depth_source)
             result.render_seconds += time.perf_counter() - t0
-            imgs, depths = out if opt.depth else (out, [None] * len(out))
-            yield from zip(stamps[i:i + opt.batch_size], imgs, depths)
+            yield from zip(stamps[i:i + opt.batch_size], imgs, written)
 
     with BagWriter(output, storage=opt.storage) as writer, \
             tqdm(total=len(stamps), desc="rendering", unit="frame", disable=not opt.progress) as bar:

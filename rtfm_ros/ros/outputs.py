@@ -17,9 +17,9 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from rtfm_ros.camera.cameras import CameraSpec
 from rtfm_ros.camera.config import CameraNodeConfig
-from rtfm_ros.camera.sensor import points_camera
 from rtfm_ros.camera.status import Coverage, frames_in_ram, model_name
 from rtfm_ros.camera.worker import View
+from rtfm_ros.render.stored_depth import points_camera
 from rtfm_ros.ros.conversions import camera_info_msg, cloud_msg, compressed_msg, depth_msg, image_msg
 
 if TYPE_CHECKING:  # pragma: no cover
