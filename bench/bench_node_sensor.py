@@ -169,14 +169,15 @@ def latency(wm, domain: int, seconds: float) -> None:
 def phantom(views: int) -> None:
     from rtfm_ros.camera.lens import Lens
     from rtfm_ros.camera.sensor import phantom_near_share
-    from rtfm_ros.camera.worker import RenderWorker, Sensor
+    from rtfm_ros.camera.worker import Sensor
+    from rtfm_ros.camera.world_handle import WorldHandle
 
     print("\n| depth_source | views | frames at end | phantom-near share (>= 20 % too near) by stretch of the run | "
           "pixels published |")
     print("|---|---|---|---|---|")
     for source in ("checked", "rendered"):
         wm, traj, sim = world_model(views=views)
-        worker = RenderWorker(wm)
+        worker = WorldHandle(wm, None).worker
         sensor = Sensor(Lens(g.PinholeCamera.from_fov(64, 64, 90)))
         near, published = [], []
         for T in traj.T_world_camera:

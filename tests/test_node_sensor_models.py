@@ -17,11 +17,11 @@ from rtfm_ros import geometry as g
 from rtfm_ros import geometry as pixels
 from rtfm_ros.camera import lens as L
 from rtfm_ros.camera.sensor import expose, phantom_near_share
-from rtfm_ros.camera.worker import WorldGate
-from rtfm_ros.camera.world_files import ScratchWorld, is_world_file, save_world
 from rtfm_ros.io.messages import depth_mm
 from rtfm_ros.memory import FrameMemory
+from rtfm_ros.memory.working_copy import WorkingCopy, is_world_file
 from rtfm_ros.render.stored_depth import checked_depth
+from rtfm_ros.world_session import WorldGate, save_world
 
 CALIBRATION = """image_width: 160
 image_height: 120
@@ -226,7 +226,7 @@ def test_world_files_are_copied_and_saves_never_replace_other_files(tmp_path):
     mem.add(np.zeros((16, 16, 3), np.uint8), np.eye(4), cam, stamp=0.0, source="seed")
     mem.close()
     before = src.read_bytes()
-    scratch = ScratchWorld(src)
+    scratch = WorkingCopy(src)
     scratch.memory.add(np.ones((16, 16, 3), np.uint8), np.eye(4), cam, stamp=1.0, source="generated")
     assert len(scratch.memory) == 2 and src.read_bytes() == before
 
@@ -253,7 +253,7 @@ def test_world_files_are_copied_and_saves_never_replace_other_files(tmp_path):
 
     def open_fifo() -> None:  # opening a FIFO for reading would block until a writer came
         with pytest.raises(ValueError, match="not a regular file") as err:
-            ScratchWorld(fifo)
+            WorkingCopy(fifo)
         refused.append(str(err.value))
         assert not is_world_file(fifo)
         refused.append("not a world file")
@@ -266,7 +266,6 @@ def test_world_files_are_copied_and_saves_never_replace_other_files(tmp_path):
 def test_the_world_handle_loads_a_new_world_and_keeps_the_old_one_on_failure(tmp_path):
     import logging
 
-    from rtfm_ros.camera.worker import RenderWorker
     from rtfm_ros.camera.world_handle import WorldHandle
     from rtfm_ros.learn.config import preset
     from rtfm_ros.learn.depth_prior import DepthPrior
@@ -281,15 +280,15 @@ def test_the_world_handle_loads_a_new_world_and_keeps_the_old_one_on_failure(tmp
     mem.close()
     before = src.read_bytes()
     first = WorldModel(DepthPrior(preset("tiny")), device="cpu")
-    worker = RenderWorker(first)
-    handle = WorldHandle(worker, logging.getLogger("test"), scratch_dir=str(tmp_path))
+    handle = WorldHandle(first, logging.getLogger("test"), scratch_dir=str(tmp_path))
+    worker = handle.worker
     assert handle.load(str(src)) == (3, src) and handle.source == src
     loaded = handle.world
     assert loaded is not first and worker.world is loaded and loaded.core is first.core
     with pytest.raises(FileNotFoundError):
         handle.load(str(tmp_path / "missing.rtfm"))
     assert handle.world is loaded and handle.source == src  # a failed load changes nothing
-    scratch_dir = handle._scratch.dir
+    scratch_dir = handle._copy.dir
     handle.load(str(src))
     assert not os.path.exists(scratch_dir)  # the previous working copy is closed and removed
     assert handle.reset() == 3 and len(handle.world.memory) == 0 and src.read_bytes() == before

@@ -14,8 +14,8 @@ import numpy as np
 
 from rtfm_ros.camera.config import CameraNodeConfig, ConfigError
 from rtfm_ros.camera.lens import Calibration, CalibrationError, read_calibration
-from rtfm_ros.camera.world_files import ScratchWorld, open_copy, user_path
 from rtfm_ros.geometry import PinholeCamera, body_to_optical, transform_from_ros
+from rtfm_ros.memory.working_copy import WorkingCopy
 
 if TYPE_CHECKING:  # pragma: no cover
     from rtfm_ros.world import WorldModel
@@ -30,9 +30,10 @@ def set_threads(torch_threads: int) -> None:
     torch.set_num_threads(torch_threads or serving_threads())
 
 
-def load_model(config: CameraNodeConfig) -> tuple[WorldModel, ScratchWorld | None]:
+def load_model(config: CameraNodeConfig) -> tuple[WorldModel, WorkingCopy | None]:
     """The checkpoint, and the world parameter's file as a working copy (the file is never written)."""
     from rtfm_ros.world import WorldModel
+    from rtfm_ros.world_session import user_path
 
     ckpt, world = config.checkpoint or None, config.world or None
     try:
@@ -43,16 +44,17 @@ def load_model(config: CameraNodeConfig) -> tuple[WorldModel, ScratchWorld | Non
     if not world:
         return wm, None
     try:
-        loaded, scratch = open_copy(wm, user_path(world), config.scratch_dir)
+        copy = WorkingCopy(user_path(world), config.scratch_dir)
     except Exception as e:  # noqa: BLE001 - any failure to copy the world refuses the start with its reason
         raise ConfigError(f"cannot load world {world}: {e}") from None
     wm.memory.close()  # the empty memory the checkpoint came with
     try:
-        loaded.load_fit_beside(scratch.source)
+        loaded = wm.with_memory(copy.memory)
+        loaded.load_fit_beside(copy.source)
     except Exception as e:  # noqa: BLE001 - any unusable fit refuses the start with its reason
-        scratch.close()
+        copy.close()
         raise ConfigError(f"cannot use the fit beside world {world}: {e}") from None
-    return loaded, scratch
+    return loaded, copy
 
 
 def read_calibrations(config: CameraNodeConfig) -> dict[str, Calibration]:

@@ -1,10 +1,11 @@
-"""The ROS-free render worker: a fair world lock, tiled long renders, the node's own write-back.
+"""The ROS-free render worker: the stream's batches, tiled long renders, the node's write-back.
 
-The camera's stream and long requests (a big ``~/render_view``) share one world: the model and
-its memory are used by one render at a time. A long request is rendered in tiles, each taking
-the lock on its own, and the lock alternates between the stream and a waiting request, so the
-stream's images keep coming (one tile late at most) while a 1024x1024 view is made. Nothing
-here runs on the ROS executor; status and diagnostics never take this lock.
+The camera's stream and long requests (a big ``~/render_view``) share one world session
+(rtfm_ros.world_session): the model and its memory are used by one render at a time. A long
+request is rendered in tiles, each taking the session's lock on its own, and the lock alternates
+between the stream and a waiting request, so the stream's images keep coming (one tile late at
+most) while a 1024x1024 view is made. Nothing here runs on the ROS executor; status and
+diagnostics never take this lock.
 
 Write-back goes through the world's one policy (WorldModel.remember_view, render.stored_depth):
 a generated view keeps its depth as the camera publishes it (``depth_source``: checked by default,
@@ -15,8 +16,7 @@ write (disk full, read-only file) is counted here while the image is still publi
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -28,6 +28,7 @@ from rtfm_ros.geometry import PinholeCamera
 
 if TYPE_CHECKING:  # pragma: no cover
     from rtfm_ros.world import WorldModel
+    from rtfm_ros.world_session import WorldGate, WorldSession
 
 TILE = 256  # long requests are rendered in tiles of at most TILE x TILE pixels
 DEPTH_SOURCES = ("checked", "rendered")
@@ -35,62 +36,6 @@ DEPTH_SOURCES = ("checked", "rendered")
 
 class Cancelled(RuntimeError):
     """The node is stopping: a long render was abandoned between tiles."""
-
-
-class WorldGate:
-    """A re-entrant lock that alternates between the stream and background work when both wait."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._owner: int | None = None
-        self._depth = 0
-        self._waiting = {True: 0, False: 0}  # stream?, count
-        self._last_stream = False
-
-    def acquire(self, stream: bool = False, timeout: float | None = None) -> bool:
-        me = threading.get_ident()
-        with self._cond:
-            if self._owner == me:
-                self._depth += 1
-                return True
-            self._waiting[stream] += 1
-            try:
-                ok = self._cond.wait_for(lambda: self._owner is None and not (
-                    self._waiting[not stream] and self._last_stream == stream), timeout)
-            finally:
-                self._waiting[stream] -= 1
-            if ok:
-                self._owner, self._depth, self._last_stream = me, 1, stream
-            return ok
-
-    def release(self) -> None:
-        with self._cond:
-            if self._owner != threading.get_ident():
-                raise RuntimeError("release of a WorldGate not held by this thread")
-            self._depth -= 1
-            if self._depth == 0:
-                self._owner = None
-                self._cond.notify_all()
-
-    def waiting(self, stream: bool = False) -> int:
-        """How many threads wait for the gate (the stream's, or background work's)."""
-        with self._cond:
-            return self._waiting[stream]
-
-    @contextmanager
-    def hold(self, stream: bool = False) -> Iterator[None]:
-        self.acquire(stream)
-        try:
-            yield
-        finally:
-            self.release()
-
-    def __enter__(self) -> WorldGate:
-        self.acquire(False)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 @dataclass(frozen=True)
@@ -135,18 +80,21 @@ class WriteBack:
 class RenderWorker:
     """Renders the stream's batches and long requests on a WorldModel, never on the ROS executor."""
 
-    def __init__(self, world: WorldModel, gate: WorldGate | None = None) -> None:
-        self.world = world
-        self.gate = gate or WorldGate()
+    def __init__(self, session: WorldSession) -> None:
+        self.session = session
         self.write_back = WriteBack()
         self.stopping = threading.Event()
         self._rng = np.random.default_rng()
 
-    def swap_world(self, world: WorldModel) -> WorldModel:
-        """Render from world from now on (between renders, under the lock); the previous world."""
-        with self.gate.hold():
-            old, self.world = self.world, world
-        return old
+    @property
+    def world(self) -> WorldModel:
+        """The session's world now (replaced as a whole, under the lock, when a world file is loaded)."""
+        return self.session.world
+
+    @property
+    def gate(self) -> WorldGate:
+        """The session's lock, taken around every render."""
+        return self.session.lock
 
     # ------------------------------------------------------------------ write-back
     def remember(self, T: np.ndarray, rgb: np.ndarray, camera: PinholeCamera, depth: np.ndarray,

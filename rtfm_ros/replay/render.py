@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 
 from rtfm_ros.geometry import R_BODY_OPTICAL, PinholeCamera, make_transform
 from rtfm_ros.io.bags import BagWriter, load_tf, open_bag, read_camera_infos
+from rtfm_ros.memory.working_copy import WorkingCopy
 from rtfm_ros.replay.options import DEPTH_SOURCES, ReplayError, ReplayOptions, ReplayResult
 from rtfm_ros.replay.seeding import seed_sources, seed_world
 from rtfm_ros.replay.trajectory import trajectory
@@ -73,7 +73,7 @@ def replay(bag: str | Path, output: str | Path | None, opt: ReplayOptions,
     """
     _validate(opt, output, world_model is not None)
     result = ReplayResult(output=Path(output) if output is not None else None)
-    scratch: tempfile.TemporaryDirectory[str] | None = None
+    copy: WorkingCopy | None = None
     own_model = world_model is None
     reader = open_bag(bag)
     try:
@@ -85,7 +85,7 @@ def replay(bag: str | Path, output: str | Path | None, opt: ReplayOptions,
             seed_sources(reader, opt)
         stamps, Ts, result.skipped = trajectory(reader, tf, opt) if output is not None else ([], np.empty(0), 0)
         if world_model is None:
-            world_model, scratch = _load_world(opt)
+            world_model, copy = _load_world(opt)
         world_model.check_camera(camera)
         if opt.seed_topic:
             result.seeded, seed_skipped = seed_world(world_model, reader, tf, opt)
@@ -102,17 +102,17 @@ def replay(bag: str | Path, output: str | Path | None, opt: ReplayOptions,
         raise ReplayError(f"TF lookup failed: {e}") from e
     finally:
         reader.close()
-        if own_model and world_model is not None:
+        if copy is not None:
+            copy.close()
+        elif own_model and world_model is not None:
             world_model.memory.close()
-        if scratch is not None:
-            scratch.cleanup()
     return result
 
 
-def _load_world(opt: ReplayOptions) -> tuple[WorldModel, tempfile.TemporaryDirectory[str] | None]:
+def _load_world(opt: ReplayOptions) -> tuple[WorldModel, WorkingCopy | None]:
     """The model with opt.world opened read-only: the saved world is input and is never changed.
 
-    Frames added during replay (seeds, remembered views) go to a scratch copy, deleted afterwards
+    Frames added during replay (seeds, remembered views) go to a working copy, deleted afterwards
     (--save-world keeps them).
     """
     from rtfm_ros.memory import FrameMemory
@@ -122,20 +122,17 @@ def _load_world(opt: ReplayOptions) -> tuple[WorldModel, tempfile.TemporaryDirec
     core = RenderCore.load(opt.checkpoint)
     if opt.world is None:
         return WorldModel(core), None
-    memory = FrameMemory.open(opt.world, writable=False)
     if not (opt.remember or opt.seed_topic):
-        wm = WorldModel(core, memory)
+        wm = WorldModel(core, FrameMemory.open(opt.world, writable=False))
         wm.load_fit_beside(opt.world)  # `rtfm fit`'s parameters, when it left them beside the world
         return wm, None
-    scratch = tempfile.TemporaryDirectory(prefix="rtfm-replay-")
+    copy = WorkingCopy(opt.world)
     try:
-        with memory:
-            copy = memory.save(Path(scratch.name) / "world")  # frames copied as stored
-        wm = WorldModel(core, FrameMemory.open(copy))
+        wm = WorldModel(core, copy.memory)
         wm.load_fit_beside(opt.world)
-        return wm, scratch
+        return wm, copy
     except BaseException:
-        scratch.cleanup()
+        copy.close()
         raise
 
 

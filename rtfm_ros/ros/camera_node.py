@@ -5,11 +5,11 @@ to the render thread (camera/stream.py: TF at that time, one batched render per 
 thread drops and counts the tick, so the rate never drifts and no callback waits for the model).
 The node is a thin adapter that wires the ROS-free camera (rtfm_ros.camera) to ROS: its
 parameters are one frozen CameraNodeConfig (camera/config.py, declared by params.py); the world
-sits behind a WorldHandle (camera/world_handle.py: load, save, reset, render on request) over the
-RenderWorker (camera/worker.py: fair world lock, tiled long renders, write-back); cameras and
-lenses come from camera/cameras.py, set-up from camera/node_setup.py, services from services.py,
-outputs and status from outputs.py. Every callback turns an
-exception into a log line (throttled) and the node keeps running. Spin it with make_executor().
+sits behind a WorldHandle (camera/world_handle.py: the world session's load, save, reset and lock,
+rtfm_ros/world_session.py, and renders on request) and its RenderWorker (camera/worker.py: tiled
+long renders, write-back); cameras and lenses come from camera/cameras.py, set-up from
+camera/node_setup.py, services from services.py, outputs and status from outputs.py. Every
+callback turns an exception into a log line (throttled) and the node keeps running. Spin it with make_executor().
 Parameters, services and topics are listed in the README (section "ROS 2 camera node").
 """
 
@@ -38,7 +38,6 @@ from rtfm_ros.camera.cameras import CameraSpec, build_cameras, start_cameras
 from rtfm_ros.camera.config import CameraNodeConfig, ConfigError
 from rtfm_ros.camera.status import RenderStats, model_name
 from rtfm_ros.camera.stream import RenderStream
-from rtfm_ros.camera.worker import RenderWorker
 from rtfm_ros.camera.world_handle import WorldHandle
 from rtfm_ros.geometry import GeometryError
 from rtfm_ros.ros.outputs import CameraOutputs, Diagnostics
@@ -72,9 +71,9 @@ class CameraNode(Node):
         self.config: CameraNodeConfig = declare_config(self)  # every parameter is checked before the model loads
         self._calibrations = setup.read_calibrations(self.config)
         setup.set_threads(self.config.torch_threads)
-        world, scratch = (world_model, None) if world_model is not None else setup.load_model(self.config)
-        self.worker = RenderWorker(world)
-        self.world_handle = WorldHandle(self.worker, self.get_logger(), scratch, self.config.scratch_dir)
+        world, copy = (world_model, None) if world_model is not None else setup.load_model(self.config)
+        self.world_handle = WorldHandle(world, self.get_logger(), copy, self.config.scratch_dir)
+        self.worker = self.world_handle.worker
         setup.seed_from_parameters(world, self.config, self.get_logger())
         self.config, self.cameras = start_cameras(self.config, self._calibrations, self._fall_back)
         self.tf = TfSource()

@@ -1,4 +1,5 @@
-"""One world for every tab: a WorldModel behind a lock, the state "reset" returns to, the memory map.
+"""One world for every tab: a world session (rtfm_ros.world_session: the WorldModel behind a lock,
+its working copy, save and load), the state "reset" returns to, the memory map.
 
 The WorldModel is not thread-safe and renders run in worker threads so the event loop stays
 free; every method here that touches the model holds ``lock``. Only this class writes to the
@@ -8,7 +9,6 @@ memory, so the map can follow it incrementally.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rtfm_ros.geometry import PinholeCamera
-from rtfm_ros.memory import SOURCES, FrameMemory, WorldFile
+from rtfm_ros.memory import SOURCES
+from rtfm_ros.memory.working_copy import WorkingCopy
 from rtfm_ros.serve.seeding import SeedError, SeedFrame
+from rtfm_ros.world_session import WorldSession
 
 if TYPE_CHECKING:
     from rtfm_ros.render.fit_file import WorldFit
@@ -41,17 +43,21 @@ class SharedWorld:
     """The served world: rendering, reset to the start state, save, seeding, and the top-view map."""
 
     def __init__(self, wm: WorldModel, camera: PinholeCamera, scratch: Path, save_path: Path | None) -> None:
-        self.wm, self.camera, self.save_path = wm, camera, save_path
-        self.lock = threading.Lock()
+        self.camera, self.save_path = camera, save_path
+        self.session = WorldSession(wm, scratch_dir=scratch)
+        self.lock = self.session.lock
         self._scratch = scratch
         self._start_frames: list[SeedFrame] = []
-        self._start_file: Path | None = None
+        self._start: WorkingCopy | None = None  # the world file as it was when it was opened
         self._start_sources: list[int] = []
         self._start_fit: WorldFit | None = None  # the start world's fit (rtfm fit), kept across resets
-        self._copy: Path | None = None
-        self._copies = 0
         self.start_pose = np.eye(4)
         self.map_state: tuple[int, list[MapRow]] = (0, [])  # (generation, rows); replaced whole on reset
+
+    @property
+    def wm(self) -> WorldModel:
+        """The world now (a new one after each reset to a world file)."""
+        return self.session.world
 
     # ------------------------------------------------------------------ start state
     def seed(self, frames: list[SeedFrame]) -> int:
@@ -59,20 +65,19 @@ class SharedWorld:
         if not frames:
             raise SeedError("no frames to seed the world with")
         with self.lock:
-            self.wm.reset()
-            self._drop_copy()
+            self.session.reset()
             try:
                 for f in frames:
-                    self.wm.add_frame(f.rgb, f.T_world_camera, f.camera, depth=f.depth, source=f.source)
+                    self.session.add_frame(f.rgb, f.T_world_camera, f.camera, depth=f.depth, source=f.source)
             except BaseException:
-                if self._start_frames or self._start_file is not None:
+                if self._start_frames or self._start is not None:
                     self._restore()  # a refused frame leaves the world as it started, not half seeded
                 raise
             # Keep the frames as stored (model resolution), not the uploads' full-size pixels.
             mem = self.wm.memory
             self._start_frames = [SeedFrame(g.rgb, g.T_world_camera, g.camera, g.depth, g.source)
                                   for g in (mem.get(i) for i in mem)]
-            self._start_file = None
+            self._drop_start()
             self._start_sources = [SOURCES.index(f.source) for f in self._start_frames]
             self._started()
             return len(mem)
@@ -80,17 +85,13 @@ class SharedWorld:
     def open_world(self, path: Path) -> int:
         """Start from a saved world: kept as a private copy, so the file given is never changed."""
         with self.lock:
-            start = self._scratch / "start.rtfm"
-            with FrameMemory.open(path, writable=False) as mem:
-                mem.save(start)
-            world = WorldFile.open(start, writable=False)
-            try:
-                sources = world.read_index()[3]
-            finally:
-                world.close()
+            start = WorkingCopy(path, self._scratch)
+            sources = [start.memory.source(i) for i in start.memory]
             if not sources:
+                start.close()
                 raise SeedError(f"world {path} has no frames")
-            self._start_file, self._start_frames = start, []
+            self._drop_start()
+            self._start, self._start_frames = start, []
             self._start_sources = [SOURCES.index(s) for s in sources]
             self._start_fit = None
             self._restore()
@@ -105,25 +106,19 @@ class SharedWorld:
             return len(self.wm.memory)
 
     def _restore(self) -> None:
-        if self._start_file is not None:
-            self._copies += 1
-            with FrameMemory.open(self._start_file, writable=False) as mem:
-                copy = mem.save(self._scratch / f"world-{self._copies}.rtfm")
-            old, self.wm = self.wm, self.wm.with_memory(FrameMemory.open(copy), fit=self._start_fit)
-            old.memory.close()
-            self._drop_copy()
-            self._copy = copy
+        if self._start is not None:
+            self.session.load(self._start.path)  # a fresh working copy of the start; the previous one goes
+            self.wm.fit = self._start_fit
         else:
-            self.wm.reset()
-            self._drop_copy()
+            self.session.reset()
             for f in self._start_frames:
-                self.wm.add_frame(f.rgb, f.T_world_camera, f.camera, depth=f.depth, source=f.source)
+                self.session.add_frame(f.rgb, f.T_world_camera, f.camera, depth=f.depth, source=f.source)
         self._started()
 
-    def _drop_copy(self) -> None:
-        if self._copy is not None and self._copy != self.wm.memory.path:
-            self._copy.unlink(missing_ok=True)
-            self._copy = None
+    def _drop_start(self) -> None:
+        if self._start is not None:
+            self._start.close()
+            self._start = None
 
     def _started(self) -> None:
         self.start_pose = self.wm.memory.pose(0)
@@ -148,8 +143,8 @@ class SharedWorld:
         """Save to the path given at start (the only place the server writes a world)."""
         if self.save_path is None:
             raise SeedError("this server was started without --save: saving is off")
-        with self.lock:
-            return self.wm.save(self.save_path), len(self.wm.memory)
+        frames, path = self.session.save(self.save_path, replace=self.save_path.exists())
+        return path, frames
 
     def frames(self) -> int:
         return len(self.wm.memory)
@@ -167,4 +162,5 @@ class SharedWorld:
     def close(self) -> None:
         with self.lock:
             self.wm.memory.close()
-            self._drop_copy()
+            self.session.close()
+            self._drop_start()
