@@ -20,7 +20,7 @@ import numpy as np
 
 from rtfm_ros.atomic import fsync_tree, remove_path, replace_path, temp_path
 from rtfm_ros.evaluate.metrics import psnr
-from rtfm_ros.geometry import PinholeCamera, compose, look_at, make_transform
+from rtfm_ros.geometry import PinholeCamera, compose, level_turn, look_at, make_transform
 from rtfm_ros.sim.worlds import DEMO_WORLD_SEED
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def procedural_flight(wm: WorldModel, camera: PinholeCamera, seed: int, frames: 
     with WorldRenderer(world, camera) as gt:
         # Seeds: a slow turn on the spot at the start, and every 8th pose of the way out.
         start = traj[0]
-        turn = [compose(start, make_transform(_yaw_optical(a))) for a in np.radians(np.arange(0, 360, 30))]
+        turn = [compose(start, make_transform(level_turn(a))) for a in np.radians(np.arange(0, 360, 30))]
         seeds = turn + list(traj[: frames // 2 : 8])
         for T in seeds:
             rgb, depth = gt.render(T)
@@ -62,12 +62,6 @@ def procedural_flight(wm: WorldModel, camera: PinholeCamera, seed: int, frames: 
         truth = [gt.render_rgb(T) for T in traj]
     run = DemoRun(camera=camera, poses=traj, truth=truth, world_outline=list(world.obstacles))
     return run
-
-
-def _yaw_optical(angle: float) -> np.ndarray:
-    """Rotation about the optical y axis (image 'down'): a turn on the spot for a level camera."""
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
 
 
 def photo_flight(wm: WorldModel, camera: PinholeCamera, photo: Path, fov: float, frames: int) -> DemoRun:
@@ -79,7 +73,7 @@ def photo_flight(wm: WorldModel, camera: PinholeCamera, photo: Path, fov: float,
     T0 = look_at([0, 0, 1.0], [1.0, 0, 1.0])
     wm.add_frame(np.asarray(img), T0, photo_cam, source="seed")
     t = np.linspace(0, 2 * np.pi, frames)
-    poses = [compose(T0, make_transform(_yaw_optical(0.2 * np.sin(a)), [0.15 * np.sin(a), 0.0, 0.1 * (1 - np.cos(a))]))
+    poses = [compose(T0, make_transform(level_turn(0.2 * np.sin(a)), [0.15 * np.sin(a), 0.0, 0.1 * (1 - np.cos(a))]))
              for a in t]
     return DemoRun(camera=camera, poses=np.stack(poses))
 

@@ -193,6 +193,35 @@ def look_at(eye: ArrayLike, target: ArrayLike, up: ArrayLike = (0.0, 0.0, 1.0)) 
     return make_transform(np.stack([x, y, z], axis=1), eye_)
 
 
+def heading_rotation(yaw: ArrayLike, pitch: ArrayLike = 0.0, roll: ArrayLike = 0.0) -> np.ndarray:
+    """Body-frame rotation (x forward, z up; 3x3, or Nx3x3 for N angles) heading ``yaw`` about world z
+    (0: along +x), then ``pitch`` (up positive) and ``roll`` (image turned clockwise positive), radians."""
+    yaw_, pitch_, roll_ = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (yaw, pitch, roll)))
+    angles = np.stack([yaw_.ravel(), -pitch_.ravel(), roll_.ravel()], axis=1)
+    R: np.ndarray = Rotation.from_euler("ZYX", angles).as_matrix()
+    return R.reshape((*yaw_.shape, 3, 3))
+
+
+def camera_from_heading(position: ArrayLike, yaw: ArrayLike, pitch: ArrayLike = 0.0,
+                        roll: ArrayLike = 0.0) -> np.ndarray:
+    """Optical-axes T_world_camera of a camera at ``position`` (3, or Nx3) whose body heads as
+    :func:`heading_rotation` says (4x4, or Nx4x4): a robot's camera, a browser view, a trajectory."""
+    R = heading_rotation(yaw, pitch, roll)
+    p = np.asarray(position, dtype=np.float64)
+    T = np.zeros((*R.shape[:-2], 4, 4))
+    T[..., :3, :3] = R @ R_BODY_OPTICAL
+    T[..., :3, 3] = p
+    T[..., 3, 3] = 1.0
+    return T
+
+
+def level_turn(angle: float) -> np.ndarray:
+    """3x3 rotation of an optical-axes camera about its own y axis (image down): a level camera
+    turning on the spot, to its right for a positive angle (radians); compose on the right."""
+    R: np.ndarray = Rotation.from_euler("y", angle).as_matrix()
+    return R
+
+
 def pose_distance(T_a: np.ndarray, T_b: np.ndarray) -> tuple[float, float]:
     """(translation distance in metres, rotation angle in radians) between two poses."""
     dt = float(np.linalg.norm(np.asarray(T_a)[:3, 3] - np.asarray(T_b)[:3, 3]))

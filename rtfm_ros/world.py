@@ -19,7 +19,6 @@ from typing import Any, Literal, overload
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rtfm_ros.geometry import (
     MAX_PIXELS_PER_CALL,
@@ -29,6 +28,7 @@ from rtfm_ros.geometry import (
     check_pixel_budget,
     validate_pose,
 )
+from rtfm_ros.images import resize_depth, resize_image
 from rtfm_ros.learn.depth_prior import DepthPrior
 from rtfm_ros.memory import FrameMemory
 from rtfm_ros.render import prepare as ctxprep
@@ -41,17 +41,6 @@ from rtfm_ros.render.views import EmptyWorldError, render_views
 _log = logging.getLogger(__name__)
 
 
-
-
-def _resize(img: np.ndarray, width: int, height: int, mode: str) -> np.ndarray:
-    """Resize HxWxC (or HxW) with torch: 'area' for images, 'nearest' for depth."""
-    if img.shape[1] == width and img.shape[0] == height:
-        return img
-    t = torch.from_numpy(np.array(img, dtype=np.float32))
-    t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
-    out = F.interpolate(t, size=(height, width), mode=mode)[0]
-    out = out[0] if img.ndim == 2 else out.permute(1, 2, 0)
-    return out.round().clamp(0, 255).to(torch.uint8).numpy() if img.dtype == np.uint8 else out.numpy().astype(img.dtype)
 
 
 class WorldModel:
@@ -140,8 +129,8 @@ class WorldModel:
     def _to_memory(self, image: np.ndarray, camera: PinholeCamera,
                    depth: np.ndarray | None) -> tuple[np.ndarray, PinholeCamera, np.ndarray | None]:
         cam = self.memory_camera(camera)
-        img = _resize(image, cam.width, cam.height, "area")
-        d = None if depth is None else _resize(depth.astype(np.float32), cam.width, cam.height, "nearest")
+        img = resize_image(image, cam.width, cam.height)
+        d = None if depth is None else resize_depth(depth.astype(np.float32), cam.width, cam.height)
         return img, cam, d
 
     def check_camera(self, camera: PinholeCamera) -> None:

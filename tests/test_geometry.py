@@ -161,3 +161,31 @@ def test_unproject_projects_back():
     pts = unproject(depth, torch.tensor(cam.K)[None], T)
     # planar depth 2: every point lies on the plane x = 2
     assert pts[0, 0].mean().item() == pytest.approx(2.0)
+
+
+def test_one_camera_pose_from_a_heading():
+    from rtfm_ros.geometry import camera_from_heading, level_turn, look_at
+
+    for yaw, pitch in [(0.0, 0.0), (0.7, 0.3), (-2.5, -0.4)]:
+        eye = np.array([1.0, -2.0, 0.5])
+        fwd = np.array([np.cos(pitch) * np.cos(yaw), np.cos(pitch) * np.sin(yaw), np.sin(pitch)])
+        np.testing.assert_allclose(camera_from_heading(eye, yaw, pitch), look_at(eye, eye + fwd), atol=1e-12)
+    many = camera_from_heading(np.zeros((3, 3)), [0.0, 1.0, 2.0], 0.1, [0.0, 0.2, -0.2])
+    assert many.shape == (3, 4, 4)
+    np.testing.assert_allclose(many[1], camera_from_heading((0, 0, 0), 1.0, 0.1, 0.2))
+    # a level camera turning on the spot to its right by 90 degrees: its view axis goes from +x to -y
+    turned = camera_from_heading((0, 0, 0), 0.0)[:3, :3] @ level_turn(np.pi / 2)
+    np.testing.assert_allclose(turned[:, 2], [0.0, -1.0, 0.0], atol=1e-12)
+
+
+def test_one_resize_for_images_and_depth():
+    from rtfm_ros.images import resize_depth, resize_image
+
+    img = np.zeros((4, 4, 3), np.uint8)
+    img[:2, :2] = 200
+    small = resize_image(img, 2, 2)
+    assert small.dtype == np.uint8 and small.tolist()[0][0] == [200] * 3 and small[1, 1].tolist() == [0, 0, 0]
+    assert resize_image(img, 4, 4) is img
+    depth = np.array([[1.0, np.nan], [3.0, 4.0]], np.float32)
+    big = resize_depth(depth, 4, 4)
+    assert big.dtype == np.float32 and np.isnan(big[0, 3]) and big[3, 0] == 3.0  # nearest: nothing averaged

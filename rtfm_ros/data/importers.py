@@ -30,6 +30,7 @@ from PIL import Image
 from rtfm_ros.data import data_subparsers
 from rtfm_ros.data.clips import Clip
 from rtfm_ros.geometry import PinholeCamera, opengl_to_optical, validate_transform
+from rtfm_ros.images import resize_image
 from rtfm_ros.io.messages import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE
 
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
@@ -50,8 +51,8 @@ def fit_image(image: np.ndarray, camera: PinholeCamera, res: int | None) -> tupl
     s = min(h, w)
     y0, x0 = (h - s) // 2, (w - s) // 2
     crop = PinholeCamera(s, s, camera.fx, camera.fy, camera.cx - x0, camera.cy - y0)
-    img = Image.fromarray(image[y0: y0 + s, x0: x0 + s]).resize((res, res), Image.Resampling.LANCZOS)
-    return np.asarray(img, dtype=np.uint8), crop.scaled(res, res)
+    img = resize_image(np.ascontiguousarray(image[y0: y0 + s, x0: x0 + s], dtype=np.uint8), res, res)
+    return img, crop.scaled(res, res)
 
 
 def _assemble(frames: list[tuple[float, np.ndarray, np.ndarray, PinholeCamera]], meta: dict[str, Any]) -> Clip:

@@ -23,7 +23,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rtfm_ros.envs.batching import render_many, resolve_world_model
-from rtfm_ros.geometry import PinholeCamera, body_to_optical, make_transform
+from rtfm_ros.geometry import PinholeCamera, camera_from_heading
 from rtfm_ros.sim.renderer import WorldRenderer
 from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE, KINDS, World, make_world
 from rtfm_ros.world import WorldModel
@@ -110,8 +110,7 @@ def _wrap(angle: float) -> float:
 
 def camera_pose(x: float, y: float, yaw: float, height: float) -> np.ndarray:
     """T_world_camera (optical axes) of a forward-looking camera on a robot at (x, y, yaw)."""
-    c, s = math.cos(yaw), math.sin(yaw)
-    return body_to_optical(make_transform(np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]), (x, y, height)))
+    return camera_from_heading((x, y, height), yaw)
 
 
 def with_goal_marker(world: World) -> World:

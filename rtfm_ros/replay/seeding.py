@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rtfm_ros.images import resize_depth
 from rtfm_ros.io.bag_frames import ImagePlacer, PosedImage
 from rtfm_ros.io.bags import BagError, camera_info_topic_for, connections_for, read_camera_info_msgs
 from rtfm_ros.io.messages import COMPRESSED_IMAGE, IMAGE, MessageError, decode_depth, ns_to_seconds, stamp_to_ns
@@ -54,7 +55,7 @@ def seed_world(wm: WorldModel, reader: AnyReader, tf: TransformBuffer, opt: Repl
         near = [d for d in depths if abs(d[0] - t) <= DEPTH_PAIRING_NS]
         depth = min(near, key=lambda d: abs(d[0] - t))[1] if near else None
         if depth is not None and depth.shape != rgb.shape[:2]:
-            depth = _resize_nearest(depth, rgb.shape[1], rgb.shape[0])
+            depth = resize_depth(depth, rgb.shape[1], rgb.shape[0])
         ids.append(wm.add_frame(rgb, item.T_world_camera, item.camera, depth=depth, stamp=ns_to_seconds(t),
                                 source="seed", defer_depth=True))  # stereo once all neighbours are in
 
@@ -94,7 +95,3 @@ def seed_world(wm: WorldModel, reader: AnyReader, tf: TransformBuffer, opt: Repl
     return added, skipped
 
 
-def _resize_nearest(depth: np.ndarray, width: int, height: int) -> np.ndarray:
-    rows = (np.arange(height) * depth.shape[0] // height).clip(0, depth.shape[0] - 1)
-    cols = (np.arange(width) * depth.shape[1] // width).clip(0, depth.shape[1] - 1)
-    return np.ascontiguousarray(depth[rows][:, cols])

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rtfm_ros.geometry import body_to_optical, transform_from_ros, validate_transform
+from rtfm_ros.geometry import body_to_optical, heading_rotation, transform_from_ros, validate_transform
 from rtfm_ros.io.bags import connections_for
 from rtfm_ros.io.messages import stamp_to_ns
 from rtfm_ros.replay.options import ReplayError, ReplayOptions
@@ -39,9 +39,8 @@ def parse_offset(text: str) -> tuple[float, float, float, float]:
 def apply_offset(T: np.ndarray, offset: Sequence[float]) -> np.ndarray:
     """Shift a camera by (x, y, z) in the world frame and turn it by yaw degrees about world z, in place."""
     x, y, z, yaw = offset
-    c, s = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))
     out = np.array(T, dtype=np.float64)
-    out[:3, :3] = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ out[:3, :3]
+    out[:3, :3] = heading_rotation(math.radians(yaw)) @ out[:3, :3]
     out[:3, 3] += (x, y, z)
     return out
 

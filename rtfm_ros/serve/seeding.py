@@ -130,7 +130,7 @@ def frames_from_paths(paths: list[str], fov_deg: float) -> list[SeedFrame]:
 
 def demo_frames(seed: int, camera: PinholeCamera) -> list[SeedFrame]:
     """A procedural MuJoCo room seen by ``camera``: a turn on the spot at the start, a few views along a loop."""
-    from rtfm_ros.geometry import compose, make_transform
+    from rtfm_ros.geometry import compose, level_turn, make_transform
     from rtfm_ros.sim.renderer import WorldRenderer
     from rtfm_ros.sim.trajectories import make_trajectory
     from rtfm_ros.sim.worlds import make_world
@@ -138,11 +138,8 @@ def demo_frames(seed: int, camera: PinholeCamera) -> list[SeedFrame]:
     world = make_world(seed, "room")
     traj = make_trajectory(world, "loop", 64, seed).T_world_camera
 
-    def turn(a: float) -> np.ndarray:  # about the optical y axis: a level camera turns on the spot
-        c, s = math.cos(a), math.sin(a)
-        return make_transform(np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]))
-
-    poses = [compose(traj[0], turn(a)) for a in np.radians(np.arange(0, 360, 30))] + list(traj[8:32:8])
+    turns = [compose(traj[0], make_transform(level_turn(a))) for a in np.radians(np.arange(0, 360, 30))]
+    poses = turns + list(traj[8:32:8])  # a level camera turning on the spot, then along the loop
     frames = []
     with WorldRenderer(world, camera) as gt:
         for T in poses:

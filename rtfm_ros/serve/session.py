@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rtfm_ros.geometry import look_at
+from rtfm_ros.geometry import camera_from_heading
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -60,10 +60,7 @@ class Pose:
 
     def matrix(self) -> np.ndarray:
         """Optical-axes T_world_camera (no roll)."""
-        cp = math.cos(self.pitch)
-        fwd = np.array([cp * math.cos(self.yaw), cp * math.sin(self.yaw), math.sin(self.pitch)])
-        eye = np.array(self.pos)
-        return look_at(eye, eye + fwd)
+        return camera_from_heading(self.pos, self.yaw, self.pitch)
 
 
 def pose_dict(T: np.ndarray) -> dict[str, Any]:

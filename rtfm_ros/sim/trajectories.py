@@ -21,9 +21,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
-from rtfm_ros.geometry import R_BODY_OPTICAL
+from rtfm_ros.geometry import camera_from_heading
 from rtfm_ros.sim.worlds import World
 
 TRAJECTORY_KINDS = ("ground_robot", "handheld", "loop")
@@ -55,12 +54,7 @@ def camera_poses(xy: np.ndarray, z: np.ndarray, yaw: np.ndarray, pitch: np.ndarr
 
     Body frame: x forward, z up; positive pitch looks up, positive roll tilts the image clockwise.
     """
-    n = len(yaw)
-    R_body = Rotation.from_euler("ZYX", np.stack([yaw, -pitch, roll], axis=1)).as_matrix()
-    T = np.repeat(np.eye(4)[None], n, axis=0)
-    T[:, :3, :3] = R_body @ R_BODY_OPTICAL
-    T[:, 0, 3], T[:, 1, 3], T[:, 2, 3] = xy[:, 0], xy[:, 1], z
-    return T
+    return camera_from_heading(np.column_stack([xy, z]), yaw, pitch, roll)
 
 
 def _smooth_walk(rng: np.random.Generator, n: int, lo: float, hi: float, max_rate: float, start: float) -> np.ndarray:
