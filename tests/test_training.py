@@ -1,5 +1,6 @@
 """Training: the loss falls on a fixed batch; runs save, resume and evaluate."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -108,7 +109,7 @@ def test_train_saves_resumes_and_evaluates(clips, tmp_path, monkeypatch):
     assert best_meta["info"]["metrics"]["depth_log_error"] == min(e["depth_log_error"] for e in evals)
     assert best_meta["info"]["best_depth_error"] == best_meta["info"]["metrics"]["depth_log_error"]
     # resume: more steps continue from step 6, not from scratch
-    cfg.steps = 9
+    cfg = dataclasses.replace(cfg, steps=9)
     state = train(cfg)
     assert state["step"] == 9
     rows = (run / "log.csv").read_text().splitlines()

@@ -15,7 +15,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
@@ -27,33 +27,64 @@ from rtfm_ros.learn.checkpoint import load_checkpoint, load_optimizer, optimizer
 from rtfm_ros.learn.config import preset
 from rtfm_ros.learn.depth_prior import DepthPrior
 from rtfm_ros.learn.examples import ExampleConfig, FrameExamples, collate
+from rtfm_ros.options import add_options, from_options, setting
 from rtfm_ros.runtime import autocast, autocast_dtype, pick_device
 
+AMP_CHOICES = ("auto", "bf16", "off")
 
-@dataclass
+
+@dataclass(frozen=True)
 class TrainConfig:
-    data: str
-    out: str = "runs/tiny"
-    model: str = "tiny"
-    init: str | None = None          # fine-tune from this checkpoint instead of from scratch
-    eval_data: str | None = None     # clips from held-out worlds for periodic evaluation
-    steps: int = 20000
-    batch_size: int = 8
-    lr: float = 6e-4
-    min_lr_ratio: float = 0.05
-    warmup: int = 300
-    weight_decay: float = 0.05
-    grad_clip: float = 1.0
-    eval_every: int = 500
-    eval_examples: int = 64
-    save_every: int = 200
-    seed: int = 0
-    device: str = "auto"
-    amp: str = "auto"                # auto: bf16 autocast where the hardware makes it fast
-    compile: bool = False
-    threads: int = 0                 # CPU intra-op threads (0: PyTorch's default)
-    max_minutes: float | None = None  # stop (after saving) when this much wall-clock has passed
-    examples: ExampleConfig = field(default_factory=ExampleConfig)
+    """A training run; `rtfm train`'s options are made from these fields (rtfm_ros.options)."""
+
+    data: str = setting(help="clip dataset directory (rtfm data generate / import)")
+    out: str = setting("runs/tiny", "run directory: checkpoints, optimizer state, logs (run again to resume)")
+    model: str = setting("tiny", "preset: tiny, small, base")
+    init: str | None = setting(None, "checkpoint to fine-tune from instead of training from scratch")
+    eval_data: str | None = setting(None, "clip dataset of held-out worlds for periodic evaluation")
+    steps: int = setting(20000, "optimizer steps in all (a resumed run continues to this step)")
+    batch_size: int = setting(8, "examples per step (per process under torchrun)")
+    lr: float = setting(6e-4, "peak learning rate")
+    min_lr_ratio: float = setting(0.05, "the cosine decay ends at this share of lr")
+    warmup: int = setting(300, "linear warm-up steps")
+    weight_decay: float = setting(0.05, "AdamW weight decay")
+    grad_clip: float = setting(1.0, "gradient norm clip")
+    eval_every: int = setting(500, "steps between held-out evaluations")
+    eval_examples: int = setting(64, "held-out examples per evaluation")
+    save_every: int = setting(200, "steps between saves of last/")
+    seed: int = setting(0, "random seed")
+    device: str = setting("auto", "auto, cpu, cuda, cuda:N")
+    amp: str = setting("auto", "bf16 autocast: auto (where the hardware makes it fast), bf16, off",
+                       choices=AMP_CHOICES)
+    compile: bool = setting(False, "torch.compile the model")
+    threads: int = setting(0, "CPU threads (0: default; 1 is faster on a CPU shared with other busy processes)")
+    max_minutes: float | None = setting(None, "stop (after saving) when this much wall-clock time has passed")
+    examples: ExampleConfig = setting(ExampleConfig(), cli=False)
+
+    def __post_init__(self) -> None:
+        def bad(name: str, want: str) -> ValueError:
+            return ValueError(f"train config {name} must be {want}, got {getattr(self, name)!r}")
+
+        for name in ("steps", "batch_size", "eval_every", "eval_examples", "save_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise bad(name, "an integer >= 1")
+        for name in ("warmup", "seed", "threads"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise bad(name, "an integer >= 0")
+        for name, lo_open, hi in (("lr", True, 1.0), ("min_lr_ratio", False, 1.0), ("weight_decay", False, 10.0),
+                                  ("grad_clip", True, 1e6)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or not (0 < v if lo_open else 0 <= v) or v > hi:
+                raise bad(name, f"a number in {'(' if lo_open else '['}0, {hi:g}]")
+        if self.amp not in AMP_CHOICES:
+            raise bad("amp", f"one of {', '.join(AMP_CHOICES)}")
+        if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes > 0):
+            raise bad("max_minutes", "a positive number of minutes or None")
+        if not self.data:
+            raise bad("data", "a clip dataset directory")
 
 
 class TrainState(TypedDict):
@@ -227,20 +258,7 @@ def train(cfg: TrainConfig) -> TrainState:
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("train", help="train or fine-tune the depth prior (resumable; torchrun for DDP)")
-    p.add_argument("--data", required=True, help="clip dataset directory (rtfm data generate / import)")
-    p.add_argument("--eval-data", help="clip dataset of held-out worlds for periodic evaluation")
-    p.add_argument("--out", default="runs/tiny")
-    p.add_argument("--model", default="tiny", help="preset: tiny, small, base")
-    p.add_argument("--init", help="checkpoint to fine-tune from")
-    for name in ("steps", "batch_size", "warmup", "eval_every", "save_every", "seed"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(TrainConfig, name))
-    p.add_argument("--lr", type=float, default=TrainConfig.lr)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"])
-    p.add_argument("--compile", action="store_true")
-    p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads (0: default; 1 is faster on a CPU shared with other busy processes)")
-    p.add_argument("--max-minutes", type=float)
+    add_options(p, TrainConfig)
     p.add_argument("--photometric", type=float, default=ExampleConfig.photometric,
                    help="chance each frame gets random exposure, gamma, white balance, noise and blur "
                         "(default %(default)s)")
@@ -248,12 +266,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _run(a: argparse.Namespace) -> int:
-    if not 0.0 <= a.photometric <= 1.0:
-        raise ValueError(f"--photometric must be in [0, 1], got {a.photometric}")
-    cfg = TrainConfig(data=a.data, eval_data=a.eval_data, out=a.out, model=a.model, init=a.init, steps=a.steps,
-                      batch_size=a.batch_size, warmup=a.warmup, eval_every=a.eval_every, save_every=a.save_every,
-                      seed=a.seed, lr=a.lr, device=a.device, amp=a.amp, compile=a.compile, threads=a.threads,
-                      max_minutes=a.max_minutes, examples=ExampleConfig(photometric=a.photometric))
+    cfg = from_options(TrainConfig, a, examples=ExampleConfig(photometric=a.photometric))
     state = train(cfg)
     print(json.dumps(state, indent=2))
     return 0

@@ -4,7 +4,6 @@ batches and write the output bag, merged in log-time order with the input's mess
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import numpy as np
 from rtfm_ros.geometry import R_BODY_OPTICAL, PinholeCamera, make_transform
 from rtfm_ros.io.bags import BagWriter, load_tf, open_bag, read_camera_infos
 from rtfm_ros.memory.working_copy import WorkingCopy
-from rtfm_ros.replay.options import DEPTH_SOURCES, ReplayError, ReplayOptions, ReplayResult
+from rtfm_ros.replay.options import ReplayError, ReplayOptions, ReplayResult
 from rtfm_ros.replay.seeding import seed_sources, seed_world
 from rtfm_ros.replay.trajectory import trajectory
 from rtfm_ros.tf_buffer import NS_PER_S, TransformLookupError
@@ -47,14 +46,6 @@ def _validate(opt: ReplayOptions, output: str | Path | None, have_model: bool) -
     if opt.world is None and not opt.seed_topic and not have_model:
         raise ReplayError("nothing to render from: give a saved world (--world FILE), seed one from the bag's "
                           "camera images (--seed-topic TOPIC), or both")
-    if sum(x is not None for x in (opt.rate_hz, opt.at_topic, opt.poses)) > 1:
-        raise ReplayError("--rate, --at-topic and --poses are exclusive: give at most one")
-    if opt.rate_hz is not None and not (math.isfinite(opt.rate_hz) and opt.rate_hz > 0):
-        raise ReplayError(f"--rate must be a positive number of Hz, got {opt.rate_hz}")
-    if opt.depth_source not in DEPTH_SOURCES:
-        raise ReplayError(f"--depth-source must be one of {', '.join(DEPTH_SOURCES)}, got {opt.depth_source!r}")
-    if opt.batch_size < 1 or opt.seed_stride < 1:
-        raise ReplayError("--batch and --seed-stride must be >= 1")
     if output is None and opt.save_world is None:
         raise ReplayError("give an output bag (-o) and/or --save-world")
     if opt.world is not None and not Path(opt.world).exists():
