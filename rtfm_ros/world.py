@@ -21,8 +21,6 @@ import numpy as np
 import torch
 
 from rtfm_ros.geometry import (
-    MAX_PIXELS_PER_CALL,
-    MAX_VIEW_PIXELS,
     GeometryError,
     PinholeCamera,
     check_pixel_budget,
@@ -68,7 +66,6 @@ class WorldModel:
         weakref.finalize(self, core.cache.drop_world, self._key)  # its prepared frames go with it
         self.fit: WorldFit | None = None  # per-world fitted blend parameters (rtfm fit)
         self.last_render_seconds = 0.0
-        self.max_view_pixels, self.max_pixels_per_call = MAX_VIEW_PIXELS, MAX_PIXELS_PER_CALL
         self.remember_failures = 0  # views rendered and returned but not stored (memory write failed)
 
     @classmethod
@@ -92,7 +89,6 @@ class WorldModel:
         """A new world over ``memory`` that shares this one's core and settings (the fit is
         per world: give the new memory's own, e.g. from load_fit_beside on the result)."""
         wm = WorldModel(self.core, memory, config=self.config)
-        wm.max_view_pixels, wm.max_pixels_per_call = self.max_view_pixels, self.max_pixels_per_call
         if fit is not None and not 0 < fit.frames <= len(memory):  # as load_fit: the world may have grown
             raise ValueError(f"the fit is for {fit.frames} frames but the memory holds {len(memory)}")
         wm.fit = fit
@@ -258,7 +254,7 @@ class WorldModel:
         Ts = [validate_pose(T, "T_world_camera") for T in T_stack]
         cams = self._cameras(camera, len(Ts)) if Ts else []
         check_pixel_budget(len(Ts), *((cams[0].width, cams[0].height) if cams else (0, 0)),
-                           view_budget=self.max_view_pixels, call_budget=self.max_pixels_per_call)
+                           view_budget=self.config.max_view_pixels, call_budget=self.config.max_pixels_per_call)
         t0 = time.perf_counter()
         with torch.no_grad():
             if context_camera is not None:

@@ -2,7 +2,8 @@
 
 These are settings of the renderer, not of any network: how many real frames a view is made
 from, the size frames are stored at, which depth sources a frame may use, stereo's depth range,
-the bound of a depth observation, and what depth a remembered view keeps (render.stored_depth).
+the bound of a depth observation, what depth a remembered view keeps (render.stored_depth) and
+the pixel budgets of a view and of a call.
 Every field is checked when a config is made, so a bad value is refused with its name before
 anything renders; change one with ``dataclasses.replace`` (a world's config never changes under
 a render).
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from rtfm_ros.geometry import MAX_PIXELS_PER_CALL, MAX_VIEW_PIXELS
 
 MAX_CONTEXT = 64
 MAX_DEPTH_M = 1e6
@@ -42,9 +45,11 @@ class RenderConfig:
     max_depth: float = 40.0      # the largest depth a depth observation reports (Gym envs)
     stored_depth: str = "rendered"  # what a remembered view keeps as depth: checked, rendered or none
     depth_tolerance: float = 0.1    # relative agreement checked depth asks of a real frame
+    max_view_pixels: int = MAX_VIEW_PIXELS          # the pixel budget of one view (geometry.check_pixel_budget)
+    max_pixels_per_call: int = MAX_PIXELS_PER_CALL  # ... and of one render_batch call
 
     def __post_init__(self) -> None:
-        for name in ("context_size", "max_frame_side"):
+        for name in ("context_size", "max_frame_side", "max_view_pixels", "max_pixels_per_call"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
                 raise RenderConfigError(f"render config {name} must be an integer, got {v!r}")
@@ -52,6 +57,9 @@ class RenderConfig:
             raise RenderConfigError(f"render config context_size must be in 1..{MAX_CONTEXT}, got {self.context_size}")
         if self.max_frame_side < 8:
             raise RenderConfigError(f"render config max_frame_side must be >= 8, got {self.max_frame_side}")
+        if not 1 <= self.max_view_pixels <= self.max_pixels_per_call:
+            raise RenderConfigError(f"render config needs 1 <= max_view_pixels <= max_pixels_per_call, got "
+                                    f"{self.max_view_pixels} and {self.max_pixels_per_call}")
         for name in ("use_stereo", "use_prior", "use_learned", "check_depth"):
             if not isinstance(getattr(self, name), bool):
                 raise RenderConfigError(f"render config {name} must be true or false, got {getattr(self, name)!r}")
