@@ -13,12 +13,15 @@ import time
 import weakref
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rtfm_ros.memory import FrameMemory
 from rtfm_ros.memory.juggling import sample_pattern
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rtfm_ros.world import WorldModel
 
 CELL_M = 0.5
 NEAR_M = 0.3
@@ -126,7 +129,7 @@ class RenderStats:
             return latency, sum(e[1] for e in recent) / span
 
 
-def model_name(world: Any) -> str:
+def model_name(world: WorldModel) -> str:
     """The name a world's checkpoint gives its model (for ~/status and the logs)."""
     info = world.checkpoint_info or {}
     return str(info.get("info", {}).get("name") or info.get("model", {}).get("name") or
