@@ -74,3 +74,8 @@ def test_weights_file_round_trip_and_refusal(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes((tmp_path / "r.safetensors").read_bytes()[:300])
     with pytest.raises(ValueError, match="bad.safetensors"):
         load_weights(tmp_path / "bad.safetensors")
+    flipped = bytearray((tmp_path / "r.safetensors").read_bytes())
+    flipped[-7] ^= 0x10  # one bit in the last tensor's data
+    (tmp_path / "flip.safetensors").write_bytes(bytes(flipped))
+    with pytest.raises(ValueError, match="checksum"):
+        load_weights(tmp_path / "flip.safetensors")

@@ -118,14 +118,26 @@ def input_planes(geometric: warp.Rendered) -> torch.Tensor:
     return torch.cat([slots.reshape(B, SLOTS * SLOT_PLANES, H, W), geometric.rgb, extra], 1)
 
 
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors' names, shapes and bytes (a flipped bit anywhere is caught)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().cpu().contiguous()
+        h.update(f"{k}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def save_weights(model: LearnedRenderer, path: str | Path) -> None:
-    """The weights as safetensors with the config in its metadata (atomic: rtfm_ros.atomic)."""
+    """The weights as safetensors with the config and a checksum in its metadata (atomic)."""
     from safetensors.torch import save
 
     from rtfm_ros.atomic import write_bytes_atomic
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    write_bytes_atomic(Path(path), save(tensors, metadata={"config": model.config.to_json(),
+    write_bytes_atomic(Path(path), save(tensors, metadata={"config": model.config.to_json(), "sha256": _digest(tensors),
                                                            "format": "rtfm_ros.learned_renderer/1"}))
 
 
@@ -141,7 +153,10 @@ def load_weights(path: str | Path, device: torch.device | str = "cpu") -> Learne
         if meta.get("format") != "rtfm_ros.learned_renderer/1":
             raise ValueError(f"{path}: not a learned renderer file (format {meta.get('format')!r})")
         model = LearnedRenderer(LearnedRendererConfig.from_json(meta.get("config", "")))
-        model.load_state_dict(load_file(str(path)))
+        tensors = load_file(str(path))
+        if meta.get("sha256") != _digest(tensors):
+            raise ValueError(f"{path}: the learned renderer's weights do not match their checksum (damaged file)")
+        model.load_state_dict(tensors)
     except (OSError, RuntimeError, KeyError, json.JSONDecodeError, SafetensorError) as exc:
         raise ValueError(f"{path}: cannot load the learned renderer: {exc}") from exc
     return model.to(device).eval()
