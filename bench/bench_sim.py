@@ -74,14 +74,15 @@ def main() -> None:
         print(f"| {res}x{res} | {med['rgb']:.0f} | {med['depth']:.0f} | {med['both']:.0f} "
               f"| {1000 * med['create']:.0f} ms |")
 
-    from rtfm_ros.data.generate import generate
+    from rtfm_ros.data.generate import GenerateConfig, generate
 
     g_worlds, g_frames = (4, 16) if args.quick else (20, 64)
     print("\n| `rtfm data generate` (64 px, 2 clips/world) | wall time | frames/s |\n|---|---|---|")
     for workers in sorted({1, args.workers}):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            generate(Path(tmp) / "ds", worlds=g_worlds, frames=g_frames, res=64, workers=workers, progress=False)
+            generate(Path(tmp) / "ds", GenerateConfig(worlds=g_worlds, frames=g_frames, res=64, workers=workers),
+                     progress=False)
             dt = time.perf_counter() - t0
         n = g_worlds * 2 * g_frames
         print(f"| {g_worlds} worlds x 2 clips x {g_frames} frames, {workers} worker(s) | {dt:.1f} s | {n / dt:.0f} |")

@@ -10,7 +10,7 @@ import pytest
 
 from rtfm_ros.cli import main as cli_main
 from rtfm_ros.data.clips import Clip, DatasetError, open_dataset, write_dataset
-from rtfm_ros.data.generate import GenerateError, generate
+from rtfm_ros.data.generate import GenerateConfig, GenerateError, generate
 from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE
 
 
@@ -117,9 +117,9 @@ def _arrays(ds) -> list[Clip]:
 
 
 def test_generate_is_deterministic_and_mixes_trajectories(tmp_path: Path) -> None:
-    kw = dict(worlds=3, frames=5, res=16, clips_per_world=2, clips_per_shard=4, progress=False)
-    a = open_dataset(generate(tmp_path / "a", **kw))
-    b = open_dataset(generate(tmp_path / "b", **kw))
+    cfg = GenerateConfig(worlds=3, frames=5, res=16, clips_per_world=2, clips_per_shard=4)
+    a = open_dataset(generate(tmp_path / "a", cfg, progress=False))
+    b = open_dataset(generate(tmp_path / "b", cfg, progress=False))
     assert len(a) == 6 and a.resolution == (16, 16)
     assert [s["sha256"] for s in a.shards] == [s["sha256"] for s in b.shards]
     for x, y in zip(_arrays(a), _arrays(b)):
@@ -136,9 +136,11 @@ def test_generate_is_deterministic_and_mixes_trajectories(tmp_path: Path) -> Non
 
 def test_generate_refuses_heldout_seeds_and_bad_settings(tmp_path: Path) -> None:
     with pytest.raises(GenerateError, match="held-out"):
-        generate(tmp_path / "x", worlds=2, frames=2, res=8, seed_offset=HELDOUT_SEED_BASE - 1, progress=False)
+        GenerateConfig(worlds=2, frames=2, res=8, seed_offset=HELDOUT_SEED_BASE - 1)
     with pytest.raises(GenerateError, match="unknown world kinds"):
-        generate(tmp_path / "x", worlds=1, frames=2, res=8, kinds=["castle"], progress=False)
+        GenerateConfig(worlds=1, frames=2, res=8, kinds=("castle",))
+    with pytest.raises(GenerateError, match="--workers"):
+        GenerateConfig(worlds=1, frames=2, workers=0)
     assert not (tmp_path / "x").exists()
 
 
@@ -146,8 +148,8 @@ def test_cli_generate_with_two_workers_matches_one(tmp_path: Path, capsys: pytes
     args = ["data", "generate", "--worlds", "2", "--frames", "3", "--res", "12", "--clips-per-world", "1",
             "--clips-per-shard", "1"]
     assert cli_main(args + ["--workers", "2", "--out", str(tmp_path / "two")]) == 0
-    one = open_dataset(generate(tmp_path / "one", worlds=2, frames=3, res=12, clips_per_world=1, clips_per_shard=1,
-                                progress=False))
+    one = open_dataset(generate(tmp_path / "one", GenerateConfig(worlds=2, frames=3, res=12, clips_per_world=1,
+                                                                  clips_per_shard=1), progress=False))
     two = open_dataset(tmp_path / "two")
     for x, y in zip(_arrays(one), _arrays(two)):
         _same(x, y)

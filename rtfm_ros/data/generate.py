@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rtfm_ros.data import data_subparsers
+from rtfm_ros.options import add_options, from_options, setting
 
 if TYPE_CHECKING:  # pragma: no cover
     from rtfm_ros.data.clips import Clip
@@ -95,33 +97,50 @@ def check_seeds(seed_offset: int, worlds: int) -> None:
             f"(>= {HELDOUT_SEED_BASE}); training worlds must stay below {HELDOUT_SEED_BASE}")
 
 
-def generate(out_dir: str | Path, *, worlds: int, frames: int, res: int, fov: float = 90.0,
-             kinds: Sequence[str] = ("room", "multiroom"), seed_offset: int = 0, workers: int = 1,
-             clips_per_world: int = 2, clips_per_shard: int = DEFAULT_CLIPS_PER_SHARD, step: float = 0.2,
-             max_turn_deg: float = 15.0, overwrite: bool = False, progress: bool = True) -> Path:
-    """Render a dataset; returns its directory. Same arguments (workers aside) -> same bytes."""
+@dataclass(frozen=True)
+class GenerateConfig:
+    """What `rtfm data generate` renders, checked when made; its options are made from these fields."""
+
+    worlds: int = setting(help="number of worlds (one seed each)")
+    frames: int = setting(help="frames per clip")
+    res: int = setting(64, "square image size in pixels (default 64)")
+    fov: float = setting(90.0, "field of view in degrees (default 90)")
+    kinds: tuple[str, ...] = setting(("room", "multiroom"), cli=False)  # --kinds, comma-separated
+    seed_offset: int = setting(0, "first world seed (default 0)")
+    clips_per_world: int = setting(2, "trajectories per world (default 2)")
+    clips_per_shard: int = setting(DEFAULT_CLIPS_PER_SHARD, "clips written to one shard (whole worlds)")
+    step: float = setting(0.2, "max camera motion per frame, metres")
+    max_turn_deg: float = setting(15.0, "max camera rotation per frame, degrees", flag="--max-turn")
+    workers: int = setting(1, "worker processes (default 1)")
+
+    def __post_init__(self) -> None:
+        from rtfm_ros.geometry import PinholeCamera
+        from rtfm_ros.sim.trajectories import check_parameters as check_trajectory
+        from rtfm_ros.sim.worlds import KINDS
+
+        check_seeds(self.seed_offset, self.worlds)
+        bad = [k for k in self.kinds if k not in KINDS]
+        if not self.kinds or bad:
+            raise GenerateError(f"unknown world kinds {bad or list(self.kinds)}; expected some of {', '.join(KINDS)}")
+        if min(self.frames, self.clips_per_world, self.clips_per_shard, self.workers) < 1:
+            raise GenerateError("--frames, --clips-per-world, --clips-per-shard and --workers must be >= 1")
+        PinholeCamera.from_fov(self.res, self.res, self.fov)  # validates resolution and field of view
+        check_trajectory("loop", self.frames, self.step, self.max_turn_deg)
+
+
+def generate(out_dir: str | Path, cfg: GenerateConfig, *, overwrite: bool = False, progress: bool = True) -> Path:
+    """Render a dataset; returns its directory. Same settings (workers aside) -> same bytes."""
     import multiprocessing
 
     from tqdm import tqdm
 
     from rtfm_ros.data.clips import prepare_output, shard_name, write_index
-    from rtfm_ros.geometry import PinholeCamera
-    from rtfm_ros.sim.trajectories import check_parameters as check_trajectory
-    from rtfm_ros.sim.worlds import KINDS
 
-    check_seeds(seed_offset, worlds)
-    kinds = list(kinds)
-    bad = [k for k in kinds if k not in KINDS]
-    if not kinds or bad:
-        raise GenerateError(f"unknown world kinds {bad or kinds}; expected some of {', '.join(KINDS)}")
-    if frames < 1 or clips_per_world < 1 or clips_per_shard < 1 or workers < 1:
-        raise GenerateError("--frames, --clips-per-world, --clips-per-shard and --workers must be >= 1")
-    PinholeCamera.from_fov(res, res, fov)  # validates resolution and field of view
-    check_trajectory("loop", frames, step, max_turn_deg)
-    settings = {"kinds": kinds, "frames": frames, "res": res, "fov": fov, "clips_per_world": clips_per_world,
-                "step": step, "max_turn_deg": max_turn_deg}
+    worlds, seed_offset, workers, res = cfg.worlds, cfg.seed_offset, cfg.workers, cfg.res
+    settings = {"kinds": list(cfg.kinds), "frames": cfg.frames, "res": res, "fov": cfg.fov,
+                "clips_per_world": cfg.clips_per_world, "step": cfg.step, "max_turn_deg": cfg.max_turn_deg}
     out = prepare_output(out_dir, overwrite)
-    per_shard = max(1, clips_per_shard // clips_per_world)
+    per_shard = max(1, cfg.clips_per_shard // cfg.clips_per_world)
     seeds = list(range(seed_offset, seed_offset + worlds))
     tasks = [json.dumps({"shard": s, "file": shard_name(s), "out": str(out), "settings": settings,
                          "seeds": seeds[i: i + per_shard]}) for s, i in enumerate(range(0, worlds, per_shard))]
@@ -151,9 +170,9 @@ def generate(out_dir: str | Path, *, worlds: int, frames: int, res: int, fov: fl
             "mujoco": MUJOCO_VERSION}
     write_index(out, [entries[s] for s in sorted(entries)], resolution=(res, res), info=info)
     if progress:
-        n = worlds * clips_per_world * frames
+        n = worlds * cfg.clips_per_world * cfg.frames
         dt = time.perf_counter() - t0
-        print(f"wrote {worlds * clips_per_world} clips ({n} frames) to {out} in {dt:.1f} s ({n / dt:.0f} frames/s)")
+        print(f"wrote {worlds * cfg.clips_per_world} clips ({n} frames) to {out} in {dt:.1f} s ({n / dt:.0f} frames/s)")
     return out
 
 
@@ -165,26 +184,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     """Register `rtfm data generate` (the `data` group is shared with `rtfm data import`)."""
     data = data_subparsers(sub)
     p = data.add_parser("generate", help="render procedural MuJoCo worlds into a clip dataset")
-    p.add_argument("--worlds", type=int, required=True, help="number of worlds (one seed each)")
-    p.add_argument("--frames", type=int, required=True, help="frames per clip")
-    p.add_argument("--res", type=int, default=64, help="square image size in pixels (default 64)")
-    p.add_argument("--fov", type=float, default=90.0, help="field of view in degrees (default 90)")
-    p.add_argument("--kinds", type=_kinds, default=["room", "multiroom"], help="world kinds, comma-separated")
-    p.add_argument("--seed-offset", type=int, default=0, help="first world seed (default 0)")
-    p.add_argument("--clips-per-world", type=int, default=2, help="trajectories per world (default 2)")
-    p.add_argument("--clips-per-shard", type=int, default=DEFAULT_CLIPS_PER_SHARD)
-    p.add_argument("--step", type=float, default=0.2, help="max camera motion per frame, metres")
-    p.add_argument("--max-turn", type=float, default=15.0, help="max camera rotation per frame, degrees")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    add_options(p, GenerateConfig, ["worlds", "frames", "res", "fov"])
+    p.add_argument("--kinds", type=_kinds, default=list(GenerateConfig.kinds), help="world kinds, comma-separated")
+    add_options(p, GenerateConfig, ["seed_offset", "clips_per_world", "clips_per_shard", "step", "max_turn_deg",
+                                    "workers"])
     p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    generate(args.out, worlds=args.worlds, frames=args.frames, res=args.res, fov=args.fov, kinds=args.kinds,
-             seed_offset=args.seed_offset, workers=args.workers, clips_per_world=args.clips_per_world,
-             clips_per_shard=args.clips_per_shard, step=args.step, max_turn_deg=args.max_turn,
-             overwrite=args.overwrite)
+    generate(args.out, from_options(GenerateConfig, args, kinds=tuple(args.kinds)), overwrite=args.overwrite)
     return 0
-
