@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 from rtfm_ros.atomic import fsync_tree, remove_path, replace_path, temp_path
 from rtfm_ros.evaluate.metrics import psnr
 from rtfm_ros.geometry import PinholeCamera, compose, level_turn, look_at, make_transform
+from rtfm_ros.options import add_options, from_options, setting
 from rtfm_ros.sim.worlds import DEMO_WORLD_SEED
 
 if TYPE_CHECKING:
@@ -151,22 +153,52 @@ def write_outputs(wm: WorldModel, run: DemoRun, out: Path) -> dict[str, Path]:
     return files
 
 
+@dataclass(frozen=True)
+class DemoOptions:
+    """What `rtfm demo` does, checked before the model loads; its options are made from these fields."""
+
+    out: str = setting("demo_out", "output folder (default demo_out); a re-run replaces the demo's own files in it")
+    checkpoint: str | None = setting(None, "model checkpoint (default: the bundled model)")
+    device: str = setting("auto", "auto, cpu, cuda, cuda:N")
+    seed_image: str | None = setting(None, "build the world from this photo instead of a procedural scene")
+    fov: float = setting(60.0, "horizontal field of view of --seed-image (degrees)")
+    world_seed: int = setting(DEMO_WORLD_SEED, "seed of the procedural room (default: a held-out one)")
+    frames: int = setting(120, "views along the flight")
+    res: int = setting(0, f"render resolution (default {DEFAULT_RES})")
+
+    def __post_init__(self) -> None:
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise ValueError(f"--out {self.out} exists and is not a folder")
+        if self.seed_image is not None and not Path(self.seed_image).is_file():
+            raise FileNotFoundError(f"--seed-image {self.seed_image} not found")
+        if not math.isfinite(self.fov) or not 0 < self.fov < 180:
+            raise ValueError(f"--fov must be in (0, 180) degrees, got {self.fov}")
+        if self.frames < 2:
+            raise ValueError(f"--frames must be >= 2 (a flight and its revisit), got {self.frames}")
+        if self.res and not 8 <= self.res <= 4096:
+            raise ValueError(f"--res must be in 8..4096 (or 0: {DEFAULT_RES}), got {self.res}")
+        if self.world_seed < 0:
+            raise ValueError(f"--world-seed must be >= 0, got {self.world_seed}")
+
+
 def run_demo(args: argparse.Namespace) -> int:
+    return demo(from_options(DemoOptions, args))
+
+
+def demo(opt: DemoOptions) -> int:
     from rtfm_ros.world import WorldModel
 
     t_start = time.time()
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ValueError(f"--out {args.out} exists and is not a folder")
-    wm = WorldModel.load(args.checkpoint, device=args.device)
-    res = args.res or DEFAULT_RES
-    if args.seed_image:
-        camera = PinholeCamera.from_fov(res, res, args.fov)
-        run = photo_flight(wm, camera, Path(args.seed_image), args.fov, args.frames)
+    wm = WorldModel.load(opt.checkpoint, device=opt.device)
+    res = opt.res or DEFAULT_RES
+    if opt.seed_image:
+        camera = PinholeCamera.from_fov(res, res, opt.fov)
+        run = photo_flight(wm, camera, Path(opt.seed_image), opt.fov, opt.frames)
     else:
         camera = PinholeCamera.from_fov(res, res, 90.0)
-        run = procedural_flight(wm, camera, args.world_seed, args.frames)
+        run = procedural_flight(wm, camera, opt.world_seed, opt.frames)
     fly(wm, run)
-    out = Path(args.out)
+    out = Path(opt.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = temp_path(out)
     staging.mkdir()
@@ -177,7 +209,7 @@ def run_demo(args: argparse.Namespace) -> int:
         _replace_outputs(staging, out)
     finally:
         remove_path(staging)
-    _print_summary(summary, len(wm.memory), args.out, list(files.values()))
+    _print_summary(summary, len(wm.memory), opt.out, list(files.values()))
     return 0
 
 
@@ -214,13 +246,5 @@ def _print_summary(summary: dict[str, Any], frames: int, out: str, files: list[P
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="seed a world, fly through it and back, write video, pictures and a bag")
-    p.add_argument("--out", default="demo_out",
-                   help="output folder (default demo_out); a re-run replaces the demo's own files in it")
-    p.add_argument("--checkpoint", help="model checkpoint (default: the bundled model)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed-image", help="build the world from this photo instead of a procedural scene")
-    p.add_argument("--fov", type=float, default=60.0, help="horizontal field of view of --seed-image (degrees)")
-    p.add_argument("--world-seed", type=int, default=DEMO_WORLD_SEED)
-    p.add_argument("--frames", type=int, default=120)
-    p.add_argument("--res", type=int, default=0, help=f"render resolution (default {DEFAULT_RES})")
+    add_options(p, DemoOptions)
     p.set_defaults(func=run_demo)
