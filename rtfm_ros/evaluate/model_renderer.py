@@ -5,7 +5,8 @@ is scored on exactly the context the baselines get: a fresh world is seeded with
 (sharing one loaded network) and the target rendered with ``remember=False``. With
 ``use_depth`` the views' depth is given (RGB-D seeds, simulators, generated views); without it
 each view's depth comes from stereo over the other context views, as for photos. With
-``learned=False`` the monocular prior is switched off as well (the no-learning ablation).
+``learned=False`` the learned renderer and the monocular prior are off (the no-learning
+ablation); ``check_depth=False`` also drops stereo's consistency check (the pipeline before it).
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from rtfm_ros.geometry import PinholeCamera
 
 
 def model_renderer(checkpoint: str | None = None, device: str = "auto", use_depth: bool = True,
-                   learned: bool = True) -> Callable[[Sequence[ContextView], np.ndarray, PinholeCamera], np.ndarray]:
+                   learned: bool = True, check_depth: bool = True) -> Callable[[Sequence[ContextView], np.ndarray,
+                                                                                PinholeCamera], np.ndarray]:
     from rtfm_ros.render.cache import RenderCore
     from rtfm_ros.render.config import RenderConfig
     from rtfm_ros.world import WorldModel
 
     core = RenderCore.load(checkpoint, device=device)
-    config = RenderConfig(use_prior=learned, use_learned=learned)
+    config = RenderConfig(use_prior=learned, use_learned=learned, check_depth=check_depth)
 
     def render(context: Sequence[ContextView], T_world_camera: np.ndarray, camera: PinholeCamera) -> np.ndarray:
         wm = WorldModel(core, config=config)

@@ -315,14 +315,18 @@ RENDERERS: dict[str, Callable[[argparse.Namespace], Callable[..., Any]]] = {
     "no_learning": lambda args: _model(args, use_depth=True, learned=False),
     "model_predicted_depth": lambda args: _model(args, use_depth=False),
     "no_learning_predicted_depth": lambda args: _model(args, use_depth=False, learned=False),
+    # the pipeline before stereo's consistency check and the learned renderer
+    "unchecked_no_learning_predicted_depth": lambda args: _model(args, use_depth=False, learned=False,
+                                                                 check_depth=False),
 }
 
 
-def _model(args: argparse.Namespace, use_depth: bool, learned: bool = True) -> Callable[..., Any]:
+def _model(args: argparse.Namespace, use_depth: bool, learned: bool = True,
+           check_depth: bool = True) -> Callable[..., Any]:
     from rtfm_ros.evaluate.model_renderer import model_renderer
 
     return model_renderer(args.checkpoint, device=getattr(args, "device", "auto"), use_depth=use_depth,
-                          learned=learned)
+                          learned=learned, check_depth=check_depth)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
