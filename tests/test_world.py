@@ -135,13 +135,27 @@ def test_remember_grows_with_space_not_time(scene):
 
 
 def test_revisit_after_a_long_loop_is_consistent(scene):
+    """200 views between and beside the seeds, turned up to 40 degrees into places no seed saw
+    (generated and remembered), then the first view again: what was shown comes back."""
+    from scipy.spatial.transform import Rotation
+
+    from rtfm_ros.geometry import interpolate
+
     traj, _ = scene
     wm = seeded(scene, every=8)
     first = wm.render(traj[2], CAM)
-    others = [T for T in traj[3:]] + [T for T in traj[::-1]] + [T for T in traj[5:35]]
-    assert len(others) >= 100
+    n0 = len(wm.memory)
+    others = []
+    for i in range(3, len(traj) - 1):
+        for k, a in enumerate((0.2, 0.45, 0.7, 0.95)):
+            T = interpolate(traj[i], traj[i + 1], a)
+            T[:3, :3] = Rotation.from_euler("z", (-1) ** (i + k) * 10.0 * (k + 1), degrees=True).as_matrix() @ T[:3, :3]
+            others.append(T)
+    others += [T for T in traj[::-1]] + [T for T in traj[5:25]]
+    assert len(others) >= 200
     for T in others:
         wm.render(T, CAM)
+    assert len(wm.memory) > n0 + 20  # the loop generated and remembered new places
     again = wm.render(traj[2], CAM, remember=False)
     assert psnr(first, again) >= 35
 
