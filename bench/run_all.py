@@ -19,6 +19,7 @@ HERE = Path(__file__).resolve().parent
 # name -> (script, arguments for a full run, arguments for --quick)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "model": ("bench_model.py", [], ["--repeats", "5"]),
+    "learned": ("bench_learned.py", [], ["--repeats", "3"]),
     "memory": ("bench_memory.py", [], ["--quick"]),
     "sim": ("bench_sim.py", [], ["--quick"]),
     "node": ("bench_node.py", [], ["--seconds", "3", "--sizes", "64"]),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rtfm_ros.geometry import PinholeCamera
+
 
 def _resized(img: np.ndarray, width: int, height: int, mode: str) -> np.ndarray:
     import torch  # here, so importing this module stays light (bag and dataset tools)
@@ -37,3 +39,16 @@ def resize_depth(depth: np.ndarray, width: int, height: int) -> np.ndarray:
     if depth.shape[1] == width and depth.shape[0] == height:
         return depth
     return _resized(depth, width, height, "nearest")
+
+
+def crop_to(image: np.ndarray, camera: PinholeCamera, width: int, height: int) -> tuple[np.ndarray, PinholeCamera]:
+    """Centre-crop to the aspect width:height, then resize (area) to width x height, the camera to match:
+    a photo made into a target of another size, as evaluation and training examples take it."""
+    H, W = image.shape[:2]
+    if W * height > H * width:  # too wide
+        cw, ch = round(H * width / height), H
+    else:
+        cw, ch = W, round(W * height / width)
+    x0, y0 = (W - cw) // 2, (H - ch) // 2
+    cam = PinholeCamera(cw, ch, camera.fx, camera.fy, camera.cx - x0, camera.cy - y0).scaled(width, height)
+    return resize_image(np.ascontiguousarray(image[y0: y0 + ch, x0: x0 + cw]), width, height), cam

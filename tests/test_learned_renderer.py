@@ -21,8 +21,8 @@ CAM = PinholeCamera.from_fov(96, 72, 70)
 @pytest.fixture(scope="module")
 def worlds():
     """Two held-out worlds: seed frames (every 3rd of a loop) and targets between and beyond them."""
-    from rtfm_ros.evaluate.suite import suite_targets
     from rtfm_ros.sim.renderer import WorldRenderer
+    from rtfm_ros.sim.targets import view_targets
     from rtfm_ros.sim.trajectories import make_trajectory
     from rtfm_ros.sim.worlds import make_world
 
@@ -30,7 +30,7 @@ def worlds():
     for seed in (1_000_921, 1_000_922):
         world = make_world(seed, "room" if seed % 2 else "multiroom")
         traj = make_trajectory(world, "loop", 36, seed=0).T_world_camera
-        targets, _ = suite_targets(world, traj, np.random.default_rng(seed), 24)
+        targets, _ = view_targets(world, traj, np.random.default_rng(seed), 24)
         seeds = traj[:24:3]
         with WorldRenderer(world, CAM) as r:
             out.append(([r.render(T)[0] for T in seeds], seeds, [r.render(T)[0] for T in targets[:8]], targets[:8]))

@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from rtfm_ros.geometry import PinholeCamera, pose_distance, validate_transform
+from rtfm_ros.images import resize_image
 
 ROT_WEIGHT = 1.0  # metres of translation worth one radian of rotation when comparing poses
 
@@ -54,7 +54,7 @@ def _check(context: Sequence[ContextView], T: np.ndarray, camera: PinholeCamera)
 def _resize(rgb: np.ndarray, camera: PinholeCamera) -> np.ndarray:
     if rgb.shape[:2] == (camera.height, camera.width):
         return rgb.copy()
-    return np.asarray(Image.fromarray(rgb).resize((camera.width, camera.height), Image.Resampling.BILINEAR))
+    return resize_image(rgb, camera.width, camera.height)
 
 
 def pose_score(T_a: np.ndarray, T_b: np.ndarray, rot_weight: float = ROT_WEIGHT) -> float:

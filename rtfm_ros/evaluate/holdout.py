@@ -31,6 +31,7 @@ from PIL import Image
 from rtfm_ros.evaluate.baselines import pose_score
 from rtfm_ros.evaluate.metrics import gmsd, psnr, ssim
 from rtfm_ros.geometry import PinholeCamera
+from rtfm_ros.images import crop_to
 
 if TYPE_CHECKING:  # pragma: no cover
     from rtfm_ros.render.fit_file import WorldFit
@@ -84,20 +85,6 @@ def parse_size(text: str) -> tuple[int, int]:
     if not (0 < w <= 4096 and 0 <= h <= 4096):
         raise HoldoutError(f"size must be within 1..4096 on each side, got {text!r}")
     return w, h
-
-
-def crop_to(image: np.ndarray, camera: PinholeCamera, width: int, height: int) -> tuple[np.ndarray, PinholeCamera]:
-    """Centre-crop to the aspect width:height, then box-resize to width x height (camera to match)."""
-    H, W = image.shape[:2]
-    if W * height > H * width:  # too wide
-        cw, ch = round(H * width / height), H
-    else:
-        cw, ch = W, round(W * height / width)
-    x0, y0 = (W - cw) // 2, (H - ch) // 2
-    cam = PinholeCamera(cw, ch, camera.fx, camera.fy, camera.cx - x0, camera.cy - y0).scaled(width, height)
-    img = Image.fromarray(np.ascontiguousarray(image[y0: y0 + ch, x0: x0 + cw])).resize((width, height),
-                                                                                          Image.Resampling.BOX)
-    return np.asarray(img, dtype=np.uint8), cam
 
 
 def split(n: int, every: int) -> tuple[list[int], list[int]]:

@@ -26,7 +26,6 @@ rtfm_ros.memory.juggling.select_context (as at run time).
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE, KINDS, World, make_world
+from rtfm_ros.sim.targets import CONTEXT_FRAMES, TAIL_FRAMES, TARGET_KINDS, TARGETS_PER_KIND, view_targets
+from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE, KINDS, make_world
 
 if TYPE_CHECKING:
     from rtfm_ros.data.clips import Clip
@@ -43,10 +43,6 @@ if TYPE_CHECKING:
 
 SUITE_VERSION = 1
 DEFAULT_WORLDS = 8
-CONTEXT_FRAMES = 48
-TAIL_FRAMES = 24
-TARGETS_PER_KIND = 4
-TARGET_KINDS = ("interpolation", "extrapolation", "revisit")
 DEFAULT_RES = 64
 DEFAULT_FOV = 90.0
 
@@ -78,55 +74,6 @@ def heldout_seeds(worlds: int = DEFAULT_WORLDS) -> list[int]:
     return [HELDOUT_SEED_BASE + i for i in range(worlds)]
 
 
-def _yaw_about_z(T: np.ndarray, angle: float) -> np.ndarray:
-    c, s = math.cos(angle), math.sin(angle)
-    R = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-    out = T.copy()
-    out[:3, :3] = R @ T[:3, :3]
-    return out
-
-
-def suite_targets(world: World, poses: np.ndarray, rng: np.random.Generator,
-             n_context: int) -> tuple[list[np.ndarray], list[str]]:
-    from rtfm_ros.geometry import interpolate
-    from rtfm_ros.sim.trajectories import camera_poses
-
-    ctx, tail = poses[:n_context], poses[n_context:]
-    out: list[np.ndarray] = []
-    kinds: list[str] = []
-    for _ in range(TARGETS_PER_KIND):  # interpolation
-        for _try in range(100):
-            i = int(rng.integers(0, n_context - 3))
-            T = interpolate(ctx[i], ctx[i + 3], float(rng.uniform(0.3, 0.7)))
-            T = _yaw_about_z(T, math.radians(rng.uniform(-8, 8)))
-            T[:2, 3] += rng.uniform(-0.1, 0.1, 2)
-            if world.is_free(T[0, 3], T[1, 3], 0.25):
-                break
-        out.append(T)
-        kinds.append("interpolation")
-    positions = ctx[:, :2, 3]
-    for _ in range(TARGETS_PER_KIND):  # extrapolation
-        for attempt in range(400):
-            p = world.sample_free_point(rng, 0.35)
-            d = float(np.min(np.linalg.norm(positions - p, axis=1)))
-            if 1.0 <= d <= 3.0 or (attempt > 200 and d >= 0.6):
-                break
-        top = min(1.5, world.ceiling - 0.3)
-        T = camera_poses(p[None], np.array([rng.uniform(0.3, top)]), np.array([rng.uniform(-math.pi, math.pi)]),
-                         np.array([math.radians(rng.uniform(-10, 10))]), np.zeros(1))[0]
-        out.append(T)
-        kinds.append("extrapolation")
-    picks = rng.choice(len(tail), size=min(TARGETS_PER_KIND, len(tail)), replace=False)
-    for j in sorted(int(v) for v in picks):  # revisit
-        T = _yaw_about_z(tail[j], math.radians(rng.uniform(-3, 3)))
-        nudged = T[:2, 3] + rng.uniform(-0.05, 0.05, 2)
-        if world.is_free(nudged[0], nudged[1], 0.25):
-            T[:2, 3] = nudged
-        out.append(T)
-        kinds.append("revisit")
-    return out, kinds
-
-
 def build_world(seed: int, res: int = DEFAULT_RES, fov: float = DEFAULT_FOV) -> SuiteWorld:
     """Render one held-out world's context and targets."""
     from rtfm_ros.data.clips import Clip
@@ -140,7 +87,7 @@ def build_world(seed: int, res: int = DEFAULT_RES, fov: float = DEFAULT_FOV) -> 
     world = make_world(seed, kind)
     traj = make_trajectory(world, "loop", CONTEXT_FRAMES + TAIL_FRAMES, seed=0)
     rng = np.random.default_rng([seed, SUITE_VERSION])
-    target_T, target_kinds = suite_targets(world, traj.T_world_camera, rng, CONTEXT_FRAMES)
+    target_T, target_kinds = view_targets(world, traj.T_world_camera, rng, CONTEXT_FRAMES)
     camera = PinholeCamera.from_fov(res, res, fov)
     with WorldRenderer(world, camera) as r:
         ctx = [r.render(T) for T in traj.T_world_camera[:CONTEXT_FRAMES]]

@@ -91,8 +91,8 @@ def _world(base: WorldModel) -> WorldModel:
 
 def procedural_examples(base: WorldModel, seed: int, *, size: tuple[int, int] = (192, 144)) -> Iterator[Example]:
     """One training world's examples (module docstring)."""
-    from rtfm_ros.evaluate.suite import CONTEXT_FRAMES, TAIL_FRAMES, suite_targets
     from rtfm_ros.sim.renderer import WorldRenderer
+    from rtfm_ros.sim.targets import CONTEXT_FRAMES, TAIL_FRAMES, view_targets
     from rtfm_ros.sim.trajectories import make_trajectory
     from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE, KINDS, make_world
 
@@ -101,7 +101,7 @@ def procedural_examples(base: WorldModel, seed: int, *, size: tuple[int, int] = 
     rng = np.random.default_rng([seed, 21])
     world = make_world(seed, KINDS[seed % len(KINDS)])
     traj = make_trajectory(world, "loop", CONTEXT_FRAMES + TAIL_FRAMES, seed=0)
-    targets, kinds = suite_targets(world, traj.T_world_camera, rng, CONTEXT_FRAMES)
+    targets, kinds = view_targets(world, traj.T_world_camera, rng, CONTEXT_FRAMES)
     cam = PinholeCamera.from_fov(size[0], size[1], float(rng.uniform(55, 85)))
     seeds_T = traj.T_world_camera[:CONTEXT_FRAMES:int(rng.integers(2, 5))]
     with WorldRenderer(world, cam) as r:
@@ -119,7 +119,7 @@ def photo_examples(base: WorldModel, rgb: Sequence[np.ndarray], cameras: Sequenc
     """Leave-one-out (and leave-two-out) on posed photos, each at ``width`` and its own aspect,
     and ``round_trips`` round-trip examples per photo from its stereo depth."""
     from rtfm_ros.evaluate.baselines import pose_score
-    from rtfm_ros.evaluate.holdout import crop_to
+    from rtfm_ros.images import crop_to
 
     rng = np.random.default_rng([seed, 7])
     wm = _world(base)
@@ -148,7 +148,7 @@ def round_trip_example(base: WorldModel, rgb: np.ndarray, camera: PinholeCamera,
     the depth is too sparse to move the camera by a meaningful baseline."""
     from scipy.spatial.transform import Rotation
 
-    from rtfm_ros.evaluate.holdout import crop_to
+    from rtfm_ros.images import crop_to
 
     finite = depth[np.isfinite(depth) & (depth > 0)]
     if finite.size < 0.2 * depth.size:

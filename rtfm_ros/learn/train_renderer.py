@@ -266,7 +266,7 @@ def _train(a: argparse.Namespace) -> int:
 def _data(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from rtfm_ros.evaluate.holdout import load_posed_set
+    from rtfm_ros.data.importers import import_any
     from rtfm_ros.learn.renderer_data import photo_examples, procedural_examples, save_example
     from rtfm_ros.world import WorldModel
 
@@ -282,10 +282,10 @@ def _data(a: argparse.Namespace) -> int:
             n += 1
     for folder in a.photos:
         name = Path(folder).name
-        data = load_posed_set(folder)
-        keep = [i for i in range(len(data)) if not a.holdout_every or i % a.holdout_every]
-        for j, ex in enumerate(tqdm(photo_examples(base, [data.rgb[i] for i in keep], [data.camera(i) for i in keep],
-                                                   data.T_world_camera[keep], width=a.width, name=name,
+        clip = import_any(folder)
+        keep = [i for i in range(len(clip.rgb)) if not a.holdout_every or i % a.holdout_every]
+        for j, ex in enumerate(tqdm(photo_examples(base, [clip.rgb[i] for i in keep], [clip.camera(i) for i in keep],
+                                                   np.asarray(clip.T_world_camera)[keep], width=a.width, name=name,
                                                    round_trips=a.round_trips),
                                     desc=f"photos {name}", unit="ex")):
             save_example(ex, out / f"photos-{name}-{j:03d}.safetensors")

@@ -69,9 +69,9 @@ def adapt_renderer(wm: WorldModel, steps: int, *, width: int = RENDERER_WIDTH, l
     the others (never from itself); report: leave-one-out PSNR before and after."""
     import copy
 
-    from PIL import Image
     from tqdm import tqdm
 
+    from rtfm_ros.images import resize_image
     from rtfm_ros.learn.renderer_data import view_example
     from rtfm_ros.learn.train_renderer import RendererTrainConfig, example_tensors, loss_fn, sample_batch, validate
     from rtfm_ros.runtime import autocast
@@ -84,8 +84,7 @@ def adapt_renderer(wm: WorldModel, steps: int, *, width: int = RENDERER_WIDTH, l
     for i in [i for i in mem if mem.source(i) != "generated"]:
         cam = mem.camera(i)
         cam = cam.scaled(width, max(8, round(cam.height * width / cam.width))) if cam.width > width else cam
-        truth = np.asarray(Image.fromarray(np.array(mem.get(i).rgb)).resize((cam.width, cam.height),
-                                                                            Image.Resampling.BOX))
+        truth = resize_image(np.asarray(mem.get(i).rgb), cam.width, cam.height)
         examples.append(example_tensors(view_example(wm, mem.pose(i), cam, truth, "fit", exclude=[i])))
     model = copy.deepcopy(base).train()
     before = validate(model, examples, wm.device)
