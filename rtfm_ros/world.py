@@ -329,3 +329,33 @@ class WorldModel:
         self.memory.clear()
         self.core.cache.drop_world(self._key)
         self.fit = None
+
+
+def render_worlds(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]]) -> tuple[np.ndarray, np.ndarray]:
+    """One view per (world, T_world_camera, camera), each from its own world's memory, with the
+    checks every render gets (pose and position bound, camera, one size, each world's pixel
+    budget): N x H x W x 3 uint8 and N x H x W depth. Worlds on one render core go through it in
+    one batched call; nothing is remembered (callers decide what to store)."""
+    if not views:
+        raise ValueError("no views to render")
+    checked = []
+    for wm, T, cam in views:
+        if len(wm.memory) == 0:
+            raise EmptyWorldError("the world is empty: seed the world first (add_frame or a saved world)")
+        wm.check_camera(cam)
+        checked.append((wm, validate_pose(T, "T_world_camera"), cam))
+    if len({(c.width, c.height) for _, _, c in checked}) > 1:
+        raise ValueError("all views of one call must have the same resolution")
+    W, H = checked[0][2].width, checked[0][2].height
+    cores: dict[int, list[int]] = {}
+    for i, (wm, _, _) in enumerate(checked):
+        cores.setdefault(id(wm.core), []).append(i)
+    for idx in cores.values():
+        cfg = checked[idx[0]][0].config
+        check_pixel_budget(len(idx), W, H, view_budget=cfg.max_view_pixels, call_budget=cfg.max_pixels_per_call)
+    images = np.empty((len(checked), H, W, 3), np.uint8)
+    depths = np.empty((len(checked), H, W), np.float32)
+    with torch.no_grad():
+        for idx in cores.values():
+            images[idx], depths[idx] = render_views([checked[i] for i in idx])
+    return images, depths

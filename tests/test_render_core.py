@@ -127,3 +127,22 @@ def test_render_config_is_checked_and_frozen(core: RenderCore) -> None:
     assert wm.config is config and wm.with_memory(FrameMemory()).config is config
     with pytest.raises(TypeError, match="RenderConfig"):
         WorldModel(core, config={"context_size": 2})  # type: ignore[arg-type]
+
+
+def test_batched_renders_across_worlds_get_every_check_a_single_render_gets(core: RenderCore) -> None:
+    """render_many goes through the facade's checks: the position bound, the pixel budget, empty worlds."""
+    import dataclasses
+
+    from rtfm_ros.geometry import MAX_POSITION_M, GeometryError
+    from rtfm_ros.world import EmptyWorldError
+
+    a, b = _world(core, 0), _world(core, 10)
+    far = _pose(2 * MAX_POSITION_M)
+    with pytest.raises(GeometryError, match="beyond"):
+        render_many([a, b], np.stack([_pose(0.1), far]), CAM)
+    small = WorldModel(core, a.memory, config=dataclasses.replace(a.config, max_view_pixels=CAM.width * CAM.height - 1))
+    with pytest.raises(GeometryError, match="pixels"):
+        render_many([small, b], np.stack([_pose(0.1), _pose(0.1)]), CAM)
+    with pytest.raises(EmptyWorldError):
+        render_many([a, WorldModel(core)], np.stack([_pose(0.1), _pose(0.1)]), CAM)
+    assert render_many([a, b], np.stack([_pose(0.1), _pose(0.1)]), CAM).shape == (2, CAM.height, CAM.width, 3)

@@ -3,7 +3,7 @@
 ``WorldModel.render_batch`` renders N poses of ONE world. A vector env with one world per
 sub-env has N worlds over (normally) one RenderCore (``world.with_memory``), so
 ``render_many`` sends one view per world through it at once, each with context picked from its
-own memory; both use the same batched core (``world.render_views``).
+own memory; both go through the facade's checks and the same batched core.
 
 Worlds on different cores are grouped, one batched call per core.
 """
@@ -17,11 +17,10 @@ from typing import Any, Literal, overload
 import numpy as np
 import torch
 
-from rtfm_ros.geometry import PinholeCamera, validate_transform
+from rtfm_ros.geometry import PinholeCamera
 from rtfm_ros.learn.depth_prior import DepthPrior
 from rtfm_ros.render.cache import RenderCore
-from rtfm_ros.render.views import render_views
-from rtfm_ros.world import WorldModel
+from rtfm_ros.world import WorldModel, render_worlds
 
 
 class BatchRenderError(ValueError):
@@ -61,8 +60,9 @@ def render_many(world_models: Sequence[WorldModel], poses: np.ndarray,
                 return_depth: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Render view i from world_models[i]'s memory at poses[i]: NxHxWx3 uint8 (and NxHxW depth).
 
-    Views of world models sharing one render core go through it in one batched call. Nothing is
-    remembered: callers decide what to store (and with which stamps).
+    Through the world facade's checked entry point (world.render_worlds): views of world models
+    sharing one render core go through it in one batched call. Nothing is remembered: callers
+    decide what to store (and with which stamps).
     """
     wms = list(world_models)
     poses = np.asarray(poses, dtype=np.float64)
@@ -70,21 +70,6 @@ def render_many(world_models: Sequence[WorldModel], poses: np.ndarray,
         raise BatchRenderError(f"poses must be Nx4x4, got {poses.shape}")
     if len(wms) != poses.shape[0] or not wms:
         raise BatchRenderError(f"{len(wms)} world models for {poses.shape[0]} poses")
-    Ts = [validate_transform(T, "T_world_camera") for T in poses]
-    cams = _cameras(camera, len(Ts))
-    for wm, cam in zip(wms, cams):
-        wm.check_camera(cam)
-    groups: list[tuple[RenderCore, list[int]]] = []
-    for i, wm in enumerate(wms):
-        group = next((g for g in groups if g[0] is wm.core), None)
-        if group is None:
-            groups.append((wm.core, [i]))
-        else:
-            group[1].append(i)
-    H, W = cams[0].height, cams[0].width
-    images = np.empty((len(wms), H, W, 3), np.uint8)
-    depths = np.empty((len(wms), H, W), np.float32)
-    for _, idx in groups:
-        img, dep = render_views([(wms[i], Ts[i], cams[i]) for i in idx])
-        images[idx], depths[idx] = img, dep
+    cams = _cameras(camera, len(wms))
+    images, depths = render_worlds(list(zip(wms, poses, cams)))
     return (images, depths) if return_depth else images

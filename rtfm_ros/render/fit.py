@@ -35,6 +35,7 @@ from rtfm_ros.render import warp
 from rtfm_ros.render.fit_file import SUFFIX, FitError, WorldFit, fit_path, save_fit
 from rtfm_ros.render.learned import LearnedRenderer
 from rtfm_ros.render.prepare import target_camera_for_memory
+from rtfm_ros.render.views import view_contexts
 
 if TYPE_CHECKING:
     from rtfm_ros.world import WorldModel
@@ -125,10 +126,11 @@ def _fit_blend(wm: WorldModel, steps: int, batch: int, lr: float, side: int, see
         cam = target_camera_for_memory(mem.camera(i), side)
         rgb = torch.from_numpy(np.array(mem.get(i).rgb)).permute(2, 0, 1).float()[None] / 255
         truth = F.interpolate(rgb, size=(cam.height, cam.width), mode="area")[0].to(dev)
-        k = wm.config.context_size
-        ids = [j for j in mem.select_context(mem.pose(i), cam, k + 1) if j != i][:k]
-        if ids:
-            targets[i] = (cam, truth, ids)
+        # The run-time context (rtfm_ros.render.views: juggling, generated views weighted down),
+        # without the frame itself: the fit tunes the renderer that runs.
+        ctx, _ = view_contexts([(wm, mem.pose(i), cam)], [cam], dev, frozenset({i}))
+        if any(c.weight >= 1.0 for c in ctx):
+            targets[i] = (cam, truth, ctx)
     if not targets:
         raise FitError("no real frame has other frames that see it")
     keys = sorted(targets)
@@ -137,11 +139,7 @@ def _fit_blend(wm: WorldModel, steps: int, batch: int, lr: float, side: int, see
         loss = torch.zeros((), device=dev)
         params = warp.BlendParams(raw[0].exp(), raw[1].exp(), torch.sigmoid(raw[2]))
         for i in pick:  # one target at a time: contexts of different sizes, small renders
-            cam, truth, ids = targets[i]
-            ctx = []
-            for rank, j in enumerate(ids):
-                prep = wm.prepare(j)
-                ctx.append(prep.context(prep.level_for(cam.fx), mem.pose(j), 0, rank, 1.0, dev))
+            cam, truth, ctx = targets[i]
             out = warp.render(ctx, torch.from_numpy(cam.K).float()[None].to(dev),
                              torch.from_numpy(mem.pose(i))[None].to(dev), cam.height, cam.width, params)
             seen = out.seen[0].float()

@@ -111,7 +111,7 @@ def _context_ids(wm: ViewWorld, T: np.ndarray, cam: PinholeCamera, exclude: froz
     return ids
 
 
-def _contexts(views: Sequence[tuple[ViewWorld, np.ndarray, PinholeCamera]], pick: Sequence[PinholeCamera],
+def view_contexts(views: Sequence[tuple[ViewWorld, np.ndarray, PinholeCamera]], pick: Sequence[PinholeCamera],
               dev: torch.device, exclude: frozenset[int] = frozenset()) -> tuple[list[warp.ContextLevel], list[int]]:
     """Every view's context frames at the pyramid level its pixels need, and the views whose exact
     pose and camera a stored frame holds (a revisit: it gives back what was shown)."""
@@ -140,7 +140,7 @@ def _targets(views: Sequence[tuple[ViewWorld, np.ndarray, PinholeCamera]],
 def _render_group(views: Sequence[tuple[ViewWorld, np.ndarray, PinholeCamera]], pick: Sequence[PinholeCamera],
                   params: warp.BlendParams | None, dev: torch.device,
                   learned: LearnedRenderer | None = None) -> tuple[np.ndarray, np.ndarray]:
-    contexts, revisits = _contexts(views, pick, dev)
+    contexts, revisits = view_contexts(views, pick, dev)
     tgt_K, tgt_T, H, W = _targets(views, dev)
     use = learned is not None and len(revisits) < len(views)
     out = warp.render(contexts, tgt_K, tgt_T, H, W, params, slots=SLOTS if use else 0)
@@ -158,7 +158,7 @@ def learned_inputs(views: Sequence[tuple[ViewWorld, np.ndarray, PinholeCamera]],
     """What the learned renderer sees for these views, and the geometric render (B x 3 x H x W),
     with frames ``exclude`` kept out of the context (training examples: learn.renderer_data)."""
     dev = views[0][0].core.device
-    contexts, _ = _contexts(views, [cam for _, _, cam in views], dev, exclude)
+    contexts, _ = view_contexts(views, [cam for _, _, cam in views], dev, exclude)
     tgt_K, tgt_T, H, W = _targets(views, dev)
     params = views[0][0].fit.params if views[0][0].fit is not None else None
     out = warp.render(contexts, tgt_K, tgt_T, H, W, params, slots=SLOTS)
