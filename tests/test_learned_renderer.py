@@ -12,9 +12,10 @@ from rtfm_ros import PinholeCamera, WorldModel
 from rtfm_ros.evaluate.metrics import psnr
 from rtfm_ros.render.learned import LearnedRenderer, load_weights, save_weights
 
-# Measured on these worlds with the bundled weights (BENCHMARKS.md, "Learned renderer"): the
-# gain below is about half of what the run showed, so the check fails if the weights regress.
-MIN_GAIN_DB = 0.5
+# Measured on these two worlds with the bundled weights: 26.46 dB with the learned renderer,
+# 18.90 without (+7.6). The check asks for well under half of that, so it fails when the weights
+# or the inputs they were trained on regress, not on run-to-run noise.
+MIN_GAIN_DB = 3.0
 CAM = PinholeCamera.from_fov(96, 72, 70)
 
 
