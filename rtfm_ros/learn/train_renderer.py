@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from rtfm_ros.atomic import write_text_atomic
 from rtfm_ros.learn.renderer_data import Example, load_example
+from rtfm_ros.options import add_options, from_options, setting
 from rtfm_ros.render.learned import (
     SLOT_PLANES,
     SLOTS,
@@ -44,21 +45,23 @@ RGB_PLANES = [k * SLOT_PLANES + c for k in range(SLOTS) for c in range(3)] + [SL
 
 @dataclass(frozen=True)
 class RendererTrainConfig:
-    data: str
-    out: str = "runs/renderer"
-    steps: int = 3000
-    batch_size: int = 12
-    crop: int = 96
-    lr: float = 2e-3
-    warmup: int = 100
-    weight_decay: float = 1e-4
-    eval_every: int = 250
-    val_every: int = 10          # every n-th procedural world is validation, never trained on
-    photo_share: float = 0.5     # share of each batch drawn from real photos (the rest: procedural worlds)
-    seed: int = 0
-    threads: int = 0
-    device: str = "auto"
-    max_minutes: float | None = None
+    """How the learned renderer is trained (`rtfm renderer train`: one option per field)."""
+
+    data: str = setting(help="renderer example folder (rtfm renderer data)")
+    out: str = setting("runs/renderer", "run folder (run again to resume)")
+    steps: int = setting(3000, "optimizer steps in all")
+    batch_size: int = setting(12, "crops per step")
+    crop: int = setting(96, "crop side in pixels")
+    lr: float = setting(2e-3, "peak learning rate")
+    warmup: int = setting(100, "warm-up steps", cli=False)
+    weight_decay: float = setting(1e-4, "AdamW weight decay", cli=False)
+    eval_every: int = setting(250, "steps between validations and saves")
+    val_every: int = setting(10, "every n-th procedural world is validation, never trained on")
+    photo_share: float = setting(0.5, "share of each batch drawn from real photos (the rest: procedural worlds)")
+    seed: int = setting(0, "random seed")
+    threads: int = setting(0, "CPU threads (0: PyTorch's default)")
+    device: str = setting("auto", "auto, cpu or cuda")
+    max_minutes: float | None = setting(None, "stop (after saving) after this many minutes")
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "crop", "warmup", "eval_every", "val_every"):
@@ -234,42 +237,50 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("renderer", help="the learned renderer: build its examples, train it")
     cmd = p.add_subparsers(dest="renderer_command", required=True)
     d = cmd.add_parser("data", help="write training examples (procedural worlds, real posed photos)")
-    d.add_argument("--out", required=True)
-    d.add_argument("--worlds", type=int, default=60, help="procedural training worlds")
-    d.add_argument("--first-seed", type=int, default=1000)
+    add_options(d, RendererDataOptions)
     d.add_argument("--photos", nargs="*", default=[], help="posed photo sets (transforms.json folders or bags)")
-    d.add_argument("--holdout-every", type=int, default=4,
-                   help="every n-th photo of a set stays out of the examples (0: use all)")
-    d.add_argument("--width", type=int, default=320)
-    d.add_argument("--round-trips", type=int, default=3, help="round-trip examples per photo")
     d.set_defaults(func=_data)
     t = cmd.add_parser("train", help="train (or resume) the learned renderer")
-    t.add_argument("--data", required=True)
-    t.add_argument("--out", default=RendererTrainConfig.out)
-    for name in ("steps", "batch_size", "crop", "eval_every", "threads"):
-        t.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(RendererTrainConfig, name))
-    t.add_argument("--photo-share", type=float, default=RendererTrainConfig.photo_share)
-    t.add_argument("--lr", type=float, default=RendererTrainConfig.lr)
-    t.add_argument("--device", default="auto")
-    t.add_argument("--max-minutes", type=float)
+    add_options(t, RendererTrainConfig)
     t.set_defaults(func=_train)
 
 
 def _train(a: argparse.Namespace) -> int:
-    cfg = RendererTrainConfig(data=a.data, out=a.out, steps=a.steps, batch_size=a.batch_size, crop=a.crop,
-                              eval_every=a.eval_every, threads=a.threads, lr=a.lr, device=a.device,
-                              max_minutes=a.max_minutes, photo_share=a.photo_share)
-    print(json.dumps(train(cfg)))
+    print(json.dumps(train(from_options(RendererTrainConfig, a))))
     return 0
 
 
-def _data(a: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class RendererDataOptions:
+    """What `rtfm renderer data` writes (one option per field; the photo sets are given apart)."""
+
+    out: str = setting(help="example folder (run again to add what is missing)")
+    worlds: int = setting(60, "procedural training worlds")
+    first_seed: int = setting(1000, "the first training world's seed")
+    holdout_every: int = setting(4, "every n-th photo of a set stays out of the examples (0: use all)")
+    width: int = setting(320, "width of the photo examples (their own aspect)")
+    round_trips: int = setting(3, "round-trip examples per photo")
+    photos: tuple[str, ...] = setting((), "posed photo sets", cli=False)
+
+    def __post_init__(self) -> None:
+        for name in ("worlds", "first_seed", "holdout_every", "round_trips"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"renderer data {name} must be an integer >= 0, got {v!r}")
+        if isinstance(self.width, bool) or not isinstance(self.width, int) or not 8 <= self.width <= 4096:
+            raise ValueError(f"renderer data width must be in 8..4096, got {self.width!r}")
+        if self.holdout_every == 1:
+            raise ValueError("renderer data holdout_every must be 0 (keep all) or >= 2")
+
+
+def _data(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from rtfm_ros.data.importers import import_any
     from rtfm_ros.learn.renderer_data import photo_examples, procedural_examples, save_example
     from rtfm_ros.world import WorldModel
 
+    a = from_options(RendererDataOptions, args, photos=tuple(args.photos))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     base = WorldModel.load()
