@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rtfm_ros.options import add_options, from_options, setting
 from rtfm_ros.render import warp
 from rtfm_ros.render.fit_file import SUFFIX, FitError, WorldFit, fit_path, save_fit
 from rtfm_ros.render.learned import LearnedRenderer
@@ -169,28 +171,38 @@ def _fit_blend(wm: WorldModel, steps: int, batch: int, lr: float, side: int, see
                  "visibility_sigma": fit.params.visibility_sigma, "rank_decay": fit.params.rank_decay}
 
 
+@dataclass(frozen=True)
+class FitOptions:
+    """`rtfm fit WORLD`: one option per field."""
+
+    world: str = setting(help="world file (.rtfm)", cli=False)  # the positional argument
+    steps: int = setting(FIT_STEPS, "gradient steps of the blend")
+    renderer_steps: int = setting(RENDERER_STEPS, "fine-tuning steps of the learned renderer (0: keep the core's)")
+    checkpoint: str | None = setting(None, "model checkpoint (default: the bundled model)")
+    out: str | None = setting(None, f"fit file (default: WORLD{SUFFIX}, loaded with the world)")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise FitError(f"--steps must be >= 1, got {self.steps}")
+        if isinstance(self.renderer_steps, bool) or not isinstance(self.renderer_steps, int) or self.renderer_steps < 0:
+            raise FitError(f"--renderer-steps must be >= 0, got {self.renderer_steps}")
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `rtfm fit WORLD`."""
-    p = sub.add_parser("fit", help="fit the renderer's blend to one world by leave-one-out on its own frames")
+    p = sub.add_parser("fit", help="adapt the renderer (blend and learned renderer) to one world by leave-one-out")
     p.add_argument("world", help="world file (.rtfm)")
-    p.add_argument("--steps", type=int, default=FIT_STEPS, help=f"gradient steps (default {FIT_STEPS})")
-    p.add_argument("--renderer-steps", type=int, default=RENDERER_STEPS,
-                   help=f"fine-tuning steps of the learned renderer (default {RENDERER_STEPS}; 0: keep the core's)")
-    p.add_argument("--checkpoint", help="model checkpoint (default: the bundled model)")
-    p.add_argument("--out", help=f"fit file (default: WORLD{SUFFIX}, loaded with the world)")
+    add_options(p, FitOptions)
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from rtfm_ros.world import WorldModel
 
-    if args.steps < 1:
-        raise FitError(f"--steps must be >= 1, got {args.steps}")
-    wm = WorldModel.load(args.checkpoint, world=args.world, fit=False)
-    if args.renderer_steps < 0:
-        raise FitError(f"--renderer-steps must be >= 0, got {args.renderer_steps}")
-    fit, report = fit_world(wm, steps=args.steps, progress=True, renderer_steps=args.renderer_steps)
-    out = save_fit(fit, args.out or fit_path(args.world))
+    opt = from_options(FitOptions, args, world=args.world)
+    wm = WorldModel.load(opt.checkpoint, world=opt.world, fit=False)
+    fit, report = fit_world(wm, steps=opt.steps, progress=True, renderer_steps=opt.renderer_steps)
+    out = save_fit(fit, opt.out or fit_path(opt.world))
     print(f"fitted {report['frames']} frames in {report['steps']} steps: loss {report['first_loss']:.4f} -> "
           f"{report['last_loss']:.4f}; angle {report['angle_sigma_deg']:.1f} deg, visibility "
           f"{report['visibility_sigma']:.3f}, rank decay {report['rank_decay']:.2f}; saved {out}")
