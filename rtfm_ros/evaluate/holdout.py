@@ -18,7 +18,6 @@ photo is its centre square.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from rtfm_ros.evaluate.baselines import pose_score
 from rtfm_ros.evaluate.metrics import gmsd, psnr, ssim
 from rtfm_ros.geometry import PinholeCamera
 from rtfm_ros.images import crop_to
+from rtfm_ros.options import setting
 
 if TYPE_CHECKING:  # pragma: no cover
     from rtfm_ros.render.fit_file import WorldFit
@@ -172,21 +172,47 @@ def load_posed_set(path: str | Path, **kw: Any) -> PosedSet:
     return PosedSet(list(clip.rgb), np.asarray(clip.K), np.asarray(clip.T_world_camera))
 
 
-def run(args: argparse.Namespace, write: Callable[[str], None] = print) -> int:
+@dataclass(frozen=True)
+class HoldoutOptions:
+    """`rtfm eval --holdout DIR`: one option per field."""
+
+    holdout: str | None = setting(None, "transforms.json folder or ROS 2 bag: hold out every --every-th frame and "
+                                        "render it from the others (model vs no_learning vs nearest_frame)",
+                                  metavar="DIR")
+    every: int = setting(4, "hold out every N-th frame (default 4)")
+    sizes: str = setting("320", "comma-separated target sizes: WIDTHxHEIGHT, or WIDTH for each photo's own "
+                                "aspect (default 320)")
+    rows: str | None = setting(None, "comma-separated subset of model,fitted,no_learning,nearest_frame")
+    fit: bool = setting(False, "add a 'fitted' row: rtfm fit on the kept frames first")
+    sheet_dir: str = setting("holdout_out", "where contact sheets go (default holdout_out)")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 2:
+            raise HoldoutError(f"--every must be an integer >= 2, got {self.every!r}")
+        for text in self.sizes.split(","):
+            parse_size(text)
+        bad = [r for r in self.row_names() if r not in ALL_ROWS]
+        if bad:
+            raise HoldoutError(f"unknown rows {bad}; known: {', '.join(ALL_ROWS)}")
+
+    def row_names(self) -> tuple[str, ...]:
+        rows = tuple(r.strip() for r in self.rows.split(",")) if self.rows else ROWS
+        if self.fit and "fitted" not in rows:
+            rows = rows[:1] + ("fitted",) + rows[1:]
+        return rows
+
+
+def run(opt: HoldoutOptions, *, checkpoint: str | None = None, write: Callable[[str], None] = print) -> int:
     """`rtfm eval --holdout DIR`: print the table, write the contact sheets."""
-    data = load_posed_set(args.holdout)
-    sizes = [parse_size(s) for s in args.sizes.split(",")]
-    rows = tuple(r.strip() for r in args.rows.split(",")) if getattr(args, "rows", None) else ROWS
-    if getattr(args, "fit", False) and "fitted" not in rows:
-        rows = rows[:1] + ("fitted",) + rows[1:]
-    bad = [r for r in rows if r not in ALL_ROWS]
-    if bad:
-        raise HoldoutError(f"unknown rows {bad}; known: {', '.join(ALL_ROWS)}")
-    results = evaluate_holdout(data, sizes, every=args.every, rows=rows, checkpoint=args.checkpoint,
-                               progress=True)
-    held, kept = split(len(data), args.every)
-    write(f"{args.holdout}: " + to_markdown(results, len(held), len(kept)))
-    out = Path(args.sheet_dir)
+    if opt.holdout is None:
+        raise HoldoutError("--holdout needs a folder or bag")
+    data = load_posed_set(opt.holdout)
+    sizes = [parse_size(s) for s in opt.sizes.split(",")]
+    rows = opt.row_names()
+    results = evaluate_holdout(data, sizes, every=opt.every, rows=rows, checkpoint=checkpoint, progress=True)
+    held, kept = split(len(data), opt.every)
+    write(f"{opt.holdout}: " + to_markdown(results, len(held), len(kept)))
+    out = Path(opt.sheet_dir)
     out.mkdir(parents=True, exist_ok=True)
     for res in results:
         if res.sheet is not None:

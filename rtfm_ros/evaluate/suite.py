@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rtfm_ros.options import add_options, from_options, setting
 from rtfm_ros.sim.targets import CONTEXT_FRAMES, TAIL_FRAMES, TARGET_KINDS, TARGETS_PER_KIND, view_targets
 from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE, KINDS, make_world
 
@@ -254,7 +255,7 @@ def _baseline(name: str) -> Callable[..., Any]:
 
 # Renderers `rtfm eval` knows: name -> factory(args) -> render(context, T_world_camera, camera).
 # Adding one is one line, e.g. "model": lambda args: <load args.checkpoint as a renderer>.
-RENDERERS: dict[str, Callable[[argparse.Namespace], Callable[..., Any]]] = {
+RENDERERS: dict[str, Callable[[EvalOptions], Callable[..., Any]]] = {
     "nearest_frame": lambda args: _baseline("nearest_frame"),
     "oracle_reprojection": lambda args: _baseline("oracle_reprojection"),
     "ranked_reprojection": lambda args: _baseline("ranked_reprojection"),
@@ -268,49 +269,64 @@ RENDERERS: dict[str, Callable[[argparse.Namespace], Callable[..., Any]]] = {
 }
 
 
-def _model(args: argparse.Namespace, use_depth: bool, learned: bool = True,
+def _model(opt: EvalOptions, use_depth: bool, learned: bool = True,
            check_depth: bool = True) -> Callable[..., Any]:
     from rtfm_ros.evaluate.model_renderer import model_renderer
 
-    return model_renderer(args.checkpoint, device=getattr(args, "device", "auto"), use_depth=use_depth,
+    return model_renderer(opt.checkpoint, device=opt.device, use_depth=use_depth,
                           learned=learned, check_depth=check_depth)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """`rtfm eval` on the procedural suite: one option per field (the holdout's are HoldoutOptions)."""
+
+    suite_dir: str | None = setting(None, "suite cache directory (built on first use)")
+    res: int = setting(DEFAULT_RES, f"image size (default {DEFAULT_RES})")
+    fov: float = setting(DEFAULT_FOV, f"field of view (default {DEFAULT_FOV:g})")
+    worlds: int = setting(DEFAULT_WORLDS, f"held-out worlds (default {DEFAULT_WORLDS})")
+    budget: int = setting(4, "context views per target (default 4)")
+    renderers: str | None = setting(None, "comma-separated subset of the known renderers (default: all)")
+    checkpoint: str | None = setting(None, "model checkpoint, for renderers that load one")
+    device: str = setting("auto", "auto, cpu or cuda")
+
+    def __post_init__(self) -> None:
+        for name, lo in (("res", 8), ("worlds", 1), ("budget", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise SuiteError(f"--{name} must be an integer >= {lo}, got {v!r}")
+        if not 0 < self.fov < 180:
+            raise SuiteError(f"--fov must be in (0, 180) degrees, got {self.fov}")
+
+    def renderer_names(self) -> list[str]:
+        names = [n.strip() for n in self.renderers.split(",")] if self.renderers else list(RENDERERS)
+        unknown = [n for n in names if n not in RENDERERS]
+        if unknown:
+            raise SuiteError(f"unknown renderers {unknown}; known: {', '.join(RENDERERS)}")
+        return names
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `rtfm eval`."""
-    p = sub.add_parser("eval", help="score renderers on the held-out suite (PSNR / SSIM per target kind)")
-    p.add_argument("--suite-dir", help="suite cache directory (built on first use)")
-    p.add_argument("--res", type=int, default=DEFAULT_RES, help=f"image size (default {DEFAULT_RES})")
-    p.add_argument("--fov", type=float, default=DEFAULT_FOV, help=f"field of view (default {DEFAULT_FOV:g})")
-    p.add_argument("--worlds", type=int, default=DEFAULT_WORLDS, help=f"held-out worlds (default {DEFAULT_WORLDS})")
-    p.add_argument("--budget", type=int, default=4, help="context views per target (default 4)")
-    p.add_argument("--renderers", help="comma-separated subset of the known renderers (default: all)")
-    p.add_argument("--checkpoint", help="model checkpoint, for renderers that load one")
+    from rtfm_ros.evaluate.holdout import HoldoutOptions
+
+    p = sub.add_parser("eval", help="score renderers on the held-out suite, or leave-k-out on your posed photos")
+    add_options(p, EvalOptions)
     h = p.add_argument_group("leave-k-out on your own posed photos (instead of the procedural suite)")
-    h.add_argument("--holdout", metavar="DIR", help="transforms.json folder or ROS 2 bag: hold out every --every-th "
-                   "frame and render it from the others (model vs no_learning vs nearest_frame)")
-    h.add_argument("--every", type=int, default=4, help="hold out every N-th frame (default 4)")
-    h.add_argument("--sizes", default="320", help="comma-separated target sizes: WIDTHxHEIGHT, or WIDTH for each "
-                                                  "photo's own aspect (default 320)")
-    h.add_argument("--rows", help="comma-separated subset of model,fitted,no_learning,nearest_frame")
-    h.add_argument("--fit", action="store_true", help="add a 'fitted' row: rtfm fit on the kept frames first")
-    h.add_argument("--sheet-dir", default="holdout_out", help="where contact sheets go (default holdout_out)")
+    add_options(h, HoldoutOptions)
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    opt = from_options(EvalOptions, args)
     if args.holdout:
-        from rtfm_ros.evaluate.holdout import run
+        from rtfm_ros.evaluate.holdout import HoldoutOptions, run
 
-        return run(args)
-    known = RENDERERS
-    names = [n.strip() for n in args.renderers.split(",")] if args.renderers else list(known)
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise SuiteError(f"unknown renderers {unknown}; known: {', '.join(known)}")
-    suite = load_suite(args.suite_dir, res=args.res, fov=args.fov, worlds=args.worlds, progress=True)
-    table = evaluate({n: known[n](args) for n in names}, suite, context_budget=args.budget, progress=True)
-    print(f"held-out suite: {len(suite.worlds)} worlds, {suite.num_targets} targets, {args.res}x{args.res}, "
-          f"fov {args.fov:g}, context budget {args.budget}")
+        return run(from_options(HoldoutOptions, args), checkpoint=opt.checkpoint)
+    names = opt.renderer_names()
+    suite = load_suite(opt.suite_dir, res=opt.res, fov=opt.fov, worlds=opt.worlds, progress=True)
+    table = evaluate({n: RENDERERS[n](opt) for n in names}, suite, context_budget=opt.budget, progress=True)
+    print(f"held-out suite: {len(suite.worlds)} worlds, {suite.num_targets} targets, {opt.res}x{opt.res}, "
+          f"fov {opt.fov:g}, context budget {opt.budget}")
     print(table.to_markdown())
     return 0
