@@ -15,7 +15,14 @@ from scipy.spatial.transform import Rotation
 
 from rtfm_ros.cli import main as cli_main
 from rtfm_ros.data.clips import open_dataset
-from rtfm_ros.data.importers import ImportDataError, fit_image, import_any, import_bag, import_transforms_json
+from rtfm_ros.data.importers import (
+    ImportDataError,
+    ImportOptions,
+    fit_image,
+    import_any,
+    import_bag,
+    import_transforms_json,
+)
 from rtfm_ros.geometry import PinholeCamera, interpolate, make_transform, opengl_to_optical
 
 TS = get_typestore(Stores.ROS2_KILTED)
@@ -203,4 +210,4 @@ def test_cli_import_writes_a_dataset(tmp_path: Path) -> None:
     assert cli_main(["data", "import", str(tmp_path / "bag"), "--res", "4", "--out", str(tmp_path / "ds2")]) == 0
     assert open_dataset(tmp_path / "ds2").resolution == (4, 4)
     with pytest.raises(ImportDataError, match="only apply to bags"):
-        import_any(tmp_path / "nerf", camera_frame="x")
+        import_any(tmp_path / "nerf", ImportOptions(camera_frame="x"))

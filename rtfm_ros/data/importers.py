@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from rtfm_ros.data.clips import Clip
 from rtfm_ros.geometry import PinholeCamera, opengl_to_optical, validate_transform
 from rtfm_ros.images import resize_image
 from rtfm_ros.io.messages import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE
+from rtfm_ros.options import add_options, from_options, setting
 
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 INFO_TYPE = CAMERA_INFO
@@ -209,15 +211,34 @@ def import_transforms_json(path: str | Path, *, res: int | None = None, max_fram
     return _assemble(frames, meta)
 
 
-def import_any(path: str | Path, **kw: Any) -> Clip:
+@dataclass(frozen=True)
+class ImportOptions:
+    """How a bag or transforms.json folder becomes a clip (`rtfm data import`: one option per field)."""
+
+    image_topic: str | None = setting(None, "Image or CompressedImage topic; default: the only one")
+    camera_frame: str | None = setting(None, "TF frame of the camera (optical axes); default: images' frame_id")
+    world_frame: str | None = setting(None, "TF world frame; default: root of the camera's TF tree")
+    res: int | None = setting(None, "centre-crop to square and resize to RES x RES")
+    max_frames: int | None = setting(None, "import at most this many frames")
+
+    def __post_init__(self) -> None:
+        for name in ("res", "max_frames"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ImportDataError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
+
+
+def import_any(path: str | Path, options: ImportOptions | None = None) -> Clip:
     """Dispatch on the input: a transforms.json (or folder with one) or a ROS 2 bag."""
     path = Path(path)
+    o = options or ImportOptions()
     if path.suffix == ".json" or (path.is_dir() and (path / "transforms.json").is_file()):
-        bag_only = [k for k in ("image_topic", "camera_frame", "world_frame") if kw.get(k) is not None]
+        bag_only = [k for k in ("image_topic", "camera_frame", "world_frame") if getattr(o, k) is not None]
         if bag_only:
             raise ImportDataError(f"{', '.join(bag_only)} only apply to bags, not to {path}")
-        return import_transforms_json(path, res=kw.get("res"), max_frames=kw.get("max_frames"))
-    return import_bag(path, **kw)
+        return import_transforms_json(path, res=o.res, max_frames=o.max_frames)
+    return import_bag(path, image_topic=o.image_topic, camera_frame=o.camera_frame, world_frame=o.world_frame,
+                      res=o.res, max_frames=o.max_frames)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -225,11 +246,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = data_subparsers(sub).add_parser("import", help="import a ROS 2 bag or transforms.json folder as a clip dataset")
     p.add_argument("input", help="bag (folder, .mcap, .db3) or transforms.json / its folder")
     p.add_argument("--out", required=True, help="output dataset directory")
-    p.add_argument("--camera-frame", help="TF frame of the camera (optical axes); default: images' frame_id")
-    p.add_argument("--world-frame", help="TF world frame; default: root of the camera's TF tree")
-    p.add_argument("--image-topic", help="Image or CompressedImage topic; default: the only one")
-    p.add_argument("--res", type=int, help="centre-crop to square and resize to RES x RES")
-    p.add_argument("--max-frames", type=int, help="import at most this many frames")
+    add_options(p, ImportOptions)
     p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     p.set_defaults(func=_run)
 
@@ -237,8 +254,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _run(args: argparse.Namespace) -> int:
     from rtfm_ros.data.clips import write_dataset
 
-    clip = import_any(args.input, image_topic=args.image_topic, camera_frame=args.camera_frame,
-                      world_frame=args.world_frame, res=args.res, max_frames=args.max_frames)
+    clip = import_any(args.input, from_options(ImportOptions, args))
     out = write_dataset(args.out, [clip], info={"importer": clip.meta["source"], "input": str(args.input)},
                         overwrite=args.overwrite)
     h, w = clip.resolution

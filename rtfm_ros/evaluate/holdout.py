@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -164,11 +164,11 @@ def to_markdown(results: list[HoldoutResult], n_held: int, n_kept: int) -> str:
     return "\n".join(lines)
 
 
-def load_posed_set(path: str | Path, **kw: Any) -> PosedSet:
+def load_posed_set(path: str | Path) -> PosedSet:
     """A transforms.json folder or a ROS 2 bag, at full resolution."""
     from rtfm_ros.data.importers import import_any
 
-    clip = import_any(path, **kw)
+    clip = import_any(path)
     return PosedSet(list(clip.rgb), np.asarray(clip.K), np.asarray(clip.T_world_camera))
 
 
