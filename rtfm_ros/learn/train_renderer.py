@@ -49,19 +49,22 @@ class RendererTrainConfig:
 
     data: str = setting(help="renderer example folder (rtfm renderer data)")
     out: str = setting("runs/renderer", "run folder (run again to resume)")
-    steps: int = setting(3000, "optimizer steps in all")
-    batch_size: int = setting(12, "crops per step")
+    # what a batch is
     crop: int = setting(96, "crop side in pixels")
+    batch_size: int = setting(12, "crops per step")
+    photo_share: float = setting(0.5, "share of each batch drawn from real photos (the rest: procedural worlds)")
+    val_every: int = setting(10, "every n-th procedural world is validation, never trained on")
+    # how long and how fast
+    steps: int = setting(3000, "optimizer steps in all")
+    eval_every: int = setting(250, "steps between validations and saves")
+    max_minutes: float | None = setting(None, "stop (after saving) after this many minutes")
     lr: float = setting(2e-3, "peak learning rate")
     warmup: int = setting(100, "warm-up steps", cli=False)
     weight_decay: float = setting(1e-4, "AdamW weight decay", cli=False)
-    eval_every: int = setting(250, "steps between validations and saves")
-    val_every: int = setting(10, "every n-th procedural world is validation, never trained on")
-    photo_share: float = setting(0.5, "share of each batch drawn from real photos (the rest: procedural worlds)")
+    # where it runs
     seed: int = setting(0, "random seed")
-    threads: int = setting(0, "CPU threads (0: PyTorch's default)")
     device: str = setting("auto", "auto, cpu or cuda")
-    max_minutes: float | None = setting(None, "stop (after saving) after this many minutes")
+    threads: int = setting(0, "CPU threads (0: PyTorch's default)")
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "crop", "warmup", "eval_every", "val_every"):
