@@ -48,23 +48,23 @@ class RendererTrainConfig:
     """How the learned renderer is trained (`rtfm renderer train`: one option per field)."""
 
     data: str = setting(help="renderer example folder (rtfm renderer data)")
-    out: str = setting("runs/renderer", "run folder (run again to resume)")
+    out: str = setting("runs/renderer", help="run folder (run again to resume)")
     # what a batch is
-    crop: int = setting(96, "crop side in pixels")
-    batch_size: int = setting(12, "crops per step")
-    photo_share: float = setting(0.5, "share of each batch drawn from real photos (the rest: procedural worlds)")
-    val_every: int = setting(10, "every n-th procedural world is validation, never trained on")
+    crop: int = setting(96, help="crop side in pixels")
+    batch_size: int = setting(12, help="crops per step")
+    photo_share: float = setting(0.5, help="share of each batch drawn from real photos (the rest: procedural worlds)")
+    val_every: int = setting(10, help="every n-th procedural world is validation, never trained on")
     # how long and how fast
-    steps: int = setting(3000, "optimizer steps in all")
-    eval_every: int = setting(250, "steps between validations and saves")
-    max_minutes: float | None = setting(None, "stop (after saving) after this many minutes")
-    lr: float = setting(2e-3, "peak learning rate")
-    warmup: int = setting(100, "warm-up steps", cli=False)
-    weight_decay: float = setting(1e-4, "AdamW weight decay", cli=False)
+    steps: int = setting(3000, help="optimizer steps in all")
+    eval_every: int = setting(250, help="steps between validations and saves")
+    max_minutes: float | None = setting(None, help="stop (after saving) after this many minutes")
+    lr: float = setting(2e-3, help="peak learning rate")
+    warmup: int = setting(100, help="warm-up steps", cli=False)
+    weight_decay: float = setting(1e-4, help="AdamW weight decay", cli=False)
     # where it runs
-    seed: int = setting(0, "random seed")
-    device: str = setting("auto", "auto, cpu or cuda")
-    threads: int = setting(0, "CPU threads (0: PyTorch's default)")
+    seed: int = setting(0, help="random seed")
+    device: str = setting("auto", help="auto, cpu or cuda")
+    threads: int = setting(0, help="CPU threads (0: PyTorch's default)")
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "crop", "warmup", "eval_every", "val_every"):
