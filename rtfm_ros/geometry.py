@@ -21,6 +21,9 @@ from scipy.spatial.transform import Rotation, Slerp
 # A quaternion whose norm is off by more than this is refused; closer ones are normalised.
 QUAT_NORM_TOLERANCE = 1e-3
 MAX_RESOLUTION = 4096
+MAX_FOV_DEG = 179.9          # a pinhole view's field of view per axis stays below this
+MAX_FOCAL_PX = 1e7           # far beyond any lens at MAX_RESOLUTION, far below float32's limits
+MAX_PRINCIPAL_PX = 16 * MAX_RESOLUTION  # tiles of the largest view keep the whole view's principal point
 # Camera positions in a world are bounded: context selection works in float32, where much
 # larger coordinates lose metre precision and their squares head for overflow (a frame at 1e39
 # m became inf and blanked every view). 1e7 m still holds Earth-centred (ECEF) coordinates.
@@ -254,6 +257,18 @@ class PinholeCamera:
             object.__setattr__(self, name, v)
         if self.fx <= 0 or self.fy <= 0:
             raise GeometryError(f"focal lengths must be positive, got fx={self.fx}, fy={self.fy}")
+        # Values that are valid in float64 but not in the float32 the renderer computes in (fx =
+        # 1e-300 is 0 there, 1e39 is inf), or that no lens has, are refused here, before a frame
+        # with them can be stored.
+        for name, size in (("fx", self.width), ("fy", self.height)):
+            f = getattr(self, name)
+            if not size / (2 * math.tan(math.radians(MAX_FOV_DEG) / 2)) <= f <= MAX_FOCAL_PX:
+                raise GeometryError(f"camera {name}={f:g} is no pinhole lens for a {size}-pixel side: the field of "
+                                    f"view must be below {MAX_FOV_DEG:g} degrees and {name} at most {MAX_FOCAL_PX:g}")
+        for name in ("cx", "cy"):
+            if abs(getattr(self, name)) > MAX_PRINCIPAL_PX:
+                raise GeometryError(f"camera {name}={getattr(self, name):g} is more than {MAX_PRINCIPAL_PX:g} pixels "
+                                    "from the image")
 
     @classmethod
     def from_fov(cls, width: int, height: int, fov_deg: float, axis: str = "horizontal") -> PinholeCamera:

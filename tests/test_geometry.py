@@ -124,12 +124,29 @@ def test_camera_fov_and_info():
 
 
 @pytest.mark.parametrize("kwargs", [dict(width=0), dict(width=-3), dict(height=5000), dict(fx=0.0),
-                                    dict(cx=math.nan), dict(width=12.5)])
+                                    dict(cx=math.nan), dict(width=12.5),
+                                    # valid in float64, not in the float32 renders use, or no lens at all
+                                    dict(fx=1e-300), dict(fy=1e39), dict(fx=1e308), dict(fx=0.01),
+                                    dict(cx=1e9)])
 def test_camera_rejects_bad_values(kwargs):
     base = dict(width=64, height=64, fx=50.0, fy=50.0, cx=32.0, cy=32.0)
     base.update(kwargs)
     with pytest.raises(g.GeometryError):
         g.PinholeCamera(**base)
+
+
+def test_a_camera_no_frame_can_be_stored_with_is_refused_before_the_world_sees_it():
+    """A focal length of 1e-300 is positive in float64 and 0 in float32: refused at the camera,
+    so no world stores a frame whose depth step would fail (and break every later render)."""
+    import numpy as np
+
+    from rtfm_ros.world import WorldModel
+
+    wm = WorldModel.load()
+    with pytest.raises(g.GeometryError, match="no pinhole lens"):
+        wm.add_frame(np.zeros((48, 64, 3), np.uint8), np.eye(4), g.PinholeCamera(64, 48, 1e-300, 1e-300, 32, 24))
+    assert len(wm.memory) == 0
+    assert g.PinholeCamera.from_fov(32, 32, 179.0).fx > 0  # wide but real lenses stay accepted
 
 
 @given(poses)
