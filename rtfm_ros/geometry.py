@@ -75,6 +75,25 @@ def validate_transform(T: np.ndarray, name: str = "transform", atol: float = 1e-
     return T
 
 
+POSE_REPAIR_TOL = 1e-3  # rotations read from files (rounded to 4-6 decimals) are repaired within this
+
+
+def repair_rotation(T: np.ndarray, name: str = "transform", tol: float = POSE_REPAIR_TOL) -> tuple[np.ndarray, bool]:
+    """A rigid transform read from a file, its rotation re-orthonormalised (the nearest rotation,
+    by SVD) when it is within ``tol`` of one, as pose files written with a few decimals are;
+    (T, whether it was repaired). Beyond ``tol`` it is refused like validate_transform."""
+    T = np.asarray(T, dtype=np.float64)
+    if T.shape == (4, 4) and np.isfinite(T).all():
+        R = T[:3, :3]
+        off = max(float(np.abs(R.T @ R - np.eye(3)).max()), abs(float(np.linalg.det(R)) - 1.0))
+        if 1e-5 < off <= tol:
+            u, _, vt = np.linalg.svd(R)
+            T = T.copy()
+            T[:3, :3] = u @ np.diag([1.0, 1.0, float(np.linalg.det(u @ vt))]) @ vt
+            return validate_transform(T, name), True
+    return validate_transform(T, name), False
+
+
 def validate_pose(T: np.ndarray, name: str = "T_world_camera") -> np.ndarray:
     """validate_transform plus the position bound a world can represent (MAX_POSITION_M)."""
     T = validate_transform(T, name)

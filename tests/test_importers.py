@@ -211,3 +211,24 @@ def test_cli_import_writes_a_dataset(tmp_path: Path) -> None:
     assert open_dataset(tmp_path / "ds2").resolution == (4, 4)
     with pytest.raises(ImportDataError, match="only apply to bags"):
         import_any(tmp_path / "nerf", ImportOptions(camera_frame="x"))
+
+
+def test_pose_files_rounded_to_a_few_decimals_import_repaired(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Real pose files round their rotations (COLMAP text, TUM, 4-6 decimals): within 1e-3 of a
+    rotation they are re-orthonormalised and said so once; beyond it the frame is named and refused."""
+    poses = _write_transforms(tmp_path / "nerf")
+    spec = json.loads((tmp_path / "nerf" / "transforms.json").read_text())
+    for fr in spec["frames"]:
+        fr["transform_matrix"] = np.round(np.asarray(fr["transform_matrix"]), 4).tolist()
+    (tmp_path / "nerf" / "transforms.json").write_text(json.dumps(spec))
+    with caplog.at_level("WARNING"):
+        clip = import_transforms_json(tmp_path / "nerf")
+    assert sum("re-orthonormalised" in r.message for r in caplog.records) == 1
+    for i, T_gl in enumerate(poses):
+        R = clip.T_world_camera[i][:3, :3]
+        np.testing.assert_allclose(R.T @ R, np.eye(3), atol=1e-12)  # what a world accepts (1e-5)
+        np.testing.assert_allclose(clip.T_world_camera[i], opengl_to_optical(T_gl), atol=2e-4)
+    spec["frames"][1]["transform_matrix"][0][0] += 0.02
+    (tmp_path / "nerf" / "transforms.json").write_text(json.dumps(spec))
+    with pytest.raises(ImportDataError, match="frame 1.*not orthonormal"):
+        import_transforms_json(tmp_path / "nerf")

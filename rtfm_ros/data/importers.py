@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +31,12 @@ from PIL import Image
 
 from rtfm_ros.data import data_subparsers
 from rtfm_ros.data.clips import Clip
-from rtfm_ros.geometry import PinholeCamera, opengl_to_optical, validate_transform
+from rtfm_ros.geometry import POSE_REPAIR_TOL, PinholeCamera, opengl_to_optical, repair_rotation
 from rtfm_ros.images import resize_image
 from rtfm_ros.io.messages import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE
 from rtfm_ros.options import add_options, from_options, setting
+
+_log = logging.getLogger(__name__)
 
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 INFO_TYPE = CAMERA_INFO
@@ -162,6 +165,7 @@ def transforms_frames(spec: Any, load_image: Callable[[str], np.ndarray], where:
     if not isinstance(spec, dict) or not isinstance(spec.get("frames"), list) or not spec["frames"]:
         raise ImportDataError(f"{where} has no 'frames' list")
     frames = []
+    repaired = 0
     for i, fr in enumerate(spec["frames"][: max_frames or None]):
         at = f"{where} frame {i}"
         if not isinstance(fr, dict) or "file_path" not in fr or "transform_matrix" not in fr:
@@ -175,12 +179,16 @@ def transforms_frames(spec: Any, load_image: Callable[[str], np.ndarray], where:
             raise ImportDataError(f"{at}: image is {rgb.shape[1]}x{rgb.shape[0]}, "
                                   f"w/h say {camera.width}x{camera.height}")
         try:
-            pose = np.asarray(fr["transform_matrix"], dtype=np.float64)
-            T = opengl_to_optical(validate_transform(pose, at, atol=1e-4))
+            pose, fixed = repair_rotation(np.asarray(fr["transform_matrix"], dtype=np.float64), at)
+            T = opengl_to_optical(pose)
+            repaired += fixed
         except ValueError as exc:
             raise ImportDataError(f"{at}: bad transform_matrix: {exc}") from exc
         rgb, camera = fit_image(rgb, camera, res)
         frames.append((float(fr.get("time", i)), rgb, T, camera))
+    if repaired:
+        _log.warning("%s: %d of %d rotations were re-orthonormalised (within %g of a rotation, as files "
+                     "rounded to a few decimals are)", where, repaired, len(frames), POSE_REPAIR_TOL)
     return frames
 
 
