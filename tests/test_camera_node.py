@@ -222,7 +222,7 @@ def test_bad_transforms_and_absurd_parameters_are_refused(cam_node, ctx, call, t
     finally:
         node.destroy_node()
 
-    for name, value in [("rate", -1.0), ("rate", 0), ("width", 0), ("width", 100000),
+    for name, value in [("rate", -1.0), ("rate", 0), ("rate", 1e-300), ("rate", 1e-10), ("width", 0), ("width", 100000),
                         ("max_render_pixels", 10), ("depth_encoding", "8UC1"), ("noise_stddev", -0.1),
                         ("fov", 0.0), ("fov", 180.0), ("fx", float("nan")), ("qos", "fast"), ("rate", "fast")]:
         (result,) = call.set_params("rtfm_camera", **{name: value})

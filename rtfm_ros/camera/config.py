@@ -31,6 +31,9 @@ CONVENTIONS = ("optical", "body")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
+MIN_RATE_HZ = 1e-3  # one image per ~17 minutes: slower rates overflow a timer's period (1e-300 Hz)
+
+
 class ConfigError(ValueError):
     """A parameter value the node cannot run with."""
 
@@ -175,7 +178,8 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     *CAMERA_PARAMS,
     ParamSpec("cameras", "str_list", [], "names of several cameras rendered in one batch ([] = one camera "
               "configured by the top-level parameters)", _camera_names, "refuse"),
-    ParamSpec("rate", "float", 10.0, "images per second (per camera)", _range(0.0, 1000.0), read_only=False),
+    ParamSpec("rate", "float", 10.0, "images per second (per camera), 0.001 to 1000",
+              _range(MIN_RATE_HZ, 1000.0, lo_open=False), read_only=False),
     ParamSpec("tf_timeout", "float", 0.1, "seconds the render thread waits for TF to reach the render time",
               _range(0.0, 10.0, lo_open=False), read_only=False),
     ParamSpec("remember_generated", "bool", True, "store rendered views that show new places in the world",
