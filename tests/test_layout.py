@@ -55,3 +55,19 @@ def test_modules_are_at_most_400_lines():
     long = {str(p.relative_to(PACKAGE.parent)): n for p in PACKAGE.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, long
+
+
+def test_ros_parameters_are_checked_against_the_frozen_camera_config():
+    """Every declared ROS parameter is a field of the frozen, checked camera config and every
+    field is declared: the parameter table cannot drift from the dataclass the node runs on."""
+    import dataclasses
+
+    from rtfm_ros.camera import config as c
+
+    camera = {s.name for s in c.CAMERA_PARAMS}
+    assert camera == {f.name for f in dataclasses.fields(c.CameraParams)} - {"name"}
+    node_only = {s.name for s in c.NODE_PARAMS} - camera
+    # `cameras` (the names) becomes `named` (one CameraParams each); `top` holds the camera ones
+    assert node_only - {"cameras"} == {f.name for f in dataclasses.fields(c.CameraNodeConfig)} - {"top", "named"}
+    for cls in (c.CameraParams, c.CameraNodeConfig):
+        assert cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
