@@ -12,7 +12,8 @@ renderer (rtfm_ros.render.warp):
 
 - the learned renderer (render.learned), fine-tuned from the render core's weights on the same
   leave-one-out views (at RENDERER_WIDTH, a few hundred steps of the training loss): it learns
-  this world's look and the way its stereo fails.
+  this world's look and the way its stereo fails. Every HOLD_EVERY-th frame is held back and
+  the step that renders those best is kept (the core's weights when none beats them).
 
 Per-frame exposure (a gain and offset per channel) was tried and is not fitted: on photo sets
 shot at one exposure it soaked up misregistration and lost 0.2-3 dB on held-out photos
@@ -49,6 +50,8 @@ FIT_LR = 0.03
 RENDERER_STEPS = 200  # fine-tuning steps of the learned renderer (0: keep the core's)
 RENDERER_WIDTH = 320  # width of its leave-one-out views
 RENDERER_LR = 2e-4
+HOLD_EVERY = 4        # every 4th real frame is held back to choose the adaptation's step
+CHECK_EVERY = 25      # steps between checks on the held-back frames
 
 
 def fit_world(wm: WorldModel, steps: int = FIT_STEPS, batch: int = FIT_BATCH, lr: float = FIT_LR,
@@ -89,22 +92,34 @@ def adapt_renderer(wm: WorldModel, steps: int, *, width: int = RENDERER_WIDTH, l
         cam = cam.scaled(width, max(8, round(cam.height * width / cam.width))) if cam.width > width else cam
         truth = resize_image(np.asarray(mem.get(i).rgb), cam.width, cam.height)
         examples.append(example_tensors(view_example(wm, mem.pose(i), cam, truth, "fit", exclude=[i])))
+    # Every HOLD_EVERY-th frame is held back to choose the step (the adaptation overfits a few
+    # views otherwise): the weights kept are the best on those frames, the core's own if no step
+    # beats them.
+    held = examples[::HOLD_EVERY] if len(examples) >= 2 * HOLD_EVERY else []
+    train = [e for k, e in enumerate(examples) if not held or k % HOLD_EVERY]
     model = copy.deepcopy(base).train()
     before = validate(model, examples, wm.device)
+    best_score = validate(model, held, wm.device)["psnr"] if held else -math.inf
+    best_state, best_step = copy.deepcopy(model.state_dict()), 0
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     cfg = RendererTrainConfig(data="", batch_size=8, crop=96)
     rng = np.random.default_rng(seed)
-    for _ in tqdm(range(steps), desc="adapting the learned renderer", unit="step", disable=not progress):
-        x, y = sample_batch(examples, cfg, rng)
+    for step in tqdm(range(1, steps + 1), desc="adapting the learned renderer", unit="step", disable=not progress):
+        x, y = sample_batch(train, cfg, rng)
         with autocast(wm.device):
             pred = model(x.to(wm.device))
         loss = loss_fn(pred.float(), y.to(wm.device))
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
+        if step % CHECK_EVERY == 0 or step == steps:
+            score = validate(model, held, wm.device)["psnr"] if held else math.inf
+            if score > best_score:
+                best_score, best_state, best_step = score, copy.deepcopy(model.state_dict()), step
+    model.load_state_dict(best_state)
     after = validate(model, examples, wm.device)
-    return model.eval(), {"renderer_steps": steps, "renderer_loo_psnr_before": before["psnr"],
-                          "renderer_loo_psnr_after": after["psnr"]}
+    return model.eval(), {"renderer_steps": steps, "renderer_best_step": best_step, "renderer_held_back": len(held),
+                          "renderer_loo_psnr_before": before["psnr"], "renderer_loo_psnr_after": after["psnr"]}
 
 
 def _fit_blend(wm: WorldModel, steps: int, batch: int, lr: float, side: int, seed: int,
@@ -207,6 +222,7 @@ def _run(args: argparse.Namespace) -> int:
           f"{report['last_loss']:.4f}; angle {report['angle_sigma_deg']:.1f} deg, visibility "
           f"{report['visibility_sigma']:.3f}, rank decay {report['rank_decay']:.2f}; saved {out}")
     if "renderer_steps" in report:
-        print(f"learned renderer adapted in {report['renderer_steps']} steps: leave-one-out PSNR "
+        print(f"learned renderer adapted: kept step {report['renderer_best_step']} of {report['renderer_steps']} "
+              f"(best on {report['renderer_held_back']} held-back frames); leave-one-out PSNR "
               f"{report['renderer_loo_psnr_before']:.2f} -> {report['renderer_loo_psnr_after']:.2f} dB")
     return 0
