@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from rtfm_ros.atomic import write_text_atomic
+from rtfm_ros.evaluate.metrics import psnr_torch
 from rtfm_ros.learn.renderer_data import Example, load_example
 from rtfm_ros.options import add_options, from_options, setting
 from rtfm_ros.render.learned import (
@@ -151,8 +152,8 @@ def validate(model: LearnedRenderer, examples: list[tuple[torch.Tensor, torch.Te
     for x, y, g in examples:
         with autocast(device):
             pred = model(x[None].to(device)).float().clamp(0, 1).cpu()[0]
-        ours.append(float(-10 * torch.log10(((pred - y) ** 2).mean().clamp_min(1e-10))))
-        geo.append(float(-10 * torch.log10(((g - y) ** 2).mean().clamp_min(1e-10))))
+        ours.append(float(psnr_torch(pred[None], y[None])[0]))
+        geo.append(float(psnr_torch(g[None], y[None])[0]))
     model.train()
     return {"psnr": float(np.mean(ours)) if ours else 0.0, "geometric_psnr": float(np.mean(geo)) if geo else 0.0}
 

@@ -206,6 +206,12 @@ def _sample(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.
     return parts, torch.where(torch.isfinite(best), best, torch.zeros_like(best))
 
 
+def _weight(p: _Samples, best: torch.Tensor, params: BlendParams, base: torch.Tensor) -> torch.Tensor:
+    """A context's blend weight: its base weight, falling off with its ray's angle beyond the
+    best-placed context's at each pixel."""
+    return base * torch.exp(-(p.cost - best[p.b]).clamp_min(0) * (2.0 / params.angle_sigma ** 2))
+
+
 def _accumulate(parts: list[_Samples], best: torch.Tensor, B: int, H: int, W: int, params: BlendParams,
                 has: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Weighted colour sum, weight and support of sampled contexts (only at ``has`` pixels, if given)."""
@@ -216,7 +222,7 @@ def _accumulate(parts: list[_Samples], best: torch.Tensor, B: int, H: int, W: in
     flat = None if has is None else has.reshape(B, -1)
     for p in parts:
         base = p.base if flat is None else p.base * flat[p.b]
-        wgt = base * torch.exp(-(p.cost - best[p.b]).clamp_min(0) * (2.0 / params.angle_sigma ** 2))
+        wgt = _weight(p, best, params, base)
         colour.index_add_(0, p.b, p.rgb * wgt[:, None])
         weight.index_add_(0, p.b, wgt)
         support.index_add_(0, p.b, base)
@@ -242,7 +248,7 @@ def _slot_planes(parts: list[_Samples], best: torch.Tensor, contexts: list[Conte
     """B x slots x 5 x H x W: the best-ranked contexts one by one (see Rendered.slots)."""
     out = torch.zeros(B, slots, 5, H * W, device=best.device)
     for p in parts:
-        wgt = p.base * torch.exp(-(p.cost - best[p.b]).clamp_min(0) * (2.0 / params.angle_sigma ** 2))
+        wgt = _weight(p, best, params, p.base)
         for row, i in enumerate(p.index):
             c = contexts[i]
             if c.rank < slots:
