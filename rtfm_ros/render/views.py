@@ -112,7 +112,8 @@ def _context_ids(wm: ViewWorld, T: np.ndarray, cam: PinholeCamera, exclude: froz
 
 
 def view_contexts(views: Sequence[tuple[ViewWorld, np.ndarray, PinholeCamera]], pick: Sequence[PinholeCamera],
-              dev: torch.device, exclude: frozenset[int] = frozenset()) -> tuple[list[warp.ContextLevel], list[int]]:
+                  dev: torch.device,
+                  exclude: frozenset[int] = frozenset()) -> tuple[list[warp.ContextLevel], list[int]]:
     """Every view's context frames at the pyramid level its pixels need, and the views whose exact
     pose and camera a stored frame holds (a revisit: it gives back what was shown)."""
     contexts: list[warp.ContextLevel] = []
