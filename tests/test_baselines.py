@@ -28,6 +28,7 @@ from rtfm_ros.evaluate.suite import (
 )
 from rtfm_ros.geometry import PinholeCamera, look_at
 from rtfm_ros.sim.renderer import WorldRenderer
+from rtfm_ros.sim.targets import HALF_UNSEEN_RANGE, TARGET_KINDS
 from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE, make_world
 
 CAM = PinholeCamera.from_fov(32, 32, 90.0)
@@ -102,8 +103,7 @@ def test_suite_world_targets_are_deterministic_and_of_each_kind() -> None:
     seed = HELDOUT_SEED_BASE + 1
     a, b = build_world(seed, res=16), build_world(seed, res=16)
     assert np.array_equal(a.targets.rgb, b.targets.rgb) and np.array_equal(a.context.depth, b.context.depth)
-    assert a.target_kinds == ["interpolation"] * TARGETS_PER_KIND + ["extrapolation"] * TARGETS_PER_KIND + \
-        ["revisit"] * TARGETS_PER_KIND
+    assert a.target_kinds == [k for k in TARGET_KINDS for _ in range(TARGETS_PER_KIND)]
     ctx_xy = a.context.T_world_camera[:, :2, 3]
     world = make_world(seed, a.kind)
     for T, kind in zip(a.targets.T_world_camera, a.target_kinds):
@@ -113,6 +113,8 @@ def test_suite_world_targets_are_deterministic_and_of_each_kind() -> None:
             assert d.min() < 0.5
         elif kind == "extrapolation":
             assert d.min() >= 0.6
+        elif kind == "half_unseen":
+            assert d.min() >= 0.3
         else:  # revisit: near where the context passed in its first third
             assert d[: len(d) // 3].min() < 0.1
     with pytest.raises(SuiteError, match="held-out seeds"):
@@ -130,9 +132,12 @@ def test_suite_cache_evaluate_and_cli(tmp_path: Path, capsys: pytest.CaptureFixt
     table = evaluate({n: f(args) for n, f in RENDERERS.items()}, suite, context_budget=3)
     for name in RENDERERS:
         per = table.scores[name]
-        assert per["all"]["n"] == 3 * TARGETS_PER_KIND and 5 < per["all"]["psnr"] <= MAX_PSNR
+        assert per["all"]["n"] == len(TARGET_KINDS) * TARGETS_PER_KIND and 5 < per["all"]["psnr"] <= MAX_PSNR
         assert 0 < per["revisit"]["ssim"] <= 1
     assert table.scores["oracle_reprojection"]["all"]["psnr"] > table.scores["nearest_frame"]["all"]["psnr"]
+    # the half_unseen views are the ones where about half was never seen, more than the plain extrapolations
+    lo, hi = HALF_UNSEEN_RANGE
+    assert lo - 0.15 <= table.unseen_share["half_unseen"] <= hi + 0.15
     assert "| nearest_frame |" in table.to_markdown()
     assert cli_main(["eval", "--suite-dir", str(tmp_path / "suite"), "--res", "16", "--worlds", "1",
                      "--renderers", "nearest_frame"]) == 0
