@@ -9,7 +9,9 @@ structure and not only the mean colour. AdamW with warm-up and cosine decay, gra
 bf16 autocast where the CPU or GPU makes it fast. A run folder holds ``last.safetensors``,
 ``best.safetensors`` (by validation PSNR gain over the geometric render on procedural worlds
 kept out of training), ``optimizer.safetensors``, ``state.json`` and ``log.csv``; run the same
-command again to resume. Copy ``best.safetensors`` to a checkpoint folder as
+command again to resume. Under torchrun (`torchrun --nproc_per_node N -m rtfm_ros.cli renderer
+train ...`) each process draws its own crops and DDP averages the gradients (NCCL on GPUs, gloo
+on CPUs); rank 0 validates, logs and saves. Copy ``best.safetensors`` to a checkpoint folder as
 ``renderer.safetensors`` to ship it.
 """
 
@@ -52,7 +54,7 @@ class RendererTrainConfig:
     out: str = setting("runs/renderer", help="run folder (run again to resume)")
     # what a batch is
     crop: int = setting(96, help="crop side in pixels")
-    batch_size: int = setting(12, help="crops per step")
+    batch_size: int = setting(12, help="crops per step (per process under torchrun)")
     photo_share: float = setting(0.5, help="share of each batch drawn from real photos (the rest: procedural worlds)")
     val_every: int = setting(10, help="every n-th procedural world is validation, never trained on")
     # how long and how fast
@@ -166,14 +168,16 @@ def train(cfg: RendererTrainConfig) -> dict[str, float]:
     from rtfm_ros.atomic import atomic_path
     from rtfm_ros.learn.checkpoint import load_optimizer, optimizer_tensors
 
+    rank, world = _init_distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
+    device = pick_device("cuda" if world > 1 and torch.cuda.is_available() else cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     train_files, val_files = split_examples(Path(cfg.data), cfg.val_every)
-    train_set = [example_tensors(load_example(p)) for p in tqdm(train_files, desc="loading examples", unit="ex")
+    train_set = [example_tensors(load_example(p)) for p in tqdm(train_files, desc="loading examples", unit="ex",
+                                                                 disable=rank != 0)
                  if not p.name.startswith("photos-")]
     photo_set = [example_tensors(load_example(p)) for p in train_files if p.name.startswith("photos-")]
     val_set = [example_tensors(load_example(p)) for p in val_files]
@@ -189,15 +193,18 @@ def train(cfg: RendererTrainConfig) -> dict[str, float]:
         load_optimizer(opt, load_file(str(out / "optimizer.safetensors")),
                        json.loads((out / "optimizer.json").read_text()))
     model.to(device).train()
-    rng = np.random.default_rng([cfg.seed, step])
+    net: torch.nn.Module = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+    rng = np.random.default_rng([cfg.seed, step, rank])  # each process its own crops
     log = out / "log.csv"
     new_log = not log.exists()
     t0 = time.monotonic()
     metrics: dict[str, float] = {}
     with open(log, "a", newline="") as f, tqdm(total=cfg.steps, initial=step, desc="training renderer",
-                                               unit="step") as bar:
+                                               unit="step", disable=rank != 0) as bar:
         writer = csv.writer(f)
-        if new_log:
+        if new_log and rank == 0:
             writer.writerow(["step", "loss", "lr", "val_psnr", "val_geometric_psnr", "seconds"])
         run_loss = 0.0
         while step < cfg.steps:
@@ -206,7 +213,7 @@ def train(cfg: RendererTrainConfig) -> dict[str, float]:
                 g["lr"] = lr
             x, y = sample_batch(train_set, cfg, rng, photo_set)
             with autocast(device):
-                pred = model(x.to(device))
+                pred = net(x.to(device))
             loss = loss_fn(pred.float(), y.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
@@ -216,8 +223,9 @@ def train(cfg: RendererTrainConfig) -> dict[str, float]:
             run_loss = float(loss.detach()) if step == 1 else 0.95 * run_loss + 0.05 * float(loss.detach())
             bar.update(1)
             bar.set_postfix(loss=f"{run_loss:.4f}")
-            timed_out = cfg.max_minutes is not None and time.monotonic() - t0 > 60 * cfg.max_minutes
-            if step % cfg.eval_every == 0 or step == cfg.steps or timed_out:
+            timed_out = _all_agree(cfg.max_minutes is not None and time.monotonic() - t0 > 60 * cfg.max_minutes,
+                                   world)
+            if rank == 0 and (step % cfg.eval_every == 0 or step == cfg.steps or timed_out):
                 metrics = validate(model, val_set, device)
                 gain = metrics["psnr"] - metrics["geometric_psnr"]
                 writer.writerow([step, f"{run_loss:.5f}", f"{lr:.3g}", f"{metrics['psnr']:.3f}",
@@ -234,7 +242,36 @@ def train(cfg: RendererTrainConfig) -> dict[str, float]:
                 write_text_atomic(state_path, json.dumps({"step": step, "best_gain": best, "config": asdict(cfg)}))
             if timed_out:
                 break
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
     return metrics
+
+
+def _init_distributed() -> tuple[int, int]:
+    """(rank, world size): (0, 1) alone; under torchrun the process group is joined here."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _all_agree(flag: bool, world: int) -> bool:
+    """True on every process when it is true on any (so all stop at the same step)."""
+    if world <= 1:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([1.0 if flag else 0.0])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
