@@ -34,7 +34,8 @@ def test_multi_camera_batch_sim_time_and_seeding_from_a_topic(assets, domain, tf
     model, meta = load_checkpoint(assets["ckpt"])
     spun = SpunNode(domain, {"cameras": ["front", "left", "rear"], "front.camera_frame": "camera_link",
                              "left.camera_frame": "left_camera_link", "rear.camera_frame": "rear_missing",
-                             "rate": 4.0, "lazy": False, "use_sim_time": True},
+                             "rate": 4.0, "lazy": False, "use_sim_time": True,
+                             "tf_tolerance": 0.0},  # every image stamped with its tick's /clock time
                     world_model=WorldModel(model, device="cpu", checkpoint_info=meta),
                     node_name="rtfm_multi", namespace="multi")
     node = spun.node

@@ -182,6 +182,13 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               _range(MIN_RATE_HZ, 1000.0, lo_open=False), read_only=False),
     ParamSpec("tf_timeout", "float", 0.1, "seconds the render thread waits for TF to reach the render time",
               _range(0.0, 10.0, lo_open=False), read_only=False),
+    ParamSpec("tf_tolerance", "float", 0.25, "seconds TF may lag a tick: the newest pose within it is rendered "
+              "and the image stamped with that pose's time (0 = always wait for TF at the tick's time)",
+              _range(0.0, 10.0, lo_open=False), read_only=False),
+    ParamSpec("lockstep", "bool", False, "with use_sim_time: a tick at every 1/rate of /clock, each rendered and "
+              "published in order, none dropped while the backlog stays within lockstep_queue"),
+    ParamSpec("lockstep_queue", "int", 32, "ticks lockstep holds while rendering (more are dropped and counted)",
+              lambda v: None if 1 <= v <= 1000 else "must be in 1..1000"),
     ParamSpec("remember_generated", "bool", True, "store rendered views that show new places in the world",
               read_only=False),
     ParamSpec("publish_depth", "bool", False, "also publish depth", read_only=False),
@@ -262,6 +269,9 @@ class CameraNodeConfig:
     world_frame: str
     rate: float
     tf_timeout: float
+    tf_tolerance: float
+    lockstep: bool
+    lockstep_queue: int
     remember_generated: bool
     publish_depth: bool
     depth_encoding: str

@@ -81,10 +81,13 @@ class RenderStats:
     messages: a render longer than the status period must not read as 0 images/s.
     """
 
+    ticks: int = 0             # timer ticks (each is rendered, dropped or skipped)
     rendered: int = 0          # render cycles that published images
     images: int = 0            # image_raw messages published (all cameras)
     batches: int = 0           # render_batch calls
-    dropped: int = 0           # ticks dropped because the previous render was still busy
+    dropped: int = 0           # ticks dropped because the previous render was still busy (or lockstep's queue full)
+    stamped_newest: int = 0    # images stamped with the newest pose's time (TF behind the tick, within tf_tolerance)
+    backlog: int = 0           # ticks queued or rendering now (lockstep holds up to lockstep_queue)
     skipped: Counter[str] = field(default_factory=Counter[str])  # ticks or cameras skipped, by reason
     bad_transforms: int = 0
     tf_resets: int = 0

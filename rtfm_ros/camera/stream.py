@@ -1,10 +1,12 @@
-"""The camera stream: timer ticks handed to one render thread, TF at the tick's time, batched renders.
+"""The camera stream: ticks handed to one render thread, each camera posed by TF, batched renders.
 
 A tick never blocks: it hands its render time (and the config of that moment) to the render
-thread through a queue of one, or counts a dropped tick when the thread is still busy, so the
-rate never drifts. The thread looks every camera up in TF at that time (one shared wait of
+thread, or counts a dropped tick when the thread is still busy, so the rate never drifts. In
+lockstep (a tick at every period of /clock) ticks queue up, up to lockstep_queue, and are rendered
+and published in order. The thread poses every camera for the tick (camera/posing.py: the tick's
+time, or the newest pose within tf_tolerance, stamped with its own time; one shared wait of
 tf_timeout), renders the cameras that share a render size in one batched call on the
-RenderWorker and publishes each camera's outputs stamped with the tick's time.
+RenderWorker and publishes each camera's outputs with its stamp.
 """
 
 from __future__ import annotations
@@ -19,25 +21,16 @@ import numpy as np
 
 from rtfm_ros.camera.cameras import CameraSpec
 from rtfm_ros.camera.config import CameraNodeConfig
+from rtfm_ros.camera.posing import PoseSource, PoseTiming
 from rtfm_ros.camera.status import RenderStats
 from rtfm_ros.camera.worker import RenderWorker, View
 from rtfm_ros.geometry import body_to_optical
 from rtfm_ros.tf_buffer import ExtrapolationError, TransformLookupError
 
+__all__ = ["CameraSink", "ClockTicks", "PoseSource", "RenderStream"]
+
 THROTTLE_S = 5.0
 Job = tuple[CameraSpec, set[str]]  # a camera and the topics to fill this tick
-
-
-class PoseSource(Protocol):
-    """Where camera poses come from (the node: TF; rtfm_ros.ros.tf_source.TfSource)."""
-
-    def note_time(self, now_ns: int) -> bool:
-        """Record the current time; True when time jumped backwards and the poses were forgotten."""
-        ...
-
-    def lookup(self, target: str, source: str, stamp_ns: int, timeout_s: float) -> np.ndarray:
-        """T_target_source at stamp_ns, waiting up to timeout_s (TransformLookupError when not known)."""
-        ...
 
 
 class CameraSink(Protocol):
@@ -52,25 +45,49 @@ class CameraSink(Protocol):
         ...
 
 
+class ClockTicks:
+    """Lockstep's ticks: every multiple of the period after the first clock time seen.
+
+    A clock that jumps ahead several periods at once yields every tick it passed, in order, so a
+    simulator stepping /clock in a burst loses none; a clock that goes back restarts the ticks there.
+    """
+
+    def __init__(self) -> None:
+        self._last: int | None = None
+
+    def due(self, now_ns: int, period_ns: int) -> list[int]:
+        """The tick times in (last tick, now_ns]."""
+        if self._last is None or now_ns < self._last:
+            self._last = now_ns
+            return [now_ns]
+        out = list(range(self._last + period_ns, now_ns + 1, period_ns))
+        if out:
+            self._last = out[-1]
+        return out
+
+
 class RenderStream:
     """One render thread fed by ticks; publishes through each camera's CameraSink."""
 
     def __init__(self, worker: RenderWorker, tf: PoseSource, outputs: Mapping[str, CameraSink], stats: RenderStats,
                  log: Any) -> None:
         self.worker, self.tf, self.outputs, self.stats, self.log = worker, tf, outputs, stats, log
-        self._jobs: queue.Queue[Any] = queue.Queue(maxsize=1)
-        self._idle = threading.Event()
-        self._idle.set()
+        self.timing = PoseTiming(tf)
+        self._jobs: queue.Queue[Any] = queue.Queue()
+        self._backlog = 0  # ticks queued or rendering (bounded by tick())
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="rtfm_render", daemon=True)
         self._thread.start()
 
     def tick(self, now_ns: int, config: CameraNodeConfig, cameras: tuple[CameraSpec, ...]) -> None:
         """Hand the render time now_ns to the render thread, or count why not."""
+        self.stats.ticks += 1
         if now_ns <= 0:  # sim time before the first /clock message
             self.stats.skip("clock not started")
             return
         if self.tf.note_time(now_ns):
             self.stats.tf_resets += 1
+            self.timing.forget()
             self.log.warning("time jumped backwards (bag loop or simulator reset): TF buffer cleared")
         if len(self.worker.world.memory) == 0:
             self.stats.skip("empty world")
@@ -80,11 +97,22 @@ class RenderStream:
         if not jobs:
             self.stats.skip("no subscribers")
             return
-        if not self._idle.is_set():
-            self.stats.dropped += 1
-            return
-        self._idle.clear()
+        limit = config.lockstep_queue if config.lockstep else 1
+        with self._lock:
+            if self._backlog >= limit:
+                self.stats.dropped += 1
+                if config.lockstep:
+                    self.stats.skip("lockstep queue full")
+                return
+            self._backlog += 1
+            self.stats.backlog = self._backlog
         self._jobs.put_nowait((now_ns, jobs, config))
+
+    @property
+    def backlog(self) -> int:
+        """Ticks queued or rendering now."""
+        with self._lock:
+            return self._backlog
 
     def stop(self, timeout_s: float) -> bool:
         """Stop the thread (a long render is abandoned between tiles); True if it ended within timeout_s."""
@@ -107,34 +135,40 @@ class RenderStream:
                 self.stats.skip("render error")
                 self.log.error(f"render failed: {type(e).__name__}: {e}", throttle_duration_sec=THROTTLE_S)
             finally:
-                self._idle.set()
+                with self._lock:
+                    self._backlog -= 1
+                    self.stats.backlog = self._backlog
 
-    def _render(self, stamp_ns: int, jobs: list[Job], config: CameraNodeConfig) -> None:
-        posed: list[tuple[CameraSpec, set[str], np.ndarray]] = []
+    def _render(self, tick_ns: int, jobs: list[Job], config: CameraNodeConfig) -> None:
+        posed: list[tuple[CameraSpec, set[str], np.ndarray, int]] = []
         deadline = time.monotonic() + config.tf_timeout  # one wait for all cameras of the tick
         for spec, wanted in jobs:
             try:
-                T = self.tf.lookup(config.frame, spec.camera_frame, stamp_ns, max(0.0, deadline - time.monotonic()))
+                p = self.timing.resolve(config.frame, spec.camera_frame, spec.name, tick_ns,
+                                        tolerance_s=config.tf_tolerance, deadline=deadline, exact=config.lockstep)
             except TransformLookupError as e:
                 self.stats.skip("tf extrapolation" if isinstance(e, ExtrapolationError) else "tf lookup")
-                self.log.warning(f"skipping {spec.prefix}image_raw at {stamp_ns / 1e9:.3f} s: {e}",
+                self.log.warning(f"skipping {spec.prefix}image_raw at {tick_ns / 1e9:.3f} s: {e}",
                                  throttle_duration_sec=THROTTLE_S)
                 continue
-            posed.append((spec, wanted, body_to_optical(T) if spec.body else T))
-        groups: dict[tuple[int, int], list[tuple[CameraSpec, set[str], np.ndarray]]] = {}
+            if p.newest:
+                self.stats.stamped_newest += 1
+            posed.append((spec, wanted, body_to_optical(p.T) if spec.body else p.T, p.stamp_ns))
+        groups: dict[tuple[int, int], list[tuple[CameraSpec, set[str], np.ndarray, int]]] = {}
         for item in posed:
             rc = item[0].sensor.lens.render_camera
             groups.setdefault((rc.width, rc.height), []).append(item)
         published, seconds = 0, 0.0
         for group in groups.values():
-            wanted = set().union(*(w for _, w, _ in group))
+            wanted = set().union(*(w for _, w, _, _ in group))
             views, s = self.worker.render_batch(
-                [T for _, _, T in group], [spec.sensor for spec, _, _ in group],
+                [T for _, _, T, _ in group], [spec.sensor for spec, _, _, _ in group],
                 remember=config.remember_generated, want_depth=bool(wanted & {"depth", "points"}),
                 want_rect="rect" in wanted, depth_source=config.depth_source, tolerance=config.depth_tolerance)
             seconds += s
-            for (spec, w, _), view in zip(group, views):
+            for (spec, w, _, stamp_ns), view in zip(group, views):
                 self.outputs[spec.name].publish(spec, view, stamp_ns, config, w)
+                self.timing.published(spec.name, stamp_ns)
                 published += 1
         if published:
             self.stats.add_render(seconds, published, len(groups))

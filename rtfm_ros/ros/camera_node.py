@@ -31,15 +31,17 @@ from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedE
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock as Clock_
 from tf2_msgs.msg import TFMessage
 
 from rtfm_ros.camera import node_setup as setup
 from rtfm_ros.camera.cameras import CameraSpec, build_cameras, start_cameras
 from rtfm_ros.camera.config import CameraNodeConfig, ConfigError
 from rtfm_ros.camera.status import RenderStats, model_name
-from rtfm_ros.camera.stream import RenderStream
+from rtfm_ros.camera.stream import ClockTicks, RenderStream
 from rtfm_ros.camera.world_handle import WorldHandle
 from rtfm_ros.geometry import GeometryError
+from rtfm_ros.io.messages import stamp_to_ns
 from rtfm_ros.ros.outputs import CameraOutputs, Diagnostics
 from rtfm_ros.ros.params import declare_config
 from rtfm_ros.ros.services import WorldServices
@@ -59,6 +61,7 @@ STATIC_BROADCAST_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABL
 # with sensor_data, BENCHMARKS.md). Keep-last 2: a slow subscriber gets the newest images.
 IMAGE_QOS = {"sensor_data": qos_profile_sensor_data,
              "reliable": QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)}
+CLOCK_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)  # matches any /clock publisher
 STOP_WAIT_S = 1.0  # how long stopping waits for a render in progress before abandoning it
 
 
@@ -69,6 +72,8 @@ class CameraNode(Node):
         super().__init__(node_name, **kwargs)
         self.stats = RenderStats()
         self.config: CameraNodeConfig = declare_config(self)  # every parameter is checked before the model loads
+        if self.config.lockstep and not self.get_parameter("use_sim_time").value:
+            raise ConfigError("parameter 'lockstep' needs use_sim_time: true (its ticks follow /clock)")
         self._calibrations = setup.read_calibrations(self.config)
         setup.set_threads(self.config.torch_threads)
         world, copy = (world_model, None) if world_model is not None else setup.load_model(self.config)
@@ -84,6 +89,9 @@ class CameraNode(Node):
         self.create_subscription(TFMessage, "/tf_static", lambda m: on_tf(m, True), TF_STATIC_QOS,
                                  callback_group=tf_group)
         qos = IMAGE_QOS[self.config.qos]
+        if self.config.lockstep:  # a burst of ticks reaches a subscriber that keeps as many
+            qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(2, self.config.lockstep_queue),
+                             reliability=qos.reliability)
         self._outputs = {spec.name: CameraOutputs(self, spec, qos) for spec in self.cameras}
         self._static_pub = self.create_publisher(TFMessage, "/tf_static", STATIC_BROADCAST_QOS)
         optical = optical_frame_transforms(self.cameras, self.get_clock().now().nanoseconds)
@@ -103,6 +111,10 @@ class CameraNode(Node):
         self.stream = RenderStream(self.worker, self.tf, self._outputs, self.stats, self.get_logger())
         self._timer = self.create_timer(1.0 / self.config.rate, self.guarded(self._tick, "tick"),
                                         MutuallyExclusiveCallbackGroup())
+        self._clock_ticks = ClockTicks()
+        if self.config.lockstep:
+            self.create_subscription(Clock_, "/clock", self.guarded(self._on_clock, "lockstep tick"), CLOCK_QOS,
+                                     callback_group=MutuallyExclusiveCallbackGroup())
         self._pending: tuple[CameraNodeConfig, tuple[CameraSpec, ...]] | None = None
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self.guarded(self._apply_parameters, "parameter update"))
@@ -179,7 +191,13 @@ class CameraNode(Node):
 
     def _tick(self) -> None:
         """Timer callback: never blocks (the stream hands the tick to its render thread or drops it)."""
-        self.stream.tick(self.get_clock().now().nanoseconds, self.config, self.cameras)
+        if not self.config.lockstep:
+            self.stream.tick(self.get_clock().now().nanoseconds, self.config, self.cameras)
+
+    def _on_clock(self, msg: Clock_) -> None:
+        """Lockstep: every tick /clock passed, handed to the render thread's queue in order."""
+        for t in self._clock_ticks.due(stamp_to_ns(msg.clock), int(1e9 / self.config.rate)):
+            self.stream.tick(t, self.config, self.cameras)
 
     def destroy_node(self) -> None:
         """rclpy's destroy_node, the node's threads stopped first (see close)."""

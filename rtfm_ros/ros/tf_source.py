@@ -119,6 +119,17 @@ class TfSource:
             time.sleep(_POLL_S)
 
 
+    def latest_time(self, target: str, source: str) -> int:
+        """Newest stamp at which target <-> source can be looked up (0 when every edge is static)."""
+        if self._own is not None:
+            return self._own.latest_common_time(target, source)
+        try:
+            tf = self._tf2_buffer().lookup_transform(target, source, Time())
+        except tf2_ros.TransformException as e:
+            raise _translate(e) from None
+        return int(tf.header.stamp.sec) * NS_PER_S + int(tf.header.stamp.nanosec)
+
+
 def optical_frame_transforms(cameras: Iterable[Any], stamp_ns: int) -> list[Any]:
     """camera_frame -> optical frame (the REP-103 rotation) of each body-axes camera, for /tf_static."""
     tfs = {c.optical_frame: transform_msg(make_transform(R_BODY_OPTICAL), c.camera_frame,
