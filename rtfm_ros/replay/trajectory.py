@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import sys
 from collections.abc import Sequence
@@ -15,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rtfm_ros.geometry import body_to_optical, heading_rotation, transform_from_ros, validate_transform
+from rtfm_ros.geometry import POSE_REPAIR_TOL, body_to_optical, heading_rotation, repair_rotation, transform_from_ros
 from rtfm_ros.io.bags import connections_for
 from rtfm_ros.io.messages import stamp_to_ns
 from rtfm_ros.replay.options import ReplayError, ReplayOptions
 from rtfm_ros.tf_buffer import NS_PER_S, ExtrapolationError, TransformBuffer
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from rosbags.highlevel import AnyReader
@@ -45,14 +48,15 @@ def apply_offset(T: np.ndarray, offset: Sequence[float]) -> np.ndarray:
     return out
 
 
-def _pose_row(row: dict[str, Any], where: str) -> tuple[int, np.ndarray]:
+def _pose_row(row: dict[str, Any], where: str) -> tuple[int, np.ndarray, bool]:
     try:
         if "stamp_ns" in row:
             t = int(row["stamp_ns"])
         else:
             t = int((Decimal(str(row["stamp"])) * NS_PER_S).to_integral_value())  # exact to the ns
-        if "T" in row:
-            T = validate_transform(np.asarray(row["T"], dtype=np.float64), f"{where} T")
+        repaired = False
+        if "T" in row:  # a 4x4 written with a few decimals: re-orthonormalised within POSE_REPAIR_TOL
+            T, repaired = repair_rotation(np.asarray(row["T"], dtype=np.float64), f"{where} T")
         else:
             pos = row.get("position") or [row["x"], row["y"], row["z"]]
             q = row.get("orientation") or [row["qx"], row["qy"], row["qz"], row["qw"]]
@@ -62,7 +66,7 @@ def _pose_row(row: dict[str, Any], where: str) -> tuple[int, np.ndarray]:
                           f"(or position/orientation, or a 4x4 T): {e}") from e
     if t < 0:
         raise ReplayError(f"{where}: stamp must be >= 0")
-    return t, T
+    return t, T, repaired
 
 
 def load_poses(path: str | Path) -> list[tuple[int, np.ndarray]]:
@@ -82,10 +86,14 @@ def load_poses(path: str | Path) -> list[tuple[int, np.ndarray]]:
     else:
         with path.open(newline="") as f:
             rows = [{k.strip(): v for k, v in r.items() if k} for r in csv.DictReader(f)]
-    poses = sorted((_pose_row(r, f"{path} pose {i}") for i, r in enumerate(rows)), key=lambda p: p[0])
-    if not poses:
+    read = [_pose_row(r, f"{path} pose {i}") for i, r in enumerate(rows)]
+    if not read:
         raise ReplayError(f"poses file {path} holds no poses")
-    return poses
+    repaired = sum(fixed for _, _, fixed in read)
+    if repaired:
+        _log.warning("%s: %d of %d rotations were re-orthonormalised (within %g of a rotation, as files "
+                     "rounded to a few decimals are)", path, repaired, len(read), POSE_REPAIR_TOL)
+    return sorted(((t, T) for t, T, _ in read), key=lambda p: p[0])
 
 
 def _chain_range(tf: TransformBuffer, a: str, b: str) -> tuple[int, int] | None:
