@@ -68,12 +68,12 @@ def procedural_flight(wm: WorldModel, camera: PinholeCamera, seed: int, frames: 
 
 def photo_flight(wm: WorldModel, camera: PinholeCamera, photo: Path, fov: float, frames: int) -> DemoRun:
     """Seed from one photo at the origin (depth predicted by the model), then sway around it."""
-    from PIL import Image
+    from rtfm_ros.photo import load_photo
 
-    img = Image.open(photo).convert("RGB")
-    photo_cam = PinholeCamera.from_fov(img.width, img.height, fov)
+    img = load_photo(photo)
+    photo_cam = PinholeCamera.from_fov(img.shape[1], img.shape[0], fov)
     T0 = look_at([0, 0, 1.0], [1.0, 0, 1.0])
-    wm.add_frame(np.asarray(img), T0, photo_cam, source="seed")
+    wm.add_frame(img, T0, photo_cam, source="seed")
     t = np.linspace(0, 2 * np.pi, frames)
     poses = [compose(T0, make_transform(level_turn(0.2 * np.sin(a)), [0.15 * np.sin(a), 0.0, 0.1 * (1 - np.cos(a))]))
              for a in t]

@@ -15,7 +15,7 @@ from rtfm_ros.serve.shared import SharedWorld
 def test_a_saved_world_is_served_from_a_copy_and_reset_returns_to_it(tmp_path: Path) -> None:
     from rtfm_ros.geometry import PinholeCamera
     from rtfm_ros.memory import FrameMemory
-    from rtfm_ros.serve.seeding import SeedError, decode_photo, frames_from_paths
+    from rtfm_ros.serve.seeding import SeedError, frames_from_paths, frames_from_photos
     from rtfm_ros.serve.session import Pose
     from rtfm_ros.world import WorldModel
 
@@ -32,7 +32,7 @@ def test_a_saved_world_is_served_from_a_copy_and_reset_returns_to_it(tmp_path: P
     with pytest.raises(SeedError, match="transforms.json"):
         frames_from_paths([str(tmp_path / "scene" / "images" / f"{i}.png") for i in range(2)], 60.0)
     with pytest.raises(SeedError, match="each side"):
-        decode_photo(photo_png(4, 4), "tiny.png")
+        frames_from_photos({"tiny.png": photo_png(4, 4)}, None, 60.0)
 
     wm = WorldModel.load()
     camera = PinholeCamera.from_fov(96, 64, 90.0)
@@ -43,7 +43,7 @@ def test_a_saved_world_is_served_from_a_copy_and_reset_returns_to_it(tmp_path: P
         world.seed([seeds[0], type(seeds[0])(seeds[0].rgb, bad, seeds[0].camera)])
     assert world.frames() == 2 and len(world.map_state[1]) == 2  # refused whole: the world is as it was
     saved = tmp_path / "start.world"
-    wm.save(saved)
+    world.wm.save(saved)  # the world now (seeding made a new one)
     served = SharedWorld(WorldModel.load(), camera, tmp_path / "scratch", save_path=None)
     (tmp_path / "scratch").mkdir()
     assert served.open_world(saved) == 2

@@ -10,12 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from rtfm_ros.camera.config import CameraNodeConfig, ConfigError
 from rtfm_ros.camera.lens import Calibration, CalibrationError, read_calibration
 from rtfm_ros.geometry import PinholeCamera, body_to_optical, transform_from_ros
 from rtfm_ros.memory.working_copy import WorkingCopy
+from rtfm_ros.photo import load_photo
 
 if TYPE_CHECKING:  # pragma: no cover
     from rtfm_ros.world import WorldModel
@@ -71,12 +70,9 @@ def read_calibrations(config: CameraNodeConfig) -> dict[str, Calibration]:
 
 def seed_from_parameters(world: WorldModel, config: CameraNodeConfig, log: Any) -> None:
     """seed_images at seed_poses, added as seed frames."""
-    from PIL import Image as PILImage
-
     for path, row in zip(config.seed_images, config.seed_pose_rows):
         try:
-            with PILImage.open(Path(path).expanduser()) as im:
-                rgb = np.asarray(im.convert("RGB"))
+            rgb = load_photo(Path(path).expanduser())  # a FIFO, a device or a decode bomb is refused
             T = transform_from_ros(row[:3], row[3:])
             if config.seed_pose_convention == "body":
                 T = body_to_optical(T)

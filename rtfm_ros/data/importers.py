@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from rtfm_ros.data import data_subparsers
 from rtfm_ros.data.clips import Clip
@@ -35,11 +35,13 @@ from rtfm_ros.geometry import POSE_REPAIR_TOL, PinholeCamera, opengl_to_optical,
 from rtfm_ros.images import resize_image
 from rtfm_ros.io.messages import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE
 from rtfm_ros.options import add_options, from_options, setting
+from rtfm_ros.photo import PhotoError, load_photo, read_photo
 
 _log = logging.getLogger(__name__)
 
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 INFO_TYPE = CAMERA_INFO
+MAX_TRANSFORMS_BYTES = 16 << 20  # a transforms.json of 100k frames is ~50 MB; 16 MiB holds ~30k
 
 
 class ImportDataError(ValueError):
@@ -137,22 +139,64 @@ def import_bag(path: str | Path, *, image_topic: str | None = None, camera_info_
 
 
 # ----------------------------------------------------------------------------- transforms.json
+def _number(spec: dict[str, Any], key: str, where: str) -> float:
+    """A finite number from a transforms.json field (a bool, string or list is refused, not coerced)."""
+    v = spec[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ImportDataError(f"{where}: {key} must be a number, got {json.dumps(v)[:40]}")
+    try:
+        f = float(v)
+    except OverflowError:
+        f = float("inf")
+    if not np.isfinite(f):
+        raise ImportDataError(f"{where}: {key} must be finite, got {json.dumps(v)[:40]}")
+    return f
+
+
+def _side(spec: dict[str, Any], key: str, default: int, where: str) -> int:
+    if key not in spec:
+        return default
+    v = _number(spec, key, where)
+    if v != int(v):
+        raise ImportDataError(f"{where}: {key} must be a whole number of pixels, got {v:g}")
+    return int(v)
+
+
+def _focal(spec: dict[str, Any], angle: str, size: int, where: str) -> float:
+    """A focal length in pixels from a field-of-view angle in radians, which must be in (0, pi)."""
+    a = _number(spec, angle, where)
+    if not 0.0 < a < np.pi:
+        raise ImportDataError(f"{where}: {angle} must be an angle in (0, pi) radians, got {a:g}")
+    return float(0.5 * size / np.tan(0.5 * a))
+
+
 def _intrinsics(spec: dict[str, Any], image_size: tuple[int, int], where: str) -> PinholeCamera:
-    w = int(spec.get("w", image_size[0]))
-    h = int(spec.get("h", image_size[1]))
+    w = _side(spec, "w", image_size[0], where)
+    h = _side(spec, "h", image_size[1], where)
     if "fl_x" in spec:
-        fx = float(spec["fl_x"])
+        fx = _number(spec, "fl_x", where)
     elif "camera_angle_x" in spec:
-        fx = 0.5 * w / np.tan(0.5 * float(spec["camera_angle_x"]))
+        fx = _focal(spec, "camera_angle_x", w, where)
     else:
         raise ImportDataError(f"{where}: no focal length (fl_x or camera_angle_x)")
     if "fl_y" in spec:
-        fy = float(spec["fl_y"])
+        fy = _number(spec, "fl_y", where)
     elif "camera_angle_y" in spec and "fl_x" not in spec:
-        fy = 0.5 * h / np.tan(0.5 * float(spec["camera_angle_y"]))
+        fy = _focal(spec, "camera_angle_y", h, where)
     else:
         fy = fx
-    return PinholeCamera(w, h, fx, fy, float(spec.get("cx", w / 2)), float(spec.get("cy", h / 2)))
+    cx = _number(spec, "cx", where) if "cx" in spec else w / 2
+    cy = _number(spec, "cy", where) if "cy" in spec else h / 2
+    return PinholeCamera(w, h, fx, fy, cx, cy)
+
+
+def parse_transforms(data: bytes, where: str) -> Any:
+    """A transforms.json's bytes parsed; anything that is not JSON (deeply nested, a 5000-digit
+    number, not UTF-8) is an ImportDataError naming ``where``."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise ImportDataError(f"{where} is not valid JSON: {str(exc)[:200]}") from None
 
 
 def transforms_frames(spec: Any, load_image: Callable[[str], np.ndarray], where: str, *, res: int | None = None,
@@ -170,11 +214,16 @@ def transforms_frames(spec: Any, load_image: Callable[[str], np.ndarray], where:
         at = f"{where} frame {i}"
         if not isinstance(fr, dict) or "file_path" not in fr or "transform_matrix" not in fr:
             raise ImportDataError(f"{at}: needs file_path and transform_matrix")
-        rgb = load_image(str(fr["file_path"]))
+        try:
+            rgb = load_image(str(fr["file_path"]))
+        except PhotoError as exc:
+            raise ImportDataError(f"{at}: {exc}") from None
         try:
             camera = _intrinsics({**spec, **fr}, (rgb.shape[1], rgb.shape[0]), at)
-        except (TypeError, ValueError) as exc:
-            raise ImportDataError(f"{at}: bad intrinsics: {exc}") from exc
+        except ImportDataError:
+            raise
+        except ValueError as exc:
+            raise ImportDataError(f"{at}: bad intrinsics: {exc}") from None
         if (camera.width, camera.height) != (rgb.shape[1], rgb.shape[0]):
             raise ImportDataError(f"{at}: image is {rgb.shape[1]}x{rgb.shape[0]}, "
                                   f"w/h say {camera.width}x{camera.height}")
@@ -182,8 +231,8 @@ def transforms_frames(spec: Any, load_image: Callable[[str], np.ndarray], where:
             pose, fixed = repair_rotation(np.asarray(fr["transform_matrix"], dtype=np.float64), at)
             T = opengl_to_optical(pose)
             repaired += fixed
-        except ValueError as exc:
-            raise ImportDataError(f"{at}: bad transform_matrix: {exc}") from exc
+        except (TypeError, ValueError, OverflowError) as exc:  # a dict, strings, ragged rows, 1e400
+            raise ImportDataError(f"{at}: bad transform_matrix: {str(exc)[:200]}") from None
         rgb, camera = fit_image(rgb, camera, res)
         frames.append((float(fr.get("time", i)), rgb, T, camera))
     if repaired:
@@ -196,27 +245,27 @@ def import_transforms_json(path: str | Path, *, res: int | None = None, max_fram
     """One clip from a transforms.json (or the folder holding it), frames in file order."""
     path = Path(path)
     file = path / "transforms.json" if path.is_dir() else path
-    if not file.is_file():
-        raise FileNotFoundError(f"{file} not found")
     try:
-        spec = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ImportDataError(f"{file} is not valid JSON: {exc}") from exc
+        spec = parse_transforms(read_photo(file, MAX_TRANSFORMS_BYTES), str(file))
+    except PhotoError as exc:
+        raise ImportDataError(str(exc)) from None
 
     def load_image(file_path: str) -> np.ndarray:
-        img_path = file.parent / file_path
-        if not img_path.exists() and not img_path.suffix:
-            img_path = img_path.with_suffix(".png")  # NeRF-synthetic style paths omit the extension
-        if not img_path.is_file():
-            raise ImportDataError(f"{file}: image {img_path} not found")
-        with Image.open(img_path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+        return load_photo(image_path(file, file_path))
 
     frames = transforms_frames(spec, load_image, str(file), res=res, max_frames=max_frames)
     dist = {k: spec[k] for k in ("k1", "k2", "k3", "k4", "p1", "p2") if k in spec}
     meta = {"source": "transforms.json", "path": str(file), "distortion_ignored": dist or None,
             "files": [fr["file_path"] for fr in spec["frames"][: len(frames)]]}
     return _assemble(frames, meta)
+
+
+def image_path(transforms_file: Path, file_path: str) -> Path:
+    """Where a transforms.json's ``file_path`` points (NeRF-synthetic paths omit the ".png")."""
+    img_path = transforms_file.parent / file_path
+    if not img_path.suffix and not os.path.lexists(img_path):
+        img_path = img_path.with_suffix(".png")
+    return img_path
 
 
 @dataclass(frozen=True)

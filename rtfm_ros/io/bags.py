@@ -225,8 +225,8 @@ def open_bag(path: str | Path) -> AnyReader:
     path = Path(path)
     if not path.exists():
         raise BagError(f"bag {path} does not exist")
-    reader = CheckedReader([path], default_typestore=typestore())
     try:
+        reader = CheckedReader([path], default_typestore=typestore())  # refuses a file that is no bag format
         reader.open()
     except Exception as e:  # rosbags raises many kinds on damaged files (even MemoryError)
         raise BagError(f"cannot read bag {path}: {e}") from e

@@ -253,19 +253,12 @@ def decode_image(msg: Any, msgtype: str | None = None, min_size: tuple[int, int]
 
 
 def _decode_compressed(msg: Any, min_size: tuple[int, int] | None) -> np.ndarray:
-    from PIL import Image as PILImage
-    from PIL import UnidentifiedImageError
+    from rtfm_ros.photo import PhotoError, decode_photo
 
     try:
-        with PILImage.open(io.BytesIO(bytes(_pixel_bytes(msg)))) as im:
-            _check_image_size(im.size[0], im.size[1])  # from the header, before decoding a pixel
-            if min_size is not None:
-                im.draft("RGB", min_size)
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except MessageError:
-        raise
-    except (UnidentifiedImageError, OSError, PILImage.DecompressionBombError, ValueError) as e:
-        raise MessageError(f"cannot decode compressed image (format {msg.format!r}): {e}") from e
+        return decode_photo(bytes(_pixel_bytes(msg)), f"compressed image (format {msg.format!r})", draft=min_size)
+    except PhotoError as e:
+        raise MessageError(f"cannot decode {e}") from None
 
 
 def decode_depth(msg: Any, keep_invalid: bool = False) -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from rtfm_ros.memory.errors import WorldFileError
+from rtfm_ros.photo import PhotoError, decode_photo
 
 IMAGE_FORMATS = ("png", "webp", "jpeg")
 DEPTH_FORMATS = ("npz32", "npz16", "png16mm")
@@ -33,11 +34,11 @@ def encode_image(rgb: np.ndarray, fmt: str = "png", quality: int = 95) -> bytes:
 
 
 def decode_image(data: bytes, width: int, height: int) -> np.ndarray:
-    """bytes -> HxWx3 uint8; the size is checked from the header before any pixel is decoded."""
-    with Image.open(io.BytesIO(data)) as img:
-        if img.size != (width, height):
-            raise WorldFileError(f"stored image is {img.size[0]}x{img.size[1]}, expected {width}x{height}")
-        rgb = np.asarray(img.convert("RGB"))
+    """bytes -> HxWx3 uint8; the size (and a JPEG's scans) checked from the header before any pixel is decoded."""
+    try:
+        rgb = decode_photo(data, "stored image", size=(width, height))
+    except PhotoError as exc:
+        raise WorldFileError(str(exc)) from None
     if rgb.shape != (height, width, 3):
         raise WorldFileError(f"stored image is {rgb.shape}, expected ({height}, {width}, 3)")
     return rgb

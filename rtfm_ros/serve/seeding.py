@@ -1,26 +1,29 @@
 """Where a served world starts: the demo room, photos on disk, or photos uploaded from the page.
 
-Every photo, from disk or from a browser, goes through :func:`decode_photo` (format, size and
-decoding checked before anything uses it) and :func:`frames_from_photos`; a transforms.json is
-parsed by the dataset importer's own parser. Uploaded names are only keys that match photos to
-transforms.json entries: they never reach the file system.
+Every photo, from disk or from a browser, is decoded by rtfm_ros.photo (format, size and a
+JPEG's scans checked before a pixel is decoded) through :class:`PhotoBudget`: an upload names
+each photo as often as it likes, but each is decoded once, and the pixels decoded for one
+upload are bounded (a few KB of PNG can hold a 4096x4096 image, and a transforms.json may name
+it hundreds of times). A transforms.json is parsed by the dataset importer's own parser.
+Uploaded names are only keys that match photos to transforms.json entries: they never reach
+the file system. Photo files are read by rtfm_ros.photo.read_photo, as `rtfm data import` reads
+them (regular files of bounded size only).
 """
 
 from __future__ import annotations
 
-import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from rtfm_ros.geometry import MAX_RESOLUTION, PinholeCamera, look_at
+from rtfm_ros.geometry import PinholeCamera, look_at
+from rtfm_ros.photo import PhotoError, decode_photo, read_photo
 
-PHOTO_FORMATS = ("JPEG", "PNG", "WEBP")
 MIN_SIDE = 8
 MAX_PHOTOS = 256
+MAX_UPLOAD_PIXELS = 1 << 26  # decoded pixels per upload (~200 MB as RGB): four 4096x4096 photos
 ORIGIN_POSE = look_at([0.0, 0.0, 1.0], [1.0, 0.0, 1.0])  # 1 m up, looking along +x (as `rtfm demo`)
 
 
@@ -37,95 +40,101 @@ class SeedFrame:
     camera: PinholeCamera
     depth: np.ndarray | None = None
     source: str = "seed"
+    name: str = "seed frame"  # what an error about this frame names
 
 
-def decode_photo(data: bytes, name: str) -> np.ndarray:
-    """HxWx3 uint8 from JPEG / PNG / WebP bytes; the size is checked before the pixels are decoded."""
-    from PIL import Image
+class PhotoBudget:
+    """Decodes an upload's photos, each once, refusing more than ``max_pixels`` decoded in all."""
 
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.format not in PHOTO_FORMATS:
-                raise SeedError(f"{name}: not a {' / '.join(PHOTO_FORMATS)} image (got {im.format})")
-            w, h = im.size
-            if not (MIN_SIDE <= w <= MAX_RESOLUTION and MIN_SIDE <= h <= MAX_RESOLUTION):
-                raise SeedError(f"{name}: {w}x{h} pixels; each side must be {MIN_SIDE}..{MAX_RESOLUTION}")
-            rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except SeedError:
-        raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise SeedError(f"{name}: not a readable image ({exc})") from None
-    return rgb
+    def __init__(self, photos: dict[str, bytes], max_pixels: int = MAX_UPLOAD_PIXELS) -> None:
+        self.photos, self.max_pixels = photos, max_pixels
+        self._decoded: dict[str, np.ndarray] = {}
+        self._pixels = 0
+
+    def __call__(self, name: str) -> np.ndarray:
+        if name in self._decoded:
+            return self._decoded[name]
+        try:
+            rgb = decode_photo(self.photos[name], name, min_side=MIN_SIDE)
+        except PhotoError as exc:
+            raise SeedError(str(exc)) from None
+        self._pixels += rgb.shape[0] * rgb.shape[1]
+        if self._pixels > self.max_pixels:
+            raise SeedError(f"the photos hold more than {self.max_pixels} pixels in all; seed from fewer or "
+                            "smaller photos")
+        self._decoded[name] = rgb
+        return rgb
 
 
-def frames_from_photos(photos: dict[str, bytes], transforms: bytes | None, fov_deg: float) -> list[SeedFrame]:
+def frames_from_photos(photos: dict[str, bytes], transforms: bytes | None, fov_deg: float,
+                       max_pixels: int = MAX_UPLOAD_PIXELS) -> list[SeedFrame]:
     """One photo at the origin (horizontal ``fov_deg``), or several placed by a transforms.json.
 
-    ``photos`` maps a file name (any folders are dropped) to its bytes.
+    ``photos`` maps a file name (any folders are dropped) to its bytes; at most ``max_pixels``
+    are decoded.
     """
-    from rtfm_ros.data.importers import transforms_frames
+    from rtfm_ros.data.importers import parse_transforms, transforms_frames
 
     if not photos:
         raise SeedError("no photos given")
     if len(photos) > MAX_PHOTOS:
         raise SeedError(f"{len(photos)} photos; at most {MAX_PHOTOS}")
-    by_name = {PurePosixPath(n.replace("\\", "/")).name: data for n, data in photos.items()}
+    decode = PhotoBudget({PurePosixPath(n.replace("\\", "/")).name: d for n, d in photos.items()}, max_pixels)
+    by_name = decode.photos
     if transforms is None:
         if len(by_name) != 1:
             raise SeedError(f"{len(by_name)} photos but no transforms.json: give one photo, "
                             "or a transforms.json that places each photo")
         if not 0.0 < fov_deg < 180.0 or not math.isfinite(fov_deg):
             raise SeedError(f"field of view must be in (0, 180) degrees, got {fov_deg}")
-        (name, data), = by_name.items()
-        rgb = decode_photo(data, name)
-        return [SeedFrame(rgb, ORIGIN_POSE, PinholeCamera.from_fov(rgb.shape[1], rgb.shape[0], fov_deg))]
-    try:
-        spec = json.loads(transforms.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SeedError(f"transforms.json is not valid JSON: {exc}") from None
+        (name, _), = by_name.items()
+        rgb = decode(name)
+        return [SeedFrame(rgb, ORIGIN_POSE, PinholeCamera.from_fov(rgb.shape[1], rgb.shape[0], fov_deg), name=name)]
 
     def load(file_path: str) -> np.ndarray:
         name = PurePosixPath(file_path.replace("\\", "/")).name
-        data = by_name.get(name)
-        if data is None:  # NeRF-synthetic style paths omit the extension
-            data = next((d for n, d in by_name.items() if PurePosixPath(n).stem == name), None)
-        if data is None:
+        if name not in by_name:  # NeRF-synthetic style paths omit the extension
+            name = next((n for n in by_name if PurePosixPath(n).stem == name), name)
+        if name not in by_name:
             raise SeedError(f"transforms.json names {file_path!r}, which is not among the photos")
-        return decode_photo(data, name)
+        return decode(name)
 
     try:
+        spec = parse_transforms(transforms, "transforms.json")
         rows = transforms_frames(spec, load, "transforms.json", max_frames=MAX_PHOTOS)
     except SeedError:
         raise
     except ValueError as exc:  # the importer's ImportDataError and geometry errors
         raise SeedError(str(exc)) from None
-    return [SeedFrame(rgb, T, cam) for _, rgb, T, cam in rows]
+    files = [str(fr.get("file_path")) for fr in spec["frames"]]
+    return [SeedFrame(rgb, T, cam, name=f"transforms.json frame {i} ({files[i]})")
+            for i, (_, rgb, T, cam) in enumerate(rows)]
 
 
 def frames_from_paths(paths: list[str], fov_deg: float) -> list[SeedFrame]:
     """`--seed-images`: one photo, photos plus their transforms.json, or a transforms.json folder."""
+    from rtfm_ros.data.importers import MAX_TRANSFORMS_BYTES, image_path, parse_transforms
+
     files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            if not (p / "transforms.json").is_file():
-                raise FileNotFoundError(f"{p} is a folder without a transforms.json")
-            spec = json.loads((p / "transforms.json").read_text())
-            files.append(p / "transforms.json")
-            files += [p / str(fr.get("file_path", "")) for fr in spec.get("frames", []) if isinstance(fr, dict)]
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"seed image {p} not found")
-    jsons = [f for f in files if f.suffix == ".json"]
-    if len(jsons) > 1:
-        raise SeedError(f"more than one transforms.json: {', '.join(map(str, jsons))}")
-    photos = {}
-    for f in files:
-        if f.suffix != ".json":
-            if not f.is_file() and not f.suffix and f.with_suffix(".png").is_file():
-                f = f.with_suffix(".png")
-            photos[f.name] = f.read_bytes()
-    return frames_from_photos(photos, jsons[0].read_bytes() if jsons else None, fov_deg)
+    try:
+        for p in map(Path, paths):
+            if p.is_dir():
+                spec_file = p / "transforms.json"
+                spec = parse_transforms(read_photo(spec_file, MAX_TRANSFORMS_BYTES), str(spec_file))
+                files.append(spec_file)
+                frames = spec.get("frames") if isinstance(spec, dict) else None
+                files += [image_path(spec_file, str(fr.get("file_path", ""))) for fr in frames or []
+                          if isinstance(fr, dict)]
+            else:
+                files.append(p)
+        jsons = [f for f in files if f.suffix == ".json"]
+        if len(jsons) > 1:
+            raise SeedError(f"more than one transforms.json: {', '.join(map(str, jsons))}")
+        photos = {f.name: read_photo(f) for f in files if f.suffix != ".json"}
+        transforms = read_photo(jsons[0], MAX_TRANSFORMS_BYTES) if jsons else None
+    except PhotoError as exc:
+        raise SeedError(f"seed images: {exc}") from None
+    return frames_from_photos(photos, transforms, fov_deg)
 
 
 def demo_frames(seed: int, camera: PinholeCamera) -> list[SeedFrame]:
