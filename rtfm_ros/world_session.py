@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from rtfm_ros.geometry import PinholeCamera
+from rtfm_ros.memory.store import FrameMemory
 from rtfm_ros.memory.working_copy import WorkingCopy, is_world_file
 from rtfm_ros.world import WorldModel
 
@@ -139,11 +140,11 @@ class WorldSession:
     def load(self, path: str | Path) -> tuple[int, Path]:
         """Replace the world by a working copy of a world file; (frames, file). A failure changes nothing.
 
-        The fit `rtfm fit` left beside the file is used; one that cannot be used is logged and the
-        default blend is used.
+        The copy keeps the RAM budget of the world it replaces. The fit `rtfm fit` left beside
+        the file is used; one that cannot be used is logged and the default blend is used.
         """
         source = user_path(path)
-        copy = WorkingCopy(source, self._scratch_dir)
+        copy = WorkingCopy(source, self._scratch_dir, ram_budget_bytes=self._world.memory.ram_budget_bytes)
         try:
             new = self._world.with_memory(copy.memory)
         except BaseException:
@@ -154,6 +155,18 @@ class WorldSession:
         except Exception as e:  # noqa: BLE001 - the world is still good: render it with the default blend
             if self.log is not None:
                 self.log.warning(f"not using the fit beside {source}: {e}")
+        self.replace(new, copy)
+        return len(new.memory), source
+
+    def empty_world(self) -> WorldModel:
+        """A new, empty world over this one's core, settings and RAM budget, to be filled without
+        the lock (every frame checked as it is added) and then made the world by :meth:`replace`."""
+        return self._world.with_memory(FrameMemory(ram_budget_bytes=self._world.memory.ram_budget_bytes))
+
+    def replace(self, new: WorldModel, copy: WorkingCopy | None = None) -> None:
+        """Make ``new`` (over ``copy``, when it is a working copy) the world, under the lock; the
+        previous world's memory and working copy are closed. Nothing is refused here: whatever could
+        fail was done while building ``new``, so a refused input never touches the world."""
         with self.lock:
             old, old_copy = self._world, self._copy
             self._world, self._copy = new, copy
@@ -161,7 +174,6 @@ class WorldSession:
                 old_copy.close()
             else:
                 old.memory.close()
-        return len(new.memory), source
 
     def add_frame(self, rgb: np.ndarray, T: np.ndarray, camera: PinholeCamera, *, stamp: float | None = None,
                   source: str = "seed", depth: np.ndarray | None = None) -> int:

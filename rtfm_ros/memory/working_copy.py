@@ -43,9 +43,11 @@ def is_world_file(path: Path) -> bool:
 
 
 class WorkingCopy:
-    """A writable copy of a world file (``memory``) in a scratch directory of its own, removed on close."""
+    """A writable copy of a world file (``memory``, pixels within ``ram_budget_bytes`` in RAM) in a
+    scratch directory of its own, removed on close."""
 
-    def __init__(self, source: str | Path, scratch_dir: str | Path = "") -> None:
+    def __init__(self, source: str | Path, scratch_dir: str | Path = "", *,
+                 ram_budget_bytes: int | None = None) -> None:
         source = regular_file(Path(source))
         WorldFile.open(source, writable=False, check="quick").close()  # refuse before copying anything
         self.dir = tempfile.mkdtemp(prefix="rtfm_world_", dir=str(scratch_dir) or None)
@@ -61,7 +63,7 @@ class WorkingCopy:
                     dst.close()
             finally:
                 src.close()
-            self.memory = FrameMemory.open(self.path, writable=True, check="none")
+            self.memory = FrameMemory.open(self.path, ram_budget_bytes, writable=True, check="none")
         except BaseException:
             shutil.rmtree(self.dir, ignore_errors=True)
             raise

@@ -39,6 +39,8 @@ class ServeOptions:
                                     "their own)")
     save: str | None = setting(None, "the world file the page's Save button writes (default: saving is off)")
     max_upload_mb: float = setting(32.0, "largest photo upload, in MiB")
+    ram_budget_mb: float = setting(1024.0, "RAM for the world's pixels, and as much for its prepared frames (MiB); "
+                                           "remembered views beyond it are paged to a scratch file, none is lost")
     checkpoint: str | None = setting(None, "model checkpoint (default: the bundled model)")
     device: str = setting("auto", "auto, cpu, cuda, cuda:N")
     threads: int = setting(0, "torch CPU threads (default: all cores but one)")
@@ -61,6 +63,8 @@ class ServeOptions:
             raise ValueError(f"--port must be in 0..65535, got {self.port}")
         if not 0 < self.max_upload_mb <= 1024:
             raise ValueError(f"--max-upload-mb must be in (0, 1024], got {self.max_upload_mb}")
+        if not 1 <= self.ram_budget_mb <= 1 << 20:
+            raise ValueError(f"--ram-budget-mb must be in 1..{1 << 20}, got {self.ram_budget_mb}")
         if sum(x is not None and x != () for x in (self.world, self.seed_images, self.demo_world)) > 1:
             raise ValueError("--world, --seed-images and --demo-world are exclusive: give at most one")
         if self.world is not None and not Path(self.world).exists():
@@ -89,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(opt.threads or serving_threads())
     sock = bind(opt.host, opt.port)  # before the slow part: a taken port fails at once
     token = None if is_loopback(opt.host) else secrets.token_urlsafe(18)
-    wm = WorldModel.load(opt.checkpoint, device=opt.device)
+    wm = WorldModel.load(opt.checkpoint, device=opt.device, ram_budget_bytes=int(opt.ram_budget_mb * 2**20))
     camera = PinholeCamera.from_fov(opt.width, opt.height, opt.fov)
     with tempfile.TemporaryDirectory(prefix="rtfm-serve-") as scratch:
         world = SharedWorld(wm, camera, Path(scratch), Path(opt.save) if opt.save else None)
@@ -131,5 +135,5 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                      help="one photo (placed at the origin), or photos with their transforms.json, or its folder")
     add_options(src, ServeOptions, ["demo_world"])
     add_options(p, ServeOptions, ["host", "port", "width", "height", "fov", "seed_fov", "save", "max_upload_mb",
-                                  "checkpoint", "device", "threads"])
+                                  "ram_budget_mb", "checkpoint", "device", "threads"])
     p.set_defaults(func=run)

@@ -20,14 +20,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import BodyPartReader, WSCloseCode, WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from rtfm_ros.serve.seeding import frames_from_photos
+from rtfm_ros.serve.seeding import MAX_UPLOAD_PIXELS, frames_from_photos
 from rtfm_ros.serve.session import ProtocolError, Session, parse_message, pose_dict
 from rtfm_ros.serve.shared import SharedWorld
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_WS_MESSAGE = 4096          # bytes: the page's messages are a few dozen
 FIELD_LIMIT = 64               # bytes for the form's non-file fields
+IDLE_TIMEOUT = 30.0            # seconds a connection may send nothing (before a request, or mid-upload)
+# aiohttp's request handler: an idle or half-open connection (no request, an unfinished header)
+# is closed after IDLE_TIMEOUT instead of aiohttp's default hour; headers are bounded.
+CONNECTION_LIMITS: dict[str, Any] = {"keepalive_timeout": IDLE_TIMEOUT, "max_line_size": 8190, "max_field_size": 8190,
+                                     "max_headers": 64}
 
 
 def is_loopback(host: str) -> bool:
@@ -43,11 +49,14 @@ class Hub:
     """Everything the handlers share: the world, the worker threads and the open tabs."""
 
     def __init__(self, world: SharedWorld, *, fov: float, seed_fov: float, max_upload_bytes: int,
-                 token: str | None, workers: int = 4) -> None:
+                 token: str | None, workers: int = 4, max_upload_pixels: int = MAX_UPLOAD_PIXELS) -> None:
         self.world, self.fov, self.seed_fov = world, fov, seed_fov
-        self.max_upload_bytes, self.token = max_upload_bytes, token
+        self.max_upload_bytes, self.max_upload_pixels, self.token = max_upload_bytes, max_upload_pixels, token
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rtfm-serve")
         self.sessions: set[Session] = set()
+        # One upload is read and decoded at a time: its decoding holds one worker thread and its
+        # pixel budget, the others keep rendering.
+        self.uploading = asyncio.Lock()
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -87,13 +96,24 @@ async def guard(request: web.Request,
             # Without a token only loopback names are served: a rebound DNS name would otherwise
             # let any web page reach the server through the user's browser.
             raise web.HTTPForbidden(text=f"host {request.host!r} is not a loopback address")
-        if hub.token is not None and not hmac.compare_digest(request.query.get("token", ""), hub.token):
+        if hub.token is not None and not hmac.compare_digest(request.query.get("token", "").encode(errors="replace"),
+                                                             hub.token.encode()):
             raise web.HTTPForbidden(text="missing or wrong token: open the URL printed by `rtfm serve`")
         origin = request.headers.get("Origin")
         if origin is not None and (request.path == "/ws" or request.method != "GET") \
-                and urlsplit(origin).netloc != request.host:
+                and not _same_origin(origin, request):
             raise web.HTTPForbidden(text=f"requests from origin {origin} are not accepted")
     return await handler(request)
+
+
+def _same_origin(origin: str, request: web.Request) -> bool:
+    """Whether ``origin`` is this server as the request reached it: scheme and host:port both
+    (a page on https://host:port is another origin than http://host:port)."""
+    try:
+        o = urlsplit(origin)
+    except ValueError:
+        return False
+    return o.scheme == request.scheme and o.netloc == request.host
 
 
 def _host_name(host: str) -> str:
@@ -117,6 +137,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     sender = asyncio.create_task(session.send_loop())
     try:
         async for msg in ws:
+            if ws.closed or request.transport is None or request.transport.is_closing():
+                break  # the client is gone: what it had queued is dropped, not worked through
             if msg.type == WSMsgType.BINARY:
                 await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"binary messages are not accepted")
                 break
@@ -127,6 +149,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             except ProtocolError as exc:
                 await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=str(exc)[:120].encode())
                 break
+            if m["type"] in ("reset", "save") and not session.may_change_world(m["type"]):
+                continue  # a burst of resets or saves: each costs the whole world, at most one per interval
             if m["type"] == "reset":
                 await hub.restart_all(hub.world.reset)
             elif m["type"] == "save":
@@ -150,12 +174,21 @@ async def _save(hub: Hub, session: Session) -> None:
 
 async def _read_part(part: Any, budget: int, limit: int) -> bytes:
     data = bytearray()
-    while chunk := await part.read_chunk(1 << 16):
+    while chunk := await _in_time(part.read_chunk(1 << 16)):
         data += chunk
         if len(data) > budget:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=limit - budget + len(data),
                                                 text=f"upload larger than {limit} bytes")
     return bytes(data)
+
+
+async def _in_time(step: Awaitable[Any]) -> Any:
+    """An upload's next piece, or 408 when the client sends nothing for IDLE_TIMEOUT seconds."""
+    try:
+        async with asyncio.timeout(IDLE_TIMEOUT):
+            return await step
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text=f"upload stalled: nothing received for {IDLE_TIMEOUT:g} s") from None
 
 
 async def seed_upload(request: web.Request) -> web.Response:
@@ -167,19 +200,37 @@ async def seed_upload(request: web.Request) -> web.Response:
                                             text=f"upload of {request.content_length} bytes; at most {limit}")
     if request.content_type != "multipart/form-data":
         return _bad("expected a multipart/form-data upload")
+    if hub.uploading.locked():
+        raise web.HTTPServiceUnavailable(text="another upload is being processed; send this one when it is done")
+    async with hub.uploading:
+        try:
+            photos, transforms, fov = await _read_upload(request, hub)
+        except (ValueError, HttpProcessingError) as exc:  # a malformed multipart body (an 8 KiB part header), a bad fov
+            return _bad(f"malformed upload: {str(exc)[:200]}")
+        try:
+            frames = await hub.run(frames_from_photos, photos, transforms, fov, hub.max_upload_pixels)
+            del photos
+            count = await hub.restart_all(hub.world.seed, frames)
+        except ValueError as exc:  # SeedError, and frames the world refuses (pose, size)
+            return _bad(str(exc))
+    return web.json_response({"ok": True, "frames": count})
+
+
+async def _read_upload(request: web.Request, hub: Hub) -> tuple[dict[str, bytes], bytes | None, float]:
+    limit = hub.max_upload_bytes
     photos: dict[str, bytes] = {}
     transforms: bytes | None = None
     fov, used = hub.seed_fov, 0
     reader = await request.multipart()
-    while (part := await reader.next()) is not None:
+    while (part := await _in_time(reader.next())) is not None:
         if not isinstance(part, BodyPartReader) or part.name not in ("photo", "transforms", "fov"):
-            return _bad(f"unexpected form field {getattr(part, 'name', None)!r}")
+            raise ValueError(f"unexpected form field {getattr(part, 'name', None)!r}")
         data = await _read_part(part, limit - used, limit)
         used += len(data)
         if part.name == "photo":
             name = part.filename or f"photo-{len(photos)}"
             if name in photos:
-                return _bad(f"two photos named {name!r}")
+                raise ValueError(f"two photos named {name!r}")
             photos[name] = data
         elif part.name == "transforms":
             transforms = data
@@ -187,13 +238,8 @@ async def seed_upload(request: web.Request) -> web.Response:
             try:
                 fov = float(data[:FIELD_LIMIT].decode())
             except (UnicodeDecodeError, ValueError):
-                return _bad("fov must be a number of degrees")
-    try:
-        frames = await hub.run(frames_from_photos, photos, transforms, fov)
-        count = await hub.restart_all(hub.world.seed, frames)
-    except ValueError as exc:  # SeedError, and frames the world refuses (pose, size)
-        return _bad(str(exc))
-    return web.json_response({"ok": True, "frames": count})
+                raise ValueError("fov must be a number of degrees") from None
+    return photos, transforms, fov
 
 
 def _bad(text: str) -> web.Response:
@@ -233,7 +279,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 async def serve(hub: Hub, sock: socket.socket, stop: asyncio.Event) -> None:
     """Serve on ``sock`` until ``stop`` is set, then close every tab and the worker threads."""
-    runner = web.AppRunner(make_app(hub), handle_signals=False, access_log=None)
+    runner = web.AppRunner(make_app(hub), handle_signals=False, access_log=None, **CONNECTION_LIMITS)
     await runner.setup()
     try:
         await web.SockSite(runner, sock).start()

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,8 @@ FORMATS = {"jpeg": "image/jpeg", "png": "image/png"}
 MAX_COORD = 1e4          # metres: a pose further out is a client bug, not a place
 MAX_PITCH = math.radians(86)
 JPEG_QUALITY = 85
+MAX_OUTBOX = 32                # queued JSON messages per tab
+WORLD_CHANGE_INTERVAL = 0.5    # seconds between one tab's resets (and between its saves)
 # type -> {field: checker}; every field of a message must be listed here.
 _BOOL = "bool"
 FIELDS: dict[str, dict[str, str]] = {
@@ -72,18 +75,28 @@ def pose_dict(T: np.ndarray) -> dict[str, Any]:
 
 
 def _number(v: Any, name: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ProtocolError(f"{name} must be a finite number")
-    return float(v)
+    try:
+        f = float(v)  # an integer of 3000 digits overflows here
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f):
+        raise ProtocolError(f"{name} must be a finite number")
+    return f
 
 
 def parse_message(text: str) -> dict[str, Any]:
-    """A validated message: {'type': ..., fields...}; ProtocolError says what is wrong."""
+    """A validated message: {'type': ..., fields...}; ProtocolError says what is wrong.
+
+    Any value of any JSON type in any field gets a ProtocolError, never another exception: a
+    list where a name is expected, a number too long for Python's int parser or a float.
+    """
     try:
         msg = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # JSONDecodeError, and integers past Python's digit limit
         raise ProtocolError("message is not JSON") from None
-    if not isinstance(msg, dict) or msg.get("type") not in FIELDS:
+    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str) or msg["type"] not in FIELDS:
         raise ProtocolError(f"message type must be one of {', '.join(FIELDS)}")
     kind = msg.pop("type")
     allowed = FIELDS[kind]
@@ -101,7 +114,7 @@ def parse_message(text: str) -> dict[str, Any]:
                 raise ProtocolError(f"{name} must be true or false")
             out[name] = value
         elif check == "format":
-            if value not in FORMATS:
+            if not isinstance(value, str) or value not in FORMATS:
                 raise ProtocolError(f"format must be one of {', '.join(FORMATS)}")
             out[name] = value
         elif check == "seq":
@@ -170,11 +183,25 @@ class Session:
         self._outbox: list[dict[str, Any]] = []
         self._map_seen = (-1, 0)   # (generation, rows sent)
         self._wake = asyncio.Event()
+        self._last_change: dict[str, float] = {}
 
     def post(self, msg: dict[str, Any]) -> None:
-        """Queue a JSON message for the send loop."""
+        """Queue a JSON message for the send loop; a newer "start" replaces one not yet sent, and
+        only the newest MAX_OUTBOX messages are kept (a tab that stops reading holds no backlog)."""
+        if msg["type"] == "start":
+            self._outbox = [m for m in self._outbox if m["type"] != "start"]
         self._outbox.append(msg)
+        del self._outbox[:-MAX_OUTBOX]
         self._wake.set()
+
+    def may_change_world(self, kind: str) -> bool:
+        """Whether this tab may reset or save now: each at most once per WORLD_CHANGE_INTERVAL, so
+        thousands of queued resets cost one reset, not minutes of work after the tab has gone."""
+        now = time.monotonic()
+        if now - self._last_change.get(kind, -math.inf) < WORLD_CHANGE_INTERVAL:
+            return False
+        self._last_change[kind] = now
+        return True
 
     def wake(self) -> None:
         """Something changed (the map, the world): let the send loop look."""

@@ -61,31 +61,38 @@ class SharedWorld:
 
     # ------------------------------------------------------------------ start state
     def seed(self, frames: list[SeedFrame]) -> int:
-        """Replace the world by these frames; they become what reset returns to. Returns the frame count."""
+        """Replace the world by these frames; they become what reset returns to. Returns the frame count.
+
+        The new world is built and every frame checked (and resized) without the lock, so other
+        tabs keep rendering meanwhile, and a refused frame leaves the world as it was.
+        """
         if not frames:
             raise SeedError("no frames to seed the world with")
+        new = self.session.empty_world()
+        try:
+            for f in frames:
+                try:
+                    new.add_frame(f.rgb, f.T_world_camera, f.camera, depth=f.depth, source=f.source)
+                except ValueError as exc:
+                    raise SeedError(f"{f.name}: {exc}") from None
+        except BaseException:
+            new.memory.close()
+            raise
+        # Keep the frames as stored (model resolution), not the uploads' full-size pixels.
+        mem = new.memory
+        start = [SeedFrame(g.rgb, g.T_world_camera, g.camera, g.depth, g.source) for g in (mem.get(i) for i in mem)]
         with self.lock:
-            self.session.reset()
-            try:
-                for f in frames:
-                    self.session.add_frame(f.rgb, f.T_world_camera, f.camera, depth=f.depth, source=f.source)
-            except BaseException:
-                if self._start_frames or self._start is not None:
-                    self._restore()  # a refused frame leaves the world as it started, not half seeded
-                raise
-            # Keep the frames as stored (model resolution), not the uploads' full-size pixels.
-            mem = self.wm.memory
-            self._start_frames = [SeedFrame(g.rgb, g.T_world_camera, g.camera, g.depth, g.source)
-                                  for g in (mem.get(i) for i in mem)]
+            self.session.replace(new)
+            self._start_frames = start
             self._drop_start()
-            self._start_sources = [SOURCES.index(f.source) for f in self._start_frames]
+            self._start_sources = [SOURCES.index(f.source) for f in start]
             self._started()
             return len(mem)
 
     def open_world(self, path: Path) -> int:
         """Start from a saved world: kept as a private copy, so the file given is never changed."""
         with self.lock:
-            start = WorkingCopy(path, self._scratch)
+            start = WorkingCopy(path, self._scratch, ram_budget_bytes=self.wm.memory.ram_budget_bytes)
             sources = [start.memory.source(i) for i in start.memory]
             if not sources:
                 start.close()
