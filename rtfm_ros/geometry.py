@@ -95,8 +95,10 @@ def repair_rotation(T: np.ndarray, name: str = "transform", tol: float = POSE_RE
 
 
 def validate_pose(T: np.ndarray, name: str = "T_world_camera") -> np.ndarray:
-    """validate_transform plus the position bound a world can represent (MAX_POSITION_M)."""
-    T = validate_transform(T, name)
+    """A camera pose as a world stores and renders it: rigid, its rotation re-orthonormalised within
+    POSE_REPAIR_TOL (the one tolerance for poses, whether from a file, a message or a caller), and
+    within the position bound a world can represent (MAX_POSITION_M)."""
+    T, _ = repair_rotation(T, name)
     far = float(np.abs(T[:3, 3]).max())
     if far > MAX_POSITION_M:
         raise GeometryError(f"{name} position {T[:3, 3].tolist()} is beyond the {MAX_POSITION_M:g} m "

@@ -162,3 +162,40 @@ def test_the_cli_says_what_is_wrong_with_a_bad_input(tmp_path: Path, capsys: pyt
             err = capsys.readouterr().err
             assert "error:" in err and "Traceback" not in err and len(err.splitlines()) == 1, (argv, err)
     assert bomb.exists() and not (tmp_path / "out").exists()
+
+
+def test_one_rotation_tolerance_for_every_way_a_pose_comes_in(tmp_path: Path) -> None:
+    """A rotation rounded to 4 decimals is re-orthonormalised whether imported, seeded from disk or
+    added to a world; one 1e-2 off is refused everywhere, naming the frame (and file)."""
+    from scipy.spatial.transform import Rotation
+
+    from rtfm_ros.geometry import GeometryError, PinholeCamera
+    from rtfm_ros.world import WorldModel
+
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_euler("xyz", [0.3, -0.2, 1.1]).as_matrix()
+    rounded = np.round(T, 4)
+    assert np.abs(rounded[:3, :3].T @ rounded[:3, :3] - np.eye(3)).max() > 1e-5
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 24), (50, 60, 70)).save(buf, "PNG")
+    d = scene(tmp_path, buf.getvalue())
+    spec = json.loads((d / "transforms.json").read_text())
+    spec["frames"][0]["transform_matrix"] = rounded.tolist()
+    (d / "transforms.json").write_text(json.dumps(spec))
+    assert len(import_any(d)) == 1 and len(frames_from_paths([str(d)], 60.0)) == 1
+    wm = WorldModel.load()
+    cam = PinholeCamera.from_fov(32, 24, 60.0)
+    i = wm.add_frame(np.zeros((24, 32, 3), np.uint8), rounded, cam)
+    R = wm.memory.pose(i)[:3, :3]
+    assert np.abs(R.T @ R - np.eye(3)).max() < 1e-9
+    off = rounded.copy()
+    off[0, 0] += 1e-2
+    with pytest.raises(GeometryError, match="not orthonormal"):
+        wm.add_frame(np.zeros((24, 32, 3), np.uint8), off, cam)
+    assert len(wm.memory) == 1
+    spec["frames"][0]["transform_matrix"] = off.tolist()
+    (d / "transforms.json").write_text(json.dumps(spec))
+    with pytest.raises(ImportDataError, match=r"transforms.json frame 0: .*not orthonormal"):
+        import_any(d)
+    with pytest.raises(SeedError, match=r"transforms.json frame 0: .*not orthonormal"):
+        frames_from_paths([str(d)], 60.0)
