@@ -11,6 +11,10 @@ holds the newest pages), the schema and the meta counters, runs PRAGMA quick_che
 every row's SHA-256 over its small fields and the rolling digest over all rows (catching lost,
 reordered or edited rows); pixel bytes carry their own SHA-256, checked whenever they are read.
 What may be opened or replaced is guarded in file_safety.
+Across processes: the index is read as one snapshot (a world another process appends to opens
+as it was at one moment), and a handle that finds its path now names another file (a save by
+another process renamed a new world into place) refuses to write instead of writing to the
+unlinked one.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ class WorldFile:
         self.writable = writable
         self._lock = threading.Lock()
         self.meta, self._count, self._digest = parse_meta(path, conn.execute("SELECT key, value FROM meta"))
+        self._identity = _identity(path)
 
     # ---------------------------------------------------------------- creation / opening
     @classmethod
@@ -175,6 +180,7 @@ class WorldFile:
             except sqlite3.Error as exc:
                 raise WorldFileError(f"cannot append to world file {self.path}: {exc}") from None
             try:
+                self._check_same_file()
                 stored = self._conn.execute("SELECT value FROM meta WHERE key = 'frame_count'").fetchone()
                 if json.loads(stored[0]) != count:
                     raise WorldFileError(f"world file {self.path} was changed by another writer")
@@ -203,6 +209,15 @@ class WorldFile:
             self.meta["frame_count"], self.meta["digest"] = count, digest.hex()
         return count
 
+    def _check_same_file(self) -> None:
+        """Refuse to write when ``path`` is no longer the file this handle opened: another process
+        saved over it (a save renames a new file into place) or removed it. Writes would go to the
+        unlinked file and vanish with it."""
+        if _identity(self.path) != self._identity:
+            raise WorldFileError(f"world file {self.path} was replaced or removed by another process after this one "
+                                 f"opened it: this process's {self._count} frames are not in it (save them to another "
+                                 "path)")
+
     def _rollback(self) -> None:
         """Undo the open transaction; SQLite may already have (disk full, I/O error), which is fine."""
         if self._conn.in_transaction:
@@ -225,6 +240,7 @@ class WorldFile:
         except (TypeError, ValueError, RecursionError) as exc:
             raise WorldFileError(f"world metadata must be JSON-serialisable: {exc}") from None
         with self._lock:
+            self._check_same_file()
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.executemany("UPDATE meta SET value = ? WHERE key = ?", rows)
@@ -236,10 +252,21 @@ class WorldFile:
 
     # ---------------------------------------------------------------- reading
     def read_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-        """(poses Nx4x4, intrinsics Nx6, stamps N, sources) of every frame, all checksums verified."""
-        n = self._count
+        """(poses Nx4x4, intrinsics Nx6, stamps N, sources) of every frame, all checksums verified.
+
+        Read as one snapshot (a read transaction: the count, the digest and the rows of one
+        moment), so frames another process appends meanwhile are all in it or none, never a
+        spurious mismatch; the handle's count follows the snapshot.
+        """
         with self._lock:
-            top = self._conn.execute("SELECT max(id) FROM frames").fetchone()[0]
+            self._conn.execute("BEGIN")
+            try:
+                _, n, expected = parse_meta(self.path, self._conn.execute("SELECT key, value FROM meta"))
+                top = self._conn.execute("SELECT max(id) FROM frames").fetchone()[0]
+                rows = self._conn.execute("SELECT id, pose, width, height, fx, fy, cx, cy, stamp, source, "
+                                          "pixels_sha256, sha256 FROM frames ORDER BY id").fetchall()
+            finally:
+                self._conn.execute("COMMIT")
         if (-1 if top is None else top) + 1 != n:
             raise WorldFileError(f"world file {self.path} has frame ids up to {top}, {0 if top is None else top + 1} "
                                  f"frames but its meta says {n}")
@@ -248,25 +275,25 @@ class WorldFile:
         stamps = np.empty(n)
         sources: list[str] = []
         digest = GENESIS
-        with self._lock:
-            rows = self._conn.execute("SELECT id, pose, width, height, fx, fy, cx, cy, stamp, source, "
-                                      "pixels_sha256, sha256 FROM frames ORDER BY id")
-            i = -1
-            for i, (fid, pose, w, h, fx, fy, cx, cy, stamp, source, psha, sha) in enumerate(rows):
-                if fid != i or i >= n:
-                    raise WorldFileError(f"world file {self.path} has unexpected frame id {fid} at row {i} "
-                                         f"(meta says {n} frames)")
-                intr[i] = (w, h, fx, fy, cx, cy)
-                if len(pose) != 128 or row_sha256(fid, pose, intr[i], stamp, source, psha) != sha:
-                    raise WorldFileError(f"world file {self.path}: checksum mismatch in frame {fid}")
-                poses[i] = np.frombuffer(pose, dtype="<f8").reshape(4, 4)
-                stamps[i] = stamp
-                sources.append(source)
-                digest = hashlib.sha256(digest + sha).digest()
+        i = -1
+        for i, (fid, pose, w, h, fx, fy, cx, cy, stamp, source, psha, sha) in enumerate(rows):
+            if fid != i or i >= n:
+                raise WorldFileError(f"world file {self.path} has unexpected frame id {fid} at row {i} "
+                                     f"(meta says {n} frames)")
+            intr[i] = (w, h, fx, fy, cx, cy)
+            if len(pose) != 128 or row_sha256(fid, pose, intr[i], stamp, source, psha) != sha:
+                raise WorldFileError(f"world file {self.path}: checksum mismatch in frame {fid}")
+            poses[i] = np.frombuffer(pose, dtype="<f8").reshape(4, 4)
+            stamps[i] = stamp
+            sources.append(source)
+            digest = hashlib.sha256(digest + sha).digest()
         if i + 1 != n:
             raise WorldFileError(f"world file {self.path} holds {i + 1} frames but its meta says {n}")
-        if digest != self._digest:
+        if digest != expected:
             raise WorldFileError(f"world file {self.path}: frame digest does not match (rows lost or altered)")
+        with self._lock:
+            self._count, self._digest = n, digest
+            self.meta["frame_count"], self.meta["digest"] = n, digest.hex()
         return poses, intr, stamps, sources
 
     def read_record(self, fid: int) -> FrameRecord:
@@ -307,6 +334,15 @@ class WorldFile:
         """Every record in id order, verified, one at a time (constant memory)."""
         for fid in range(self._count):
             yield self.read_record(fid)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path`` now, None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def save_world(path: str | os.PathLike[str], records: Iterable[FrameRecord], *, model: str | None = None,
