@@ -34,6 +34,7 @@ setup(
         "imageio-ffmpeg>=0.5",
         "scikit-image>=0.22",
         "pillow>=10",
+        "opencv-python-headless>=4.8,<5",
         "pyyaml>=6",
         "aiohttp>=3.9",
     ],

@@ -32,6 +32,7 @@ class CameraSpec:
     camera: PinholeCamera  # the published K (project convention inside)
     sensor: Sensor         # lens, rectified view, exposure and noise
     calibration: Calibration | None = None  # from camera_info_url
+    stereo_of: str = ""  # the left camera's name when this is the right camera of a rectified pair
 
     @property
     def prefix(self) -> str:
@@ -78,12 +79,39 @@ def camera_spec(p: CameraParams, cal: Calibration | None, budget: int) -> Camera
     frame = p.camera_frame.lstrip("/")
     body = p.camera_frame_convention == "body"
     optical = (p.optical_frame or f"{frame}_optical") if body else frame
-    return CameraSpec(p.name, frame, optical.lstrip("/"), body, camera, sensor, cal)
+    return CameraSpec(p.name, frame, optical.lstrip("/"), body, camera, sensor, cal, p.stereo_of)
+
+
+def pair_stereo(specs: tuple[CameraSpec, ...]) -> tuple[CameraSpec, ...]:
+    """Right cameras of stereo pairs take their left camera's size, K and lens: a rectified pair.
+
+    The left camera must be ideal (no distortion): a rectified pair is what stereo_image_proc,
+    VSLAM and RTAB-Map take, and the right image is rendered on the left's row grid.
+    """
+    by_name = {s.name: s for s in specs}
+    out = []
+    for s in specs:
+        if not s.stereo_of:
+            out.append(s)
+            continue
+        left = by_name.get(s.stereo_of)
+        label = f"parameter {s.name + '.' if s.name else ''}stereo_of"
+        if not s.name or left is None or left is s:
+            raise ConfigError(f"{label!r}: {s.stereo_of!r} is not another camera in 'cameras'")
+        if left.stereo_of:
+            raise ConfigError(f"{label!r}: camera {left.name!r} is itself the right camera of a pair")
+        if left.sensor.lens.distorted:
+            raise ConfigError(f"{label!r}: a stereo pair is rectified, so camera {left.name!r} must have no "
+                              "distortion")
+        out.append(replace(s, camera=left.camera, calibration=None,
+                           sensor=replace(s.sensor, lens=left.sensor.lens, rect_camera=None)))
+    return tuple(out)
 
 
 def build_cameras(config: CameraNodeConfig, calibrations: dict[str, Calibration]) -> tuple[CameraSpec, ...]:
-    """Every camera of config (ConfigError for the first that cannot be rendered)."""
-    return tuple(camera_spec(p, calibrations.get(p.name), config.max_render_pixels) for p in config.cameras)
+    """Every camera of config, stereo pairs joined (ConfigError for the first that cannot be rendered)."""
+    return pair_stereo(tuple(camera_spec(p, calibrations.get(p.name), config.max_render_pixels)
+                             for p in config.cameras))
 
 
 def start_cameras(config: CameraNodeConfig, calibrations: dict[str, Calibration],

@@ -152,6 +152,9 @@ CAMERA_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("camera_info_url", "str", "", "calibration file (camera_calibration YAML: file:///path, package://pkg/"
               "path or a path): its size, K, D, R, P replace width/height/fov/fx/fy/cx/cy ('' = none)", None,
               "refuse"),
+    ParamSpec("stereo_of", "str", "", "name of the left camera (in cameras) this one is the right camera of: a "
+              "rectified pair, same size and K, same stamps, P[0,3] = -fx * baseline from TF ('' = none)",
+              lambda v: None if not v or _NAME.match(v) else "must be '' or the name of a camera", "refuse"),
     ParamSpec("exposure", "float", 1.0, "exposure relative to the render (linear light)", _range(0.0, 100.0),
               read_only=False),
     ParamSpec("gain_db", "float", 0.0, "sensor gain in dB (amplifies noise too)", _range(-40.0, 40.0, lo_open=False),
@@ -245,6 +248,7 @@ class CameraParams:
     cx: float
     cy: float
     camera_info_url: str
+    stereo_of: str
     exposure: float
     gain_db: float
     noise_stddev: float

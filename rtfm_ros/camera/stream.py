@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -22,6 +23,7 @@ import numpy as np
 from rtfm_ros.camera.cameras import CameraSpec
 from rtfm_ros.camera.config import CameraNodeConfig
 from rtfm_ros.camera.posing import PoseSource, PoseTiming
+from rtfm_ros.camera.rig import StereoError, right_offset
 from rtfm_ros.camera.status import RenderStats
 from rtfm_ros.camera.worker import RenderWorker, View
 from rtfm_ros.geometry import body_to_optical
@@ -43,6 +45,17 @@ class CameraSink(Protocol):
     def publish(self, spec: CameraSpec, view: View, stamp_ns: int, config: CameraNodeConfig,
                 wanted: set[str]) -> None:
         ...
+
+
+@dataclass
+class Shot:
+    """One camera to render this tick: its optical pose, stamp and (right camera of a pair) baseline."""
+
+    spec: CameraSpec
+    wanted: set[str]
+    T: np.ndarray
+    stamp_ns: int
+    baseline: float = 0.0
 
 
 class ClockTicks:
@@ -106,7 +119,7 @@ class RenderStream:
                 return
             self._backlog += 1
             self.stats.backlog = self._backlog
-        self._jobs.put_nowait((now_ns, jobs, config))
+        self._jobs.put_nowait((now_ns, jobs, config, cameras))
 
     @property
     def backlog(self) -> int:
@@ -139,36 +152,71 @@ class RenderStream:
                     self._backlog -= 1
                     self.stats.backlog = self._backlog
 
-    def _render(self, tick_ns: int, jobs: list[Job], config: CameraNodeConfig) -> None:
-        posed: list[tuple[CameraSpec, set[str], np.ndarray, int]] = []
+    def _pose(self, spec: CameraSpec, key: str, tick_ns: int, config: CameraNodeConfig,
+              deadline: float) -> tuple[np.ndarray, int] | None:
+        """(optical T_world_camera, stamp) of one camera for a tick (camera/posing.py), or None (counted)."""
+        try:
+            p = self.timing.resolve(config.frame, spec.camera_frame, key, tick_ns, tolerance_s=config.tf_tolerance,
+                                    deadline=deadline, exact=config.lockstep)
+        except TransformLookupError as e:
+            self.stats.skip("tf extrapolation" if isinstance(e, ExtrapolationError) else "tf lookup")
+            self.log.warning(f"skipping {spec.prefix}image_raw at {tick_ns / 1e9:.3f} s: {e}",
+                             throttle_duration_sec=THROTTLE_S)
+            return None
+        if p.newest:
+            self.stats.stamped_newest += 1
+        return (body_to_optical(p.T) if spec.body else p.T), p.stamp_ns
+
+    def _pose_right(self, spec: CameraSpec, left: tuple[np.ndarray, int] | None,
+                    cameras: tuple[CameraSpec, ...]) -> Shot | None:
+        """A stereo pair's right camera: on its left camera's x axis, at the left's stamp (camera/rig.py)."""
+        if left is None:
+            return None  # the left camera's pose was not found this tick: counted there
+        T_left, stamp_ns = left
+        left_spec = next(c for c in cameras if c.name == spec.stereo_of)
+        try:
+            offset, baseline, note = right_offset(self.tf, left_spec, spec, stamp_ns)
+        except (TransformLookupError, StereoError) as e:
+            self.stats.skip("stereo baseline" if isinstance(e, StereoError) else "tf lookup")
+            self.log.warning(f"skipping {spec.prefix}image_raw: {e}", throttle_duration_sec=THROTTLE_S)
+            return None
+        if note:
+            self.log.warning(note, throttle_duration_sec=60.0)
+        return Shot(spec, set(), T_left @ offset, stamp_ns, baseline)
+
+    def _render(self, tick_ns: int, jobs: list[Job], config: CameraNodeConfig,
+                cameras: tuple[CameraSpec, ...]) -> None:
+        shots: list[Shot] = []
+        poses: dict[str, tuple[np.ndarray, int] | None] = {}
         deadline = time.monotonic() + config.tf_timeout  # one wait for all cameras of the tick
-        for spec, wanted in jobs:
-            try:
-                p = self.timing.resolve(config.frame, spec.camera_frame, spec.name, tick_ns,
-                                        tolerance_s=config.tf_tolerance, deadline=deadline, exact=config.lockstep)
-            except TransformLookupError as e:
-                self.stats.skip("tf extrapolation" if isinstance(e, ExtrapolationError) else "tf lookup")
-                self.log.warning(f"skipping {spec.prefix}image_raw at {tick_ns / 1e9:.3f} s: {e}",
-                                 throttle_duration_sec=THROTTLE_S)
+        for spec, wanted in sorted(jobs, key=lambda j: bool(j[0].stereo_of)):  # left cameras first
+            if not spec.stereo_of:
+                poses[spec.name] = self._pose(spec, spec.name, tick_ns, config, deadline)
+                if (pose := poses[spec.name]) is not None:
+                    shots.append(Shot(spec, wanted, *pose))
                 continue
-            if p.newest:
-                self.stats.stamped_newest += 1
-            posed.append((spec, wanted, body_to_optical(p.T) if spec.body else p.T, p.stamp_ns))
-        groups: dict[tuple[int, int], list[tuple[CameraSpec, set[str], np.ndarray, int]]] = {}
-        for item in posed:
-            rc = item[0].sensor.lens.render_camera
-            groups.setdefault((rc.width, rc.height), []).append(item)
+            if spec.stereo_of not in poses:  # its left camera publishes nothing this tick: pose it anyway
+                left_spec = next(c for c in cameras if c.name == spec.stereo_of)
+                poses[spec.stereo_of] = self._pose(left_spec, spec.name, tick_ns, config, deadline)
+            if (shot := self._pose_right(spec, poses[spec.stereo_of], cameras)) is not None:
+                shot.wanted = wanted
+                shots.append(shot)
+        groups: dict[tuple[int, int], list[Shot]] = {}  # a stereo pair shares its render size: one call
+        for shot in shots:
+            rc = shot.spec.sensor.lens.render_camera
+            groups.setdefault((rc.width, rc.height), []).append(shot)
         published, seconds = 0, 0.0
         for group in groups.values():
-            wanted = set().union(*(w for _, w, _, _ in group))
+            wanted = set().union(*(sh.wanted for sh in group))
             views, s = self.worker.render_batch(
-                [T for _, _, T, _ in group], [spec.sensor for spec, _, _, _ in group],
+                [sh.T for sh in group], [sh.spec.sensor for sh in group],
                 remember=config.remember_generated, want_depth=bool(wanted & {"depth", "points"}),
                 want_rect="rect" in wanted, depth_source=config.depth_source, tolerance=config.depth_tolerance)
             seconds += s
-            for (spec, w, _, stamp_ns), view in zip(group, views):
-                self.outputs[spec.name].publish(spec, view, stamp_ns, config, w)
-                self.timing.published(spec.name, stamp_ns)
+            for sh, view in zip(group, views):
+                view.baseline = sh.baseline
+                self.outputs[sh.spec.name].publish(sh.spec, view, sh.stamp_ns, config, sh.wanted)
+                self.timing.published(sh.spec.name, sh.stamp_ns)
                 published += 1
         if published:
             self.stats.add_render(seconds, published, len(groups))

@@ -60,6 +60,7 @@ class View:
     rgb: np.ndarray
     depth: np.ndarray | None = None      # as published (NaN where not trusted)
     rect: np.ndarray | None = None       # image_rect
+    baseline: float = 0.0                # metres: the right camera of a stereo pair (its P[0,3] = -fx * baseline)
 
 
 @dataclass

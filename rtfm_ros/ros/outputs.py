@@ -80,7 +80,10 @@ class CameraOutputs:
         if "compressed" in wanted:
             pubs["compressed"].publish(compressed_msg(view.rgb, stamp_ns, frame, config.compressed_format,
                                                       config.jpeg_quality))
-        pubs["info"].publish(camera_info_msg(spec.camera, stamp_ns, frame, spec.calibration))
+        info = camera_info_msg(spec.camera, stamp_ns, frame, spec.calibration)
+        if view.baseline:  # the right camera of a rectified stereo pair: Tx = -fx * B (camera_info's convention)
+            info.p[3] = -float(info.p[0]) * view.baseline
+        pubs["info"].publish(info)
         if view.depth is not None and "depth" in wanted:
             pubs["depth"].publish(depth_msg(view.depth, stamp_ns, frame, config.depth_encoding))
         if view.depth is not None and "points" in wanted:

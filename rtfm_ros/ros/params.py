@@ -57,6 +57,6 @@ def declare_config(node: Node) -> CameraNodeConfig:
     values = {s.name: declare(node, s) for s in NODE_PARAMS}
     named = {}
     for name in values["cameras"]:
-        defaults = dict(values, camera_frame=f"{name}_camera_link", optical_frame="")
+        defaults = dict(values, camera_frame=f"{name}_camera_link", optical_frame="", stereo_of="")
         named[name] = {s.name: declare(node, s, f"{name}.{s.name}", defaults[s.name]) for s in CAMERA_PARAMS}
     return CameraNodeConfig.from_values(values, named)
