@@ -80,3 +80,37 @@ def test_weights_file_round_trip_and_refusal(tmp_path):
     (tmp_path / "flip.safetensors").write_bytes(bytes(flipped))
     with pytest.raises(ValueError, match="checksum"):
         load_weights(tmp_path / "flip.safetensors")
+
+
+def test_large_views_run_the_network_at_a_quarter_and_keep_its_gain(worlds):
+    """Above NET_PIXELS_HALF the network decides at a quarter of the view's resolution (real time
+    at 640x480): it still gains most of what it gains at half resolution over the geometric render."""
+    import torch
+
+    from rtfm_ros.memory import FrameMemory
+    from rtfm_ros.render.learned import NET_PIXELS_HALF
+    from rtfm_ros.render.views import learned_inputs
+    from rtfm_ros.sim.renderer import WorldRenderer
+    from rtfm_ros.sim.worlds import make_world
+
+    big = PinholeCamera.from_fov(448, 336, 70)
+    assert big.width * big.height > NET_PIXELS_HALF
+    model = WorldModel.load()
+    net = model.core.learned_renderer
+    seed_rgb, seed_T, _, targets = worlds[0]
+    w = model.with_memory(FrameMemory())
+    w.add_frames([(im, T, CAM) for im, T in zip(seed_rgb, seed_T)])
+    with WorldRenderer(make_world(1_000_921, "room"), big) as r:
+        truth = [r.render(T)[0] for T in targets[:3]]
+    score = {"geometric": [], 2: [], 4: []}
+    for T, y in zip(targets[:3], truth):
+        planes, geo = learned_inputs([(w, T, big)], frozenset())
+        score["geometric"].append(psnr((geo[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), y))
+        for scale in (2, 4):
+            with torch.no_grad():
+                out = net(planes, scale).clamp(0, 1)[0]
+            assert out.shape == (3, big.height, big.width)
+            score[scale].append(psnr((out.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), y))
+    geo, half, quarter = (float(np.mean(score[k])) for k in ("geometric", 2, 4))
+    assert half > geo and quarter - geo >= 0.6 * (half - geo), (geo, half, quarter)
+    assert w.render(targets[0], big, remember=False).shape == (big.height, big.width, 3)

@@ -16,7 +16,9 @@ colours come from real pixels) plus a small colour correction. Its last layer st
 with the geometric render's weight high, so an untrained network renders what the pipeline
 renders; training only moves it where that helps. It works at half the view's resolution (its
 weights are upsampled and applied to the full-resolution warps, so detail comes from the
-frames), at any size (padded inside), in bf16 where the CPU has it.
+frames), at a quarter for views larger than NET_PIXELS_HALF (640x480 and up: what it decides,
+which warp to trust where, varies slowly across the image, and this keeps large views in real
+time), at any size (padded inside), in bf16 where the CPU has it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ SLOT_PLANES = 5                              # colour 3, weight share 1, confirm
 IN_CHANNELS = SLOTS * SLOT_PLANES + 6        # + geometric colour 3, seen 1, has depth 1, log depth 1
 LOG_DEPTH_CLAMP = 3.0
 RENDERER_FILE = "renderer.safetensors"     # beside the depth prior in a checkpoint folder
+NET_PIXELS_HALF = 400 * 300                  # views up to this many pixels: the network at half resolution
 
 
 @dataclass(frozen=True)
@@ -79,11 +82,12 @@ class LearnedRenderer(nn.Module):
             self.head.weight.zero_()
             self.head.bias = nn.Parameter(bias)
 
-    def forward(self, planes: torch.Tensor) -> torch.Tensor:
+    def forward(self, planes: torch.Tensor, scale: int = 2) -> torch.Tensor:
         H, W = planes.shape[-2:]
-        # The network works at half resolution (a quarter of the cost); its per-pixel weights are
-        # upsampled and applied to the full-resolution warps, so detail comes from the frames.
-        x = F.avg_pool2d(F.pad(planes, (0, (-W) % 16, 0, (-H) % 16), mode="replicate"), 2)
+        # The network works at 1/scale resolution (half: a quarter of the cost); its per-pixel
+        # weights are upsampled and applied to the full-resolution warps, so detail comes from the frames.
+        m = 8 * scale
+        x = F.avg_pool2d(F.pad(planes, (0, (-W) % m, 0, (-H) % m), mode="replicate"), scale)
         skips = []
         for i, block in enumerate(self.down):
             x = block(F.avg_pool2d(x, 2) if i else x)
@@ -91,7 +95,7 @@ class LearnedRenderer(nn.Module):
         for block, skip in zip(self.up, reversed(skips[:-1])):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], 1))
-        out = F.interpolate(self.head(x), scale_factor=2, mode="bilinear", align_corners=False)[..., :H, :W].float()
+        out = F.interpolate(self.head(x), scale_factor=scale, mode="bilinear", align_corners=False)[..., :H, :W].float()
         slots = planes[:, : SLOTS * SLOT_PLANES].reshape(planes.shape[0], SLOTS, SLOT_PLANES, H, W)
         present = torch.cat([slots[:, :, 3:].sum(2) > 0, torch.ones_like(planes[:, :1], dtype=torch.bool)], 1)
         weights = out[:, : SLOTS + 1].masked_fill(~present, -1e4).softmax(1)
@@ -167,6 +171,7 @@ def finish(model: LearnedRenderer, geometric: warp.Rendered) -> torch.Tensor:
     from rtfm_ros.runtime import autocast
 
     planes = input_planes(geometric)
+    scale = 2 if planes.shape[-2] * planes.shape[-1] <= NET_PIXELS_HALF else 4
     with torch.no_grad(), autocast(planes.device):
-        rgb: torch.Tensor = model(planes)
+        rgb: torch.Tensor = model(planes, scale)
     return rgb.float().clamp(0, 1)
