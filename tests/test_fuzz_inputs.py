@@ -199,3 +199,62 @@ def test_one_rotation_tolerance_for_every_way_a_pose_comes_in(tmp_path: Path) ->
         import_any(d)
     with pytest.raises(SeedError, match=r"transforms.json frame 0: .*not orthonormal"):
         frames_from_paths([str(d)], 60.0)
+
+
+GOOD_K = "[500, 0, 320, 0, 500, 240, 0, 0, 1]"
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("camera_matrix", "{rows: 3, cols: 3, data: [five hundred, 0, 320, 0, 500, 240, 0, 0, 1]}", "camera_matrix"),
+    ("camera_matrix", "{rows: 3, cols: 3, data: [[500, 0, 320], [0, 500, 240], [0, 0, 1]]}", "camera_matrix"),
+    ("camera_matrix", "{rows: 3, cols: 3, data: [.inf, 0, 320, 0, 500, 240, 0, 0, 1]}", "camera_matrix"),
+    ("camera_matrix", "{rows: 3, cols: 3, data: [1e308, 0, 320, 0, 1e308, 240, 0, 0, 1]}", "no pinhole lens"),
+    ("distortion_coefficients", "{rows: 1, cols: 5, data: [.inf, 0, 0, 0, 0]}", "distortion_coefficients"),
+    ("distortion_coefficients", '{rows: 1, cols: 5, data: ["x", 0, 0, 0, 0]}', "distortion_coefficients"),
+    ("distortion_coefficients", "{rows: 1, cols: 5, data: [[0], 0, 0, 0, 0]}", "distortion_coefficients"),
+    ("image_width", ".inf", "image_width"),
+    ("image_width", "640.5", "image_width"),
+    ("image_width", "true", "image_width"),
+    ("image_height", "[480]", "image_height"),
+    ("distortion_model", "[plumb_bob]", "distortion_model"),
+])
+def test_node_calibration_files_with_wrong_types_are_refused_with_the_reason(
+        tmp_path: Path, field: str, value: str, reason: str) -> None:
+    from rtfm_ros.camera.lens import CalibrationError, read_calibration
+
+    doc = {"image_width": "640", "image_height": "480", "camera_name": "cam", "distortion_model": "plumb_bob",
+           "camera_matrix": f"{{rows: 3, cols: 3, data: {GOOD_K}}}",
+           "distortion_coefficients": "{rows: 1, cols: 5, data: [0, 0, 0, 0, 0]}"}
+    path = tmp_path / "cal.yaml"
+    path.write_text("".join(f"{k}: {v}\n" for k, v in doc.items()))
+    assert read_calibration(str(path)).width == 640
+    path.write_text("".join(f"{k}: {value if k == field else v}\n" for k, v in doc.items()))
+    with pytest.raises(CalibrationError, match=reason):
+        read_calibration(str(path))
+
+
+@pytest.fixture(scope="module")
+def empty_world():
+    from rtfm_ros.world import WorldModel
+
+    return WorldModel.load()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "png bomb header", "jpeg scan bomb", "/dev/zero"])
+def test_node_seed_images_that_are_bombs_or_no_files_refuse_the_start(tmp_path: Path, kind: str, empty_world) -> None:
+    from rtfm_ros.camera.config import NODE_PARAMS, CameraNodeConfig, ConfigError
+    from rtfm_ros.camera.node_setup import seed_from_parameters
+
+    path = tmp_path / "seed.png"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "/dev/zero":
+        path = Path("/dev/zero")
+    else:
+        path.write_bytes(BAD_PHOTOS[kind][0])
+    values = {s.name: s.default for s in NODE_PARAMS}
+    config = CameraNodeConfig.from_values({**values, "seed_images": [str(path)], "seed_poses": [0, 0, 0, 0, 0, 0, 1]})
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="seed image"):
+        seed_from_parameters(empty_world, config, None)
+    assert time.perf_counter() - t0 < 2 and len(empty_world.memory) == 0

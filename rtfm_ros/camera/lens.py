@@ -93,15 +93,33 @@ def resolve_url(url: str, camera_name: str = "") -> Path:
     raise CalibrationError(f"camera_info_url {url!r}: only file://, package:// or a path are supported")
 
 
+def _numbers(data: list[Any], key: str) -> tuple[float, ...]:
+    """Finite numbers, as YAML gives them: a nested list, a bool or a word is refused, not coerced.
+    A string that spells a number is one (YAML 1.1 reads 1e-05, without a dot, as a string)."""
+    try:
+        if any(isinstance(x, bool) or not isinstance(x, (int, float, str)) for x in data):
+            raise ValueError
+        values = tuple(float(x) for x in data)
+    except ValueError:
+        raise CalibrationError(f"{key} must hold numbers, got {str(data)[:80]}") from None
+    if not all(math.isfinite(x) for x in values):
+        raise CalibrationError(f"{key} holds non-finite values")
+    return values
+
+
 def _matrix(doc: dict[str, Any], key: str, rows: int, cols: int) -> tuple[float, ...]:
     entry = doc.get(key)
     data = entry.get("data") if isinstance(entry, dict) else None
     if not isinstance(data, list) or len(data) != rows * cols:
         raise CalibrationError(f"{key} must be a {rows}x{cols} matrix with 'data' of {rows * cols} numbers")
-    values = tuple(float(x) for x in data)
-    if not all(math.isfinite(x) for x in values):
-        raise CalibrationError(f"{key} holds non-finite values")
-    return values
+    return _numbers(data, key)
+
+
+def _size(doc: dict[str, Any], key: str) -> int:
+    v = doc.get(key)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise CalibrationError(f"{key} must be a whole number of pixels, got {str(v)[:40]}")
+    return v
 
 
 def read_calibration(url: str, camera_name: str = "") -> Calibration:
@@ -119,20 +137,22 @@ def read_calibration(url: str, camera_name: str = "") -> Calibration:
     if not isinstance(doc, dict):
         raise CalibrationError(f"calibration {path} is not a YAML mapping")
     try:
-        w, h = int(doc["image_width"]), int(doc["image_height"])
-    except (KeyError, TypeError, ValueError):
-        raise CalibrationError(f"calibration {path} needs integer image_width and image_height") from None
-    model = str(doc.get("distortion_model", "plumb_bob"))
-    dist = doc.get("distortion_coefficients", {"data": []})
-    d = tuple(float(x) for x in (dist.get("data") or [] if isinstance(dist, dict) else []))
-    k = _matrix(doc, "camera_matrix", 3, 3)
-    r = _matrix(doc, "rectification_matrix", 3, 3) if "rectification_matrix" in doc else tuple(np.eye(3).flat)
-    p = _matrix(doc, "projection_matrix", 3, 4) if "projection_matrix" in doc else (*k[:3], 0.0, *k[3:6], 0.0,
-                                                                                     *k[6:], 0.0)
-    cal = Calibration(w, h, k, d, model, r, p, str(doc.get("camera_name", "")))
-    check_distortion(model, d)
-    try:
+        w, h = _size(doc, "image_width"), _size(doc, "image_height")
+        model = doc.get("distortion_model", "plumb_bob")
+        if not isinstance(model, str):
+            raise CalibrationError(f"distortion_model must be a name, got {str(model)[:40]}")
+        dist = doc.get("distortion_coefficients", {"data": []})
+        data = dist.get("data") if isinstance(dist, dict) else None
+        d = _numbers(data if isinstance(data, list) else [], "distortion_coefficients")
+        k = _matrix(doc, "camera_matrix", 3, 3)
+        r = _matrix(doc, "rectification_matrix", 3, 3) if "rectification_matrix" in doc else tuple(np.eye(3).flat)
+        p = _matrix(doc, "projection_matrix", 3, 4) if "projection_matrix" in doc else (*k[:3], 0.0, *k[3:6], 0.0,
+                                                                                         *k[6:], 0.0)
+        cal = Calibration(w, h, k, d, model, r, p, str(doc.get("camera_name", "")))
+        check_distortion(model, d)
         _ = (cal.camera, cal.rect_camera)  # both must be valid cameras
+    except CalibrationError as e:
+        raise CalibrationError(f"calibration {path}: {e}") from None
     except ValueError as e:
         raise CalibrationError(f"calibration {path}: {e}") from None
     return cal
