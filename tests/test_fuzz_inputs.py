@@ -146,7 +146,7 @@ def test_malformed_transforms_json_is_refused_with_the_reason(tmp_path: Path, te
 
 
 def test_the_cli_says_what_is_wrong_with_a_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """rtfm data import / eval --holdout on files that are empty, no image, no bag, a symlink loop."""
+    """rtfm data import / eval --holdout / replay on files that are empty, no image, no bag, a symlink loop."""
     from rtfm_ros.cli import main
 
     (tmp_path / "empty.png").write_bytes(b"")
@@ -157,7 +157,9 @@ def test_the_cli_says_what_is_wrong_with_a_bad_input(tmp_path: Path, capsys: pyt
     bomb = scene(tmp_path, _png_header(60000, 60000))
     for target in ("empty.png", "noise.mcap", "nested.json", "loop1", "scene"):
         for argv in (["data", "import", str(tmp_path / target), "--out", str(tmp_path / "out")],
-                     ["eval", "--holdout", str(tmp_path / target)]):
+                     ["eval", "--holdout", str(tmp_path / target)],
+                     ["replay", str(tmp_path / target), "--camera-frame", "c", "--seed-topic", "/c",
+                      "-o", str(tmp_path / "out")]):
             assert main(argv) == 2, argv
             err = capsys.readouterr().err
             assert "error:" in err and "Traceback" not in err and len(err.splitlines()) == 1, (argv, err)
