@@ -65,7 +65,7 @@ def test_calibration_file_is_read_as_camera_calibration_writes_it(tmp_path):
         assert cal.rect_camera.fx == 90.0 and cal.rect_camera.cx == 80.5
     bad = tmp_path / "bad.yaml"
     for text, match in [("image_width: 10\n", "image_height"), ("[1, 2]", "mapping"),
-                        (CALIBRATION.replace("plumb_bob", "equidistant"), "not rendered"),
+                        (CALIBRATION.replace("plumb_bob", "kannala_brandt"), "not rendered"),
                         (CALIBRATION.replace("rows: 1\n  cols: 5\n  data: [-0.25", "data: [1, 2, 3, 4, 5, 6, -0.25"),
                          "coefficients")]:
         bad.write_text(text)

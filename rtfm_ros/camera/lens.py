@@ -1,10 +1,13 @@
-"""A real camera's calibration and lens: camera_calibration YAML files, plumb_bob / rational_polynomial.
+"""A real camera's calibration and lens: camera_calibration YAML files, plumb_bob /
+rational_polynomial / equidistant (fisheye).
 
 The model renders ideal pinhole views. A distorted camera is rendered as an undistorted view at
 a slightly larger field (covering every ray the lens sees), then remapped per output pixel:
 each pixel's ray is found by inverting the published distortion D (OpenCV's iteration), and the
-ideal view is sampled there. So the published image matches the published K and D, as the
-images of a real camera do. ROS-free (numpy + torch).
+ideal view is sampled there. A fisheye wider than one pinhole view can hold (up to 180 degrees)
+is rendered from several views, the faces of a cube round the camera (camera/fisheye.py). So the
+published image matches the published K and D, as the images of a real camera do. ROS-free
+(numpy + torch).
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rtfm_ros.camera.fisheye import FACE_LIMIT_DEG, IdealView, cube_faces, equidistant_rays
 from rtfm_ros.geometry import PinholeCamera, camera_from_k, camera_from_p
 
-MODELS = {"plumb_bob": 5, "rational_polynomial": 8}
+MODELS = {"plumb_bob": 5, "rational_polynomial": 8, "equidistant": 4}
 _ITERATIONS = 20
 _RESIDUAL_PX = 0.05  # output pixels whose ray does not round-trip this well are outside the lens
 
@@ -159,7 +163,8 @@ def read_calibration(url: str, camera_name: str = "") -> Calibration:
 
 
 def check_distortion(model: str, d: Sequence[float]) -> tuple[float, ...]:
-    """D padded to 8 coefficients (k1 k2 p1 p2 k3 k4 k5 k6); CalibrationError for other models."""
+    """D padded to 8 coefficients (k1 k2 p1 p2 k3 k4 k5 k6; equidistant: k1 k2 k3 k4 first);
+    CalibrationError for other models."""
     if model not in MODELS:
         raise CalibrationError(f"distortion model {model!r} is not rendered; use one of {', '.join(MODELS)}")
     d = tuple(float(x) for x in d)
@@ -191,25 +196,50 @@ def undistort(xd: np.ndarray, yd: np.ndarray, d8: Sequence[float]) -> tuple[np.n
 
 
 class Lens:
-    """Per-pixel rays of an output camera (K, D) and the ideal render that covers them."""
+    """Per-pixel rays of an output camera (K, D) and the ideal views that cover them.
+
+    ``rays`` are normalised (x/z, y/z), NaN where a pixel has no ray in front of the camera;
+    ``views`` are the ideal pinhole views rendered for it (one, or a fisheye's cube faces), each
+    at the camera's pose turned by its R; remap and remap_depth take one image per view.
+    """
 
     def __init__(self, camera: PinholeCamera, model: str = "plumb_bob", d: Sequence[float] = (), *,
                  max_pixels: int = 4096 * 4096) -> None:
         self.camera, self.model = camera, model
         self.d8 = check_distortion(model, d)
-        self.distorted = any(self.d8)
-        w, h = camera.width, camera.height
-        u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
-        xd, yd = (u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy
-        x, y = undistort(xd, yd, self.d8) if self.distorted else (xd, yd)
-        rx, ry = distort(x, y, self.d8)
-        err = np.hypot((rx - xd) * camera.fx, (ry - yd) * camera.fy)
-        self.valid = np.isfinite(err) & (err < _RESIDUAL_PX)
-        self.rays = np.where(self.valid[..., None], np.stack([x, y], -1), np.nan).astype(np.float32)
-        self.render_camera = camera
-        self._grid: torch.Tensor | None = None  # set when the lens is distorted
+        self.distorted = any(self.d8) or model == "equidistant"  # a fisheye is never a pinhole, even with D = 0
+        self.views = [IdealView(np.eye(3), camera)]
+        self._grids: list[torch.Tensor] = []  # per view, when distorted
+        self._owner: np.ndarray | None = None  # view each pixel samples (cube faces only)
+        self._zscale: list[np.ndarray] = []   # per view: the camera's z over the view's (cube faces only)
+        if model == "equidistant":
+            dirs, self.valid = equidistant_rays(camera, self.d8[:4])
+            front = self.valid & (dirs[..., 2] > 1e-6)
+            z = np.where(front, dirs[..., 2], 1.0)[..., None]
+            self.rays = np.where(front[..., None], dirs[..., :2] / z, np.nan).astype(np.float32)
+            if not self.valid.any():
+                raise CalibrationError("the distortion leaves no pixel with a valid ray")
+            widest = math.degrees(math.acos(float(np.clip(np.nanmin(dirs[..., 2][self.valid]), -1.0, 1.0))))
+            if widest > FACE_LIMIT_DEG:
+                self._fit_faces(dirs, max_pixels)
+                return
+            self.valid = front
+        else:
+            w, h = camera.width, camera.height
+            u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+            xd, yd = (u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy
+            x, y = undistort(xd, yd, self.d8) if self.distorted else (xd, yd)
+            rx, ry = distort(x, y, self.d8)
+            err = np.hypot((rx - xd) * camera.fx, (ry - yd) * camera.fy)
+            self.valid = np.isfinite(err) & (err < _RESIDUAL_PX)
+            self.rays = np.where(self.valid[..., None], np.stack([x, y], -1), np.nan).astype(np.float32)
         if self.distorted:
             self._fit_render(max_pixels)
+
+    @property
+    def render_camera(self) -> PinholeCamera:
+        """The ideal camera the model renders (of the first view; every view has its size)."""
+        return self.views[0].camera
 
     def _fit_render(self, max_pixels: int) -> None:
         """Smallest ideal view (pixel pitch of K where possible) holding every valid ray, 1 px margin."""
@@ -226,27 +256,56 @@ class Lens:
         hr = max(1, int(math.ceil(span_y * fy + 2)))
         cx = -float(x.min()) * fx + (wr - span_x * fx) / 2
         cy = -float(y.min()) * fy + (hr - span_y * fy) / 2
-        self.render_camera = PinholeCamera(wr, hr, fx, fy, cx, cy)
-        gx = 2 * (fx * self.rays[..., 0] + cx) / wr - 1
-        gy = 2 * (fy * self.rays[..., 1] + cy) / hr - 1
-        grid = np.stack([gx, gy], -1)
-        self._grid = torch.from_numpy(np.nan_to_num(grid, nan=-2.0).astype(np.float32))[None]
+        rc = PinholeCamera(wr, hr, fx, fy, cx, cy)
+        self.views = [IdealView(np.eye(3), rc)]
+        self._grids = [self._grid_of(rc, self.rays)]
 
-    def remap(self, image: np.ndarray) -> np.ndarray:
-        """HrxWrx3 uint8 ideal render -> HxWx3 uint8 as the lens sees it (bilinear, black outside)."""
-        if self._grid is None:
-            return image
-        t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
-        out = F.grid_sample(t, self._grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    def _fit_faces(self, rays: np.ndarray, max_pixels: int) -> None:
+        """A fisheye wider than one view: the cube faces its rays point at (fisheye.cube_faces)."""
+        views, self._owner, coords = cube_faces(rays, self.valid, min(self.camera.fx, self.camera.fy), max_pixels)
+        self.views = views
+        self._grids = [self._grid_of(v.camera, xy) for v, xy in zip(views, coords)]
+        # a face's planar depth d at face coordinates (x, y) is the camera's z = d * (R @ [x, y, 1])_z
+        self._zscale = [np.nan_to_num(xy[..., 0] * v.R[2, 0] + xy[..., 1] * v.R[2, 1] + v.R[2, 2], nan=0.0)
+                        for v, xy in zip(views, coords)]
+
+    @staticmethod
+    def _grid_of(rc: PinholeCamera, xy: np.ndarray) -> torch.Tensor:
+        """grid_sample's grid for normalised coordinates xy in ideal camera rc (NaN: outside, -2)."""
+        gx = 2 * (rc.fx * xy[..., 0] + rc.cx) / rc.width - 1
+        gy = 2 * (rc.fy * xy[..., 1] + rc.cy) / rc.height - 1
+        return torch.from_numpy(np.nan_to_num(np.stack([gx, gy], -1), nan=-2.0).astype(np.float32))[None]
+
+    def remap(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """The ideal render (HrxWrx3 uint8, or one per view) -> HxWx3 uint8 as the lens sees it
+        (bilinear, black outside)."""
+        views = [images] if isinstance(images, np.ndarray) else list(images)
+        if not self._grids:
+            return views[0]
+        out: torch.Tensor | None = None
+        for image, grid in zip(views, self._grids):
+            t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+            s = F.grid_sample(t, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            out = s if out is None else out + s  # a pixel samples one view: the others give 0 there
+        assert out is not None
         return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 
-    def remap_depth(self, depth: np.ndarray) -> np.ndarray:
-        """HrxWr depth -> HxW (nearest: no blending across edges; NaN outside the lens)."""
-        if self._grid is None:
-            return depth
-        t = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None, None]
-        out = F.grid_sample(t, self._grid, mode="nearest", padding_mode="zeros", align_corners=False)[0, 0].numpy()
-        return np.where(self.valid, out, np.nan).astype(np.float32)
+    def remap_depth(self, depths: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """HrxWr depth (or one per view) -> HxW z-depth (nearest: no blending across edges; NaN
+        outside the lens and for rays at 90 degrees or more)."""
+        views = [depths] if isinstance(depths, np.ndarray) else list(depths)
+        if not self._grids:
+            return views[0]
+        out = np.full(self.valid.shape, np.nan, dtype=np.float32)
+        for j, (depth, grid) in enumerate(zip(views, self._grids)):
+            t = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None, None]
+            s = F.grid_sample(t, grid, mode="nearest", padding_mode="zeros", align_corners=False)[0, 0].numpy()
+            if self._owner is None:
+                out = np.where(self.valid, s, out)
+            else:
+                z = s * self._zscale[j]
+                out = np.where((self._owner == j) & (self._zscale[j] > 1e-6), z, out)
+        return out.astype(np.float32)
 
 
 @functools.lru_cache(maxsize=16)

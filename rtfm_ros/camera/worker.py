@@ -34,6 +34,13 @@ TILE = 256  # long requests are rendered in tiles of at most TILE x TILE pixels
 DEPTH_SOURCES = ("checked", "rendered")
 
 
+def _turn(R: np.ndarray) -> np.ndarray:
+    """4x4 of a rotation (an ideal view's turn within its camera)."""
+    T = np.eye(4)
+    T[:3, :3] = R
+    return T
+
+
 class Cancelled(RuntimeError):
     """The node is stopping: a long render was abandoned between tiles."""
 
@@ -124,23 +131,33 @@ class RenderWorker:
     def render_batch(self, Ts: Sequence[np.ndarray], sensors: Sequence[Sensor], *, remember: bool,
                      want_depth: bool, want_rect: bool, depth_source: str = "checked",
                      tolerance: float = 0.1) -> tuple[list[View], float]:
-        """One batched render of views that share a render size; (views, model seconds)."""
-        cams = [s.lens.render_camera for s in sensors]
-        views = []
+        """One batched render of views that share a render size; (views, model seconds).
+
+        A lens rendered from several ideal views (a wide fisheye's cube faces) adds each of them to
+        the batch, at the camera's pose turned by the view's R."""
+        flat: list[tuple[int, np.ndarray, PinholeCamera]] = []  # (sensor, pose of the view, its camera)
+        for i, (T, s) in enumerate(zip(Ts, sensors)):
+            flat += [(i, T @ _turn(v.R), v.camera) for v in s.lens.views]
+        rgbs: list[list[np.ndarray]] = [[] for _ in sensors]
+        trusted: list[list[np.ndarray]] = [[] for _ in sensors]
         with self.gate.hold(stream=True):
             if len(self.world.memory) == 0:
                 return [], 0.0
-            images, depths = self.world.render_batch(np.stack(Ts), cams, remember=False, return_depth=True)
+            images, depths = self.world.render_batch(np.stack([T for _, T, _ in flat]), [c for _, _, c in flat],
+                                                     remember=False, return_depth=True)
             seconds = self.world.last_render_seconds
-            for T, s, cam, img, d in zip(Ts, sensors, cams, images, depths):
-                view = View(img, rect=self._rect(T, s) if want_rect else None)
+            for (i, T, cam), img, d in zip(flat, images, depths):
+                rgbs[i].append(img)
                 if want_depth:
-                    view.depth = s.lens.remap_depth(self.trusted(d, T, cam, depth_source, tolerance))
+                    trusted[i].append(self.trusted(d, T, cam, depth_source, tolerance))
                 if remember:
                     self.remember(T, img, cam, d, depth_source, tolerance)
-                views.append(view)
-        for view, s in zip(views, sensors):
-            view.rgb = self.finish(s.lens.remap(view.rgb), s)
+            views = [View(rgbs[i][0], rect=self._rect(T, s) if want_rect else None)
+                     for i, (T, s) in enumerate(zip(Ts, sensors))]
+        for i, (view, s) in enumerate(zip(views, sensors)):
+            view.rgb = self.finish(s.lens.remap(rgbs[i]), s)
+            if want_depth:
+                view.depth = s.lens.remap_depth(trusted[i])
             if view.rect is not None:
                 view.rect = self.finish(view.rect, s)
         return views, seconds

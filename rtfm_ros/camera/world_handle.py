@@ -31,11 +31,21 @@ class WorldHandle(WorldSession):
                     depth_source: str, tolerance: float,
                     lens: Lens | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """A view of any size within the budget, rendered in tiles between the stream's renders;
-        with a distorted ``lens``, its ideal view is rendered and remapped to what the lens sees."""
-        ideal = lens.render_camera if lens is not None else camera
-        self.world.check_camera(ideal)
-        rgb, depth = self.worker.render_view(T, ideal, want_depth=want_depth, remember=remember,
-                                             depth_source=depth_source, tolerance=tolerance)
+        with a distorted ``lens``, its ideal views are rendered and remapped to what the lens sees."""
         if lens is None:
-            return rgb, depth
-        return lens.remap(rgb), None if depth is None else lens.remap_depth(depth)
+            self.world.check_camera(camera)
+            return self.worker.render_view(T, camera, want_depth=want_depth, remember=remember,
+                                           depth_source=depth_source, tolerance=tolerance)
+        for v in lens.views:
+            self.world.check_camera(v.camera)
+        rgbs, depths = [], []
+        for v in lens.views:  # one, or a wide fisheye's cube faces (the pose turned by each face's R)
+            turned = T.copy()
+            turned[:3, :3] = T[:3, :3] @ v.R
+            rgb, depth = self.worker.render_view(turned, v.camera, want_depth=want_depth, remember=remember,
+                                                 depth_source=depth_source, tolerance=tolerance)
+            rgbs.append(rgb)
+            depths.append(depth)
+        if not want_depth:
+            return lens.remap(rgbs), None
+        return lens.remap(rgbs), lens.remap_depth([d for d in depths if d is not None])

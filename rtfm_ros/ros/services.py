@@ -220,7 +220,8 @@ class WorldServices:
             if camera.width * camera.height > budget:
                 raise ValueError(f"{camera.width}x{camera.height} is above max_render_pixels ({budget} pixels)")
             lens = None
-            if any(float(x) != 0.0 for x in info.d):  # rendered as the stream renders a calibrated lens
+            if any(float(x) != 0.0 for x in info.d) or info.distortion_model == "equidistant":
+                # rendered as the stream renders a calibrated lens (a fisheye even with D = 0)
                 lens = Lens(camera, info.distortion_model or "plumb_bob", [float(x) for x in info.d],
                             max_pixels=budget)
             stamp = stamp_to_ns(request.pose.header.stamp) or self.now_ns()
