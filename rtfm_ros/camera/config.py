@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from rtfm_ros.camera.sensor import DEPTH_NOISE_MODELS, DepthNoise
 from rtfm_ros.camera.worker import DEPTH_SOURCES
 from rtfm_ros.geometry import MAX_RESOLUTION
 
@@ -201,6 +202,17 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               "surface (NaN elsewhere); rendered: the depth as rendered", _choice(DEPTH_SOURCES), read_only=False),
     ParamSpec("depth_tolerance", "float", 0.1, "relative depth agreement for depth_source checked",
               _range(0.0, 1.0), read_only=False),
+    ParamSpec("depth_noise", "str", "none", "depth noise model: none, or stereo (disparity noise and sub-pixel "
+              "steps of a stereo depth camera)", _choice(DEPTH_NOISE_MODELS), read_only=False),
+    ParamSpec("depth_noise_baseline", "float", 0.05, "baseline in metres of the simulated stereo depth camera",
+              _range(0.0, 10.0), read_only=False),
+    ParamSpec("depth_noise_disparity_stddev", "float", 0.08, "disparity noise (pixels, standard deviation) of "
+              "depth_noise stereo", _range(0.0, 10.0, lo_open=False), read_only=False),
+    ParamSpec("depth_noise_subpixel", "float", 0.125, "disparity step in pixels of depth_noise stereo (0 = none)",
+              _range(0.0, 10.0, lo_open=False), read_only=False),
+    ParamSpec("depth_edge_dropout", "float", 0.0, "drop depth beside edges whose depth jumps by more than this "
+              "share, and in the stereo occlusion shadow (0 = off)", _range(0.0, 10.0, lo_open=False),
+              read_only=False),
     ParamSpec("publish_points", "bool", False, "also publish points (PointCloud2 XYZRGB from the published depth)",
               read_only=False),
     ParamSpec("publish_rect", "bool", False, "also publish image_rect (rendered with P) for a distorted camera",
@@ -281,6 +293,11 @@ class CameraNodeConfig:
     depth_encoding: str
     depth_source: str
     depth_tolerance: float
+    depth_noise: str
+    depth_noise_baseline: float
+    depth_noise_disparity_stddev: float
+    depth_noise_subpixel: float
+    depth_edge_dropout: float
     publish_points: bool
     publish_rect: bool
     compressed_format: str
@@ -302,6 +319,12 @@ class CameraNodeConfig:
     def cameras(self) -> tuple[CameraParams, ...]:
         """The cameras rendered: the named ones, else the top-level one."""
         return self.named or (self.top,)
+
+    @property
+    def depth_noise_model(self) -> DepthNoise:
+        """What the depth camera does to published depth (off by default)."""
+        return DepthNoise(self.depth_noise, self.depth_noise_baseline, self.depth_noise_disparity_stddev,
+                          self.depth_noise_subpixel, self.depth_edge_dropout)
 
     @property
     def seed_pose_rows(self) -> list[tuple[float, ...]]:

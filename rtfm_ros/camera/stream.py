@@ -211,7 +211,8 @@ class RenderStream:
             views, s = self.worker.render_batch(
                 [sh.T for sh in group], [sh.spec.sensor for sh in group],
                 remember=config.remember_generated, want_depth=bool(wanted & {"depth", "points"}),
-                want_rect="rect" in wanted, depth_source=config.depth_source, tolerance=config.depth_tolerance)
+                want_rect="rect" in wanted, depth_source=config.depth_source, tolerance=config.depth_tolerance,
+                noise=config.depth_noise_model)
             seconds += s
             for sh, view in zip(group, views):
                 view.baseline = sh.baseline

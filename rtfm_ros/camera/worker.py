@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rtfm_ros.camera.lens import Lens
-from rtfm_ros.camera.sensor import expose
+from rtfm_ros.camera.sensor import DepthNoise, expose
 from rtfm_ros.geometry import PinholeCamera
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -130,7 +130,7 @@ class RenderWorker:
     # ------------------------------------------------------------------ the stream
     def render_batch(self, Ts: Sequence[np.ndarray], sensors: Sequence[Sensor], *, remember: bool,
                      want_depth: bool, want_rect: bool, depth_source: str = "checked",
-                     tolerance: float = 0.1) -> tuple[list[View], float]:
+                     tolerance: float = 0.1, noise: DepthNoise | None = None) -> tuple[list[View], float]:
         """One batched render of views that share a render size; (views, model seconds).
 
         A lens rendered from several ideal views (a wide fisheye's cube faces) adds each of them to
@@ -156,8 +156,10 @@ class RenderWorker:
                      for i, (T, s) in enumerate(zip(Ts, sensors))]
         for i, (view, s) in enumerate(zip(views, sensors)):
             view.rgb = self.finish(s.lens.remap(rgbs[i]), s)
-            if want_depth:
+            if want_depth:  # the sensor's noise after the check: unknown depth stays unknown
                 view.depth = s.lens.remap_depth(trusted[i])
+                if noise is not None:
+                    view.depth = noise.apply(view.depth, s.camera.fx, self._rng)
             if view.rect is not None:
                 view.rect = self.finish(view.rect, s)
         return views, seconds
