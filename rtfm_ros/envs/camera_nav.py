@@ -5,7 +5,9 @@ frames with MuJoCo (a turn on the spot at the start and a few views along the st
 the goal) into the WorldModel's memory, and from then on every observation is the MODEL's
 render of the robot's camera pose. With ``remember`` the rendered views are stored back, so the
 world grows as the agent explores. MuJoCo only supplies the seed frames; the world's 2-D layout
-supplies collisions.
+supplies collisions. With ``observation_source="mujoco"`` MuJoCo renders every observation
+instead (ground-truth eyes, no seed frames, nothing remembered) and nothing else changes: the
+same seed and actions give the same worlds, starts, goals, poses, rewards and terminations.
 
 Stored frames are stamped by a per-world counter rather than the wall clock, so context
 selection (which favours recent frames), and therefore every observation, is reproducible.
@@ -13,7 +15,6 @@ selection (which favours recent frames), and therefore every observation, is rep
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -22,15 +23,14 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from rtfm_ros.envs.batching import render_many, resolve_world_model
+from rtfm_ros.envs.batching import resolve_world_model
+from rtfm_ros.envs.slot import OBSERVATION_SOURCES, WorldSlot, render_slots
 from rtfm_ros.geometry import PinholeCamera, camera_from_heading
-from rtfm_ros.sim.renderer import WorldRenderer
-from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE, KINDS, World, make_world
+from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE, KINDS, World
 from rtfm_ros.world import WorldModel
 
 OBSERVATIONS = ("image", "dict")
 COLLISIONS = ("terminate", "block")
-MARKER = "goal_marker"
 POSITION_LIMIT = 1000.0  # metres: far beyond any generated world, bounds the pose/goal spaces
 
 
@@ -46,6 +46,7 @@ class NavConfig:
     world_seed: int | None = None        # fixed world, or None: drawn per episode from world_seeds
     world_seeds: tuple[int, int] = (0, 100_000)  # [lo, hi) training worlds, below the held-out seeds
     observation: str = "image"           # "image" (HxWx3 uint8) or "dict" (image, depth, pose, goal)
+    observation_source: str = "model"    # who renders the views: "model" or "mujoco" (ground truth)
     width: int = 64
     height: int = 64
     fov_deg: float = 90.0                # horizontal field of view
@@ -74,6 +75,8 @@ class NavConfig:
             bad(f"world_kind must be one of {KINDS}, got {self.world_kind!r}")
         if self.observation not in OBSERVATIONS:
             bad(f"observation must be one of {OBSERVATIONS}, got {self.observation!r}")
+        if self.observation_source not in OBSERVATION_SOURCES:
+            bad(f"observation_source must be one of {OBSERVATION_SOURCES}, got {self.observation_source!r}")
         if self.collision not in COLLISIONS:
             bad(f"collision must be one of {COLLISIONS}, got {self.collision!r}")
         for name in ("width", "height", "max_episode_steps", "seed_turn_views"):
@@ -113,81 +116,12 @@ def camera_pose(x: float, y: float, yaw: float, height: float) -> np.ndarray:
     return camera_from_heading((x, y, height), yaw)
 
 
-def with_goal_marker(world: World) -> World:
-    """The same world with a red post (not an obstacle) that place_marker moves to the goal."""
-    post = (f'    <geom name="{MARKER}" type="cylinder" pos="0 0 -5" size="0.1 0.6" rgba="0.95 0.08 0.05 1" '
-            f'contype="0" conaffinity="0"/>\n')
-    cut = world.xml.rfind("</worldbody>")
-    return dataclasses.replace(world, xml=world.xml[:cut] + post + world.xml[cut:])
-
-
-class WorldSlot:
-    """One world: its layout, a MuJoCo renderer for seed frames, and a WorldModel memory.
-
-    A single env owns one slot; a vector env gives each sub-env its own slot (sharing the
-    network) or one shared slot for all (``shared``: the world persists across episodes).
-    """
-
-    def __init__(self, world_model: WorldModel, shared: bool = False) -> None:
-        self.world_model = world_model
-        self.shared = shared
-        self.world: World | None = None
-        self._sim: WorldRenderer | None = None
-        self._key: tuple[Any, ...] | None = None
-        self._marker = -1
-        self._clock = 0
-
-    def open(self, seed: int, kind: str, marker: bool, camera: PinholeCamera) -> None:
-        """Build (or reuse) the world and empty the memory."""
-        key = (seed, kind, marker, camera)
-        if key != self._key:
-            self.close()
-            world = make_world(seed, kind)
-            self._sim = WorldRenderer(with_goal_marker(world) if marker else world, camera)
-            self._marker = self._sim.model.geom(MARKER).id if marker else -1
-            self.world, self._key = world, key
-        self.world_model.reset()
-        self._clock = 0
-
-    def invalidate(self) -> None:
-        """Forget the world so the next episode builds it afresh (shared slots on a seeded reset)."""
-        self.world = None
-        self._key = None
-
-    def place_marker(self, goal: np.ndarray) -> None:
-        if self._marker >= 0 and self._sim is not None:
-            self._sim.model.geom_pos[self._marker] = (goal[0], goal[1], 0.6)
-
-    def _stamp(self) -> float:
-        self._clock += 1
-        return float(self._clock)
-
-    def add_seed_views(self, poses: list[np.ndarray]) -> None:
-        """Ground-truth RGB + depth from MuJoCo at each pose whose view the memory lacks."""
-        assert self._sim is not None, "open a world first"
-        cam, mem = self._sim.camera, self.world_model.memory
-        for T in poses:
-            if mem.should_remember(T, cam):
-                rgb, depth = self._sim.render(T)
-                self.world_model.add_frame(rgb, T, cam, depth=depth, stamp=self._stamp(), source="seed")
-
-    def remember(self, image: np.ndarray, depth: np.ndarray, T: np.ndarray, camera: PinholeCamera) -> None:
-        """Store the view as the world's policy says (WorldModel.remember_view), stamped with this slot's clock."""
-        if self.world_model.remember_view(image, T, camera, depth, stamp=float(self._clock + 1)):
-            self._clock += 1
-
-    def close(self) -> None:
-        if self._sim is not None:
-            self._sim.close()
-            self._sim = None
-
-
 class CameraNavEnv(gym.Env):
     """Drive a unicycle robot to a goal, seeing only what the world model renders.
 
     Actions: Box([-max_linear, -max_angular], [max_linear, max_angular]) = (v, omega), clipped.
     Observations: HxWx3 uint8 image, or with ``observation="dict"``: image, depth (HxW float32,
-    metres, as rendered by the model; 0 where no frame saw the place), pose (x, y, yaw) and goal
+    metres, as rendered; 0 where no frame saw the place), pose (x, y, yaw) and goal
     (goal position in the robot frame: x forward, y left). Reward: ``shaping`` x progress toward
     the goal + ``step_reward``, plus ``success_reward`` on arrival and ``collision_reward`` on
     hitting the layout.
@@ -305,8 +239,14 @@ class CameraNavEnv(gym.Env):
         self.steps = 0
         if not slot.shared:
             slot.place_marker(self.goal)
-        slot.add_seed_views(self._seed_poses())
+        if cfg.observation_source == "model":
+            slot.add_seed_views(self._seed_poses())
         return self.camera_T()
+
+    def render_views(self, envs: list[CameraNavEnv], poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """View i of envs[i] (which share this env's config) at poses[i], from the config's
+        observation source, in one batched call where the source allows."""
+        return render_slots([e._slot for e in envs], poses, self.camera, self.config.observation_source)
 
     def camera_T(self) -> np.ndarray:
         """T_world_camera of the robot's camera now (what the next observation is rendered at)."""
@@ -345,7 +285,7 @@ class CameraNavEnv(gym.Env):
                 extra: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """(observation, info) from the view rendered at T; remembers it first when ``remember`` is set."""
         cfg = self.config
-        if cfg.remember:
+        if cfg.remember and cfg.observation_source == "model":
             self._slot.remember(image, depth, T, self.camera)
         self._last_image = image
         info = {"distance": self.distance(), "success": self.distance() < cfg.goal_radius, "collision": False,
@@ -371,13 +311,13 @@ class CameraNavEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
         T = self.begin_episode(options)
-        images, depths = render_many([self.world_model], T[None], self.camera, return_depth=True)
+        images, depths = self.render_views([self], T[None])
         return self.observe(images[0], depths[0], T)
 
     def step(self, action: np.ndarray) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         reward, terminated, truncated, extra = self.advance(action)
         T = self.camera_T()
-        images, depths = render_many([self.world_model], T[None], self.camera, return_depth=True)
+        images, depths = self.render_views([self], T[None])
         obs, info = self.observe(images[0], depths[0], T, extra)
         return obs, reward, terminated, truncated, info
 

@@ -20,8 +20,9 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 
-from rtfm_ros.envs.batching import render_many, resolve_world_model
-from rtfm_ros.envs.camera_nav import CameraNavEnv, EnvConfigError, NavConfig, WorldSlot
+from rtfm_ros.envs.batching import resolve_world_model
+from rtfm_ros.envs.camera_nav import CameraNavEnv, EnvConfigError, NavConfig
+from rtfm_ros.envs.slot import WorldSlot
 from rtfm_ros.memory import FrameMemory
 
 
@@ -77,8 +78,7 @@ class CameraNavVectorEnv(VectorEnv):
 
     def _render(self, idx: list[int], poses: list[np.ndarray], extras: list[dict[str, Any]]) -> dict[str, Any]:
         """One batched render for sub-envs ``idx``; stores their observations, returns their infos."""
-        images, depths = render_many([self.envs[i].world_model for i in idx], np.stack(poses),
-                                     self.envs[0].camera, return_depth=True)
+        images, depths = self.envs[0].render_views([self.envs[i] for i in idx], np.stack(poses))
         infos: dict[str, Any] = {}
         for j, i in enumerate(idx):
             obs, info = self.envs[i].observe(images[j], depths[j], poses[j], extras[j])
