@@ -14,8 +14,13 @@ import pytest
 import ray
 import torch
 
+from test_replay import read, write_bag
+
+from rtfm_ros import cli
 from rtfm_ros.envs.ray_vector import RayCameraNavVectorEnv, merge_infos, split
 from rtfm_ros.envs.vector import CameraNavVectorEnv
+from rtfm_ros.replay import ReplayError, ReplayOptions
+from rtfm_ros.replay.folder import replay_folder
 from rtfm_ros.world import WorldModel
 
 SMALL = dict(width=32, height=32, seed_turn_views=4, seed_path_views=1, max_episode_steps=6,
@@ -68,3 +73,34 @@ def test_ray_vector_env_matches_in_process(cluster):
         assert np.array_equal(info_a["world_seed"], info_b["world_seed"])
         assert np.array_equal(info_a["memory_frames"], info_b["memory_frames"])
     assert not any(np.array_equal(pairs[0][0][0]["image"][i], pairs[0][0][0]["image"][0]) for i in (1, 2, 3))
+
+
+def test_replay_folder_reports_the_corrupt_bag(cluster, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """3 bags, the middle one corrupt: 2 output bags, the third reported by name and reason."""
+    bags = tmp_path / "bags"
+    bags.mkdir()
+    write_bag(bags / "a_drive")
+    (bags / "b_broken.mcap").write_bytes(b"\x89MCAP0\r\n" + b"\x01\x02" * 500)
+    write_bag(bags / "c_drive", storage="sqlite3")
+    out = tmp_path / "out"
+    code = cli.main(["replay", str(bags), "-o", str(out), "--camera-frame", "camera_optical",
+                     "--seed-topic", "/cam/image_raw", "--rate", "10", "--width", "16", "--height", "16",
+                     "--quiet", "--ray"])
+    text = capsys.readouterr().out
+    assert code == 2
+    assert sorted(p.name for p in out.iterdir()) == ["a_drive", "c_drive"]
+    for name in ("a_drive", "c_drive"):
+        images = read(out / name)["/rtfm/camera/image_raw"]
+        assert len(images) == 11 and (images[0][1].width, images[0][1].height) == (16, 16)
+    assert "FAILED  b_broken.mcap: " in text and "cannot read" in text
+    assert "2 of 3 bags replayed" in text and "failed: b_broken.mcap" in text
+
+
+def test_replay_folder_refuses_before_running(cluster, tmp_path: Path) -> None:
+    opt = ReplayOptions(camera_frame="camera_optical", seed_topic="/cam/image_raw")
+    with pytest.raises(ReplayError, match="no bags"):
+        replay_folder(tmp_path, tmp_path / "out", opt)
+    write_bag(tmp_path / "one")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ReplayError, match="exists already"):
+        replay_folder(tmp_path, tmp_path / "out", opt)

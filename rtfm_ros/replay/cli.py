@@ -15,7 +15,7 @@ from typing import Any
 
 from rtfm_ros.geometry import PinholeCamera
 from rtfm_ros.options import add_options, from_options
-from rtfm_ros.replay.options import ReplayOptions
+from rtfm_ros.replay.options import ReplayError, ReplayOptions
 from rtfm_ros.replay.render import replay
 from rtfm_ros.replay.trajectory import parse_offset
 
@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)  # 1 is often faster on a busy machine than oversubscribed cores
     opt = from_options(ReplayOptions, args, offset=parse_offset(args.offset) if args.offset else None,
                        camera=_camera_arg(args))
+    if args.ray is not None:
+        return _run_folder(args, opt)
     res = replay(args.bag, args.output, opt)
     if res.output is not None:
         print(f"wrote {res.output}: {res.rendered} frames on {res.topics['image']} over {res.bag_seconds:.2f} s "
@@ -46,11 +48,30 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_folder(args: argparse.Namespace, opt: ReplayOptions) -> int:
+    """Every bag of the folder as a Ray task; 0 when all were written, else 2 (after all ran)."""
+    from rtfm_ros.replay.folder import describe, replay_folder
+
+    if args.output is None:
+        raise ReplayError("--ray needs an output folder (-o), one bag per input goes there")
+    outcomes = replay_folder(args.bag, args.output, opt, address=args.ray, threads=args.threads or 1,
+                             report=lambda o: print(describe(o), flush=True))
+    failed = [o for o in outcomes if not o.ok]
+    print(f"{len(outcomes) - len(failed)} of {len(outcomes)} bags replayed into {args.output}"
+          + (f"; failed: {', '.join(o.bag.name for o in failed)}" if failed else ""))
+    return 2 if failed else 0
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("replay", help="render a simulated camera along a ROS 2 bag's TF trajectory",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bag", type=Path, help="input ROS 2 bag (directory, or .mcap / .db3 file)")
-    p.add_argument("-o", "--output", type=Path, help="output bag directory (must not exist)")
+    p.add_argument("bag", type=Path, help="input ROS 2 bag (directory, or .mcap / .db3 file); with --ray a folder "
+                                          "of bags")
+    p.add_argument("-o", "--output", type=Path, help="output bag directory (must not exist); with --ray the folder "
+                                                     "the output bags go to, one per input, named as the input")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="replay every bag of the folder as a Ray task, on the cluster at ADDRESS (e.g. "
+                        "head-node:6379), or a local one without it; failures are reported per bag")
     add_options(p, ReplayOptions, ["camera_frame", "world_frame", "body_frame"])
     g = p.add_argument_group("world")
     add_options(g, ReplayOptions, ["world", "seed_topic", "seed_camera_info_topic", "seed_stride", "seed_depth_topic",
