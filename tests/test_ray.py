@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import ray
 import torch
-
 from test_replay import read, write_bag
 
 from rtfm_ros import cli
