@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "node": ("bench_node.py", [], ["--seconds", "3", "--sizes", "64"]),
     "replay": ("bench_replay.py", [], ["--seconds", "3"]),
     "envs": ("bench_envs.py", [], ["--steps", "3", "--repeats", "1"]),
+    "ray": ("bench_ray.py", [], ["--envs", "2", "--steps", "2", "--bags", "2", "--seconds", "1"]),
     "serve": ("bench_serve.py", [], ["--sizes", "128x128", "--presses", "3", "--seconds", "2"]),
     "node_sensor": ("bench_node_sensor.py", [], ["--seconds", "2", "--views", "20"]),
     "single_photo": ("bench_single_photo.py", [], ["--worlds", "1", "--res", "64"]),
