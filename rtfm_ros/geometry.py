@@ -86,6 +86,8 @@ def repair_rotation(T: np.ndarray, name: str = "transform", tol: float = POSE_RE
     if T.shape == (4, 4) and np.isfinite(T).all():
         R = T[:3, :3]
         off = max(float(np.abs(R.T @ R - np.eye(3)).max()), abs(float(np.linalg.det(R)) - 1.0))
+        if off <= 1e-5 and T[3, 0] == 0.0 and T[3, 1] == 0.0 and T[3, 2] == 0.0 and T[3, 3] == 1.0:
+            return T, False  # rigid as given: validate_transform would only repeat these checks
         if 1e-5 < off <= tol:
             u, _, vt = np.linalg.svd(R)
             T = T.copy()
@@ -104,6 +106,23 @@ def validate_pose(T: np.ndarray, name: str = "T_world_camera") -> np.ndarray:
         raise GeometryError(f"{name} position {T[:3, 3].tolist()} is beyond the {MAX_POSITION_M:g} m "
                             "a world can represent (use a local map frame)")
     return T
+
+
+def validate_poses(T_stack: np.ndarray, name: str = "T_world_camera") -> np.ndarray:
+    """validate_pose for an N x 4 x 4 stack, the common case (rigid as given, in bounds) checked
+    for all poses at once; any other pose goes through validate_pose (repair or its error)."""
+    Ts = np.array(T_stack, dtype=np.float64)  # a copy: repaired poses are written into it
+    if Ts.ndim != 3 or Ts.shape[1:] != (4, 4):
+        raise GeometryError(f"poses must be Nx4x4, got {Ts.shape}")
+    R = Ts[:, :3, :3]
+    with np.errstate(invalid="ignore", over="ignore"):
+        off = np.maximum(np.abs(np.swapaxes(R, 1, 2) @ R - np.eye(3)).max(axis=(1, 2)),
+                         np.abs(np.linalg.det(R) - 1.0) if len(Ts) else np.zeros(0))
+        good = (np.isfinite(Ts).all(axis=(1, 2)) & (off <= 1e-5) & (Ts[:, 3] == (0.0, 0.0, 0.0, 1.0)).all(axis=1)
+                & (np.abs(Ts[:, :3, 3]).max(axis=1) <= MAX_POSITION_M))
+    for i in np.flatnonzero(~good):
+        Ts[i] = validate_pose(Ts[i], name)
+    return Ts
 
 
 def check_pixel_budget(views: int, width: int, height: int, view_budget: int = MAX_VIEW_PIXELS,

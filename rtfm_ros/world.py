@@ -25,6 +25,7 @@ from rtfm_ros.geometry import (
     PinholeCamera,
     check_pixel_budget,
     validate_pose,
+    validate_poses,
 )
 from rtfm_ros.images import resize_depth, resize_image
 from rtfm_ros.learn.depth_prior import DepthPrior
@@ -251,7 +252,7 @@ class WorldModel:
         T_stack = np.asarray(T_stack, dtype=np.float64)
         if T_stack.ndim != 3 or T_stack.shape[1:] != (4, 4):
             raise ValueError(f"poses must be Nx4x4, got {T_stack.shape}")
-        Ts = [validate_pose(T, "T_world_camera") for T in T_stack]
+        Ts = list(validate_poses(T_stack, "T_world_camera"))
         cams = self._cameras(camera, len(Ts)) if Ts else []
         check_pixel_budget(len(Ts), *((cams[0].width, cams[0].height) if cams else (0, 0)),
                            view_budget=self.config.max_view_pixels, call_budget=self.config.max_pixels_per_call)
@@ -338,12 +339,16 @@ def render_worlds(views: Sequence[tuple[WorldModel, np.ndarray, PinholeCamera]])
     one batched call; nothing is remembered (callers decide what to store)."""
     if not views:
         raise ValueError("no views to render")
-    checked = []
-    for wm, T, cam in views:
+    for wm, _, cam in views:
         if len(wm.memory) == 0:
             raise EmptyWorldError("the world is empty: seed the world first (add_frame or a saved world)")
         wm.check_camera(cam)
-        checked.append((wm, validate_pose(T, "T_world_camera"), cam))
+    poses = [np.asarray(T, dtype=np.float64) for _, T, _ in views]
+    for T in poses:
+        if T.shape != (4, 4):
+            validate_pose(T, "T_world_camera")  # its error
+    Ts = validate_poses(np.stack(poses), "T_world_camera")
+    checked = [(wm, T, cam) for (wm, _, cam), T in zip(views, Ts)]
     if len({(c.width, c.height) for _, _, c in checked}) > 1:
         raise ValueError("all views of one call must have the same resolution")
     W, H = checked[0][2].width, checked[0][2].height

@@ -206,3 +206,23 @@ def test_one_resize_for_images_and_depth():
     depth = np.array([[1.0, np.nan], [3.0, 4.0]], np.float32)
     big = resize_depth(depth, 4, 4)
     assert big.dtype == np.float32 and np.isnan(big[0, 3]) and big[3, 0] == 3.0  # nearest: nothing averaged
+
+
+def test_validate_poses_matches_validate_pose():
+    """The batched check gives what validate_pose gives pose by pose: as is, repaired, or its error."""
+    rigid = g.transform_from_ros([1.0, 2.0, 0.5], [0.1, 0.2, 0.3, np.sqrt(1 - 0.14)])
+    rounded = np.round(rigid, 4)  # within the repair tolerance
+    stack = np.stack([rigid, rounded, np.eye(4)])
+    out = g.validate_poses(stack)
+    for T, ours in zip(stack, out):
+        assert np.array_equal(ours, g.validate_pose(T))
+    assert not np.array_equal(out[1], rounded) and np.array_equal(stack[1], rounded)  # repaired in a copy
+    far = np.eye(4)
+    far[0, 3] = 2 * g.MAX_POSITION_M
+    skew = rigid.copy()
+    skew[:3, :3] *= 1.1
+    for bad, message in [(far, "beyond"), (skew, "orthonormal"), (np.full((4, 4), np.nan), "non-finite")]:
+        with pytest.raises(g.GeometryError, match=message):
+            g.validate_poses(np.stack([rigid, bad]))
+    with pytest.raises(g.GeometryError, match="Nx4x4"):
+        g.validate_poses(np.eye(4))
