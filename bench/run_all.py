@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "serve": ("bench_serve.py", [], ["--sizes", "128x128", "--presses", "3", "--seconds", "2"]),
     "node_sensor": ("bench_node_sensor.py", [], ["--seconds", "2", "--views", "20"]),
     "single_photo": ("bench_single_photo.py", [], ["--worlds", "1", "--res", "64"]),
+    "tf_rate": ("bench_tf_rate.py", [], ["--tf-rates", "20", "--seconds", "2", "--steps", "5"]),
 }
 
 

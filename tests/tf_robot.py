@@ -1,5 +1,6 @@
 """A robot's TF as real stacks publish it, in a child process: map -> odom (localisation) and
-odom -> base_link (odometry) on two timers at a given rate, each stamped with the time it is sent,
+odom -> base_link (odometry) on two timers at a given rate, each stamped LATENCY_S before it is
+sent (odometry is stamped when measured and arrives later),
 and a static base_link -> camera_link mount (a body-axes camera, plus a second mount for a stereo
 pair's right camera, BASELINE_M to the right of it).
 
@@ -22,6 +23,7 @@ from rtfm_ros import geometry as g
 from rtfm_ros.ros import conversions as c
 
 BASELINE_M = 0.12
+LATENCY_S = 0.03
 T_BASE_CAMERA = g.make_transform(translation=(0.1, 0.0, 0.4))
 T_BASE_RIGHT = g.make_transform(translation=(0.1, -BASELINE_M, 0.4))  # body axes: -y is to the right
 
@@ -44,14 +46,16 @@ def main(rate_hz: float) -> int:
     odometry = node.create_publisher(TFMessage, "/tf", reliable_qos(depth=100))
     parent, start = os.getppid(), time.time()
 
+    lag = int(LATENCY_S * 1e9)
+
     def publish_map_odom() -> None:
-        stamp = node.get_clock().now().nanoseconds
+        stamp = node.get_clock().now().nanoseconds - lag
         localisation.publish(TFMessage(transforms=[c.transform_msg(np.eye(4), "map", "odom", stamp)]))
         if os.getppid() != parent:
             raise SystemExit(0)
 
     def publish_odom_base() -> None:
-        stamp = node.get_clock().now().nanoseconds
+        stamp = node.get_clock().now().nanoseconds - lag
         odometry.publish(TFMessage(transforms=[c.transform_msg(base_at(stamp / 1e9 - start), "odom", "base_link",
                                                                stamp)]))
 
