@@ -109,6 +109,11 @@ class RenderStats:
         with self._lock:
             self.skipped[reason] += 1
 
+    def skips(self) -> dict[str, int]:
+        """Ticks or cameras skipped so far, by reason (a copy, taken under the lock)."""
+        with self._lock:
+            return dict(self.skipped)
+
     @property
     def tf_misses(self) -> int:
         """Cameras skipped because their pose could not be looked up in TF."""

@@ -144,7 +144,7 @@ class Diagnostics:
                   "bad transforms": str(stats.bad_transforms), "ticks": str(stats.ticks),
                   "images stamped with the newest pose": str(stats.stamped_newest),
                   "backlog (ticks queued)": str(stats.backlog),
-                  **{f"skipped ({reason})": str(n) for reason, n in sorted(stats.skipped.copy().items())},
+                  **{f"skipped ({reason})": str(n) for reason, n in sorted(stats.skips().items())},
                   "remembered views": str(node.worker.write_back.remembered),
                   "remember failures": str(now["remember_failures"]),
                   "callback errors": str(now["callback_errors"]), "frames": str(frames),
