@@ -97,11 +97,14 @@ def domain() -> int:
 
 
 def test_the_node_publishes_nearly_every_tick_under_20_hz_tf(assets, domain, ctx):
-    """A robot publishing TF at 20 Hz (its own clock, arriving a little late), the camera at 5 Hz:
-    at least 95 % of the ticks publish, stamps increase, and /diagnostics says why any did not."""
+    """A robot publishing TF at 20 Hz (stamped 30 ms before it is sent), the camera at 5 Hz and not
+    waiting for TF: at least 95 % of the ticks publish (looking TF up at the tick's time alone
+    published none), stamps increase, and /diagnostics says why any did not."""
     with spawn_ros_process([sys.executable, str(HERE / "tf_robot.py"), "20"], domain) as robot:
         spun = SpunNode(domain, {"checkpoint": str(assets["ckpt"]), "world": str(assets["world"]), "device": "cpu",
-                                 "rate": 5.0, "width": 96, "height": 96, "lazy": False}, node_name="rtfm_rate")
+                                 "rate": 5.0, "width": 96, "height": 96, "lazy": False,
+                                 "tf_timeout": 0.0},  # no waiting for TF: the pose timing alone holds the rate
+                        node_name="rtfm_rate")
         stats = spun.node.stats
         try:
             wait_until(lambda: stats.images > 0, "the first image goes out once TF is discovered", 30,
