@@ -38,7 +38,8 @@ setup(
         "aiohttp>=3.9",
         "ray==2.60.0",  # env workers as actors, replays as tasks (rtfm_ros.envs.ray_vector, replay --ray)
     ],
-    extras_require={"test": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3", "selenium>=4.20",
+    extras_require={"rl": ["stable-baselines3==2.9.2"],  # PPO for `rtfm rl` (rtfm_ros.rl)
+                    "test": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3", "selenium>=4.20",
                              "opencv-python-headless>=4.8,<5"]},  # StereoSGBM, cv::fisheye: reference checks
     entry_points={
         "console_scripts": [

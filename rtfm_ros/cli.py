@@ -21,6 +21,7 @@ COMMAND_MODULES: list[str] = [
     "rtfm_ros.evaluate.suite",
     "rtfm_ros.render.fit",
     "rtfm_ros.serve",
+    "rtfm_ros.rl",
 ]
 
 

@@ -56,7 +56,7 @@ pip_install $TORCH_SPEC
 echo "installing ROS 2 wheels"
 pip_install -r "$ROOT/requirements-ros.txt"
 echo "installing rtfm_ros (editable) and its Python dependencies"
-pip_install -e "$ROOT[test]"
+pip_install -e "$ROOT[test,rl]"
 echo "installing the lint tools (make lint)"
 pip_install -r "$ROOT/requirements-lint.txt"
 

@@ -59,6 +59,7 @@ class NavConfig:
     max_angular: float = 1.5             # |omega| limit, rad/s
     goal_distance: tuple[float, float] = (1.0, 4.0)  # start-goal distance range, metres
     goal_radius: float = 0.4             # success when the robot centre is this close
+    start_heading_spread_deg: float = 180.0  # start yaw within +-this of the goal's bearing (180: any)
     robot_radius: float = 0.2
     goal_marker: bool = True             # a red post at the goal (per-env worlds only)
     seed_turn_views: int = 8             # seed views turning on the spot at the start
@@ -87,6 +88,8 @@ class NavConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 bad(f"{name} must be a positive number, got {v!r}")
+        if not 0 <= self.start_heading_spread_deg <= 180:
+            bad(f"start_heading_spread_deg must be in [0, 180], got {self.start_heading_spread_deg}")
         if not 0 < self.fov_deg < 180:
             bad(f"fov_deg must be in (0, 180), got {self.fov_deg}")
         if len(self.goal_distance) != 2 or not 0 <= self.goal_distance[0] <= self.goal_distance[1]:
@@ -227,6 +230,8 @@ class CameraNavEnv(gym.Env):
             slot.open(seed, cfg.world_kind, marker=cfg.goal_marker and not slot.shared, camera=self.camera)
         start, goal = self._sample_start_goal(rng)
         yaw = float(rng.uniform(-math.pi, math.pi))
+        if cfg.start_heading_spread_deg < 180:  # the same draw, scaled around the goal's bearing
+            yaw = math.atan2(goal[1] - start[1], goal[0] - start[0]) + yaw * cfg.start_heading_spread_deg / 180
         if "start" in opts:
             start, yaw = np.asarray(opts["start"], dtype=np.float64)[:2], float(opts["start"][2])
             world = self._episode_world()
