@@ -62,6 +62,8 @@ class RendererTrainConfig:
     eval_every: int = setting(250, help="steps between validations and saves")
     max_minutes: float | None = setting(None, help="stop (after saving) after this many minutes")
     lr: float = setting(2e-3, help="peak learning rate")
+    init: str | None = setting(None, help="start from these renderer weights (fine-tune) instead of the untrained "
+                                          "network")
     warmup: int = setting(100, help="warm-up steps", cli=False)
     weight_decay: float = setting(1e-4, help="AdamW weight decay", cli=False)
     # where it runs
@@ -183,7 +185,7 @@ def train(cfg: RendererTrainConfig) -> dict[str, float]:
     val_set = [example_tensors(load_example(p)) for p in val_files]
     state_path = out / "state.json"
     step, best = 0, -math.inf
-    model = LearnedRenderer(LearnedRendererConfig())
+    model = _initial_model(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if state_path.exists():
         state = json.loads(state_path.read_text())
@@ -247,6 +249,11 @@ def train(cfg: RendererTrainConfig) -> dict[str, float]:
 
         dist.destroy_process_group()
     return metrics
+
+
+def _initial_model(cfg: RendererTrainConfig) -> LearnedRenderer:
+    """The untrained network, or ``cfg.init``'s weights to fine-tune."""
+    return load_weights(cfg.init).train() if cfg.init else LearnedRenderer(LearnedRendererConfig())
 
 
 def _init_distributed() -> tuple[int, int]:

@@ -1,11 +1,12 @@
-"""The learned renderer's training loop under torchrun DDP (gloo, 2 CPU processes).
+"""The learned renderer's training loop: fine-tuning from given weights and resuming, and under
+torchrun DDP (gloo, 2 CPU processes).
 
 Each rank draws its own crops; if DDP averages the gradients, both ranks end with the same
 weights, and those differ from one process trained on rank 0's crops alone (a single process
 draws exactly rank 0's crops). Unsynchronised ranks drift apart; a rank that ignores rank 1's
 gradients ends where the single process ends: either failure fails the test.
 
-This file is also the launcher: ``python tests/test_ddp_renderer.py DATA OUT TAG`` trains and
+This file is also the launcher: ``python tests/test_train_renderer.py DATA OUT TAG`` trains and
 writes each process's final weights to OUT/weights_TAG_rank<R>.safetensors.
 """
 
@@ -78,6 +79,27 @@ def test_renderer_ranks_average_their_gradients(tmp_path):
     assert moved > 1e-5, f"DDP weights within {moved:.3g} of rank 0 alone: rank 1's crops did not count"
     saved = load_weights(tmp_path / "run_ddp" / "last.safetensors")  # rank 0 saved the shared weights
     assert all(torch.equal(v, r0[k]) for k, v in saved.state_dict().items())
+
+
+def test_training_starts_from_given_weights_and_resumes(tmp_path):
+    import json
+
+    from rtfm_ros.learn.train_renderer import RendererTrainConfig, train
+    from rtfm_ros.render.learned import LearnedRenderer, load_weights, save_weights
+
+    data = _examples(tmp_path / "data")
+    start = LearnedRenderer()
+    with torch.no_grad():
+        start.head.bias[0] = 5.0  # not what an untrained network starts with
+    save_weights(start, tmp_path / "start.safetensors")
+    cfg = RendererTrainConfig(data=str(data), out=str(tmp_path / "run"), crop=24, batch_size=2, steps=2,
+                              eval_every=2, lr=1e-9, warmup=1, device="cpu", threads=1,
+                              init=str(tmp_path / "start.safetensors"))
+    train(cfg)
+    after = load_weights(tmp_path / "run" / "last.safetensors")
+    assert abs(float(after.head.bias.detach()[0]) - 5.0) < 1e-3
+    train(RendererTrainConfig(**{**cfg.__dict__, "steps": 4}))  # the same run folder: resumes at step 2
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["step"] == 4
 
 
 if __name__ == "__main__":
