@@ -88,10 +88,11 @@ def test_policy_file_round_trip(tmp_path):
         load_policy(tmp_path / "empty")
 
 
-def test_random_actions_meet_the_same_episodes_on_both_sources(network):
-    """Observations differ, dynamics and episodes do not: random actions score the same."""
-    results = [evaluate(config.EvalConfig(source=s, episodes=3, num_envs=2, progress=False), TINY,
-                        model=network)[0] for s in ("model", "mujoco")]
+@pytest.mark.parametrize("baseline", config.BASELINES)
+def test_baselines_meet_the_same_episodes_on_both_sources(network, baseline):
+    """Observations differ, dynamics and episodes do not: a blind baseline scores the same."""
+    results = [evaluate(config.EvalConfig(source=s, baseline=baseline, episodes=3, num_envs=2, progress=False),
+                        TINY, model=network)[0] for s in ("model", "mujoco")]
     assert results[0] == results[1]
     assert results[0].episodes == 3
 

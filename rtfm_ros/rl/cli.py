@@ -25,12 +25,13 @@ def _eval(args: argparse.Namespace) -> int:
     cfg = from_options(EvalConfig, args)
     task = from_options(TaskConfig, args) if cfg.policy is None else None
     result, task = evaluate(cfg, task)
-    who = "random actions" if cfg.policy is None else str(cfg.policy)
+    who = {"random": "random actions", "forward": "straight ahead"}[cfg.baseline] if cfg.policy is None \
+        else str(cfg.policy)
     print(f"{who} on {cfg.source} views, {result.episodes} held-out episodes "
           f"(worlds {cfg.seed_base}..{cfg.seed_base + cfg.episodes - 1}): {result.line()}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"policy": None if cfg.policy is None else str(cfg.policy),
+        args.json.write_text(json.dumps({"policy": who,
                                          "source": cfg.source, "episodes": result.episodes,
                                          "success_rate": result.success_rate, "return_mean": result.return_mean,
                                          "return_std": result.return_std, "length_mean": result.length_mean,
@@ -55,10 +56,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_options(t, TrainConfig)
     add_options(t.add_argument_group("task"), TaskConfig)
     t.set_defaults(func=_train)
-    e = cmd.add_parser("eval", help="success rate and return of a policy (or random actions) on held-out worlds; "
+    e = cmd.add_parser("eval", help="success rate and return of a policy (or a baseline) on held-out worlds; "
                                     "load only policies from your own runs")
     add_options(e, EvalConfig)
-    add_options(e.add_argument_group("task (random actions only; a policy brings its own)"), TaskConfig)
+    add_options(e.add_argument_group("task (baselines only; a policy brings its own)"), TaskConfig)
     e.add_argument("--json", type=Path, default=None, help="also write the result here")
     e.set_defaults(func=_eval)
     g = cmd.add_parser("plot", help="learning curves of runs (their progress.csv) as one PNG")

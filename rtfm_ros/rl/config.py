@@ -20,6 +20,7 @@ from rtfm_ros.sim.worlds import HELDOUT_SEED_BASE, KINDS
 # rtfm_ros.envs.slot.OBSERVATION_SOURCES, spelled out so that building the CLI parser does not
 # import torch and MuJoCo (tests/test_rl.py checks that they agree).
 OBSERVATION_SOURCES = ("model", "mujoco")
+BASELINES = ("random", "forward")
 # Held-out evaluation worlds start here, clear of the seeds the suite and the demo use.
 EVAL_SEED_BASE = HELDOUT_SEED_BASE + 50_000
 
@@ -106,7 +107,9 @@ class EvalConfig:
     """Scoring on held-out worlds: episode k runs in world EVAL_SEED_BASE + k with start and goal
     from seed k, so every policy and both sources meet the same episodes."""
 
-    policy: Path | None = setting(None, "policy folder or its policy.safetensors (rtfm rl train); none: random")
+    policy: Path | None = setting(None, "policy folder or its policy.safetensors (rtfm rl train); none: --baseline")
+    baseline: str = setting("random", "without a policy: random actions, or full speed straight ahead (blind)",
+                            choices=BASELINES)
     source: str = setting("model", "who renders the observations", choices=OBSERVATION_SOURCES)
     episodes: int = setting(100, "held-out episodes")
     num_envs: int = setting(8, "sub-environments stepped together")
@@ -118,6 +121,8 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.source not in OBSERVATION_SOURCES:
             raise RLConfigError(f"source must be one of {OBSERVATION_SOURCES}, got {self.source!r}")
+        if self.baseline not in BASELINES:
+            raise RLConfigError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
         _positive(self, ("episodes", "num_envs", "threads"))
         if self.seed_base < HELDOUT_SEED_BASE:
             raise RLConfigError(f"seed_base {self.seed_base} is a training world; held-out worlds are >= "

@@ -1,8 +1,9 @@
-"""Score a policy, or random actions, on held-out CameraNav worlds.
+"""Score a policy, random actions or driving straight ahead on held-out CameraNav worlds.
 
 Episode k runs in world ``seed_base + k`` (seeds >= HELDOUT_SEED_BASE, which no training ever
 draws) with its start and goal drawn from seed k, so a policy on model views, the same policy
-on MuJoCo views and random actions all meet exactly the same episodes.
+on MuJoCo views and random actions all meet exactly the same episodes. The blind "forward"
+baseline (full speed, no turning) shows how much of a policy's success needs no eyes at all.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def evaluate(cfg: EvalConfig, task: TaskConfig | None = None, *, model: Any = No
                 if policy is not None:
                     with torch.no_grad():
                         actions, _ = policy.predict(chw(obs), deterministic=not cfg.stochastic)
+                elif cfg.baseline == "forward":
+                    actions = np.tile(np.array([high[0], 0.0], np.float32), (n, 1))
                 else:
                     actions = rng.uniform(low, high, size=(n, len(low))).astype(np.float32)
                 nxt, r, terminated, truncated, info = env.step(actions)
