@@ -1,4 +1,5 @@
-"""Fuzzing: damaged world files, checkpoint configs, poses and cameras, bag messages and bags.
+"""Fuzzing: damaged world files, checkpoint configs, poses and cameras, bag messages and bags,
+damaged photos and transforms.json fields of any JSON type.
 
 Each property says what every input must get: a result that holds its invariants, or the
 module's own error type (never a raw traceback from sqlite3, torch, zstd or Pillow), and the
@@ -332,3 +333,54 @@ def _damaged_bag(muts):
 
 test_fuzz_damaged_bags, test_fuzz_damaged_bags_slow = both(
     _damaged_bag, 40, muts=st.lists(mutation.filter(lambda m: m[0] != "append"), min_size=1, max_size=3))
+
+
+# ------------------------------------------------------------------ photos and transforms.json
+def _photo_bytes(fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(texture(3)).save(buf, format=fmt, **({"progressive": True} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+def _damaged_photo(fmt, muts) -> None:
+    from rtfm_ros.photo import PhotoError, decode_photo
+
+    data = mutate(_photo_bytes(fmt), muts)
+    try:
+        rgb = decode_photo(data, "upload.bin")
+    except PhotoError as exc:
+        assert "upload.bin" in str(exc)
+        return
+    assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3 and 0 < max(rgb.shape[:2]) <= 4096
+
+
+test_fuzz_damaged_photos, test_fuzz_damaged_photos_slow = both(
+    _damaged_photo, fmt=st.sampled_from(["JPEG", "PNG", "WEBP"]), muts=st.lists(mutation, min_size=1, max_size=4))
+
+json_value = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                          lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner,
+                                                                                        max_size=4), max_leaves=12)
+TRANSFORM_FIELDS = ["fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y", "file_path"]
+matrix_value = st.one_of(st.just(None), json_value,
+                         st.lists(st.lists(st.floats(), min_size=3, max_size=5), min_size=3, max_size=5))
+
+
+def _transforms_fields(fields, matrix) -> None:
+    from rtfm_ros.data.importers import ImportDataError, transforms_frames
+
+    rgb = texture(3)
+    frame = {"file_path": "a.png", "transform_matrix": np.eye(4).tolist() if matrix is None else matrix, **fields}
+    spec = {"camera_angle_x": 1.0, "frames": [frame]}
+    try:
+        (_, out, T, cam), = transforms_frames(spec, lambda _: rgb, "transforms.json")
+    except ImportDataError as exc:
+        assert "transforms.json frame 0" in str(exc)
+        return
+    assert out.shape == (cam.height, cam.width, 3) and np.isfinite(T).all()
+    assert np.allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-6)
+    assert 0 < cam.fx < 1e7 and 0 < cam.fy < 1e7
+
+
+test_fuzz_transforms_fields, test_fuzz_transforms_fields_slow = both(
+    _transforms_fields, n_fast=40, matrix=matrix_value,
+    fields=st.dictionaries(st.sampled_from(TRANSFORM_FIELDS), json_value, max_size=3))
