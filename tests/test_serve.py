@@ -348,10 +348,13 @@ def test_seed_from_photos(server: Server, browser, tmp_path: Path) -> None:
     T2[0, 3] = 0.3
     spec = {"camera_angle_x": 1.0, "frames": [{"file_path": "images/a", "transform_matrix": T1.tolist()},
                                              {"file_path": "./b.png", "transform_matrix": T2.tolist()}]}
+    resets = browser.execute_script("return window.rtfm.mapResets")
     status, text = _upload(server, [("photo", photo_png(seed=4), "a.png"), ("photo", photo_png(seed=5), "b.png"),
                                     ("transforms", json.dumps(spec).encode(), "transforms.json")])
     assert status == 200 and json.loads(text)["frames"] == 2, text
-    wait_js(browser, "window.rtfm.mapRows() === 2 || window.rtfm.lastHeader.frames === 2", 30)
+    # the tab is sent the new world's map whole: its 2 seeds (and at most the one view it remembers at once)
+    wait_js(browser, f"window.rtfm.mapResets > {resets} && window.rtfm.mapRows() <= 3 "
+                     "&& window.rtfm.lastHeader.frames <= 3", 30)
 
 
 def test_token_is_required_and_the_server_stops_cleanly(server: Server, browser) -> None:

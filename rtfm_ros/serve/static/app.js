@@ -19,7 +19,7 @@ let seq = 0, dirty = false, lastTick = performance.now(), lastMap = 0, mapRows =
 const MAP_EVERY_MS = 100;  // the map redraws at most 10 times a second: it costs the browser more than the view
 const drawnAt = [];
 // What the page shows, for people and for the browser tests and benchmark.
-const rtfm = window.rtfm = { framesDrawn: 0, lastHeader: null, latencies: [], renderMs: [], notices: [], closed: null,
+const rtfm = window.rtfm = { framesDrawn: 0, lastHeader: null, latencies: [], renderMs: [], notices: [], closed: null, mapResets: 0,
                              mapRows: () => mapRows.length, seqSent: () => seq, pose: () => JSON.parse(JSON.stringify(cam)) };
 
 const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws" + query);
@@ -60,6 +60,7 @@ ws.onmessage = (e) => {
     goToStart(msg.start);
   } else if (msg.type === "map") {
     mapRows = msg.reset ? msg.rows : mapRows.concat(msg.rows);
+    if (msg.reset) rtfm.mapResets += 1;  // a new world (seeded, reset or opened) replaced the map
     dirty = true;
   } else if (msg.type === "notice") {
     notice(msg.text, msg.level);
