@@ -72,7 +72,8 @@ def main() -> None:
     rates: dict[tuple[int, str], list[float]] = {c: [] for c in cases}
     for r in range(args.repeats):  # round-robin, so load changes on a shared machine hit every case alike
         for n, setting in cases:
-            rates[(n, setting)].append(run(wm.core.depth_prior, n, setting, args.steps, seed=r))
+            # a fresh world on the shared render core: the env's default model, learned renderer included
+            rates[(n, setting)].append(run(WorldModel(wm.core), n, setting, args.steps, seed=r))
     for n, setting in cases:
         rate = statistics.median(rates[(n, setting)])
         runs = ", ".join(f"{x:.1f}" for x in rates[(n, setting)])
