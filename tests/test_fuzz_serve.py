@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from serve_helpers import photo_png
+from test_fuzz_inputs import scan_bomb
 
 from rtfm_ros.geometry import PinholeCamera
 from rtfm_ros.serve.seeding import frames_from_photos
@@ -146,7 +147,7 @@ def test_one_big_photo_named_many_times_is_decoded_once_within_the_upload_budget
 
 
 def test_a_jpeg_scan_bomb_is_refused_before_decoding(world: SharedWorld) -> None:
-    bomb = jpeg_with_scans(2000)  # a photo has about ten
+    bomb = scan_bomb(2000)  # a photo has about ten
 
     async def test(s: Any, base: str, hub: Hub) -> None:
         t0 = time.perf_counter()
@@ -155,20 +156,6 @@ def test_a_jpeg_scan_bomb_is_refused_before_decoding(world: SharedWorld) -> None
         assert time.perf_counter() - t0 < 2
 
     serve(world, test)
-
-
-def jpeg_with_scans(scans: int, side: int = 256) -> bytes:
-    """A progressive JPEG whose smallest scan is repeated until it has ``scans`` scans."""
-    import re
-
-    y, x = np.mgrid[0:side, 0:side]
-    buf = io.BytesIO()
-    Image.fromarray(np.stack([x, y, x ^ y], -1).astype(np.uint8)).save(buf, "JPEG", progressive=True)
-    data = buf.getvalue()
-    starts = [m.start() for m in re.finditer(rb"\xff\xda", data)] + [data.rindex(b"\xff\xd9")]
-    k = min(range(len(starts) - 1), key=lambda k: starts[k + 1] - starts[k])
-    scan = data[starts[k]: starts[k + 1]]
-    return data[: starts[k]] + scan * (scans - len(starts) + 2) + data[starts[k + 1]:]
 
 
 # ------------------------------------------------------------------ the world survives
