@@ -166,12 +166,13 @@ def load_weights(path: str | Path, device: torch.device | str = "cpu") -> Learne
     return model.to(device).eval()
 
 
-def finish(model: LearnedRenderer, geometric: warp.Rendered) -> torch.Tensor:
-    """The finished colour (B x 3 x H x W in [0, 1]) of targets the geometry rendered (with slots)."""
+def finish(model: LearnedRenderer, geometric: warp.Rendered, view_pixels: int | None = None) -> torch.Tensor:
+    """The finished colour (B x 3 x H x W in [0, 1]) of targets the geometry rendered (with slots);
+    ``view_pixels``: the size of the whole view these are tiles of (default: their own)."""
     from rtfm_ros.runtime import autocast
 
     planes = input_planes(geometric)
-    scale = 2 if planes.shape[-2] * planes.shape[-1] <= NET_PIXELS_HALF else 4
+    scale = 2 if (view_pixels or planes.shape[-2] * planes.shape[-1]) <= NET_PIXELS_HALF else 4
     with torch.no_grad(), autocast(planes.device):
         rgb: torch.Tensor = model(planes, scale)
     return rgb.float().clamp(0, 1)

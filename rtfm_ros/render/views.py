@@ -144,10 +144,11 @@ def _render_group(views: Sequence[tuple[ViewWorld, np.ndarray, PinholeCamera]], 
     contexts, revisits = view_contexts(views, pick, dev)
     tgt_K, tgt_T, H, W = _targets(views, dev)
     use = learned is not None and len(revisits) < len(views)
-    out = warp.render(contexts, tgt_K, tgt_T, H, W, params, slots=SLOTS if use else 0)
+    whole = max(c.width * c.height for c in pick)  # a tile renders as the whole view it belongs to
+    out = warp.render(contexts, tgt_K, tgt_T, H, W, params, slots=SLOTS if use else 0, view_pixels=whole)
     rgb = out.rgb
     if learned is not None and use:
-        rgb = finish(learned, out)
+        rgb = finish(learned, out, whole)
         rgb[revisits] = out.rgb[revisits]
     images = (rgb * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return images, out.depth.float().cpu().numpy()

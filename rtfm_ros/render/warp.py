@@ -41,6 +41,7 @@ SECONDARY_HANDOVER = 0.02  # primary weight at which secondary contexts' share f
 DEPTH_CONTEXTS = 2       # best-ranked contexts whose depth makes the target's (the rest fill gaps)
 DEPTH_MEDIAN = True      # 3x3 median on the target's depth before colour is fetched
 SPLAT_MIN_SIDE = 32      # targets at least twice this size splat their depth at half resolution
+QUARTER_DEPTH_PIXELS = 400 * 300  # ... and larger ones at a quarter
 
 
 @dataclass
@@ -298,24 +299,27 @@ def median3(inv: torch.Tensor) -> torch.Tensor:
     return torch.where(inv > 0, torch.nan_to_num(med, nan=0.0), inv)
 
 
-def _depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int, W: int) -> torch.Tensor:
+def _depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int, W: int,
+           view_pixels: int) -> torch.Tensor:
     if not contexts:
         return torch.zeros(tgt_K.shape[0], H, W, device=tgt_K.device)
     if min(H, W) >= 2 * SPLAT_MIN_SIDE:
-        # Geometry at half the resolution (colour still at full): a quarter of the splat work.
-        K_half = tgt_K.clone()
-        K_half[:, :2] *= 0.5
-        h, w = (H + 1) // 2, (W + 1) // 2
-        inv = target_depth(contexts, K_half, tgt_T, h, w, coarse=True)
+        # Geometry at half the resolution (colour still at full): a quarter of the splat work;
+        # at a quarter for large views (by the whole view's size, so its tiles match it).
+        f = 4 if view_pixels > QUARTER_DEPTH_PIXELS else 2
+        K_s = tgt_K.clone()
+        K_s[:, :2] /= f
+        h, w = -(-H // f), -(-W // f)
+        inv = target_depth(contexts, K_s, tgt_T, h, w, coarse=True)
         if DEPTH_MEDIAN:
             inv = median3(inv)
-        return F.interpolate(inv[:, None], scale_factor=2, mode="nearest")[:, 0, :H, :W]
+        return F.interpolate(inv[:, None], scale_factor=f, mode="nearest")[:, 0, :H, :W]
     inv = target_depth(contexts, tgt_K, tgt_T, H, W)
     return median3(inv) if DEPTH_MEDIAN else inv
 
 
 def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int, W: int,
-           params: BlendParams | None = None, slots: int = 0) -> Rendered:
+           params: BlendParams | None = None, slots: int = 0, view_pixels: int | None = None) -> Rendered:
     """Render B targets (tgt_K B x 3 x 3, tgt_T B x 4 x 4) from their contexts.
 
     Contexts with weight 1 are primary; lower-weight ones (generated views) only supply depth
@@ -323,7 +327,8 @@ def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tenso
     made from views never overrule what real frames show. With ``slots``, the ``slots``
     best-ranked primary contexts are also returned warped one by one with the target depth
     completed where it had holes (what the learned renderer chooses from), from the same
-    samples the blend uses.
+    samples the blend uses. ``view_pixels``: the size of the whole view these targets are tiles
+    of (default H * W), which picks the resolution of the target depth.
     """
     primary = [c for c in contexts if c.weight >= 1.0]
     secondary = [c for c in contexts if c.weight < 1.0]
@@ -333,7 +338,7 @@ def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tenso
     for group in ([c for c in primary if c.rank < DEPTH_CONTEXTS], [c for c in primary if c.rank >= DEPTH_CONTEXTS],
                   secondary):
         if group:
-            inv = torch.where(inv > 0, inv, _depth(group, tgt_K, tgt_T, H, W))
+            inv = torch.where(inv > 0, inv, _depth(group, tgt_K, tgt_T, H, W, view_pixels or H * W))
     params = params or BlendParams()
     B = tgt_K.shape[0]
     planes = None
