@@ -12,7 +12,6 @@ import math
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import rclpy
 from geometry_msgs.msg import Pose
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from ros_helpers import collect, reliable_qos
+from ros_helpers import collect, reliable_qos, spin_child
 from sensor_msgs.msg import Image
 from tf2_msgs.msg import TFMessage
 
@@ -67,13 +66,7 @@ def tf_child_main() -> int:
             raise SystemExit(0)
 
     node.create_timer(0.02, tick)
-    end = time.monotonic() + 180
-    try:
-        while rclpy.ok() and time.monotonic() < end:
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (SystemExit, KeyboardInterrupt):
-        pass
-    return 0
+    return spin_child(node)
 
 
 # ---------------------------------------------------------------------------------- helpers

@@ -242,3 +242,16 @@ if __name__ == "__main__":
         sys.exit("usage: ros_helpers.py publish  (specs as JSON on stdin)")
     sys.exit(_publish_main())
 
+
+def spin_child(node: Any, seconds: float = 180.0) -> int:
+    """A test's child process: spin ``node`` until its callbacks raise SystemExit (the parent is
+    gone), it is interrupted, or ``seconds`` pass (a leaked child cannot outlive the test run)."""
+    import rclpy
+
+    end = time.monotonic() + seconds
+    try:
+        while rclpy.ok() and time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except (SystemExit, KeyboardInterrupt):
+        pass
+    return 0

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import rclpy
-from ros_helpers import reliable_qos
+from ros_helpers import reliable_qos, spin_child
 from tf2_msgs.msg import TFMessage
 
 from rtfm_ros import geometry as g
@@ -62,13 +62,7 @@ def main(rate_hz: float) -> int:
     node.create_timer(1.0 / rate_hz, publish_map_odom)
     node.create_timer(1.0 / rate_hz, publish_odom_base)
     print(f"publishing TF at {rate_hz:g} Hz", flush=True)
-    end = time.monotonic() + 180
-    try:
-        while rclpy.ok() and time.monotonic() < end:
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (SystemExit, KeyboardInterrupt):
-        pass
-    return 0
+    return spin_child(node)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from rtfm_ros.data.clips import open_dataset
 from rtfm_ros.learn.checkpoint import load_checkpoint, load_optimizer, optimizer_tensors, save_checkpoint
 from rtfm_ros.learn.config import preset
 from rtfm_ros.learn.depth_prior import DepthPrior
+from rtfm_ros.learn.distributed import init_distributed, leave_distributed
 from rtfm_ros.learn.examples import ExampleConfig, FrameExamples, collate
 from rtfm_ros.options import add_options, from_options, setting
 from rtfm_ros.runtime import autocast, autocast_dtype, pick_device
@@ -136,15 +136,8 @@ def train(cfg: TrainConfig) -> TrainState:
     """Run (or resume) training; returns the final state dict written to state.json."""
     from safetensors.torch import load_file, save_file
 
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    rank, world = 0, 1
-    if distributed:
-        import torch.distributed as dist
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-        rank, world = dist.get_rank(), dist.get_world_size()
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    rank, world = init_distributed()
+    distributed = world > 1
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device if not (distributed and torch.cuda.is_available()) else "cuda")
@@ -250,9 +243,7 @@ def train(cfg: TrainConfig) -> TrainState:
             bar.write(f"time limit reached at step {state['step']}; run again to resume")
             break
     bar.close()
-    if distributed:
-        import torch.distributed as dist
-        dist.destroy_process_group()
+    leave_distributed(world)
     return state
 
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from rtfm_ros.atomic import write_text_atomic
 from rtfm_ros.evaluate.metrics import psnr_torch
+from rtfm_ros.learn.distributed import all_agree, init_distributed, leave_distributed
 from rtfm_ros.learn.renderer_data import Example, load_example
 from rtfm_ros.options import add_options, from_options, setting
 from rtfm_ros.render.learned import (
@@ -170,7 +171,7 @@ def train(cfg: RendererTrainConfig) -> dict[str, float]:
     from rtfm_ros.atomic import atomic_path
     from rtfm_ros.learn.checkpoint import load_optimizer, optimizer_tensors
 
-    rank, world = _init_distributed()
+    rank, world = init_distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -225,7 +226,7 @@ def train(cfg: RendererTrainConfig) -> dict[str, float]:
             run_loss = float(loss.detach()) if step == 1 else 0.95 * run_loss + 0.05 * float(loss.detach())
             bar.update(1)
             bar.set_postfix(loss=f"{run_loss:.4f}")
-            timed_out = _all_agree(cfg.max_minutes is not None and time.monotonic() - t0 > 60 * cfg.max_minutes,
+            timed_out = all_agree(cfg.max_minutes is not None and time.monotonic() - t0 > 60 * cfg.max_minutes,
                                    world)
             if rank == 0 and (step % cfg.eval_every == 0 or step == cfg.steps or timed_out):
                 metrics = validate(model, val_set, device)
@@ -244,41 +245,13 @@ def train(cfg: RendererTrainConfig) -> dict[str, float]:
                 write_text_atomic(state_path, json.dumps({"step": step, "best_gain": best, "config": asdict(cfg)}))
             if timed_out:
                 break
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.destroy_process_group()
+    leave_distributed(world)
     return metrics
 
 
 def _initial_model(cfg: RendererTrainConfig) -> LearnedRenderer:
     """The untrained network, or ``cfg.init``'s weights to fine-tune."""
     return load_weights(cfg.init).train() if cfg.init else LearnedRenderer(LearnedRendererConfig())
-
-
-def _init_distributed() -> tuple[int, int]:
-    """(rank, world size): (0, 1) alone; under torchrun the process group is joined here."""
-    import os
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _all_agree(flag: bool, world: int) -> bool:
-    """True on every process when it is true on any (so all stop at the same step)."""
-    if world <= 1:
-        return flag
-    import torch.distributed as dist
-
-    t = torch.tensor([1.0 if flag else 0.0])
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
