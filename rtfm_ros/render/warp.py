@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from rtfm_ros.render.kernels import max3x3, median3, upsample_nearest
 from rtfm_ros.render.rays import camera_directions
 
 DEPTH_TOLERANCE = 0.08   # relative depth band treated as one surface in the z-buffer
@@ -96,15 +97,17 @@ def _close_gaps(inv: torch.Tensor, iterations: int) -> torch.Tensor:
         empty = inv <= 0
         if not bool(empty.any()):
             break
-        grown = F.max_pool2d(inv[:, None], 3, stride=1, padding=1)[:, 0]
+        grown = max3x3(inv)
         inv = torch.where(empty, grown, inv)
     return inv
 
 
 def target_depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int, W: int,
-                 gap_iterations: int = GAP_FILL_ITERATIONS, coarse: bool = False) -> torch.Tensor:
+                 gap_iterations: int = GAP_FILL_ITERATIONS, coarse: bool = False,
+                 targets: list[int] | None = None) -> torch.Tensor:
     """B x H x W inverse depth of the targets (0 where nothing landed), from the contexts' depth
-    (their coarser splat levels with ``coarse``)."""
+    (their coarser splat levels with ``coarse``); ``targets``: each context's target index
+    instead of its own ``target`` (several splats stacked as one batch of targets)."""
     B = tgt_K.shape[0]
     dev = tgt_K.device
     T_tw = torch.linalg.inv(tgt_T.double())
@@ -117,24 +120,27 @@ def target_depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch
         K = torch.stack([k for _, k in levels]).float()
         dirs = camera_directions(K, h, w)  # n 3 h w
         pts = dirs * depth[:, None]
-        b = torch.tensor([c.target for c in cs], device=dev)
-        T_tc = (T_tw[b] @ torch.stack([c.T_world_camera for c in cs]).double()).float()  # n 4 4
+        b = torch.tensor([c.target if targets is None else targets[i] for c, i in zip(cs, idx)], device=dev)
+        T_tc = (T_tw.index_select(0, b) @ torch.stack([c.T_world_camera for c in cs]).double()).float()  # n 4 4
         cam = T_tc[:, :3, :3] @ pts.reshape(len(cs), 3, -1) + T_tc[:, :3, 3:]
-        uvw = tgt_K[b].float() @ cam
+        uvw = tgt_K.index_select(0, b).float() @ cam
         z = uvw[:, 2]
         u = torch.floor(uvw[:, 0] / z.clamp_min(1e-9))
         v = torch.floor(uvw[:, 1] / z.clamp_min(1e-9))
         ok = torch.isfinite(z) & (z > 1e-6) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
         flat = b[:, None] * (H * W) + (v.clamp(0, H - 1) * W + u.clamp(0, W - 1)).long()
-        keys.append(flat[ok])
-        zs.append(z[ok])
+        sel = ok.reshape(-1).nonzero().squeeze(1)
+        keys.append(flat.reshape(-1).index_select(0, sel))
+        zs.append(z.reshape(-1).index_select(0, sel))
     key = torch.cat(keys) if keys else torch.zeros(0, dtype=torch.long, device=dev)
     z = torch.cat(zs) if zs else torch.zeros(0, device=dev)
     zmin = torch.full((B * H * W,), float("inf"), device=dev)
     zmin.scatter_reduce_(0, key, z, reduce="amin")
     near = z <= zmin[key] * (1 + DEPTH_TOLERANCE)
-    acc = torch.zeros(B * H * W, device=dev).index_add_(0, key[near], 1.0 / z[near])
-    cnt = torch.zeros(B * H * W, device=dev).index_add_(0, key[near], torch.ones_like(z[near]))
+    sel = near.nonzero().squeeze(1)
+    key_near, z_near = key.index_select(0, sel), z.index_select(0, sel)
+    acc = torch.zeros(B * H * W, device=dev).index_add_(0, key_near, 1.0 / z_near)
+    cnt = torch.zeros(B * H * W, device=dev).index_add_(0, key_near, torch.ones_like(z_near))
     inv = (acc / cnt.clamp_min(1)).reshape(B, H, W)
     return _close_gaps(inv, gap_iterations)
 
@@ -167,11 +173,12 @@ def _sample(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.
     for (h, w), idx in _groups(contexts).items():
         cs = [contexts[i] for i in idx]
         b = torch.tensor([c.target for c in cs], device=dev)
-        T_tc = T_tw[b] @ torch.stack([c.T_world_camera for c in cs]).double()   # context -> target
+        T_tc = T_tw.index_select(0, b) @ torch.stack([c.T_world_camera for c in cs]).double()   # context -> target
         T_ct = torch.linalg.inv(T_tc).float()
         # The context's pixel of each target point: K (R P + t) with P = z * dirs, as z * (K R dirs) + K t.
         Kc = torch.stack([c.K for c in cs]).float()
-        uvw = (Kc @ T_ct[:, :3, :3] @ dirs[b]) * z_flat[b] + Kc @ T_ct[:, :3, 3:]
+        dirs_b, zb = dirs.index_select(0, b), z_flat.index_select(0, b)
+        uvw = (Kc @ T_ct[:, :3, :3] @ dirs_b) * zb + Kc @ T_ct[:, :3, 3:]
         z = uvw[:, 2]
         zc = z.clamp_min(1e-9)
         gx = uvw[:, 0] / zc * (2.0 / w) - 1
@@ -185,45 +192,48 @@ def _sample(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.
         inside = (z > 1e-6) & (gx.abs() < 1) & (gy.abs() < 1)
         # Visibility: the target's point must be (about) the surface the context saw at that pixel.
         misfit = zc / dsamp.clamp_min(1e-9) - 1  # relative depth misfit (~ log ratio where it matters)
-        vis = torch.where(dsamp > 0, torch.exp(-(misfit / params.visibility_sigma) ** 2), torch.full_like(misfit, 0.05))
+        vis = torch.where(dsamp > 0, torch.exp(-(misfit / params.visibility_sigma) ** 2), 0.05)
         # Angle between the target's ray and the context's ray to the same point (1 - cos ~ angle^2 / 2),
         # from per-pixel maps: ray_c = z d - c, so ray_c . d = z |d|^2 - c . d and
         # |ray_c|^2 = z^2 |d|^2 - 2 z c . d + |c|^2 (d = dirs, c = the context's centre).
         centre = T_tc[:, :3, 3].float()                                  # n 3
-        c_dot_d = (centre[:, :, None] * dirs[b]).sum(1)                   # n HW
-        zb, d2 = z_flat[b][:, 0], dirs2[b]
+        c_dot_d = (centre[:, :, None] * dirs_b).sum(1)                    # n HW
+        zb, d2 = zb[:, 0], dirs2.index_select(0, b)
         along = zb * d2 - c_dot_d
         norm2 = (zb * zb * d2 - 2 * zb * c_dot_d + (centre * centre).sum(1, keepdim=True)).clamp_min(1e-18)
         cosang = along * torch.rsqrt(norm2 * d2)
         rank = (torch.tensor([c.weight for c in cs], device=dev)
                 * params.rank_decay ** torch.tensor([float(c.rank) for c in cs], device=dev))[:, None]
-        parts.append(_Samples(b, rgb, vis * rank * (inside & has.reshape(B, -1)[b]), 1 - cosang, vis > 0.5, idx))
+        parts.append(_Samples(b, rgb, vis * rank * (inside & has.reshape(B, -1).index_select(0, b)), 1 - cosang,
+                              vis > 0.5, idx))
     # The angle weight is relative to the best-placed context that sees each pixel, so a view far
     # from every context still takes its colour from the closest one instead of going unseen.
     best = torch.full((B, H * W), float("inf"), device=dev)
     for p in parts:
-        seen_cost = torch.where(p.visible & (p.base > 0), p.cost, torch.full_like(p.cost, float("inf")))
+        seen_cost = torch.where(p.visible & (p.base > 0), p.cost, float("inf"))
         best.scatter_reduce_(0, p.b[:, None].expand_as(p.cost), seen_cost, reduce="amin")
     return parts, torch.where(torch.isfinite(best), best, torch.zeros_like(best))
 
 
-def _weight(p: _Samples, best: torch.Tensor, params: BlendParams, base: torch.Tensor) -> torch.Tensor:
-    """A context's blend weight: its base weight, falling off with its ray's angle beyond the
-    best-placed context's at each pixel."""
-    return base * torch.exp(-(p.cost - best[p.b]).clamp_min(0) * (2.0 / params.angle_sigma ** 2))
+def _falloff(p: _Samples, best: torch.Tensor, params: BlendParams) -> torch.Tensor:
+    """The angle term of a context's blend weight: 1 for the best-placed context at each pixel,
+    falling off with its ray's angle beyond that one's."""
+    return torch.exp(-(p.cost - best.index_select(0, p.b)).clamp_min(0) * (2.0 / params.angle_sigma ** 2))
 
 
 def _accumulate(parts: list[_Samples], best: torch.Tensor, B: int, H: int, W: int, params: BlendParams,
-                has: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Weighted colour sum, weight and support of sampled contexts (only at ``has`` pixels, if given)."""
+                has: torch.Tensor | None = None,
+                falloff: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Weighted colour sum, weight and support of sampled contexts (only at ``has`` pixels, if
+    given); ``falloff``: the parts' angle terms, when already computed."""
     dev = best.device
     colour = torch.zeros(B, 3, H * W, device=dev)
     weight = torch.zeros(B, H * W, device=dev)
     support = torch.zeros(B, H * W, device=dev)
     flat = None if has is None else has.reshape(B, -1)
-    for p in parts:
-        base = p.base if flat is None else p.base * flat[p.b]
-        wgt = _weight(p, best, params, base)
+    for k, p in enumerate(parts):
+        base = p.base if flat is None else p.base * flat.index_select(0, p.b)
+        wgt = base * (_falloff(p, best, params) if falloff is None else falloff[k])
         colour.index_add_(0, p.b, p.rgb * wgt[:, None])
         weight.index_add_(0, p.b, wgt)
         support.index_add_(0, p.b, base)
@@ -244,18 +254,21 @@ def blend(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Te
     return _accumulate(parts, best, B, H, W, params)
 
 
-def _slot_planes(parts: list[_Samples], best: torch.Tensor, contexts: list[ContextLevel], B: int, H: int, W: int,
-                 slots: int, params: BlendParams) -> torch.Tensor:
-    """B x slots x 5 x H x W: the best-ranked contexts one by one (see Rendered.slots)."""
-    out = torch.zeros(B, slots, 5, H * W, device=best.device)
-    for p in parts:
-        wgt = _weight(p, best, params, p.base)
-        for row, i in enumerate(p.index):
-            c = contexts[i]
-            if c.rank < slots:
-                out[c.target, c.rank, :3] = p.rgb[row]
-                out[c.target, c.rank, 3] = wgt[row]
-                out[c.target, c.rank, 4] = (p.visible[row] & (p.base[row] > 0)).float()
+def _slot_planes(parts: list[_Samples], falloff: list[torch.Tensor], contexts: list[ContextLevel], B: int, H: int,
+                 W: int, slots: int) -> torch.Tensor:
+    """B x slots x 5 x H x W: the best-ranked contexts one by one (see Rendered.slots), each
+    part's rows written with one indexed copy."""
+    out = torch.zeros(B, slots, 5, H * W, device=falloff[0].device if falloff else None)
+    for p, fall in zip(parts, falloff):
+        rows = [row for row, i in enumerate(p.index) if contexts[i].rank < slots]
+        if not rows:
+            continue
+        sel = torch.tensor(rows, device=out.device)
+        base = p.base.index_select(0, sel)
+        planes = torch.cat([p.rgb.index_select(0, sel), (base * fall.index_select(0, sel))[:, None],
+                            (p.visible.index_select(0, sel) & (base > 0)).float()[:, None]], 1)
+        where = [(contexts[p.index[r]].target, contexts[p.index[r]].rank) for r in rows]
+        out[torch.tensor([t for t, _ in where]), torch.tensor([r for _, r in where])] = planes
     out[:, :, 3] /= out[:, :, 3].sum(1, keepdim=True).clamp_min(1e-6)
     return out.reshape(B, slots, 5, H, W)
 
@@ -280,42 +293,36 @@ def push_pull_fill(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         wgt = F.avg_pool2d(wgt, 2, ceil_mode=True)
         img = img / wgt.clamp_min(1e-12) * (wgt > 0)
         wgt = (wgt > 0).to(image.dtype)
-    filled = torch.where(wgt > 0, img, torch.full_like(img, 0.5))
+    filled = torch.where(wgt > 0, img, 0.5)
     for fine, fw in reversed(levels):
         up = F.interpolate(filled, size=fine.shape[-2:], mode="bilinear", align_corners=False)
         filled = torch.where(fw > 0, fine, up)
     return filled
 
 
-def median3(inv: torch.Tensor) -> torch.Tensor:
-    """3x3 median of the valid (> 0) pixels of B x H x W inverse depth: removes lone outliers
-    (a stereo mismatch in one context would otherwise punch a speckle into the view)."""
-    B, H, W = inv.shape
-    x = torch.where(inv > 0, inv, torch.full_like(inv, float("nan")))
-    patches = F.unfold(x[:, None], 3, padding=1)  # zero padding counts as a valid far value: mask it
-    edge = F.unfold(torch.ones_like(x)[:, None], 3, padding=1) == 0
-    patches = torch.where(edge, torch.full_like(patches, float("nan")), patches)
-    med = patches.nanmedian(dim=1).values.reshape(B, H, W)
-    return torch.where(inv > 0, torch.nan_to_num(med, nan=0.0), inv)
-
-
-def _depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int, W: int,
+def _depth(groups: list[list[ContextLevel]], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int, W: int,
            view_pixels: int) -> torch.Tensor:
-    if not contexts:
-        return torch.zeros(tgt_K.shape[0], H, W, device=tgt_K.device)
+    """G x B x H x W target inverse depth from each group of contexts alone, all groups splatted,
+    filtered and upsampled as one stack of G * B targets (one pass of small ops, not G)."""
+    B = tgt_K.shape[0]
+    contexts = [c for g in groups for c in g]
+    targets = [k * B + c.target for k, g in enumerate(groups) for c in g]
+    K_all, T_all = tgt_K.repeat(len(groups), 1, 1), tgt_T.repeat(len(groups), 1, 1)
     if min(H, W) >= 2 * SPLAT_MIN_SIDE:
         # Geometry at half the resolution (colour still at full): a quarter of the splat work;
         # at a quarter for large views (by the whole view's size, so its tiles match it).
         f = 4 if view_pixels > QUARTER_DEPTH_PIXELS else 2
-        K_s = tgt_K.clone()
+        K_s = K_all.clone()
         K_s[:, :2] /= f
         h, w = -(-H // f), -(-W // f)
-        inv = target_depth(contexts, K_s, tgt_T, h, w, coarse=True)
+        inv = target_depth(contexts, K_s, T_all, h, w, coarse=True, targets=targets)
         if DEPTH_MEDIAN:
             inv = median3(inv)
-        return F.interpolate(inv[:, None], scale_factor=f, mode="nearest")[:, 0, :H, :W]
-    inv = target_depth(contexts, tgt_K, tgt_T, H, W)
-    return median3(inv) if DEPTH_MEDIAN else inv
+        inv = upsample_nearest(inv, f)[:, :H, :W]
+    else:
+        inv = target_depth(contexts, K_all, T_all, H, W, targets=targets)
+        inv = median3(inv) if DEPTH_MEDIAN else inv
+    return inv.reshape(len(groups), B, H, W)
 
 
 def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int, W: int,
@@ -335,17 +342,19 @@ def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tenso
     # Depth is taken from the best-ranked contexts first; the others only fill where those saw
     # nothing (one context's stereo outliers cannot punch through a better-placed one's surface).
     inv = torch.zeros(tgt_K.shape[0], H, W, device=tgt_K.device)
-    for group in ([c for c in primary if c.rank < DEPTH_CONTEXTS], [c for c in primary if c.rank >= DEPTH_CONTEXTS],
-                  secondary):
-        if group:
-            inv = torch.where(inv > 0, inv, _depth(group, tgt_K, tgt_T, H, W, view_pixels or H * W))
+    groups = [g for g in ([c for c in primary if c.rank < DEPTH_CONTEXTS],
+                          [c for c in primary if c.rank >= DEPTH_CONTEXTS], secondary) if g]
+    if groups:
+        for layer in _depth(groups, tgt_K, tgt_T, H, W, view_pixels or H * W):
+            inv = torch.where(inv > 0, inv, layer)
     params = params or BlendParams()
     B = tgt_K.shape[0]
     planes = None
     if slots:
         parts, best = _sample(primary, complete_inverse_depth(inv), tgt_K, tgt_T, params)
-        planes = _slot_planes(parts, best, primary, B, H, W, slots, params)
-        colour, weight, support = _accumulate(parts, best, B, H, W, params, has=inv > 0)
+        falloff = [_falloff(p, best, params) for p in parts]
+        planes = _slot_planes(parts, falloff, primary, B, H, W, slots)
+        colour, weight, support = _accumulate(parts, best, B, H, W, params, has=inv > 0, falloff=falloff)
     else:
         colour, weight, support = blend(primary, inv, tgt_K, tgt_T, params)
     if secondary:
@@ -356,5 +365,5 @@ def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tenso
     rgb = colour / weight.clamp_min(1e-12)[:, None]
     if not bool(seen.all()):
         rgb = push_pull_fill(rgb, seen)
-    depth = torch.where(seen & (inv > 0), 1.0 / inv.clamp_min(1e-12), torch.full_like(inv, float("nan")))
+    depth = torch.where(seen & (inv > 0), 1.0 / inv.clamp_min(1e-12), float("nan"))
     return Rendered(rgb=rgb.clamp(0, 1), depth=depth, seen=seen, inv_depth=inv, slots=planes)
