@@ -125,3 +125,18 @@ def test_slot_planes_equal_per_context_copies() -> None:
     ref[:, :, 3] /= ref[:, :, 3].sum(1, keepdim=True).clamp_min(1e-6)
     assert bool((ref[:, :, 3] > 0).any()) and bool((ref[:, :, 4] > 0).any())
     assert torch.equal(warp._slot_planes(parts, falloff, ctx, B, H, W, slots), ref.reshape(B, slots, 5, H, W))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_pad_pool_equals_replicate_pad_then_avg_pool(seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    N, C = (int(v) for v in torch.randint(1, 4, (2,), generator=g))
+    H, W = (int(v) for v in torch.randint(1, 70, (2,), generator=g))
+    x = torch.rand(N, C, H, W, generator=g) * 10.0 ** float(torch.randn(1, generator=g))
+    for scale in (2, 4):
+        m = 8 * scale
+        ref = F.avg_pool2d(F.pad(x, (0, (-W) % m, 0, (-H) % m), mode="replicate"), scale)
+        assert torch.equal(kernels.pad_pool(x, m, scale), ref)
+    half = x.to(torch.bfloat16)
+    assert torch.equal(kernels.pad_pool(half, 16, 2), F.avg_pool2d(F.pad(half, (0, (-W) % 16, 0, (-H) % 16),
+                                                                         mode="replicate"), 2))

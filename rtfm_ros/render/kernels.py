@@ -92,3 +92,20 @@ def box3x3(x: torch.Tensor) -> torch.Tensor:
     p = F.pad(x[:, None], (1, 1, 1, 1))[:, 0]
     rows = p[:, :, :W] + p[:, :, 1:W + 1] + p[:, :, 2:]
     return rows[:, :H] + rows[:, 1:H + 1] + rows[:, 2:]
+
+
+def pad_pool(x: torch.Tensor, multiple: int, scale: int) -> torch.Tensor:
+    """``F.avg_pool2d(F.pad(x, (0, (-W) % multiple, 0, (-H) % multiple), mode="replicate"), scale)``
+    for N x C x H x W ``x`` (``multiple`` a multiple of ``scale``): the pad only where one is
+    needed, and a float32 pool as a sum of the ``scale ** 2`` strided views in the pool's own
+    order (NCHW ``avg_pool2d`` runs at a fifth of that speed on the learned renderer's input)."""
+    H, W = x.shape[-2:]
+    if (-H) % multiple or (-W) % multiple:
+        x = F.pad(x, (0, (-W) % multiple, 0, (-H) % multiple), mode="replicate")
+    if x.dtype != torch.float32 or scale == 1:
+        return F.avg_pool2d(x, scale)
+    terms = [x[..., i::scale, j::scale] for i in range(scale) for j in range(scale)]
+    total = terms[0] + terms[1]
+    for term in terms[2:]:
+        total += term
+    return total / (scale * scale)

@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rtfm_ros.render import warp
+from rtfm_ros.render import kernels, warp
 
 SLOTS = 4
 SLOT_PLANES = 5                              # colour 3, weight share 1, confirmed 1
@@ -87,7 +87,7 @@ class LearnedRenderer(nn.Module):
         # The network works at 1/scale resolution (half: a quarter of the cost); its per-pixel
         # weights are upsampled and applied to the full-resolution warps, so detail comes from the frames.
         m = 8 * scale
-        x = F.avg_pool2d(F.pad(planes, (0, (-W) % m, 0, (-H) % m), mode="replicate"), scale)
+        x = kernels.pad_pool(planes, m, scale)
         skips = []
         for i, block in enumerate(self.down):
             x = block(F.avg_pool2d(x, 2) if i else x)

@@ -181,9 +181,11 @@ def _sample(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.
         uvw = (Kc @ T_ct[:, :3, :3] @ dirs_b) * zb + Kc @ T_ct[:, :3, 3:]
         z = uvw[:, 2]
         zc = z.clamp_min(1e-9)
-        gx = uvw[:, 0] / zc * (2.0 / w) - 1
-        gy = uvw[:, 1] / zc * (2.0 / h) - 1
-        grid = torch.stack([gx, gy], dim=-1).reshape(len(cs), H, W, 2)
+        grid = torch.empty(len(cs), H * W, 2, device=dev)  # written in place: no stacked copy
+        gx, gy = grid[..., 0], grid[..., 1]
+        torch.div(uvw[:, 0], zc, out=gx).mul_(2.0 / w).sub_(1)
+        torch.div(uvw[:, 1], zc, out=gy).mul_(2.0 / h).sub_(1)
+        grid = grid.reshape(len(cs), H, W, 2)
         rgb = F.grid_sample(torch.stack([c.rgb for c in cs]), grid, mode="bilinear", padding_mode="border",
                             align_corners=False).reshape(len(cs), 3, -1)
         dctx = torch.stack([c.depth for c in cs])
