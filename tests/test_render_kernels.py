@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from rtfm_ros.geometry import make_transform
-from rtfm_ros.render import kernels, warp
+from rtfm_ros.render import kernels, prepare, warp
 
 
 def _nanmedian3(inv: torch.Tensor) -> torch.Tensor:
@@ -140,3 +140,33 @@ def test_pad_pool_equals_replicate_pad_then_avg_pool(seed: int) -> None:
     half = x.to(torch.bfloat16)
     assert torch.equal(kernels.pad_pool(half, 16, 2), F.avg_pool2d(F.pad(half, (0, (-W) % 16, 0, (-H) % 16),
                                                                          mode="replicate"), 2))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_pyramid_levels_built_on_use_equal_the_whole_pyramid(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    H, W = (int(v) for v in rng.integers(1, 140, 2))
+    rgb = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    depth = rng.uniform(0.1, 5, (H, W)).astype(np.float32)
+    m = rng.random((H, W))
+    depth[m < 0.2] = np.nan
+    depth[(m >= 0.2) & (m < 0.25)] = np.inf
+    depth[(m >= 0.25) & (m < 0.3)] = 0
+    depth[(m >= 0.3) & (m < 0.32)] = -1
+    K = np.array([[W * 0.8, 0, W / 2], [0, W * 0.8, H / 2], [0, 0, 1.0]])
+    full = prepare.PreparedFrame(*prepare._pyramid(rgb, depth, K, None)[:3], "sensor")
+    rgbs, depths, Ks, levels = prepare._pyramid(rgb, depth, K)
+    lazy = prepare.PreparedFrame(rgbs, depths, Ks, "sensor", levels=levels)
+    assert lazy.levels == full.levels == len(full.rgb) and lazy.nbytes == full.nbytes
+    assert len(lazy.rgb) == min(prepare.EAGER_LEVELS, levels)
+    for fx in (K[0, 0], K[0, 0] / 2.5, K[0, 0] / 9, K[0, 0] / 100):
+        assert lazy.level_for(fx) == full.level_for(fx)
+    lazy.context(lazy.level_for(K[0, 0] / 9), np.eye(4), 0, 0, 1.0, torch.device("cpu"))
+    lazy.ensure_level(levels + 3)
+    assert len(lazy.rgb) == len(full.rgb)
+    for a, b in zip(lazy.rgb, full.rgb):
+        assert torch.equal(a, b)
+    for a, b in zip(lazy.depth, full.depth):
+        assert _same(a, b)
+    for a, b in zip(lazy.K, full.K):
+        assert np.array_equal(a, b)

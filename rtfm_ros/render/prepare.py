@@ -18,6 +18,7 @@ Depth sources, best first:
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -35,62 +36,117 @@ MVS_SOURCES = 4            # neighbours a stereo depth is computed from
 MAX_NEIGHBOUR_ANGLE = 60.0  # degrees between optical axes for a frame to count as a neighbour
 MIN_LEVEL_SIDE = 8          # the pyramid stops before a side gets smaller than this
 SENSOR_SHARE = 0.3          # a frame with at least this share of finite depth pixels uses them
+EAGER_LEVELS = 2            # pyramid levels built with the frame; coarser ones on first use
 
 
 @dataclass
 class PreparedFrame:
     """What a frame contributes to renders: its pyramid and where its depth came from."""
 
-    rgb: list[torch.Tensor]    # per level: 3 x h x w uint8
-    depth: list[torch.Tensor]  # per level: h x w float32 planar z, NaN unknown
-    K: list[np.ndarray]        # per level: 3 x 3
+    rgb: list[torch.Tensor]    # per level built so far: 3 x h x w uint8 (ensure_level builds more)
+    depth: list[torch.Tensor]  # per level built so far: h x w float32 planar z, NaN unknown
+    K: list[np.ndarray]        # per level built so far: 3 x 3
     source: str                # "sensor" | "stereo" | "prior" | "flat" (learning off)
     neighbours: int = 0        # sources a stereo depth used
     neighbour_ids: tuple[int, ...] = ()  # the frames a stereo depth came from (its consistency check's too)
     raw_depth: torch.Tensor | None = None  # stereo before the consistency check (what neighbours check against)
     pending_check: bool = False  # stereo whose consistency check has not run yet (render.consistency)
-    nbytes: int = field(init=False, default=0)
+    # Levels of the whole pyramid (0: those given). Most renders read one or two levels of a frame
+    # (a view the size of the frames reads levels 0 and 1), so coarser ones are built on first use.
+    levels: int = 0
+    nbytes: int = field(init=False, default=0)  # of the whole pyramid, built or not: the cache's budget holds
+    # Each level's K as a float32 tensor per device, made on first use: a frame serves as context
+    # to many renders, and building two small tensors per context per render added up.
+    _K_tensors: dict[tuple[str, int], torch.Tensor] = field(init=False, default_factory=dict, repr=False,
+                                                            compare=False)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        extra = [] if self.raw_depth is None else [self.raw_depth]
-        self.nbytes = sum(t.numel() * t.element_size() for t in self.rgb + self.depth + extra)
+        sizes = _level_sizes(*self.depth[0].shape)
+        self.levels = self.levels or len(self.rgb)
+        extra = 0 if self.raw_depth is None else self.raw_depth.numel() * self.raw_depth.element_size()
+        self.nbytes = extra + sum((3 * self.rgb[0].element_size() + 4) * h * w for h, w in sizes[: self.levels])
+
+    def ensure_level(self, level: int) -> None:
+        """Build the pyramid down to ``level`` (the same values as building it all at once)."""
+        if level < len(self.rgb):
+            return
+        with self._lock:
+            img = self.rgb[0].float()  # the frame's pixels are integers: level 0 before rounding
+            for _ in range(1, len(self.rgb)):
+                img = _pool_image(img)
+            while len(self.rgb) <= min(level, self.levels - 1):
+                img, d, K = _next_level(img, self.depth[-1], self.K[-1])
+                self.rgb.append(img.round().to(torch.uint8))
+                self.depth.append(d)
+                self.K.append(K)
 
     def level_for(self, target_fx: float) -> int:
         """The coarsest level that still has at least the target's pixel density."""
         ratio = float(self.K[0][0, 0]) / max(target_fx, 1e-9)
         lvl = int(math.floor(math.log2(ratio))) if ratio >= 2 else 0
-        return max(0, min(len(self.rgb) - 1, lvl))
+        return max(0, min(self.levels - 1, lvl))
+
+    def K_tensor(self, level: int, device: torch.device) -> torch.Tensor:
+        """Level ``level``'s K as float32 on ``device`` (shared: never write to it)."""
+        key = (str(device), level)
+        K = self._K_tensors.get(key)
+        if K is None:
+            K = self._K_tensors[key] = torch.from_numpy(self.K[level]).to(device).float()
+        return K
 
     def context(self, level: int, T_world_camera: np.ndarray, target: int, rank: int, weight: float,
                 device: torch.device) -> warp.ContextLevel:
-        coarse = min(level + 1, len(self.rgb) - 1)
+        coarse = min(level + 1, self.levels - 1)
+        self.ensure_level(coarse)
         return warp.ContextLevel(rgb=self.rgb[level].to(device, torch.float32).mul_(1.0 / 255.0),
-                                depth=self.depth[level].to(device),
-                                K=torch.from_numpy(self.K[level]).to(device).float(),
+                                depth=self.depth[level].to(device), K=self.K_tensor(level, device),
                                 T_world_camera=torch.from_numpy(T_world_camera).to(device), target=target,
                                 rank=rank, weight=weight, splat_depth=self.depth[coarse].to(device),
-                                splat_K=torch.from_numpy(self.K[coarse]).to(device).float())
+                                splat_K=self.K_tensor(coarse, device))
 
 
-def _pyramid(rgb: np.ndarray, depth: np.ndarray,
-             K: np.ndarray) -> tuple[list[torch.Tensor], list[torch.Tensor], list[np.ndarray]]:
+def _level_sizes(h: int, w: int) -> list[tuple[int, int]]:
+    """Every pyramid level's (height, width): halved (rounded down) until a side would drop
+    below MIN_LEVEL_SIDE."""
+    sizes = [(h, w)]
+    while min(h, w) >= 2 * MIN_LEVEL_SIDE:
+        h, w = h // 2, w // 2
+        sizes.append((h, w))
+    return sizes
+
+
+def _pool_image(img: torch.Tensor) -> torch.Tensor:
+    return F.avg_pool2d(img[None], 2)[0]
+
+
+def _next_level(img: torch.Tensor, d: torch.Tensor, K: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """The next level's float image, depth (mean inverse depth of the known pixels where at
+    least 3 of 4 are known) and K."""
+    img = _pool_image(img)
+    inv = torch.where(d > 0, 1.0 / d, 0.0)  # NaN and -inf fail the test, 1 / inf is 0: only finite depth counts
+    h, w = img.shape[-2:]
+    pooled = F.avg_pool2d(torch.stack([(inv > 0).float(), inv])[:, : 2 * h, : 2 * w], 2)  # share, mean
+    cnt = pooled[0]
+    mean_inv = pooled[1] / cnt.clamp_min(1e-6)
+    K = K.copy()
+    K[:2] *= 0.5
+    return img, torch.where(cnt > 0.5, 1.0 / mean_inv.clamp_min(1e-12), float("nan")), K
+
+
+def _pyramid(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray,
+             levels: int | None = EAGER_LEVELS) -> tuple[list[torch.Tensor], list[torch.Tensor], list[np.ndarray], int]:
+    """The first ``levels`` levels of the frame's pyramid (None: all), and how many it has."""
     img = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float()
     d = torch.from_numpy(np.array(depth, dtype=np.float32))
     rgbs, depths, Ks = [img.round().to(torch.uint8)], [d], [K.astype(np.float64)]
-    while min(img.shape[-2:]) >= 2 * MIN_LEVEL_SIDE:
-        img = F.avg_pool2d(img[None], 2)[0]
-        inv = torch.where(torch.isfinite(d) & (d > 0), 1.0 / d, torch.zeros_like(d))
-        h, w = img.shape[-2:]
-        inv = inv[: 2 * h, : 2 * w]
-        cnt = F.avg_pool2d((inv > 0).float()[None, None], 2)[0, 0]
-        mean_inv = F.avg_pool2d(inv[None, None], 2)[0, 0] / cnt.clamp_min(1e-6)
-        d = torch.where(cnt > 0.5, 1.0 / mean_inv.clamp_min(1e-12), torch.full_like(mean_inv, float("nan")))
-        K = Ks[-1].copy()
-        K[:2] *= 0.5
+    total = len(_level_sizes(*d.shape))
+    while len(rgbs) < min(total, levels or total):
+        img, d, K = _next_level(img, d, Ks[-1])
         rgbs.append(img.round().to(torch.uint8))
         depths.append(d)
         Ks.append(K)
-    return rgbs, depths, Ks
+    return rgbs, depths, Ks, total
 
 
 def stereo_neighbours(memory: FrameMemory, frame_id: int, k: int = MVS_SOURCES) -> list[int]:
@@ -168,11 +224,11 @@ def prepare(memory: FrameMemory, frame_id: int, prior: DepthPrior, device: torch
         depth, source = prior_depth(prior, frame, device), "prior"
     elif depth is None:
         depth, source = flat_depth(memory, frame), "flat"
-    rgbs, depths, Ks = _pyramid(frame.rgb, depth, frame.camera.K)
+    rgbs, depths, Ks, levels = _pyramid(frame.rgb, depth, frame.camera.K)
     if source != "stereo":
-        return PreparedFrame(rgbs, depths, Ks, source)
+        return PreparedFrame(rgbs, depths, Ks, source, levels=levels)
     return PreparedFrame(rgbs, depths, Ks, source, len(nb), tuple(nb), raw_depth=depths[0],
-                         pending_check=check_consistency)
+                         pending_check=check_consistency, levels=levels)
 
 
 def raw_posed_depth(prepared: PreparedFrame, T_world_camera: np.ndarray) -> PosedDepth | None:
@@ -190,9 +246,9 @@ def checked(prepared: PreparedFrame, frame: Frame, neighbours: Sequence[PosedDep
     if prepared.raw_depth is None:
         raise ValueError("only stereo depth has a consistency check")
     depth = consistent_depth(PosedDepth(prepared.raw_depth, prepared.K[0], frame.T_world_camera), neighbours)
-    rgbs, depths, Ks = _pyramid(frame.rgb, depth.numpy(), frame.camera.K)
+    rgbs, depths, Ks, levels = _pyramid(frame.rgb, depth.numpy(), frame.camera.K)
     return PreparedFrame(rgbs, depths, Ks, "stereo", prepared.neighbours, prepared.neighbour_ids,
-                         raw_depth=prepared.raw_depth)
+                         raw_depth=prepared.raw_depth, levels=levels)
 
 
 def improvable(prepared: PreparedFrame | None) -> bool:

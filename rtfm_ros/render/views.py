@@ -119,13 +119,14 @@ def view_contexts(views: Sequence[tuple[ViewWorld, np.ndarray, PinholeCamera]], 
     contexts: list[warp.ContextLevel] = []
     revisits = []
     for b, ((wm, T, cam), pick_cam) in enumerate(zip(views, pick)):
+        mem = wm.memory
         for rank, fid in enumerate(_context_ids(wm, T, pick_cam, exclude)):
             prep = wm.prepare(fid)
-            Tf = wm.memory.pose(fid)
+            Tf = mem.pose(fid)
             exact = float(np.abs(Tf - T).max()) < 1e-6
-            if exact and wm.memory.camera(fid) == wm.memory_camera(cam) and b not in revisits:
+            if exact and b not in revisits and mem.camera(fid) == wm.memory_camera(cam):
                 revisits.append(b)
-            weight = GENERATED_WEIGHT if wm.memory.source(fid) == "generated" and not exact else 1.0
+            weight = GENERATED_WEIGHT if mem.source(fid) == "generated" and not exact else 1.0
             contexts.append(prep.context(prep.level_for(cam.fx), Tf, b, rank, weight, dev))
     return contexts, revisits
 
