@@ -186,3 +186,37 @@ def test_priors_demote_frames_except_at_the_exact_pose():
     assert select_context(target, CAM, poses, CAM, 1, priors=np.array([0.1, 1.0])) == [0]
     with pytest.raises(ContextError, match="priors"):
         select_context(target, CAM, poses, CAM, 1, priors=np.array([0.0, 1.0]))
+
+
+def test_pose_check_determinant_matches_numpy_sign():
+    """_checked_pose's triple-product determinant takes the same decisions as np.linalg.det."""
+    from rtfm_ros.memory.juggling import _checked_pose, _det3
+
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        M = rng.normal(size=(3, 3))
+        assert _det3(M.tolist()) == pytest.approx(np.linalg.det(M), rel=1e-9, abs=1e-12)
+    for T in random_poses(20, 6):
+        assert _checked_pose(T) is not None
+        mirrored = T.copy()
+        mirrored[:3, 0] *= -1  # orthonormal, det -1: not a rotation
+        with pytest.raises(GeometryError):
+            _checked_pose(mirrored)
+
+
+def test_small_worlds_skip_the_candidate_query():
+    """frustum_candidates returns every id without a query when each half would hold them all,
+    exactly what the query gives."""
+    from rtfm_ros.memory.spatial_index import SpatialIndex
+
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 5, 31, 32, 33, 70):
+        index = SpatialIndex(min_buffer=16)
+        if n:
+            index.extend(rng.normal(size=(n, 3)))
+        for candidates in (1, 8, 64, 100):
+            T = yaw_view(rng.normal(size=3), rng.uniform(-180, 180))
+            eye = T[:3, 3]
+            query = np.unique(index.nearest_many(np.stack([eye, eye + T[:3, 2] * 3.0]), max(1, candidates // 2)))
+            got = index.frustum_candidates(T, 3.0, candidates)
+            assert np.array_equal(got, query) and got.dtype == query.dtype

@@ -102,9 +102,9 @@ def _context_ids(wm: ViewWorld, T: np.ndarray, cam: PinholeCamera, exclude: froz
         raise EmptyWorldError("the world is empty: seed the world first (add_frame or a saved world)")
     k = wm.config.context_size
     ids = wm.memory.select_context(T, cam, k + EXTRA_GENERATED + len(exclude), generated_prior=GENERATED_PRIOR)
-    ids = [i for i in ids if i not in exclude]
-    real = [i for i in ids if wm.memory.source(i) != "generated"]
-    gen = [i for i in ids if wm.memory.source(i) == "generated"]
+    generated = {i: wm.memory.source(i) == "generated" for i in ids if i not in exclude}
+    real = [i for i, g in generated.items() if not g]
+    gen = [i for i, g in generated.items() if g]
     ids = real[:k] + gen[: max(EXTRA_GENERATED, k - len(real))]
     if not ids:
         raise EmptyWorldError("context selection found no frame to render from")
