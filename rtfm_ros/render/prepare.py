@@ -37,6 +37,7 @@ MAX_NEIGHBOUR_ANGLE = 60.0  # degrees between optical axes for a frame to count 
 MIN_LEVEL_SIDE = 8          # the pyramid stops before a side gets smaller than this
 SENSOR_SHARE = 0.3          # a frame with at least this share of finite depth pixels uses them
 EAGER_LEVELS = 2            # pyramid levels built with the frame; coarser ones on first use
+_LEVELS_LOCK = threading.Lock()  # one for all frames: building a level on first use is rare
 
 
 @dataclass
@@ -59,7 +60,6 @@ class PreparedFrame:
     # to many renders, and building two small tensors per context per render added up.
     _K_tensors: dict[tuple[str, int], torch.Tensor] = field(init=False, default_factory=dict, repr=False,
                                                             compare=False)
-    _lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         sizes = _level_sizes(*self.depth[0].shape)
@@ -71,7 +71,7 @@ class PreparedFrame:
         """Build the pyramid down to ``level`` (the same values as building it all at once)."""
         if level < len(self.rgb):
             return
-        with self._lock:
+        with _LEVELS_LOCK:
             img = self.rgb[0].float()  # the frame's pixels are integers: level 0 before rounding
             for _ in range(1, len(self.rgb)):
                 img = _pool_image(img)
