@@ -29,8 +29,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from rtfm_ros.render.fill import complete_inverse_depth, push_pull_fill
 from rtfm_ros.render.kernels import max3x3, median3, upsample_nearest
-from rtfm_ros.render.rays import camera_directions, shared_directions
+from rtfm_ros.render.rays import shared_directions
 
 DEPTH_TOLERANCE = 0.08   # relative depth band treated as one surface in the z-buffer
 VISIBILITY_SIGMA = 0.06  # relative depth misfit at which a context sample's weight falls to e^-1
@@ -118,7 +119,7 @@ def target_depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch
                   else (c.depth, c.K) for c in cs]
         depth = torch.stack([d for d, _ in levels])  # n h w
         K = torch.stack([k for _, k in levels]).float()
-        dirs = camera_directions(K, h, w)  # n 3 h w
+        dirs = shared_directions(K, h, w)  # n 3 h w
         pts = dirs * depth[:, None]
         b = torch.tensor([c.target if targets is None else targets[i] for c, i in zip(cs, idx)], device=dev)
         T_tc = (T_tw.index_select(0, b) @ torch.stack([c.T_world_camera for c in cs]).double()).float()  # n 4 4
@@ -285,7 +286,7 @@ def blend(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Te
 def _slot_planes(parts: list[_Samples], falloff: list[torch.Tensor], contexts: list[ContextLevel], B: int, H: int,
                  W: int, slots: int) -> torch.Tensor:
     """B x slots x 5 x H x W: the best-ranked contexts one by one (see Rendered.slots), each
-    part's rows written with one indexed copy."""
+    part's rows written with one indexed copy per plane group (no stacked copy of them first)."""
     out = torch.zeros(B, slots, 5, H * W, device=falloff[0].device if falloff else None)
     for p, fall in zip(parts, falloff):
         rows = [row for row, i in enumerate(p.index) if contexts[i].rank < slots]
@@ -293,39 +294,13 @@ def _slot_planes(parts: list[_Samples], falloff: list[torch.Tensor], contexts: l
             continue
         sel = torch.tensor(rows, device=out.device)
         base = p.base.index_select(0, sel)
-        planes = torch.cat([p.rgb.index_select(0, sel), (base * fall.index_select(0, sel))[:, None],
-                            (p.visible.index_select(0, sel) & (base > 0)).float()[:, None]], 1)
         where = [(contexts[p.index[r]].target, contexts[p.index[r]].rank) for r in rows]
-        out[torch.tensor([t for t, _ in where]), torch.tensor([r for _, r in where])] = planes
+        at = (torch.tensor([t for t, _ in where]), torch.tensor([r for _, r in where]))
+        out[:, :, :3][at] = p.rgb.index_select(0, sel)
+        out[:, :, 3][at] = base * fall.index_select(0, sel)
+        out[:, :, 4][at] = (p.visible.index_select(0, sel) & (base > 0)).float()
     out[:, :, 3] /= out[:, :, 3].sum(1, keepdim=True).clamp_min(1e-6)
     return out.reshape(B, slots, 5, H, W)
-
-
-def complete_inverse_depth(inv: torch.Tensor) -> torch.Tensor:
-    """B x H x W inverse depth with its empty (<= 0) pixels filled smoothly from around them."""
-    known = inv > 0
-    if bool(known.all()) or not bool(known.any()):
-        return inv
-    return push_pull_fill(inv[:, None], known)[:, 0]
-
-
-def push_pull_fill(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    """Fill unknown pixels (known == False) with a smooth blend of the known ones around them:
-    halve until known pixels cover everything, then blend back up (O(log size), no mosaics)."""
-    img = image * known[:, None]
-    wgt = known[:, None].to(image.dtype)
-    levels = []
-    while min(img.shape[-2:]) > 1 and not bool((wgt > 0).all()):
-        levels.append((img, wgt))
-        img = F.avg_pool2d(img, 2, ceil_mode=True)
-        wgt = F.avg_pool2d(wgt, 2, ceil_mode=True)
-        img = img / wgt.clamp_min(1e-12) * (wgt > 0)
-        wgt = (wgt > 0).to(image.dtype)
-    filled = torch.where(wgt > 0, img, 0.5)
-    for fine, fw in reversed(levels):
-        up = F.interpolate(filled, size=fine.shape[-2:], mode="bilinear", align_corners=False)
-        filled = torch.where(fw > 0, fine, up)
-    return filled
 
 
 def _depth(groups: list[list[ContextLevel]], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int, W: int,
@@ -374,7 +349,7 @@ def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tenso
                           [c for c in primary if c.rank >= DEPTH_CONTEXTS], secondary) if g]
     if groups:
         for layer in _depth(groups, tgt_K, tgt_T, H, W, view_pixels or H * W):
-            inv = torch.where(inv > 0, inv, layer)
+            inv = layer.mul((inv <= 0).to(inv.dtype)).add_(inv)  # where(inv > 0, inv, layer): both finite, >= 0
     params = params or BlendParams()
     B = tgt_K.shape[0]
     planes = None
