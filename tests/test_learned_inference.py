@@ -115,3 +115,31 @@ def test_inference_copy_follows_the_weights() -> None:
     assert float((after - before).abs().max()) > 0.01
     model.load_state_dict(_trained_looking(2).state_dict())
     assert torch.equal(learned.finish(model, geo), before)
+
+
+def _per_view_rel(inv_depth: torch.Tensor) -> torch.Tensor:
+    """The relative log depth plane as input_planes computed it view by view."""
+    has = inv_depth > 0
+    log_z = torch.where(has, -torch.log(inv_depth.clamp_min(1e-12)), torch.zeros_like(inv_depth))
+    rel = torch.zeros_like(log_z)
+    for b in range(inv_depth.shape[0]):
+        if bool(has[b].any()):
+            rel[b] = torch.where(has[b], log_z[b] - log_z[b][has[b]].median(), rel[b])
+    return rel.clamp(-learned.LOG_DEPTH_CLAMP, learned.LOG_DEPTH_CLAMP)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_relative_depth_plane_equals_the_per_view_median(seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    half = torch.rand(4, 10, 14, generator=g) + 0.05
+    half[torch.rand(4, 10, 14, generator=g) < 0.4] = 0
+    half[2] = 0  # no depth at all
+    half[3, :, :] = 0
+    half[3, 0, :2] = torch.tensor([0.5, 0.25])  # an even count: the lower median
+    blocky = half.repeat_interleave(2, 1).repeat_interleave(2, 2)  # as warp._depth upsamples
+    ragged = blocky.clone()
+    ragged[0, 5, 7] = 0.77  # one pixel off its block: every pixel counts
+    for inv in (blocky, ragged, blocky[:, :19, :27]):
+        geo = _geometric(seed, B=4, H=inv.shape[1], W=inv.shape[2])
+        geo.inv_depth = inv
+        assert torch.equal(learned.input_planes(geo)[:, -1], _per_view_rel(inv))
