@@ -119,3 +119,48 @@ def test_uint8_contexts_render_as_their_float_colour() -> None:
         out = warp.render(test, tgt_K, tgt_T, 24, 20, slots=4)
         assert torch.equal(out.rgb, ref.rgb) and out.slots is not None and ref.slots is not None
         assert torch.equal(out.slots, ref.slots)
+
+
+def _plain_splat(contexts: list[warp.ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int,
+                 W: int) -> torch.Tensor:
+    """target_depth's splat before the gap closing, as written before: the points that land
+    compacted with nonzero, then the soft z-buffer over them alone."""
+    B = tgt_K.shape[0]
+    T_tw = torch.linalg.inv(tgt_T.double())
+    keys, zs = [], []
+    for (h, w), idx in warp._groups(contexts).items():
+        cs = [contexts[i] for i in idx]
+        depth = torch.stack([c.depth for c in cs])
+        K = torch.stack([c.K for c in cs]).float()
+        pts = rays.camera_directions(K, h, w) * depth[:, None]
+        b = torch.tensor([c.target for c in cs])
+        T_tc = (T_tw.index_select(0, b) @ torch.stack([c.T_world_camera for c in cs]).double()).float()
+        cam = T_tc[:, :3, :3] @ pts.reshape(len(cs), 3, -1) + T_tc[:, :3, 3:]
+        uvw = tgt_K.index_select(0, b).float() @ cam
+        z = uvw[:, 2]
+        u = torch.floor(uvw[:, 0] / z.clamp_min(1e-9))
+        v = torch.floor(uvw[:, 1] / z.clamp_min(1e-9))
+        ok = torch.isfinite(z) & (z > 1e-6) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+        flat = b[:, None] * (H * W) + (v.clamp(0, H - 1) * W + u.clamp(0, W - 1)).long()
+        sel = ok.reshape(-1).nonzero().squeeze(1)
+        keys.append(flat.reshape(-1).index_select(0, sel))
+        zs.append(z.reshape(-1).index_select(0, sel))
+    key, z = torch.cat(keys), torch.cat(zs)
+    zmin = torch.full((B * H * W,), float("inf"))
+    zmin.scatter_reduce_(0, key, z, reduce="amin")
+    near = z <= zmin[key] * (1 + warp.DEPTH_TOLERANCE)
+    sel = near.nonzero().squeeze(1)
+    key_near, z_near = key.index_select(0, sel), z.index_select(0, sel)
+    acc = torch.zeros(B * H * W).index_add_(0, key_near, 1.0 / z_near)
+    cnt = torch.zeros(B * H * W).index_add_(0, key_near, torch.ones_like(z_near))
+    return (acc / cnt.clamp_min(1)).reshape(B, H, W)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_splat_without_compaction_equals_the_compacted_one(seed: int) -> None:
+    ctx, tgt_K, tgt_T = _contexts(seed)
+    ctx[0].depth = ctx[0].depth.clone()
+    ctx[0].depth[0, :3] = torch.tensor([-1.0, float("inf"), 1e-8])  # behind, at infinity, at the camera
+    for H, W in ((24, 20), (9, 31)):
+        out = warp.target_depth(ctx, tgt_K, tgt_T, H, W, gap_iterations=0)
+        assert torch.equal(out, _plain_splat(ctx, tgt_K, tgt_T, H, W)) and bool((out > 0).any())

@@ -128,21 +128,20 @@ def target_depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch
         z = uvw[:, 2]
         u = torch.floor(uvw[:, 0] / z.clamp_min(1e-9))
         v = torch.floor(uvw[:, 1] / z.clamp_min(1e-9))
-        ok = torch.isfinite(z) & (z > 1e-6) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+        ok = (z > 1e-6) & (z < math.inf) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
         flat = b[:, None] * (H * W) + (v.clamp(0, H - 1) * W + u.clamp(0, W - 1)).long()
-        sel = ok.reshape(-1).nonzero().squeeze(1)
-        keys.append(flat.reshape(-1).index_select(0, sel))
-        zs.append(z.reshape(-1).index_select(0, sel))
+        # Points that miss go to one extra bin past the targets' pixels with z = inf (no
+        # compaction by nonzero: ~4x the cost of the arithmetic at these sizes).
+        keys.append(torch.where(ok, flat, B * H * W).reshape(-1))
+        zs.append(torch.where(ok, z, math.inf).reshape(-1))
     key = torch.cat(keys) if keys else torch.zeros(0, dtype=torch.long, device=dev)
     z = torch.cat(zs) if zs else torch.zeros(0, device=dev)
-    zmin = torch.full((B * H * W,), float("inf"), device=dev)
+    zmin = torch.full((B * H * W + 1,), math.inf, device=dev)
     zmin.scatter_reduce_(0, key, z, reduce="amin")
-    near = z <= zmin[key] * (1 + DEPTH_TOLERANCE)
-    sel = near.nonzero().squeeze(1)
-    key_near, z_near = key.index_select(0, sel), z.index_select(0, sel)
-    acc = torch.zeros(B * H * W, device=dev).index_add_(0, key_near, 1.0 / z_near)
-    cnt = torch.zeros(B * H * W, device=dev).index_add_(0, key_near, torch.ones_like(z_near))
-    inv = (acc / cnt.clamp_min(1)).reshape(B, H, W)
+    near = (z <= zmin.index_select(0, key) * (1 + DEPTH_TOLERANCE)).to(z.dtype)  # the nearest surface's points
+    acc = torch.zeros(B * H * W + 1, device=dev).index_add_(0, key, z.reciprocal().mul_(near))
+    cnt = torch.zeros(B * H * W + 1, device=dev).index_add_(0, key, near)
+    inv = (acc[:-1] / cnt[:-1].clamp_min(1)).reshape(B, H, W)
     return _close_gaps(inv, gap_iterations)
 
 
