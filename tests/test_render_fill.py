@@ -43,3 +43,17 @@ def test_complete_inverse_depth_keeps_known_pixels() -> None:
     inv[:, 4:9, 3:12] = 0
     out = fill.complete_inverse_depth(inv)
     assert torch.equal(out[inv > 0], inv[inv > 0]) and bool((out > 0).all())
+
+
+def test_float_masks_equal_the_bool_comparisons() -> None:
+    from rtfm_ros.render import kernels
+
+    x = torch.tensor([-float("inf"), -2.0, -0.0, 0.0, 0.5, 1.0, 3.0, float("inf"), float("nan")]).reshape(3, 3)
+    for v in (0.0, 1.0, -2.0):
+        assert torch.equal(kernels.greater(x, v), (x > v).float())
+        assert torch.equal(kernels.less(x, v), (x < v).float())
+        assert torch.equal(kernels.at_least(x, v), (x >= v).float())
+        assert torch.equal(kernels.at_most(x, v), (x <= v).float())
+    m = x > 0.4
+    assert torch.equal(kernels.as_float(m), m.float()) and torch.equal(kernels.as_float(m[:, 1]), m[:, 1].float())
+    assert kernels.as_float(m, torch.float64).dtype == torch.float64

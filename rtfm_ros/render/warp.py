@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from rtfm_ros.render.fill import complete_inverse_depth, push_pull_fill
-from rtfm_ros.render.kernels import max3x3, median3, upsample_nearest
+from rtfm_ros.render.kernels import as_float, at_least, at_most, greater, less, max3x3, median3, upsample_nearest
 from rtfm_ros.render.rays import shared_directions
 
 DEPTH_TOLERANCE = 0.08   # relative depth band treated as one surface in the z-buffer
@@ -95,11 +95,10 @@ def _close_gaps(inv: torch.Tensor, iterations: int) -> torch.Tensor:
     """Fill zero (empty) pixels of an inverse-depth map with the max of their 3x3 neighbours
     (the nearest surface), a ring at a time: closes the pinholes of a sparse splat."""
     for _ in range(iterations):
-        empty = inv <= 0
+        empty = at_most(inv, 0)
         if not bool(empty.any()):
             break
-        grown = max3x3(inv)
-        inv = torch.where(empty, grown, inv)
+        inv = max3x3(inv).mul_(empty).add_(inv)  # where(empty, grown, inv): inv is 0 there, both finite
     return inv
 
 
@@ -128,12 +127,14 @@ def target_depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch
         z = uvw[:, 2]
         u = torch.floor(uvw[:, 0] / z.clamp_min(1e-9))
         v = torch.floor(uvw[:, 1] / z.clamp_min(1e-9))
-        ok = (z > 1e-6) & (z < math.inf) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+        ok = greater(z, 1e-6).mul_(less(z, math.inf)).mul_(at_least(u, 0)).mul_(less(u, W))
+        ok = ok.mul_(at_least(v, 0)).mul_(less(v, H)).long()  # 0/1
         flat = b[:, None] * (H * W) + (v.clamp(0, H - 1) * W + u.clamp(0, W - 1)).long()
-        # Points that miss go to one extra bin past the targets' pixels with z = inf (no
-        # compaction by nonzero: ~4x the cost of the arithmetic at these sizes).
-        keys.append(torch.where(ok, flat, B * H * W).reshape(-1))
-        zs.append(torch.where(ok, z, math.inf).reshape(-1))
+        # Points that miss go to one extra bin past the targets' pixels (no compaction by
+        # nonzero: ~4x the cost of the arithmetic at these sizes); whatever their z, it only
+        # reaches that bin, which is dropped.
+        keys.append(flat.mul_(ok).add_(ok.neg_().add_(1).mul_(B * H * W)).reshape(-1))
+        zs.append(z.reshape(-1))
     key = torch.cat(keys) if keys else torch.zeros(0, dtype=torch.long, device=dev)
     z = torch.cat(zs) if zs else torch.zeros(0, device=dev)
     zmin = torch.full((B * H * W + 1,), math.inf, device=dev)
@@ -163,17 +164,19 @@ def _sample(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.
     target pixel among contexts that see it (B x HW; 0 where none does).
 
     Written for PyTorch's per-op cost on CPU (same values as the plain formulas in the
-    comments): in-place steps where no blend parameter is involved, masks applied by
-    multiplying (``where`` is ~10x slower than a multiply here), and no exp of the huge
+    comments): in-place steps where no blend parameter is involved, masks made as 0/1 floats
+    and applied by multiplying (kernels.greater; ``where`` is ~10x slower than a multiply
+    here, bool masks ~5x), and no exp of the huge
     exponents of pixels with no context depth (exp's underflow path is ~5x slower)."""
     B, H, W = inv_depth.shape
     dev = inv_depth.device
     has = inv_depth > 0
-    z_t = torch.where(has, 1.0 / inv_depth.clamp_min(1e-12), torch.ones_like(inv_depth))
+    has_f = as_float(has, inv_depth.dtype)
+    z_t = (1.0 / inv_depth.clamp_min(1e-12)).mul_(has_f).add_(1 - has_f)  # where(has, 1 / inv, 1): inv finite
     dirs = shared_directions(tgt_K.float(), H, W).reshape(B, 3, -1)  # B 3 HW, z = 1
     dirs2 = (dirs * dirs).sum(1)                                       # B HW
     z_flat = z_t.reshape(B, 1, -1)                                     # target-frame points: z * dirs
-    has_flat = has.reshape(B, -1)
+    has_flat = has_f.reshape(B, -1)
     T_tw = torch.linalg.inv(tgt_T.double())
     parts = []
     for (h, w), idx in _groups(contexts).items():
@@ -197,11 +200,11 @@ def _sample(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.
         dctx = torch.stack([c.depth for c in cs])
         dsamp = F.grid_sample(torch.nan_to_num(dctx, nan=0.0)[:, None], grid, mode="nearest",
                               padding_mode="zeros", align_corners=False).reshape(len(cs), -1)
-        inside = (z > 1e-6) & (gx.abs() < 1) & (gy.abs() < 1)
+        inside = greater(z, 1e-6).mul_(less(gx.abs(), 1)).mul_(less(gy.abs(), 1))  # 0/1
         # Visibility: the target's point must be (about) the surface the context saw at that pixel:
         # vis = exp(-((zc / max(dsamp, 1e-9) - 1) / sigma)^2) where dsamp > 0, else 0.05. Where
         # dsamp <= 0 the exponent is not used: zc is added to dsamp there so it is 0, not -inf.
-        depth_at = (dsamp > 0).to(zc.dtype)
+        depth_at = greater(dsamp, 0)
         no_depth = 1 - depth_at
         misfit = torch.div(zc, torch.mul(no_depth, zc).add_(dsamp).clamp_min_(1e-9)).sub_(1)  # ~ log ratio
         scaled = misfit / params.visibility_sigma
@@ -218,14 +221,14 @@ def _sample(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.
         cost = along.mul_(norm2.mul_(d2).rsqrt_()).neg_().add_(1)        # 1 - cos
         rank = (torch.tensor([c.weight for c in cs], device=dev)
                 * params.rank_decay ** torch.tensor([float(c.rank) for c in cs], device=dev))[:, None]
-        base = vis * rank * (inside & has_flat.index_select(0, b))
+        base = (vis * rank).mul_(inside).mul_(has_flat.index_select(0, b))
         parts.append(_Samples(b, rgb, base, cost, vis > 0.5, idx))
     # The angle weight is relative to the best-placed context that sees each pixel, so a view far
     # from every context still takes its colour from the closest one instead of going unseen.
     # Costs are at most 2: an unseen context's is raised by _UNSEEN (a where with inf, slower).
     best = torch.full((B, H * W), _UNSEEN, device=dev)
     for p in parts:
-        unseen = (p.visible & (p.base > 0)).logical_not_().to(p.cost.dtype)
+        unseen = greater(p.base, 0).mul_(as_float(p.visible, p.cost.dtype)).neg_().add_(1)
         best.scatter_reduce_(0, p.b[:, None].expand_as(p.cost), torch.add(p.cost, unseen, alpha=_UNSEEN), reduce="amin")
     return parts, best.mul_(best < _UNSEEN)
 
@@ -258,7 +261,7 @@ def _accumulate(parts: list[_Samples], best: torch.Tensor, B: int, H: int, W: in
     colour = torch.zeros(B, 3, H * W, device=dev)
     weight = torch.zeros(B, H * W, device=dev)
     support = torch.zeros(B, H * W, device=dev)
-    flat = None if has is None else has.reshape(B, -1)
+    flat = None if has is None else as_float(has.reshape(B, -1), best.dtype)
     for k, p in enumerate(parts):
         base = p.base if flat is None else p.base * flat.index_select(0, p.b)
         wgt = base * (_falloff(p, best, params) if falloff is None else falloff[k])
@@ -297,7 +300,7 @@ def _slot_planes(parts: list[_Samples], falloff: list[torch.Tensor], contexts: l
         at = (torch.tensor([t for t, _ in where]), torch.tensor([r for _, r in where]))
         out[:, :, :3][at] = p.rgb.index_select(0, sel)
         out[:, :, 3][at] = base * fall.index_select(0, sel)
-        out[:, :, 4][at] = (p.visible.index_select(0, sel) & (base > 0)).float()
+        out[:, :, 4][at] = greater(base, 0).mul_(as_float(p.visible.index_select(0, sel)))
     out[:, :, 3] /= out[:, :, 3].sum(1, keepdim=True).clamp_min(1e-6)
     return out.reshape(B, slots, 5, H, W)
 
@@ -348,7 +351,7 @@ def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tenso
                           [c for c in primary if c.rank >= DEPTH_CONTEXTS], secondary) if g]
     if groups:
         for layer in _depth(groups, tgt_K, tgt_T, H, W, view_pixels or H * W):
-            inv = layer.mul((inv <= 0).to(inv.dtype)).add_(inv)  # where(inv > 0, inv, layer): both finite, >= 0
+            inv = layer.mul(at_most(inv, 0)).add_(inv)  # where(inv > 0, inv, layer): both finite, >= 0
     params = params or BlendParams()
     B = tgt_K.shape[0]
     planes = None
