@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rtfm_ros.render.kernels import pad_pool
+from rtfm_ros.render.kernels import as_float, greater, pad_pool
 
 
 def complete_inverse_depth(inv: torch.Tensor) -> torch.Tensor:
@@ -29,14 +29,14 @@ def push_pull_fill(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     halve until known pixels cover everything, then blend back up (O(log size), no mosaics).
     ``image`` must be finite (a level's unknown pixels are zero, so ``fine + up * (1 - w)``
     picks ``up`` exactly there and ``fine`` where the 0/1 weight ``w`` is 1)."""
-    img = image * known[:, None]
-    wgt = known[:, None].to(image.dtype)
+    wgt = as_float(known[:, None], image.dtype)  # 0/1 floats: bool masks are slow here (kernels.greater)
+    img = image * wgt
     levels = []
-    while min(img.shape[-2:]) > 1 and not bool((wgt > 0).all()):
+    while min(img.shape[-2:]) > 1 and not bool(wgt.all()):
         levels.append((img, wgt))
-        img, wgt = _halve(img), _halve(wgt)
-        img = img / wgt.clamp_min(1e-12) * (wgt > 0)
-        wgt = (wgt > 0).to(image.dtype)
+        img, pooled = _halve(img), _halve(wgt)
+        wgt = greater(pooled, 0)
+        img = (img / pooled.clamp_min(1e-12)).mul_(wgt)
     filled = torch.where(wgt > 0, img, 0.5)
     for fine, fw in reversed(levels):
         up = F.interpolate(filled, size=fine.shape[-2:], mode="bilinear", align_corners=False)

@@ -112,9 +112,11 @@ def combine(out: torch.Tensor, slots: torch.Tensor, geometric_rgb: torch.Tensor)
     plus the correction (``out`` from LearnedRenderer.decide, ``slots`` B x SLOTS x 5 x H x W).
     Written as a running sum over the SLOTS + 1 candidates instead of a stacked product and a
     sum over them (the same values in the same order, without the two B x 5 x 3 x H x W copies)."""
-    present = (slots[:, :, 3] + slots[:, :, 4]) > 0  # a weight share or a confirmation (both >= 0)
+    present = kernels.greater(slots[:, :, 3] + slots[:, :, 4], 0)  # a weight share or a confirmation (both >= 0)
     logits = out[:, : SLOTS + 1].clone()
-    logits[:, :SLOTS].masked_fill_(~present, -1e4)
+    # masked_fill(~present, -1e4) as x * present + (1 - present) * -1e4 (the logits are finite;
+    # masked_fill and bool masks are several times slower here)
+    logits[:, :SLOTS].mul_(present).add_(present.neg_().add_(1).mul_(-1e4))
     weights = logits.softmax(1)
     rgb = slots[:, 0, :3] * weights[:, :1]
     for k in range(1, SLOTS):
@@ -136,9 +138,13 @@ def _input_parts(geometric: warp.Rendered) -> list[torch.Tensor]:
     inv_depth = geometric.inv_depth
     B, H, W = inv_depth.shape
     has = inv_depth > 0
-    log_z = torch.where(has, -torch.log(inv_depth.clamp_min(1e-12)), torch.zeros_like(inv_depth))
-    rel = torch.where(has, log_z - _median_log_depth(inv_depth, log_z, has)[:, None, None], 0.0)
-    extra = torch.stack([geometric.seen.float(), has.float(), rel.clamp(-LOG_DEPTH_CLAMP, LOG_DEPTH_CLAMP)], 1)
+    has_f = kernels.as_float(has, inv_depth.dtype)
+    # where(has, ..., 0) as products with the 0/1 mask (the values are finite; + 0.0 turns the
+    # -0.0 of a negative times 0 into the 0.0 where gives)
+    log_z = torch.log(inv_depth.clamp_min(1e-12)).neg_().mul_(has_f)
+    rel = (log_z - _median_log_depth(inv_depth, log_z, has)[:, None, None]).mul_(has_f).add_(0.0)
+    extra = torch.stack([kernels.as_float(geometric.seen, inv_depth.dtype), has_f,
+                         rel.clamp(-LOG_DEPTH_CLAMP, LOG_DEPTH_CLAMP)], 1)
     return [slots.reshape(B, SLOTS * SLOT_PLANES, H, W), geometric.rgb, extra]
 
 
