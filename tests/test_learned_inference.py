@@ -143,3 +143,10 @@ def test_relative_depth_plane_equals_the_per_view_median(seed: int) -> None:
         geo = _geometric(seed, B=4, H=inv.shape[1], W=inv.shape[2])
         geo.inv_depth = inv
         assert torch.equal(learned.input_planes(geo)[:, -1], _per_view_rel(inv))
+
+
+def test_channels_last_gelu_equals_gelu_of_the_nchw_tensor() -> None:
+    x = torch.randn(3, 16, 9, 7).to(torch.bfloat16)
+    out = learned.ChannelsLastGELU()(x.contiguous(memory_format=torch.channels_last))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out, F.gelu(x)) and torch.equal(learned.ChannelsLastGELU()(x), F.gelu(x))
