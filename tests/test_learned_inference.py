@@ -150,3 +150,10 @@ def test_channels_last_gelu_equals_gelu_of_the_nchw_tensor() -> None:
     out = learned.ChannelsLastGELU()(x.contiguous(memory_format=torch.channels_last))
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(out, F.gelu(x)) and torch.equal(learned.ChannelsLastGELU()(x), F.gelu(x))
+
+
+def test_forward_trains_through_combine() -> None:
+    model = _trained_looking(4).train()
+    geo = _geometric(5)
+    model(learned.input_planes(geo), 2).square().mean().backward()
+    assert model.head.weight.grad is not None and float(model.head.weight.grad.abs().sum()) > 0

@@ -127,7 +127,7 @@ def combine(out: torch.Tensor, slots: torch.Tensor, geometric_rgb: torch.Tensor)
     logits = out[:, : SLOTS + 1].clone()
     # masked_fill(~present, -1e4) as x * present + (1 - present) * -1e4 (the logits are finite;
     # masked_fill and bool masks are several times slower here)
-    logits[:, :SLOTS].mul_(present).add_(present.neg_().add_(1).mul_(-1e4))
+    logits[:, :SLOTS].mul_(present).add_((1 - present).mul_(-1e4))  # present stays: mul_'s gradient
     weights = logits.softmax(1)
     rgb = slots[:, 0, :3] * weights[:, :1]
     for k in range(1, SLOTS):
