@@ -165,7 +165,7 @@ def _sample(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.
 
     Written for PyTorch's per-op cost on CPU (same values as the plain formulas in the
     comments): in-place steps where no blend parameter is involved, masks made as 0/1 floats
-    and applied by multiplying (kernels.greater; ``where`` is ~10x slower than a multiply
+    and applied by multiplying (kernels.greater; ``where`` is ~15x slower than a multiply
     here, bool masks ~5x), and no exp of the huge
     exponents of pixels with no context depth (exp's underflow path is ~5x slower)."""
     B, H, W = inv_depth.shape
