@@ -61,6 +61,15 @@ def make_transform(rotation: np.ndarray | None = None, translation: ArrayLike | 
     return validate_transform(T)
 
 
+_EYE3 = np.eye(3)
+
+
+def det3(r: list[list[float]]) -> float:
+    """A 3x3 determinant as a triple product (np.linalg.det costs ~10x more for one small matrix)."""
+    return (r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1]) - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
+            + r[0][2] * (r[1][0] * r[2][1] - r[1][1] * r[2][0]))
+
+
 def validate_transform(T: np.ndarray, name: str = "transform", atol: float = 1e-5) -> np.ndarray:
     """Return T as 4x4 float64 after checking it is finite and rigid (rotation + translation)."""
     T = np.asarray(T, dtype=np.float64)
@@ -68,6 +77,12 @@ def validate_transform(T: np.ndarray, name: str = "transform", atol: float = 1e-
         raise GeometryError(f"{name} must be 4x4, got shape {T.shape}")
     _finite(name, T)
     R = T[:3, :3]
+    # Fast path for what is clearly rigid (np.allclose and np.linalg.det cost ~10x more for one
+    # 3x3; this runs for every remembered view): inside both tolerances with room to spare, so
+    # it accepts nothing the checks below would refuse.
+    if (T[3, 0] == 0.0 and T[3, 1] == 0.0 and T[3, 2] == 0.0 and T[3, 3] == 1.0
+            and float(np.abs(R.T @ R - _EYE3).max()) <= atol and abs(det3(R.tolist()) - 1.0) <= 0.5 * atol):
+        return T
     if not np.allclose(R.T @ R, np.eye(3), atol=atol) or abs(np.linalg.det(R) - 1.0) > atol:
         raise GeometryError(f"{name} rotation is not orthonormal with det +1")
     if not np.allclose(T[3], [0.0, 0.0, 0.0, 1.0]):
@@ -85,6 +100,9 @@ def repair_rotation(T: np.ndarray, name: str = "transform", tol: float = POSE_RE
     T = np.asarray(T, dtype=np.float64)
     if T.shape == (4, 4) and np.isfinite(T).all():
         R = T[:3, :3]
+        if (T[3, 0] == 0.0 and T[3, 1] == 0.0 and T[3, 2] == 0.0 and T[3, 3] == 1.0
+                and float(np.abs(R.T @ R - _EYE3).max()) <= 1e-5 and abs(det3(R.tolist()) - 1.0) <= 0.5e-5):
+            return T, False  # clearly rigid (validate_transform's fast path): no LU determinant
         off = max(float(np.abs(R.T @ R - np.eye(3)).max()), abs(float(np.linalg.det(R)) - 1.0))
         if off <= 1e-5 and T[3, 0] == 0.0 and T[3, 1] == 0.0 and T[3, 2] == 0.0 and T[3, 3] == 1.0:
             return T, False  # rigid as given: validate_transform would only repeat these checks

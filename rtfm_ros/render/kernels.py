@@ -14,6 +14,8 @@ lower middle one, element (k - 1) // 2, as nanmedian picks.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 
@@ -109,3 +111,75 @@ def pad_pool(x: torch.Tensor, multiple: int, scale: int) -> torch.Tensor:
     for term in terms[2:]:
         total += term
     return total / (scale * scale)
+
+
+def upsample_bilinear(x: torch.Tensor, scale: int, H: int, W: int) -> torch.Tensor:
+    """``F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)[..., :H, :W]``
+    for N x C x h x w float ``x``, as two matrix products with the interpolation weights (the
+    same weights; sums in another order, so float32 rounding noise). Why: the CPU kernel takes a
+    channels-last path at these sizes and copies its output back, ~2x slower for the learned
+    renderer's 16 x 8 x 32 x 32 output. A non-finite input spreads along its row and column."""
+    h, w = x.shape[-2:]
+    rows = _interpolation_matrix(h, H, scale, x.device)          # H x h
+    cols = _interpolation_matrix(w, W, scale, x.device).T        # w x W
+    return torch.matmul(rows, torch.matmul(x.contiguous(), cols))
+
+
+@lru_cache(maxsize=16)
+def _interpolation_matrix(n_in: int, n_out: int, scale: int, device: torch.device) -> torch.Tensor:
+    """n_out x n_in linear interpolation weights of align_corners=False upsampling by ``scale``
+    (the source of output i is (i + 0.5) / scale - 0.5, clamped at 0, as PyTorch computes it)."""
+    src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) / scale - 0.5).clamp_min(0)
+    i0 = src.floor().long().clamp_max(n_in - 1)
+    i1 = (i0 + 1).clamp_max(n_in - 1)
+    frac = src - i0
+    m = torch.zeros(n_out, n_in, dtype=torch.float64)
+    at = torch.arange(n_out)
+    m.index_put_((at, i0), 1 - frac, accumulate=True)
+    m.index_put_((at, i1), frac, accumulate=True)
+    return m.float().to(device)
+
+
+def pool_rows_cols(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """``scale`` x ``scale`` average of N x C x H x W float ``x`` (sides multiples of ``scale``):
+    row groups summed first (whole contiguous rows), then column groups, then scaled. The same
+    values as ``F.avg_pool2d(x, scale)`` up to float32 rounding (another summation order); ~3x
+    faster than pad_pool's strided sums on the learned renderer's 16 x 26 x 64 x 64 input."""
+    N, C, H, W = x.shape
+    rows = x.view(N, C, H // scale, scale, W)
+    acc = torch.add(rows[:, :, :, 0], rows[:, :, :, 1]) if scale > 1 else rows[:, :, :, 0].clone()
+    for i in range(2, scale):
+        acc += rows[:, :, :, i]
+    cols = acc.view(N, C, H // scale, W // scale, scale)
+    out = torch.add(cols[..., 0], cols[..., 1]) if scale > 1 else cols[..., 0].clone()
+    for j in range(2, scale):
+        out += cols[..., j]
+    return out.mul_(1.0 / (scale * scale))
+
+
+def greater(x: torch.Tensor, value: float) -> torch.Tensor:
+    """``(x > value).to(x.dtype)``: 1 where greater, else 0 (NaN: 0), written straight into a
+    float tensor. Why: comparisons into bool and bool -> float casts take PyTorch's slow paths
+    on this CPU build (~4x and ~6x an elementwise multiply at 63 x 4096), and multiplying a
+    float tensor by a bool one promotes element by element (~6x)."""
+    return torch.gt(x, value, out=torch.empty_like(x))
+
+
+def less(x: torch.Tensor, value: float) -> torch.Tensor:
+    """``(x < value).to(x.dtype)`` (see greater)."""
+    return torch.lt(x, value, out=torch.empty_like(x))
+
+
+def at_least(x: torch.Tensor, value: float) -> torch.Tensor:
+    """``(x >= value).to(x.dtype)`` (see greater)."""
+    return torch.ge(x, value, out=torch.empty_like(x))
+
+
+def at_most(x: torch.Tensor, value: float) -> torch.Tensor:
+    """``(x <= value).to(x.dtype)`` (see greater)."""
+    return torch.le(x, value, out=torch.empty_like(x))
+
+
+def as_float(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A bool mask as 0/1 ``dtype``, through its bytes (the direct cast is ~6x slower here)."""
+    return mask.view(torch.uint8).to(dtype)

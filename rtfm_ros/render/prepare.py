@@ -99,7 +99,7 @@ class PreparedFrame:
                 device: torch.device) -> warp.ContextLevel:
         coarse = min(level + 1, self.levels - 1)
         self.ensure_level(coarse)
-        return warp.ContextLevel(rgb=self.rgb[level].to(device, torch.float32).mul_(1.0 / 255.0),
+        return warp.ContextLevel(rgb=self.rgb[level].to(device),
                                 depth=self.depth[level].to(device), K=self.K_tensor(level, device),
                                 T_world_camera=torch.from_numpy(T_world_camera).to(device), target=target,
                                 rank=rank, weight=weight, splat_depth=self.depth[coarse].to(device),

@@ -8,6 +8,8 @@ K convention of PinholeCamera.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 
@@ -32,6 +34,27 @@ def camera_directions(K: torch.Tensor, height: int, width: int) -> torch.Tensor:
     grid = pixel_grid(height, width, K.device, K.dtype)  # H W 3
     Kinv = torch.linalg.inv(K)  # B 3 3
     return torch.einsum("bij,hwj->bihw", Kinv, grid)
+
+
+def shared_directions(K: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """camera_directions for B x 3 x 3 ``K`` (the same values), from a small cache of each
+    distinct K's directions: one view for a batch whose views share one camera (expanded, not
+    copied). Shared: never write to it. Why: a batch of 16 renders rebuilt the same pixel grid
+    and directions on every call, ~0.5 ms each at 64x64; K is read back to key the cache, so
+    this is for CPU tensors outside autograd (others get camera_directions)."""
+    if K.device.type != "cpu" or K.requires_grad:
+        return camera_directions(K, height, width)
+    keys = [tuple(row) for row in K.reshape(len(K), 9).tolist()]
+    dirs = [_directions(key, height, width, K.dtype) for key in keys]
+    if all(key == keys[0] for key in keys):
+        return dirs[0][None].expand(len(keys), -1, -1, -1)
+    return torch.stack(dirs)
+
+
+@lru_cache(maxsize=16)
+def _directions(K: tuple[float, ...], height: int, width: int, dtype: torch.dtype) -> torch.Tensor:
+    """3 x H x W directions of one K (a row-major 9-tuple), as camera_directions computes them."""
+    return camera_directions(torch.tensor(K, dtype=dtype).reshape(1, 3, 3), height, width)[0]
 
 
 def unproject(depth: torch.Tensor, K: torch.Tensor, T_world_camera: torch.Tensor) -> torch.Tensor:

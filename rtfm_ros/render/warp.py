@@ -29,8 +29,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from rtfm_ros.render.kernels import max3x3, median3, upsample_nearest
-from rtfm_ros.render.rays import camera_directions
+from rtfm_ros.render.fill import complete_inverse_depth, push_pull_fill
+from rtfm_ros.render.kernels import as_float, at_least, at_most, greater, less, max3x3, median3, upsample_nearest
+from rtfm_ros.render.rays import shared_directions
 
 DEPTH_TOLERANCE = 0.08   # relative depth band treated as one surface in the z-buffer
 VISIBILITY_SIGMA = 0.06  # relative depth misfit at which a context sample's weight falls to e^-1
@@ -49,7 +50,7 @@ QUARTER_DEPTH_PIXELS = 400 * 300  # ... and larger ones at a quarter
 class ContextLevel:
     """One context frame at the pyramid level chosen for a render."""
 
-    rgb: torch.Tensor     # 3 x h x w in [0, 1]
+    rgb: torch.Tensor     # 3 x h x w float in [0, 1], or uint8 0-255 (converted where sampled)
     depth: torch.Tensor   # h x w planar z (NaN = unknown)
     K: torch.Tensor       # 3 x 3 at this level
     T_world_camera: torch.Tensor  # 4 x 4 float64
@@ -94,11 +95,10 @@ def _close_gaps(inv: torch.Tensor, iterations: int) -> torch.Tensor:
     """Fill zero (empty) pixels of an inverse-depth map with the max of their 3x3 neighbours
     (the nearest surface), a ring at a time: closes the pinholes of a sparse splat."""
     for _ in range(iterations):
-        empty = inv <= 0
+        empty = at_most(inv, 0)
         if not bool(empty.any()):
             break
-        grown = max3x3(inv)
-        inv = torch.where(empty, grown, inv)
+        inv = max3x3(inv).mul_(empty).add_(inv)  # where(empty, grown, inv): inv is 0 there, both finite
     return inv
 
 
@@ -118,7 +118,7 @@ def target_depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch
                   else (c.depth, c.K) for c in cs]
         depth = torch.stack([d for d, _ in levels])  # n h w
         K = torch.stack([k for _, k in levels]).float()
-        dirs = camera_directions(K, h, w)  # n 3 h w
+        dirs = shared_directions(K, h, w)  # n 3 h w
         pts = dirs * depth[:, None]
         b = torch.tensor([c.target if targets is None else targets[i] for c, i in zip(cs, idx)], device=dev)
         T_tc = (T_tw.index_select(0, b) @ torch.stack([c.T_world_camera for c in cs]).double()).float()  # n 4 4
@@ -127,21 +127,22 @@ def target_depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch
         z = uvw[:, 2]
         u = torch.floor(uvw[:, 0] / z.clamp_min(1e-9))
         v = torch.floor(uvw[:, 1] / z.clamp_min(1e-9))
-        ok = torch.isfinite(z) & (z > 1e-6) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+        ok = greater(z, 1e-6).mul_(less(z, math.inf)).mul_(at_least(u, 0)).mul_(less(u, W))
+        ok = ok.mul_(at_least(v, 0)).mul_(less(v, H)).long()  # 0/1
         flat = b[:, None] * (H * W) + (v.clamp(0, H - 1) * W + u.clamp(0, W - 1)).long()
-        sel = ok.reshape(-1).nonzero().squeeze(1)
-        keys.append(flat.reshape(-1).index_select(0, sel))
-        zs.append(z.reshape(-1).index_select(0, sel))
+        # Points that miss go to one extra bin past the targets' pixels (no compaction by
+        # nonzero: ~4x the cost of the arithmetic at these sizes); whatever their z, it only
+        # reaches that bin, which is dropped.
+        keys.append(flat.mul_(ok).add_(ok.neg_().add_(1).mul_(B * H * W)).reshape(-1))
+        zs.append(z.reshape(-1))
     key = torch.cat(keys) if keys else torch.zeros(0, dtype=torch.long, device=dev)
     z = torch.cat(zs) if zs else torch.zeros(0, device=dev)
-    zmin = torch.full((B * H * W,), float("inf"), device=dev)
+    zmin = torch.full((B * H * W + 1,), math.inf, device=dev)
     zmin.scatter_reduce_(0, key, z, reduce="amin")
-    near = z <= zmin[key] * (1 + DEPTH_TOLERANCE)
-    sel = near.nonzero().squeeze(1)
-    key_near, z_near = key.index_select(0, sel), z.index_select(0, sel)
-    acc = torch.zeros(B * H * W, device=dev).index_add_(0, key_near, 1.0 / z_near)
-    cnt = torch.zeros(B * H * W, device=dev).index_add_(0, key_near, torch.ones_like(z_near))
-    inv = (acc / cnt.clamp_min(1)).reshape(B, H, W)
+    near = (z <= zmin.index_select(0, key) * (1 + DEPTH_TOLERANCE)).to(z.dtype)  # the nearest surface's points
+    acc = torch.zeros(B * H * W + 1, device=dev).index_add_(0, key, z.reciprocal().mul_(near))
+    cnt = torch.zeros(B * H * W + 1, device=dev).index_add_(0, key, near)
+    inv = (acc[:-1] / cnt[:-1].clamp_min(1)).reshape(B, H, W)
     return _close_gaps(inv, gap_iterations)
 
 
@@ -160,14 +161,22 @@ class _Samples:
 def _sample(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Tensor, tgt_T: torch.Tensor,
             params: BlendParams) -> tuple[list[_Samples], torch.Tensor]:
     """Every context sampled at the targets' points (from ``inv_depth``), and the best angle cost per
-    target pixel among contexts that see it (B x HW; 0 where none does)."""
+    target pixel among contexts that see it (B x HW; 0 where none does).
+
+    Written for PyTorch's per-op cost on CPU (same values as the plain formulas in the
+    comments): in-place steps where no blend parameter is involved, masks made as 0/1 floats
+    and applied by multiplying (kernels.greater; ``where`` is ~15x slower than a multiply
+    here, bool masks ~5x), and no exp of the huge
+    exponents of pixels with no context depth (exp's underflow path is ~5x slower)."""
     B, H, W = inv_depth.shape
     dev = inv_depth.device
     has = inv_depth > 0
-    z_t = torch.where(has, 1.0 / inv_depth.clamp_min(1e-12), torch.ones_like(inv_depth))
-    dirs = camera_directions(tgt_K.float(), H, W).reshape(B, 3, -1)  # B 3 HW, z = 1
+    has_f = as_float(has, inv_depth.dtype)
+    z_t = (1.0 / inv_depth.clamp_min(1e-12)).mul_(has_f).add_(1 - has_f)  # where(has, 1 / inv, 1): inv finite
+    dirs = shared_directions(tgt_K.float(), H, W).reshape(B, 3, -1)  # B 3 HW, z = 1
     dirs2 = (dirs * dirs).sum(1)                                       # B HW
     z_flat = z_t.reshape(B, 1, -1)                                     # target-frame points: z * dirs
+    has_flat = has_f.reshape(B, -1)
     T_tw = torch.linalg.inv(tgt_T.double())
     parts = []
     for (h, w), idx in _groups(contexts).items():
@@ -178,7 +187,7 @@ def _sample(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.
         # The context's pixel of each target point: K (R P + t) with P = z * dirs, as z * (K R dirs) + K t.
         Kc = torch.stack([c.K for c in cs]).float()
         dirs_b, zb = dirs.index_select(0, b), z_flat.index_select(0, b)
-        uvw = (Kc @ T_ct[:, :3, :3] @ dirs_b) * zb + Kc @ T_ct[:, :3, 3:]
+        uvw = (Kc @ T_ct[:, :3, :3] @ dirs_b).mul_(zb).add_(Kc @ T_ct[:, :3, 3:])
         z = uvw[:, 2]
         zc = z.clamp_min(1e-9)
         grid = torch.empty(len(cs), H * W, 2, device=dev)  # written in place: no stacked copy
@@ -186,35 +195,55 @@ def _sample(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.
         torch.div(uvw[:, 0], zc, out=gx).mul_(2.0 / w).sub_(1)
         torch.div(uvw[:, 1], zc, out=gy).mul_(2.0 / h).sub_(1)
         grid = grid.reshape(len(cs), H, W, 2)
-        rgb = F.grid_sample(torch.stack([c.rgb for c in cs]), grid, mode="bilinear", padding_mode="border",
+        rgb = F.grid_sample(_stacked_rgb(cs), grid, mode="bilinear", padding_mode="border",
                             align_corners=False).reshape(len(cs), 3, -1)
         dctx = torch.stack([c.depth for c in cs])
         dsamp = F.grid_sample(torch.nan_to_num(dctx, nan=0.0)[:, None], grid, mode="nearest",
                               padding_mode="zeros", align_corners=False).reshape(len(cs), -1)
-        inside = (z > 1e-6) & (gx.abs() < 1) & (gy.abs() < 1)
-        # Visibility: the target's point must be (about) the surface the context saw at that pixel.
-        misfit = zc / dsamp.clamp_min(1e-9) - 1  # relative depth misfit (~ log ratio where it matters)
-        vis = torch.where(dsamp > 0, torch.exp(-(misfit / params.visibility_sigma) ** 2), 0.05)
+        inside = greater(z, 1e-6).mul_(less(gx.abs(), 1)).mul_(less(gy.abs(), 1))  # 0/1
+        # Visibility: the target's point must be (about) the surface the context saw at that pixel:
+        # vis = exp(-((zc / max(dsamp, 1e-9) - 1) / sigma)^2) where dsamp > 0, else 0.05. Where
+        # dsamp <= 0 the exponent is not used: zc is added to dsamp there so it is 0, not -inf.
+        depth_at = greater(dsamp, 0)
+        no_depth = 1 - depth_at
+        misfit = torch.div(zc, torch.mul(no_depth, zc).add_(dsamp).clamp_min_(1e-9)).sub_(1)  # ~ log ratio
+        scaled = misfit / params.visibility_sigma
+        vis = (torch.mul(scaled, scaled).neg_().exp_() * depth_at).add_(no_depth.mul_(0.05))
         # Angle between the target's ray and the context's ray to the same point (1 - cos ~ angle^2 / 2),
         # from per-pixel maps: ray_c = z d - c, so ray_c . d = z |d|^2 - c . d and
         # |ray_c|^2 = z^2 |d|^2 - 2 z c . d + |c|^2 (d = dirs, c = the context's centre).
         centre = T_tc[:, :3, 3].float()                                  # n 3
         c_dot_d = (centre[:, :, None] * dirs_b).sum(1)                    # n HW
         zb, d2 = zb[:, 0], dirs2.index_select(0, b)
-        along = zb * d2 - c_dot_d
-        norm2 = (zb * zb * d2 - 2 * zb * c_dot_d + (centre * centre).sum(1, keepdim=True)).clamp_min(1e-18)
-        cosang = along * torch.rsqrt(norm2 * d2)
+        along = torch.mul(zb, d2).sub_(c_dot_d)
+        norm2 = torch.mul(zb, zb).mul_(d2).sub_(torch.mul(zb, 2).mul_(c_dot_d))
+        norm2.add_((centre * centre).sum(1, keepdim=True)).clamp_min_(1e-18)
+        cost = along.mul_(norm2.mul_(d2).rsqrt_()).neg_().add_(1)        # 1 - cos
         rank = (torch.tensor([c.weight for c in cs], device=dev)
                 * params.rank_decay ** torch.tensor([float(c.rank) for c in cs], device=dev))[:, None]
-        parts.append(_Samples(b, rgb, vis * rank * (inside & has.reshape(B, -1).index_select(0, b)), 1 - cosang,
-                              vis > 0.5, idx))
+        base = (vis * rank).mul_(inside).mul_(has_flat.index_select(0, b))
+        parts.append(_Samples(b, rgb, base, cost, vis > 0.5, idx))
     # The angle weight is relative to the best-placed context that sees each pixel, so a view far
     # from every context still takes its colour from the closest one instead of going unseen.
-    best = torch.full((B, H * W), float("inf"), device=dev)
+    # Costs are at most 2: an unseen context's is raised by _UNSEEN (a where with inf, slower).
+    best = torch.full((B, H * W), _UNSEEN, device=dev)
     for p in parts:
-        seen_cost = torch.where(p.visible & (p.base > 0), p.cost, float("inf"))
-        best.scatter_reduce_(0, p.b[:, None].expand_as(p.cost), seen_cost, reduce="amin")
-    return parts, torch.where(torch.isfinite(best), best, torch.zeros_like(best))
+        unseen = greater(p.base, 0).mul_(as_float(p.visible, p.cost.dtype)).neg_().add_(1)
+        best.scatter_reduce_(0, p.b[:, None].expand_as(p.cost), torch.add(p.cost, unseen, alpha=_UNSEEN), reduce="amin")
+    return parts, best.mul_(best < _UNSEEN)
+
+
+_UNSEEN = 1e30  # above any angle cost (at most 2), finite (where the seen ones need inf and a where)
+
+
+def _stacked_rgb(cs: list[ContextLevel]) -> torch.Tensor:
+    """n x 3 x h x w float colour in [0, 1] of same-sized contexts; uint8 images (prepared
+    frames' own pixels) are stacked first and converted once (the same values as each
+    converted alone, without a float copy per context and render)."""
+    imgs = [c.rgb for c in cs]
+    if all(i.dtype == torch.uint8 for i in imgs):
+        return torch.stack(imgs).to(torch.float32).mul_(1.0 / 255.0)
+    return torch.stack([i.to(torch.float32).mul_(1.0 / 255.0) if i.dtype == torch.uint8 else i for i in imgs])
 
 
 def _falloff(p: _Samples, best: torch.Tensor, params: BlendParams) -> torch.Tensor:
@@ -232,7 +261,7 @@ def _accumulate(parts: list[_Samples], best: torch.Tensor, B: int, H: int, W: in
     colour = torch.zeros(B, 3, H * W, device=dev)
     weight = torch.zeros(B, H * W, device=dev)
     support = torch.zeros(B, H * W, device=dev)
-    flat = None if has is None else has.reshape(B, -1)
+    flat = None if has is None else as_float(has.reshape(B, -1), best.dtype)
     for k, p in enumerate(parts):
         base = p.base if flat is None else p.base * flat.index_select(0, p.b)
         wgt = base * (_falloff(p, best, params) if falloff is None else falloff[k])
@@ -259,7 +288,7 @@ def blend(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Te
 def _slot_planes(parts: list[_Samples], falloff: list[torch.Tensor], contexts: list[ContextLevel], B: int, H: int,
                  W: int, slots: int) -> torch.Tensor:
     """B x slots x 5 x H x W: the best-ranked contexts one by one (see Rendered.slots), each
-    part's rows written with one indexed copy."""
+    part's rows written with one indexed copy per plane group (no stacked copy of them first)."""
     out = torch.zeros(B, slots, 5, H * W, device=falloff[0].device if falloff else None)
     for p, fall in zip(parts, falloff):
         rows = [row for row, i in enumerate(p.index) if contexts[i].rank < slots]
@@ -267,39 +296,13 @@ def _slot_planes(parts: list[_Samples], falloff: list[torch.Tensor], contexts: l
             continue
         sel = torch.tensor(rows, device=out.device)
         base = p.base.index_select(0, sel)
-        planes = torch.cat([p.rgb.index_select(0, sel), (base * fall.index_select(0, sel))[:, None],
-                            (p.visible.index_select(0, sel) & (base > 0)).float()[:, None]], 1)
         where = [(contexts[p.index[r]].target, contexts[p.index[r]].rank) for r in rows]
-        out[torch.tensor([t for t, _ in where]), torch.tensor([r for _, r in where])] = planes
+        at = (torch.tensor([t for t, _ in where]), torch.tensor([r for _, r in where]))
+        out[:, :, :3][at] = p.rgb.index_select(0, sel)
+        out[:, :, 3][at] = base * fall.index_select(0, sel)
+        out[:, :, 4][at] = greater(base, 0).mul_(as_float(p.visible.index_select(0, sel)))
     out[:, :, 3] /= out[:, :, 3].sum(1, keepdim=True).clamp_min(1e-6)
     return out.reshape(B, slots, 5, H, W)
-
-
-def complete_inverse_depth(inv: torch.Tensor) -> torch.Tensor:
-    """B x H x W inverse depth with its empty (<= 0) pixels filled smoothly from around them."""
-    known = inv > 0
-    if bool(known.all()) or not bool(known.any()):
-        return inv
-    return push_pull_fill(inv[:, None], known)[:, 0]
-
-
-def push_pull_fill(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    """Fill unknown pixels (known == False) with a smooth blend of the known ones around them:
-    halve until known pixels cover everything, then blend back up (O(log size), no mosaics)."""
-    img = image * known[:, None]
-    wgt = known[:, None].to(image.dtype)
-    levels = []
-    while min(img.shape[-2:]) > 1 and not bool((wgt > 0).all()):
-        levels.append((img, wgt))
-        img = F.avg_pool2d(img, 2, ceil_mode=True)
-        wgt = F.avg_pool2d(wgt, 2, ceil_mode=True)
-        img = img / wgt.clamp_min(1e-12) * (wgt > 0)
-        wgt = (wgt > 0).to(image.dtype)
-    filled = torch.where(wgt > 0, img, 0.5)
-    for fine, fw in reversed(levels):
-        up = F.interpolate(filled, size=fine.shape[-2:], mode="bilinear", align_corners=False)
-        filled = torch.where(fw > 0, fine, up)
-    return filled
 
 
 def _depth(groups: list[list[ContextLevel]], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int, W: int,
@@ -348,7 +351,7 @@ def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tenso
                           [c for c in primary if c.rank >= DEPTH_CONTEXTS], secondary) if g]
     if groups:
         for layer in _depth(groups, tgt_K, tgt_T, H, W, view_pixels or H * W):
-            inv = torch.where(inv > 0, inv, layer)
+            inv = layer.mul(at_most(inv, 0)).add_(inv)  # where(inv > 0, inv, layer): both finite, >= 0
     params = params or BlendParams()
     B = tgt_K.shape[0]
     planes = None
