@@ -98,3 +98,20 @@ def test_fit_adapts_the_learned_renderer_to_the_world(world_file, tmp_path):
     wm.fit = back
     adapted = wm.render(T, CAM, remember=False)
     assert (plain != adapted).any()
+
+
+def test_a_world_too_small_to_check_the_adaptation_keeps_the_core_renderer():
+    """With fewer than 8 real frames none can be held back to choose the adapted weights, so the
+    blend is fitted and the learned renderer is left as the core's (said in the report)."""
+    from rtfm_ros.sim.renderer import WorldRenderer
+    from rtfm_ros.sim.trajectories import make_trajectory
+    from rtfm_ros.sim.worlds import make_world
+
+    poses = make_trajectory(make_world(1_000_912, "room"), "loop", 6, 0).T_world_camera
+    with WorldRenderer(make_world(1_000_912, "room"), CAM) as r:
+        views = [r.render(T)[0] for T in poses]
+    wm = WorldModel.load()
+    wm.add_frames([(v, T, CAM) for v, T in zip(views, poses)])
+    fit, report = fit_world(wm, steps=2, renderer_steps=50)
+    assert fit.renderer is None and "renderer_steps" not in report
+    assert "none can be held back" in report["renderer_skipped"]

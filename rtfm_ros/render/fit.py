@@ -13,7 +13,8 @@ renderer (rtfm_ros.render.warp):
 - the learned renderer (render.learned), fine-tuned from the render core's weights on the same
   leave-one-out views (at RENDERER_WIDTH, a few hundred steps of the training loss): it learns
   this world's look and the way its stereo fails. Every HOLD_EVERY-th frame is held back and
-  the step that renders those best is kept (the core's weights when none beats them).
+  the step that renders those best is kept (the core's weights when none beats them); a world
+  of fewer than 2 * HOLD_EVERY real frames keeps the core's weights, as nothing can check it.
 
 Per-frame exposure (a gain and offset per channel) was tried and is not fitted: on photo sets
 shot at one exposure it soaked up misregistration and lost 0.2-3 dB on held-out photos
@@ -59,7 +60,14 @@ def fit_world(wm: WorldModel, steps: int = FIT_STEPS, batch: int = FIT_BATCH, lr
               renderer_steps: int = RENDERER_STEPS) -> tuple[WorldFit, dict[str, Any]]:
     """Leave-one-out fit over the world's real frames. Returns (fit, report with losses)."""
     fit, report = _fit_blend(wm, steps, batch, lr, side, seed, progress)
-    if renderer_steps and wm.core.learned_renderer is not None and wm.config.use_learned:
+    real = sum(1 for i in wm.memory if wm.memory.source(i) != "generated")
+    adapt = renderer_steps and wm.core.learned_renderer is not None and wm.config.use_learned
+    if adapt and real < 2 * HOLD_EVERY:
+        # No frame can be held back to check an adaptation on so few frames; unchecked, it was as
+        # likely to lose as to gain on held-out photos (BENCHMARKS.md), so the core's weights stay.
+        report["renderer_skipped"] = (f"{real} real frames: fewer than {2 * HOLD_EVERY}, none can be held back "
+                                      "to check the adaptation; the core's learned renderer is kept")
+    elif adapt:
         previous, wm.fit = wm.fit, fit
         try:
             fit.renderer, more = adapt_renderer(wm, renderer_steps, seed=seed, progress=progress)
@@ -95,11 +103,13 @@ def adapt_renderer(wm: WorldModel, steps: int, *, width: int = RENDERER_WIDTH, l
     # Every HOLD_EVERY-th frame is held back to choose the step (the adaptation overfits a few
     # views otherwise): the weights kept are the best on those frames, the core's own if no step
     # beats them.
-    held = examples[::HOLD_EVERY] if len(examples) >= 2 * HOLD_EVERY else []
-    train = [e for k, e in enumerate(examples) if not held or k % HOLD_EVERY]
+    if len(examples) < 2 * HOLD_EVERY:
+        raise FitError(f"{len(examples)} real frames: too few to hold any back and check the adaptation")
+    held = examples[::HOLD_EVERY]
+    train = [e for k, e in enumerate(examples) if k % HOLD_EVERY]
     model = copy.deepcopy(base).train()
     before = validate(model, examples, wm.device)
-    best_score = validate(model, held, wm.device)["psnr"] if held else -math.inf
+    best_score = validate(model, held, wm.device)["psnr"]
     best_state, best_step = copy.deepcopy(model.state_dict()), 0
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     cfg = RendererTrainConfig(data="", batch_size=8, crop=96)
@@ -113,7 +123,7 @@ def adapt_renderer(wm: WorldModel, steps: int, *, width: int = RENDERER_WIDTH, l
         loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
         if step % CHECK_EVERY == 0 or step == steps:
-            score = validate(model, held, wm.device)["psnr"] if held else math.inf
+            score = validate(model, held, wm.device)["psnr"]
             if score > best_score:
                 best_score, best_state, best_step = score, copy.deepcopy(model.state_dict()), step
     model.load_state_dict(best_state)
@@ -221,6 +231,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"fitted {report['frames']} frames in {report['steps']} steps: loss {report['first_loss']:.4f} -> "
           f"{report['last_loss']:.4f}; angle {report['angle_sigma_deg']:.1f} deg, visibility "
           f"{report['visibility_sigma']:.3f}, rank decay {report['rank_decay']:.2f}; saved {out}")
+    if "renderer_skipped" in report:
+        print(f"learned renderer not adapted: {report['renderer_skipped']}")
     if "renderer_steps" in report:
         print(f"learned renderer adapted: kept step {report['renderer_best_step']} of {report['renderer_steps']} "
               f"(best on {report['renderer_held_back']} held-back frames); leave-one-out PSNR "
