@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from rtfm_ros.render.rays import camera_directions
+from rtfm_ros.render.semi_global import aggregate_paths
 
 PLANES = 64
 WORK_SIDE = 192           # long side (pixels) at which the cost volume is built
@@ -34,6 +35,7 @@ COLOUR_WEIGHT = 0.5       # share of the absolute colour difference in the match
 MIN_CONFIDENCE = 0.08     # pixels whose winner is not this much better than the mean are unknown
 NEAR_FACTOR, FAR_FACTOR = 0.2, 50.0  # fallback range: [near, far] x the scene distance
 COARSE_PLANES = 48        # the wide first sweep that finds the range to sweep finely
+SEMI_GLOBAL = True        # semi-global aggregation of the cost volume (render.semi_global)
 COARSE_MARGIN = 1.5       # the fine range is the coarse depths' 2-98 % span, widened by this factor
 
 
@@ -207,7 +209,8 @@ def _coarse_range(ref: torch.Tensor, K: np.ndarray, ref_T: np.ndarray, src: list
 @torch.no_grad()
 def estimate_depth(ref: PosedImage, sources: Sequence[PosedImage], *, out_size: tuple[int, int] | None = None,
                    planes: int = PLANES, work_side: int = WORK_SIDE, near: float | None = None,
-                   far: float | None = None, min_confidence: float = MIN_CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+                   far: float | None = None, min_confidence: float = MIN_CONFIDENCE,
+                   semi_global: bool = SEMI_GLOBAL) -> tuple[np.ndarray, np.ndarray]:
     """Depth of ``ref`` from photo-consistency with ``sources`` -> (depth HxW float32, NaN where unsure;
     confidence HxW float32). ``out_size`` (H, W) defaults to the reference image's size."""
     if not sources:
@@ -222,6 +225,8 @@ def estimate_depth(ref: PosedImage, sources: Sequence[PosedImage], *, out_size: 
     depths = inverse_depth_planes(1.0, planes, near, far)
     warped, valid = warp_sources(rK, ref.T_world_camera, h, w, src, [s.T_world_camera for s in sources], depths)
     volume = aggregate(matching_cost(r, warped, valid))
+    if semi_global:
+        volume = aggregate_paths(volume, _gray(r[None])[0, 0])
     d, conf = winner(volume, depths)
     d = torch.where(conf >= min_confidence, d, torch.full_like(d, float("nan")))
     if (h, w) != (H, W):
