@@ -2,11 +2,11 @@
 the farthest surface around them.
 
 Why its own module and this form: push-pull runs once per batched render (the colour of
-unseen pixels) over 6-7 pyramid levels, a dozen
-small ops a level, so at 64x64 its per-op cost is what counts: pools of even-sized levels are
-strided sums (kernels.pad_pool: the same values as avg_pool2d) and the blend back up is a
-multiply-add with the level's 0/1 weight instead of a ``where`` (~15x slower on CPU here); the
-values are the same as the plain formulation's (tests/test_render_fill.py).
+unseen pixels) over 6-7 pyramid levels, a dozen small ops a level, so at 64x64 its per-op cost
+is what counts: pools of even-sized levels are strided sums (kernels.pad_pool: the same values
+as avg_pool2d) and the blend back up is a multiply-add with the level's 0/1 weight instead of a
+``where`` (~15x slower on CPU here); the values are the same as the plain formulation's
+(tests/test_render_fill.py).
 """
 
 from __future__ import annotations

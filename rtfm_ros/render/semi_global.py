@@ -27,8 +27,7 @@ def _paths(cost: torch.Tensor, guide: torch.Tensor, p1: float, p2: float) -> tor
     for flip in (False, True):
         c = cost.flip(-1) if flip else cost
         g = guide.flip(-1) if flip else guide
-        jump = p2 / (1.0 + (g[..., 1:] - g[..., :-1]).abs() / EDGE)        # B h (w - 1)
-        jump = torch.maximum(jump, torch.full_like(jump, 2 * p1))
+        jump = (p2 / (1.0 + (g[..., 1:] - g[..., :-1]).abs() / EDGE)).clamp_min(2 * p1)  # B h (w - 1)
         acc = torch.empty_like(c)
         prev = c[..., 0]
         acc[..., 0] = prev

@@ -11,8 +11,10 @@ Per reference frame (reduced to ``work_side`` pixels on its long side): every so
 warped onto each plane; the matching cost is 1 - ZNCC over a small window (robust to exposure
 and white-balance differences between photos) plus a little colour difference (for flat areas
 where ZNCC is undefined); the best half of the sources per plane are averaged (occlusions); the
-winner per pixel is refined to sub-plane precision by a parabola. A confidence (how much better
-the winner is than the average plane) marks pixels to trust; the rest become NaN (unknown).
+volume is aggregated along image rows and columns (render.semi_global), so slanted and
+textureless surfaces take the depth their surroundings imply; the winner per pixel is refined
+to sub-plane precision by a parabola. A confidence (how much better the winner is than the
+average plane) marks pixels to trust; the rest become NaN (unknown).
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ COLOUR_WEIGHT = 0.5       # share of the absolute colour difference in the match
 MIN_CONFIDENCE = 0.08     # pixels whose winner is not this much better than the mean are unknown
 NEAR_FACTOR, FAR_FACTOR = 0.2, 50.0  # fallback range: [near, far] x the scene distance
 COARSE_PLANES = 48        # the wide first sweep that finds the range to sweep finely
-SEMI_GLOBAL = True        # semi-global aggregation of the cost volume (render.semi_global)
 COARSE_MARGIN = 1.5       # the fine range is the coarse depths' 2-98 % span, widened by this factor
+SEMI_GLOBAL = True        # semi-global aggregation of the cost volume (render.semi_global)
 
 
 class DepthEstimationError(ValueError):
