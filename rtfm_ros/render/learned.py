@@ -14,11 +14,12 @@ occluded, and it leaves seams, fragments and smears. A small U-Net sees all of i
 It outputs per-pixel weights over the SLOTS warps and the geometric render (a softmax, so
 colours come from real pixels) plus a small colour correction. Its last layer starts at zero
 with the geometric render's weight high, so an untrained network renders what the pipeline
-renders; training only moves it where that helps. It works at half the view's resolution (its
-weights are upsampled and applied to the full-resolution warps, so detail comes from the
-frames), at a quarter for views larger than NET_PIXELS_HALF (640x480 and up: what it decides,
-which warp to trust where, varies slowly across the image, and this keeps large views in real
-time), at any size (padded inside), in bf16 where the CPU has it.
+renders; training only moves it where that helps. It is trained at half the view's resolution
+and renders at a quarter (RENDER_SCALE): its per-pixel weights are upsampled and applied to the
+full-resolution warps, so detail comes from the frames, and what it decides (which warp to trust
+where) varies slowly across the image. The quarter grid scores the same as the half one on the
+procedural suite at 64x64 and 128x128 and on the held-out photos at width 320 (BENCHMARKS.md)
+at a third of the network's cost. Any view size works (padded inside); bf16 where the CPU has it.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ SLOT_PLANES = 5                              # colour 3, weight share 1, confirm
 IN_CHANNELS = SLOTS * SLOT_PLANES + 6        # + geometric colour 3, seen 1, has depth 1, log depth 1
 LOG_DEPTH_CLAMP = 3.0
 RENDERER_FILE = "renderer.safetensors"     # beside the depth prior in a checkpoint folder
-NET_PIXELS_HALF = 400 * 300                  # views up to this many pixels: the network at half resolution
+TRAIN_SCALE = 2                              # the network's grid while training: half the view's resolution
+RENDER_SCALE = 4                             # ... and while rendering: a quarter
 
 
 @dataclass(frozen=True)
@@ -84,10 +86,10 @@ class LearnedRenderer(nn.Module):
             self.head.weight.zero_()
             self.head.bias = nn.Parameter(bias)
 
-    def forward(self, planes: torch.Tensor, scale: int = 2) -> torch.Tensor:
+    def forward(self, planes: torch.Tensor, scale: int = TRAIN_SCALE) -> torch.Tensor:
         H, W = planes.shape[-2:]
-        # The network works at 1/scale resolution (half: a quarter of the cost); its per-pixel
-        # weights are upsampled and applied to the full-resolution warps, so detail comes from the frames.
+        # The network works at 1/scale resolution; its per-pixel weights are upsampled and
+        # applied to the full-resolution warps, so detail comes from the frames.
         low = self.decide(kernels.pad_pool(planes, 8 * scale, scale))
         out = F.interpolate(low, scale_factor=scale, mode="bilinear", align_corners=False)[..., :H, :W].float()
         slots = planes[:, : SLOTS * SLOT_PLANES].reshape(planes.shape[0], SLOTS, SLOT_PLANES, H, W)
@@ -222,11 +224,10 @@ def load_weights(path: str | Path, device: torch.device | str = "cpu") -> Learne
     return model.to(device).eval()
 
 
-def finish(model: LearnedRenderer, geometric: warp.Rendered, view_pixels: int | None = None) -> torch.Tensor:
-    """The finished colour (B x 3 x H x W in [0, 1]) of targets the geometry rendered (with slots);
-    ``view_pixels``: the size of the whole view these are tiles of (default: their own).
+def finish(model: LearnedRenderer, geometric: warp.Rendered) -> torch.Tensor:
+    """The finished colour (B x 3 x H x W in [0, 1]) of targets the geometry rendered (with slots).
 
-    The same computation as ``model(input_planes(geometric), scale)`` under autocast, arranged
+    The same computation as ``model(input_planes(geometric), RENDER_SCALE)`` under autocast, arranged
     for inference: the input parts are pooled (kernels.pool_rows_cols) before they are joined
     (the full-resolution planes are never built), the network runs as inference_copy's
     reduced-precision, channels-last copy, its output is upsampled by kernels.upsample_bilinear
@@ -235,16 +236,15 @@ def finish(model: LearnedRenderer, geometric: warp.Rendered, view_pixels: int | 
     (one uint8 level at ~0.005 % of values over 16 steps of the env benchmark)."""
     parts = _input_parts(geometric)
     H, W = parts[0].shape[-2:]
-    scale = 2 if (view_pixels or H * W) <= NET_PIXELS_HALF else 4
-    pad = (0, (-W) % (8 * scale), 0, (-H) % (8 * scale))
-    x = torch.cat([kernels.pool_rows_cols(F.pad(p, pad, mode="replicate") if any(pad) else p, scale)
+    pad = (0, (-W) % (8 * RENDER_SCALE), 0, (-H) % (8 * RENDER_SCALE))
+    x = torch.cat([kernels.pool_rows_cols(F.pad(p, pad, mode="replicate") if any(pad) else p, RENDER_SCALE)
                    for p in parts], 1)
     net = inference_copy(model, x.device)
     slots = parts[0].reshape(x.shape[0], SLOTS, SLOT_PLANES, H, W)
     with torch.no_grad():
         low = net.decide(x.to(next(net.parameters()).dtype).contiguous(memory_format=torch.channels_last))
         # rounded to the network's dtype, as its own upsampling (forward) rounds its output
-        out = kernels.upsample_bilinear(low.float(), scale, H, W).to(low.dtype).float()
+        out = kernels.upsample_bilinear(low.float(), RENDER_SCALE, H, W).to(low.dtype).float()
         rgb = combine(out, slots, geometric.rgb)
     return rgb.clamp(0, 1)
 

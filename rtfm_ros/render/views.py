@@ -149,7 +149,7 @@ def _render_group(views: Sequence[tuple[ViewWorld, np.ndarray, PinholeCamera]], 
     out = warp.render(contexts, tgt_K, tgt_T, H, W, params, slots=SLOTS if use else 0, view_pixels=whole)
     rgb = out.rgb
     if learned is not None and use:
-        rgb = finish(learned, out, whole)
+        rgb = finish(learned, out)
         rgb[revisits] = out.rgb[revisits]
     images = (rgb * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return images, out.depth.float().cpu().numpy()
