@@ -20,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "model": ("bench_model.py", [], ["--repeats", "5"]),
     "learned": ("bench_learned.py", [], ["--repeats", "3"]),
+    "planar": ("bench_planar.py", [], ["--repeats", "3"]),
     "memory": ("bench_memory.py", [], ["--quick"]),
     "sim": ("bench_sim.py", [], ["--quick"]),
     "node": ("bench_node.py", [], ["--seconds", "3", "--sizes", "64"]),

@@ -192,7 +192,7 @@ class WorldModel:
             others = [ctxprep.raw_posed_depth(self._prepared(j), self.memory.pose(j))
                       for j in prepared.neighbour_ids if j in self.memory]
             prepared = ctxprep.checked(prepared, self.memory.get(frame_id),
-                                       [o for o in others if o is not None])
+                                       [o for o in others if o is not None], complete=self.config.complete_depth)
             self.core.cache.put((self._key, int(frame_id)), prepared)
         return prepared
 

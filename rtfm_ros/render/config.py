@@ -42,6 +42,7 @@ class RenderConfig:
     depth_range: tuple[float, float] | None = None  # stereo's (near, far); None: from the cameras
     use_learned: bool = True     # the learned renderer finishes each view (render.learned); off: the blend alone
     check_depth: bool = True     # keep stereo depth only where a neighbour agrees (render.consistency)
+    complete_depth: bool = True  # fill checked depth's holes with planes per superpixel (render.planar)
     max_depth: float = 40.0      # the largest depth a depth observation reports (Gym envs)
     stored_depth: str = "rendered"  # what a remembered view keeps as depth: checked, rendered or none
     depth_tolerance: float = 0.1    # relative agreement checked depth asks of a real frame
@@ -60,7 +61,7 @@ class RenderConfig:
         if not 1 <= self.max_view_pixels <= self.max_pixels_per_call:
             raise RenderConfigError(f"render config needs 1 <= max_view_pixels <= max_pixels_per_call, got "
                                     f"{self.max_view_pixels} and {self.max_pixels_per_call}")
-        for name in ("use_stereo", "use_prior", "use_learned", "check_depth"):
+        for name in ("use_stereo", "use_prior", "use_learned", "check_depth", "complete_depth"):
             if not isinstance(getattr(self, name), bool):
                 raise RenderConfigError(f"render config {name} must be true or false, got {getattr(self, name)!r}")
         _positive("max_depth", self.max_depth)

@@ -34,8 +34,10 @@ class PosedDepth:
     T_world_camera: np.ndarray
 
 
-def agreement(ref: PosedDepth, other: PosedDepth, tolerance: float = TOLERANCE) -> torch.Tensor:
-    """H x W bool: where ``other`` sees ``ref``'s surface point at the same depth (within tolerance)."""
+def _seen_from(ref: PosedDepth, other: PosedDepth) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each of ``ref``'s points reprojected into ``other`` (flattened H*W): whether ref knows
+    its depth and it lies in front of other, its depth in other, and other's depth there (0:
+    none, or outside other's image)."""
     H, W = ref.depth.shape
     dirs = camera_directions(torch.from_numpy(ref.K[None]).float(), H, W)[0].reshape(3, -1)
     known = torch.isfinite(ref.depth) & (ref.depth > 0)
@@ -48,8 +50,21 @@ def agreement(ref: PosedDepth, other: PosedDepth, tolerance: float = TOLERANCE) 
     grid = torch.stack([uvw[0] / zc * (2.0 / w) - 1, uvw[1] / zc * (2.0 / h) - 1], -1)
     seen = F.grid_sample(torch.nan_to_num(other.depth, nan=0.0)[None, None], grid.reshape(1, H, W, 2),
                          mode="nearest", padding_mode="zeros", align_corners=False).reshape(-1)
-    ok = known.reshape(-1) & (z > 1e-6) & (seen > 0) & ((zc / seen.clamp_min(1e-9) - 1).abs() < tolerance)
-    return ok.reshape(H, W)
+    return known.reshape(-1) & (z > 1e-6), zc, seen
+
+
+def agreement(ref: PosedDepth, other: PosedDepth, tolerance: float = TOLERANCE) -> torch.Tensor:
+    """H x W bool: where ``other`` sees ``ref``'s surface point at the same depth (within tolerance)."""
+    valid, z, seen = _seen_from(ref, other)
+    ok = valid & (seen > 0) & ((z / seen.clamp_min(1e-9) - 1).abs() < tolerance)
+    return ok.reshape(ref.depth.shape)
+
+
+def seen_through(ref: PosedDepth, other: PosedDepth, tolerance: float) -> torch.Tensor:
+    """H x W bool: where ``other`` sees a surface farther than ``ref``'s point (by more than
+    ``tolerance``, relative): the point would lie in the free space other looks through."""
+    valid, z, seen = _seen_from(ref, other)
+    return (valid & (seen > z * (1 + tolerance))).reshape(ref.depth.shape)
 
 
 def consistent_depth(ref: PosedDepth, neighbours: Sequence[PosedDepth], *, tolerance: float = TOLERANCE,

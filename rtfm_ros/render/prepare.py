@@ -9,7 +9,9 @@ world.
 
 Depth sources, best first:
 - ``sensor``: the frame came with depth (RGB-D, a simulator, a rendered view's own depth);
-- ``stereo``: plane-sweep photo-consistency over up to MVS_SOURCES real neighbours (render.stereo);
+- ``stereo``: plane-sweep photo-consistency over up to MVS_SOURCES real neighbours (render.stereo),
+  kept where a neighbour agrees (render.consistency) and its holes completed by planes fitted
+  per superpixel where no neighbour sees through them (render.planar);
 - ``prior``: the learned monocular depth prior (rtfm_ros.learn.depth_prior), for a frame with
   no usable neighbour (a single photo). Its scale is the training rooms', so it is marked and
   replaced by stereo as soon as neighbours arrive.
@@ -31,6 +33,7 @@ from rtfm_ros.learn.depth_prior import DepthPrior
 from rtfm_ros.memory import Frame, FrameMemory
 from rtfm_ros.render import stereo, warp
 from rtfm_ros.render.consistency import PosedDepth, consistent_depth
+from rtfm_ros.render.planar import completed_depth
 
 MVS_SOURCES = 4            # neighbours a stereo depth is computed from
 MAX_NEIGHBOUR_ANGLE = 60.0  # degrees between optical axes for a frame to count as a neighbour
@@ -241,12 +244,19 @@ def raw_posed_depth(prepared: PreparedFrame, T_world_camera: np.ndarray) -> Pose
     return None
 
 
-def checked(prepared: PreparedFrame, frame: Frame, neighbours: Sequence[PosedDepth]) -> PreparedFrame:
-    """The frame with its stereo depth kept only where neighbours agree (render.consistency)."""
+def checked(prepared: PreparedFrame, frame: Frame, neighbours: Sequence[PosedDepth],
+            complete: bool = True) -> PreparedFrame:
+    """The frame with its stereo depth kept only where neighbours agree (render.consistency);
+    with ``complete``, the holes that leaves are filled by planes fitted per superpixel where
+    the depth around them is planar (render.planar)."""
     if prepared.raw_depth is None:
         raise ValueError("only stereo depth has a consistency check")
-    depth = consistent_depth(PosedDepth(prepared.raw_depth, prepared.K[0], frame.T_world_camera), neighbours)
-    rgbs, depths, Ks, levels = _pyramid(frame.rgb, depth.numpy(), frame.camera.K)
+    depth = consistent_depth(PosedDepth(prepared.raw_depth, prepared.K[0], frame.T_world_camera),
+                             neighbours).numpy()
+    if complete and neighbours:
+        depth = completed_depth(np.asarray(frame.rgb), depth, prepared.raw_depth.numpy(), prepared.K[0],
+                                frame.T_world_camera, neighbours)
+    rgbs, depths, Ks, levels = _pyramid(frame.rgb, depth, frame.camera.K)
     return PreparedFrame(rgbs, depths, Ks, "stereo", prepared.neighbours, prepared.neighbour_ids,
                          raw_depth=prepared.raw_depth, levels=levels)
 
