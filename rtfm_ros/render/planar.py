@@ -6,8 +6,10 @@ fragments. Much of what is left out lies on planes (walls, floors, facades), and
 mostly separate them. So the frame is cut into superpixels (SLIC), a plane is fitted per
 superpixel to the depth that is there (RANSAC: the checked depth where it covers enough of the
 superpixel, else the unchecked stereo), and the superpixel's holes take the plane's depth where
-the fit explains most of its points. Superpixels without a convincing plane stay holes. A
-filled point is then checked against the neighbours (completed_depth): where one of them sees
+the fit explains most of its points. Then the same again with ever larger superpixels (about a
+third as many each pass), fitted to the depth the finer passes left: a wall or the ground that
+stereo left almost empty is filled by a plane fitted over a region large enough to hold some of
+its depth. Superpixels without a convincing plane stay holes. A filled point is then checked against the neighbours (completed_depth): where one of them sees
 a surface behind it, it would float in the free space that neighbour looks through, and is
 dropped (the check lifts held-out fountain-p11 by +0.2 dB, BENCHMARKS.md).
 
@@ -32,7 +34,7 @@ FREE_SPACE_TOLERANCE = 0.05   # relative depth by which a neighbour must see pas
 class PlanarConfig:
     """How the completion cuts and fits; the defaults are those measured in BENCHMARKS.md."""
 
-    segments: int = 200            # SLIC superpixels per frame
+    scales: tuple[int, ...] = (200, 67, 22, 7)  # SLIC superpixels per frame, one pass each
     checked_share: float = 0.3     # fit to checked depth when it covers this share, else to raw
     min_points: int = 20           # fewer depth points than this: no fit
     min_holes: int = 10            # fewer hole pixels than this: nothing to fill
@@ -62,14 +64,26 @@ def superpixels(rgb: np.ndarray, shape: tuple[int, int], segments: int) -> np.nd
 
 def planar_fill(rgb: np.ndarray, checked: np.ndarray, raw: np.ndarray, K: np.ndarray,
                 config: PlanarConfig = PlanarConfig()) -> np.ndarray:
-    """``checked`` (H, W, NaN = unchecked) with its holes filled by per-superpixel planes.
+    """``checked`` (H, W, NaN = unchecked) with its holes filled by per-superpixel planes, one
+    pass per entry of ``config.scales`` (module docstring).
 
     ``raw`` is the same frame's stereo depth before the check (NaN or <= 0 where unknown), ``K``
     the intrinsics of the depth maps, ``rgb`` the frame's image (any size; resized to the depth's).
     Known depth is never changed.
     """
+    if rgb.shape[:2] != checked.shape:
+        rgb = cv2.resize(rgb, checked.shape[::-1], interpolation=cv2.INTER_AREA)
+    out = checked
+    for segments in config.scales:
+        out = _fill_pass(rgb, out, raw, K, segments, config)
+    return out if out is not checked else checked.copy()
+
+
+def _fill_pass(rgb: np.ndarray, checked: np.ndarray, raw: np.ndarray, K: np.ndarray, segments: int,
+               config: PlanarConfig) -> np.ndarray:
+    """One pass of planar_fill with ``segments`` superpixels."""
     height, width = checked.shape
-    labels = superpixels(rgb, (height, width), config.segments).ravel()
+    labels = superpixels(rgb, (height, width), segments).ravel()
     count = int(labels.max()) + 1
     rays = _rays(K, height, width).reshape(-1, 3)
     flat_checked, flat_raw = checked.ravel(), raw.ravel()
