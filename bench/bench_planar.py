@@ -10,6 +10,7 @@ markdown table of medians with the machine it ran on.
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 import numpy as np
 import torch
@@ -50,8 +51,8 @@ def main() -> None:
     for w, h in SIZES:
         rgb, checked, raw, K = frame(w, h)
         nb = [PosedDepth(torch.from_numpy(raw), K, np.eye(4))] * 4
-        fill = time_it(lambda: planar_fill(rgb, checked, raw, K), a.repeats)
-        full = time_it(lambda: completed_depth(rgb, checked, raw, K, np.eye(4), nb), a.repeats)
+        fill = time_it(partial(planar_fill, rgb, checked, raw, K), a.repeats)
+        full = time_it(partial(completed_depth, rgb, checked, raw, K, np.eye(4), nb), a.repeats)
         out = completed_depth(rgb, checked, raw, K, np.eye(4), nb)
         holes = ~np.isfinite(checked)
         print(f"| {w}x{h} | {fill * 1e3:.0f} | {full * 1e3:.0f} | {np.isfinite(out[holes]).mean():.0%} |")
