@@ -25,7 +25,7 @@ SIZES = ((320, 240), (640, 480))
 
 
 def frame(width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(rgb, checked depth with holes, raw depth, K) of two planes, a wall and a tilted floor."""
+    """(rgb, checked depth with holes, true depth, K) of two planes, a wall and a tilted floor."""
     K = PinholeCamera.from_fov(width, height, 70).K
     u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
     rays = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(K).T
@@ -49,11 +49,11 @@ def main() -> None:
     print("| frame | planar fill: ms | + free-space check (4 neighbours): ms | holes filled |")
     print("|---|---|---|---|")
     for w, h in SIZES:
-        rgb, checked, raw, K = frame(w, h)
-        nb = [PosedDepth(torch.from_numpy(raw), K, np.eye(4))] * 4
-        fill = time_it(partial(planar_fill, rgb, checked, raw, K), a.repeats)
-        full = time_it(partial(completed_depth, rgb, checked, raw, K, np.eye(4), nb), a.repeats)
-        out = completed_depth(rgb, checked, raw, K, np.eye(4), nb)
+        rgb, checked, truth, K = frame(w, h)
+        nb = [PosedDepth(torch.from_numpy(truth), K, np.eye(4))] * 4
+        fill = time_it(partial(planar_fill, rgb, checked, K), a.repeats)
+        full = time_it(partial(completed_depth, rgb, checked, K, np.eye(4), nb), a.repeats)
+        out = completed_depth(rgb, checked, K, np.eye(4), nb)
         holes = ~np.isfinite(checked)
         print(f"| {w}x{h} | {fill * 1e3:.0f} | {full * 1e3:.0f} | {np.isfinite(out[holes]).mean():.0%} |")
 

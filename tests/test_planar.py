@@ -36,8 +36,7 @@ def test_holes_on_planes_take_the_planes_depth_and_known_depth_is_kept():
     checked[rng.random(truth.shape) < 0.4] = np.nan
     checked[20:40, 10:30] = np.nan                                # a block no stereo confirmed
     checked[10:30, 60:80] = np.nan
-    raw = truth * (1 + 0.003 * rng.standard_normal(truth.shape)).astype(np.float32)
-    out = planar_fill(rgb, checked, raw, K)
+    out = planar_fill(rgb, checked, K)
     known = np.isfinite(checked)
     np.testing.assert_array_equal(out[known], checked[known])
     filled = ~known & np.isfinite(out)
@@ -51,16 +50,16 @@ def test_depth_that_is_no_plane_is_not_filled():
     rng = np.random.default_rng(3)
     rough = np.exp(rng.normal(1.0, 0.4, (H, W))).astype(np.float32)   # no plane explains it
     checked = np.where(rng.random((H, W)) < 0.5, rough, np.nan).astype(np.float32)
-    out = planar_fill(rgb, checked, rough, K)
+    out = planar_fill(rgb, checked, K)
     holes = ~np.isfinite(checked)
     assert np.isfinite(out[holes]).mean() < 0.05
 
 
 def test_nothing_to_fill_returns_the_same_depth():
     rgb, truth = _two_planes()
-    np.testing.assert_array_equal(planar_fill(rgb, truth, truth, K), truth)
+    np.testing.assert_array_equal(planar_fill(rgb, truth, K), truth)
     empty = np.full_like(truth, np.nan)
-    assert not np.isfinite(planar_fill(rgb, empty, empty, K)).any()
+    assert not np.isfinite(planar_fill(rgb, empty, K)).any()
 
 
 def test_filled_points_a_neighbour_sees_through_are_dropped():
@@ -70,15 +69,15 @@ def test_filled_points_a_neighbour_sees_through_are_dropped():
     T = np.eye(4)
     behind = truth.copy()
     behind[25:35, 15:25] *= 1.5                    # this neighbour sees past part of the hole
-    out = completed_depth(rgb, checked, truth, K, T, [PosedDepth(torch.from_numpy(behind), K, T)])
+    out = completed_depth(rgb, checked, K, T, [PosedDepth(torch.from_numpy(behind), K, T)])
     assert not np.isfinite(out[25:35, 15:25]).any()
     hole = np.zeros(truth.shape, bool)
     hole[20:40, 10:30] = True
     hole[25:35, 15:25] = False
-    fill = planar_fill(rgb, checked, truth, K)
+    fill = planar_fill(rgb, checked, K)
     assert np.isfinite(fill[25:35, 15:25]).all()
     np.testing.assert_array_equal(out[hole], fill[hole])        # the rest as filled
-    same = completed_depth(rgb, checked, truth, K, T, [PosedDepth(torch.from_numpy(truth), K, T)])
+    same = completed_depth(rgb, checked, K, T, [PosedDepth(torch.from_numpy(truth), K, T)])
     np.testing.assert_array_equal(same, fill)
 
 
@@ -89,8 +88,7 @@ def test_the_setting_is_checked():
 
 def test_completed_stereo_covers_more_of_a_room_and_stays_close_to_the_truth():
     """In a MuJoCo room from its own frames: more of each frame has depth, still close to the
-    truth (measured: 33.8 % -> 37.6 % of the pixels, median relative error 0.039 -> 0.040; the
-    fill alone reaches 56 % at 0.058, the free-space check drops its worst)."""
+    truth (measured: 33.8 % -> 51.5 % of the pixels, median relative error 0.039 -> 0.055)."""
     from rtfm_ros.sim.renderer import WorldRenderer
     from rtfm_ros.sim.trajectories import make_trajectory
     from rtfm_ros.sim.worlds import make_world
@@ -109,5 +107,5 @@ def test_completed_stereo_covers_more_of_a_room_and_stays_close_to_the_truth():
         ok = np.isfinite(d)
         cover[complete] = ok.mean()
         error[complete] = np.median(np.abs(d[ok] / truth[ok] - 1))
-    assert cover[True] > cover[False] + 0.02, cover
-    assert error[True] < 0.05, error
+    assert cover[True] > cover[False] + 0.1, cover
+    assert error[True] < 0.08, error

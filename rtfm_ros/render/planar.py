@@ -4,17 +4,19 @@ The consistency check (render.consistency) keeps stereo depth only where neighbo
 on sparse real photo sets is a fraction of each frame; the warps of such frames break up into
 fragments. Much of what is left out lies on planes (walls, floors, facades), and colour edges
 mostly separate them. So the frame is cut into superpixels (SLIC), a plane is fitted per
-superpixel to the depth that is there (RANSAC: the checked depth where it covers enough of the
-superpixel, else the unchecked stereo), and the superpixel's holes take the plane's depth where
-the fit explains most of its points. Then the same again with ever larger superpixels (about a
-third as many each pass), fitted to the depth the finer passes left: a wall or the ground that
-stereo left almost empty is filled by a plane fitted over a region large enough to hold some of
-its depth. Superpixels without a convincing plane stay holes. A filled point is then checked
-against the neighbours (completed_depth): where one of them sees a surface behind it, it would
-float in the free space that neighbour looks through, and is dropped (the check lifts held-out
-fountain-p11 by +0.2 dB, the larger superpixels entry-p10 by +0.8 dB; BENCHMARKS.md).
+superpixel to the checked depth that is there (RANSAC), and the superpixel's holes take the
+plane's depth where the fit explains most of its points. Then the same again with ever larger
+superpixels (about a third as many each pass), fitted to the depth the finer passes left: a
+wall or the ground that stereo left almost empty is filled by a plane fitted over a region
+large enough to hold some of its depth. Superpixels without a convincing plane stay holes. A
+filled point is then checked against the neighbours (completed_depth): where one of them sees a
+surface behind it, it would float in the free space that neighbour looks through, and is
+dropped. Only checked depth is fitted: planes fitted to the unchecked stereo where little was
+confirmed filled more of entry-p10 but cost 1.2 dB on the procedural suite, whose plain walls
+give stereo little to match (BENCHMARKS.md, "Piecewise-planar completion").
 
-All superpixels are fitted at once (hypotheses and their scores as arrays), a few ms per frame.
+All superpixels of a pass are fitted at once (hypotheses and their scores as arrays); SLIC is
+most of the cost, 0.25-0.9 s per frame once, when its depth is estimated.
 """
 from __future__ import annotations
 
@@ -36,7 +38,6 @@ class PlanarConfig:
     """How the completion cuts and fits; the defaults are those measured in BENCHMARKS.md."""
 
     scales: tuple[int, ...] = (200, 67, 22, 7)  # SLIC superpixels per frame, one pass each
-    checked_share: float = 0.3     # fit to checked depth when it covers this share, else to raw
     min_points: int = 20           # fewer depth points than this: no fit
     min_holes: int = 10            # fewer hole pixels than this: nothing to fill
     hypotheses: int = 64           # RANSAC planes tried per superpixel
@@ -63,39 +64,34 @@ def superpixels(rgb: np.ndarray, shape: tuple[int, int], segments: int) -> np.nd
     return labels
 
 
-def planar_fill(rgb: np.ndarray, checked: np.ndarray, raw: np.ndarray, K: np.ndarray,
+def planar_fill(rgb: np.ndarray, checked: np.ndarray, K: np.ndarray,
                 config: PlanarConfig = PlanarConfig()) -> np.ndarray:
     """``checked`` (H, W, NaN = unchecked) with its holes filled by per-superpixel planes, one
     pass per entry of ``config.scales`` (module docstring).
 
-    ``raw`` is the same frame's stereo depth before the check (NaN or <= 0 where unknown), ``K``
-    the intrinsics of the depth maps, ``rgb`` the frame's image (any size; resized to the depth's).
+    ``K`` is the intrinsics of the depth map, ``rgb`` the frame's image (any size; resized to the
+    depth's).
     Known depth is never changed.
     """
     if rgb.shape[:2] != checked.shape:
         rgb = cv2.resize(rgb, checked.shape[::-1], interpolation=cv2.INTER_AREA)
     out = checked
     for segments in config.scales:
-        out = _fill_pass(rgb, out, raw, K, segments, config)
+        out = _fill_pass(rgb, out, K, segments, config)
     return out if out is not checked else checked.copy()
 
 
-def _fill_pass(rgb: np.ndarray, checked: np.ndarray, raw: np.ndarray, K: np.ndarray, segments: int,
+def _fill_pass(rgb: np.ndarray, checked: np.ndarray, K: np.ndarray, segments: int,
                config: PlanarConfig) -> np.ndarray:
     """One pass of planar_fill with ``segments`` superpixels."""
     height, width = checked.shape
     labels = superpixels(rgb, (height, width), segments).ravel()
     count = int(labels.max()) + 1
     rays = _rays(K, height, width).reshape(-1, 3)
-    flat_checked, flat_raw = checked.ravel(), raw.ravel()
-    known = np.isfinite(flat_checked)
-    raw_ok = np.isfinite(flat_raw) & (flat_raw > 0)
-    size = np.bincount(labels, minlength=count)
+    fit_depth = checked.ravel()
+    known = np.isfinite(fit_depth)
+    fit = known & (np.nan_to_num(fit_depth) > 0)
     holes = np.bincount(labels[~known], minlength=count)
-    use_checked = np.bincount(labels[known], minlength=count) >= config.checked_share * size
-    # Each pixel's fit depth: checked in superpixels fitted to checked depth, raw in the others.
-    fit_depth = np.where(use_checked[labels], flat_checked, np.where(raw_ok, flat_raw, np.nan))
-    fit = np.isfinite(fit_depth)
     points = np.bincount(labels[fit], minlength=count)
     active = np.flatnonzero((holes >= config.min_holes) & (points >= config.min_points))
     out = checked.copy()
@@ -147,12 +143,12 @@ def _fill_pass(rgb: np.ndarray, checked: np.ndarray, raw: np.ndarray, K: np.ndar
     return out
 
 
-def completed_depth(rgb: np.ndarray, checked: np.ndarray, raw: np.ndarray, K: np.ndarray,
+def completed_depth(rgb: np.ndarray, checked: np.ndarray, K: np.ndarray,
                     T_world_camera: np.ndarray, neighbours: Sequence[PosedDepth],
                     config: PlanarConfig = PlanarConfig()) -> np.ndarray:
     """planar_fill, keeping only filled points no neighbour sees through (module docstring).
     ``neighbours`` are those the check of ``checked`` used (their unchecked stereo)."""
-    filled = planar_fill(rgb, checked, raw, K, config)
+    filled = planar_fill(rgb, checked, K, config)
     new = np.isfinite(filled) & ~np.isfinite(checked)
     if not new.any():
         return filled

@@ -254,8 +254,7 @@ def checked(prepared: PreparedFrame, frame: Frame, neighbours: Sequence[PosedDep
     depth = consistent_depth(PosedDepth(prepared.raw_depth, prepared.K[0], frame.T_world_camera),
                              neighbours).numpy()
     if complete and neighbours:
-        depth = completed_depth(np.asarray(frame.rgb), depth, prepared.raw_depth.numpy(), prepared.K[0],
-                                frame.T_world_camera, neighbours)
+        depth = completed_depth(np.asarray(frame.rgb), depth, prepared.K[0], frame.T_world_camera, neighbours)
     rgbs, depths, Ks, levels = _pyramid(frame.rgb, depth, frame.camera.K)
     return PreparedFrame(rgbs, depths, Ks, "stereo", prepared.neighbours, prepared.neighbour_ids,
                          raw_depth=prepared.raw_depth, levels=levels)
