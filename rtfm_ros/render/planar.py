@@ -29,6 +29,7 @@ import torch
 from skimage.segmentation import slic
 
 from rtfm_ros.render.consistency import PosedDepth, seen_through
+from rtfm_ros.render.rays import camera_directions
 
 FREE_SPACE_TOLERANCE = 0.05   # relative depth by which a neighbour must see past a filled point
 
@@ -48,22 +49,6 @@ class PlanarConfig:
     seed: int = 0
 
 
-def _rays(K: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Per-pixel viewing rays with z = 1 (H, W, 3), pixel centres at +0.5."""
-    u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
-    pix = np.stack([u, v, np.ones_like(u)], -1)
-    return (pix @ np.linalg.inv(K).T).astype(np.float32)
-
-
-def superpixels(rgb: np.ndarray, shape: tuple[int, int], segments: int) -> np.ndarray:
-    """SLIC labels (H, W) of ``rgb`` at the depth map's ``shape``."""
-    height, width = shape
-    if rgb.shape[:2] != (height, width):
-        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
-    labels: np.ndarray = slic(rgb, n_segments=segments, compactness=10, start_label=0)
-    return labels
-
-
 def planar_fill(rgb: np.ndarray, checked: np.ndarray, K: np.ndarray,
                 config: PlanarConfig = PlanarConfig()) -> np.ndarray:
     """``checked`` (H, W, NaN = unchecked) with its holes filled by per-superpixel planes, one
@@ -73,21 +58,22 @@ def planar_fill(rgb: np.ndarray, checked: np.ndarray, K: np.ndarray,
     depth's).
     Known depth is never changed.
     """
-    if rgb.shape[:2] != checked.shape:
-        rgb = cv2.resize(rgb, checked.shape[::-1], interpolation=cv2.INTER_AREA)
+    height, width = checked.shape
+    if rgb.shape[:2] != (height, width):
+        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+    # Per-pixel viewing rays with z = 1 (HW, 3), the render core's own (render.rays).
+    rays = camera_directions(torch.from_numpy(K[None]).float(), height, width)[0].reshape(3, -1).T.numpy()
     out = checked
     for segments in config.scales:
-        out = _fill_pass(rgb, out, K, segments, config)
+        out = _fill_pass(rgb, out, rays, segments, config)
     return out if out is not checked else checked.copy()
 
 
-def _fill_pass(rgb: np.ndarray, checked: np.ndarray, K: np.ndarray, segments: int,
+def _fill_pass(rgb: np.ndarray, checked: np.ndarray, rays: np.ndarray, segments: int,
                config: PlanarConfig) -> np.ndarray:
-    """One pass of planar_fill with ``segments`` superpixels."""
-    height, width = checked.shape
-    labels = superpixels(rgb, (height, width), segments).ravel()
+    """One pass of planar_fill with ``segments`` SLIC superpixels of ``rgb`` (at the depth's size)."""
+    labels = slic(rgb, n_segments=segments, compactness=10, start_label=0).ravel()
     count = int(labels.max()) + 1
-    rays = _rays(K, height, width).reshape(-1, 3)
     fit_depth = checked.ravel()
     known = np.isfinite(fit_depth)
     fit = known & (np.nan_to_num(fit_depth) > 0)
@@ -129,7 +115,7 @@ def _fill_pass(rgb: np.ndarray, checked: np.ndarray, K: np.ndarray, segments: in
     plane_d = offset[np.arange(active.size), best]
     median = np.median(z, axis=1)
 
-    # Fill each accepted superpixel's holes where its plane lies in front, within the band.
+    # Fill each accepted superpixel's holes with its plane, within the band around its median.
     slot = np.full(count, -1)
     slot[active[good]] = np.flatnonzero(good)
     hole_idx = np.flatnonzero(~known)
