@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from rtfm_ros.render import kernels, learned, warp
-from rtfm_ros.render.learned import SLOT_PLANES, SLOTS, LearnedRenderer
+from rtfm_ros.render.learned import CANDIDATES, COHERENT_PLANES, SLOT_PLANES, SLOTS, LearnedRenderer
+from rtfm_ros.render.warp import COHERENT
 from rtfm_ros.runtime import autocast
 
 
@@ -38,12 +39,14 @@ def test_pool_rows_cols_equals_avg_pool(seed: int) -> None:
         torch.testing.assert_close(kernels.pool_rows_cols(x, scale), F.avg_pool2d(x, scale), rtol=1e-6, atol=0)
 
 
-def _stacked_combine(out: torch.Tensor, slots: torch.Tensor, geometric_rgb: torch.Tensor) -> torch.Tensor:
-    """combine as LearnedRenderer.forward wrote it before: a softmax over stacked candidates."""
-    present = torch.cat([slots[:, :, 3:].sum(2) > 0, torch.ones_like(geometric_rgb[:, :1], dtype=torch.bool)], 1)
-    weights = out[:, : SLOTS + 1].masked_fill(~present, -1e4).softmax(1)
-    candidates = torch.cat([slots[:, :, :3], geometric_rgb[:, None]], 1)
-    return (weights[:, :, None] * candidates).sum(1) + out[:, SLOTS + 1:]
+def _stacked_combine(out: torch.Tensor, slots: torch.Tensor, coherent: torch.Tensor,
+                     geometric_rgb: torch.Tensor) -> torch.Tensor:
+    """combine written plainly: a softmax over stacked candidates."""
+    present = torch.cat([slots[:, :, 3:].sum(2) > 0, coherent[:, :, 3] > 0,
+                         torch.ones_like(geometric_rgb[:, :1], dtype=torch.bool)], 1)
+    weights = out[:, :CANDIDATES].masked_fill(~present, -1e4).softmax(1)
+    candidates = torch.cat([slots[:, :, :3], coherent[:, :, :3], geometric_rgb[:, None]], 1)
+    return (weights[:, :, None] * candidates).sum(1) + out[:, CANDIDATES:]
 
 
 def _geometric(seed: int, B: int = 3, H: int = 20, W: int = 28) -> warp.Rendered:
@@ -52,12 +55,15 @@ def _geometric(seed: int, B: int = 3, H: int = 20, W: int = 28) -> warp.Rendered
     slots = torch.rand(B, SLOTS, SLOT_PLANES, H, W, generator=g)
     slots[:, :, 3:][torch.rand(B, SLOTS, 2, H, W, generator=g) < 0.4] = 0
     slots[:, 2, 3:] = 0
+    coherent = torch.rand(B, COHERENT, COHERENT_PLANES, H, W, generator=g)
+    coherent[:, :, 3] = (coherent[:, :, 3] < 0.7).float()  # inside the best context's image
+    coherent[-1] = 0  # no depth: no coherent warp
     inv = torch.rand(B, H, W, generator=g) + 0.1
     inv[torch.rand(B, H, W, generator=g) < 0.3] = 0
     inv[-1] = 0
     seen = torch.rand(B, H, W, generator=g) < 0.8
     rgb = torch.rand(B, 3, H, W, generator=g)
-    return warp.Rendered(rgb=rgb, depth=1 / inv, seen=seen, inv_depth=inv, slots=slots)
+    return warp.Rendered(rgb=rgb, depth=1 / inv, seen=seen, inv_depth=inv, slots=slots, coherent=coherent)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -66,9 +72,10 @@ def test_combine_equals_the_stacked_softmax(seed: int) -> None:
     # stacked sum's vector tail rounds differently
     for (H, W), exact in (((64, 64), True), ((20, 32), True), ((20, 28), False)):
         geo = _geometric(seed, H=H, W=W)
-        assert geo.slots is not None
-        out = torch.randn(3, SLOTS + 4, H, W, generator=torch.Generator().manual_seed(seed)) * 4
-        new, ref = learned.combine(out, geo.slots, geo.rgb), _stacked_combine(out, geo.slots, geo.rgb)
+        assert geo.slots is not None and geo.coherent is not None
+        out = torch.randn(3, CANDIDATES + 3, H, W, generator=torch.Generator().manual_seed(seed)) * 4
+        new = learned.combine(out, geo.slots, geo.coherent, geo.rgb)
+        ref = _stacked_combine(out, geo.slots, geo.coherent, geo.rgb)
         if exact:
             assert torch.equal(new, ref)
         else:
@@ -108,7 +115,7 @@ def test_inference_copy_follows_the_weights() -> None:
     bias = model.head.bias
     assert bias is not None
     with torch.no_grad():
-        bias[SLOTS] -= 20.0  # in place: the geometric candidate loses its lead
+        bias[CANDIDATES - 1] -= 20.0  # in place: the geometric candidate loses its lead
     assert learned.inference_copy(model, dev) is not net
     after = learned.finish(model, geo)
     assert float((after - before).abs().max()) > 0.01

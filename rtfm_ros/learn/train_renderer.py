@@ -35,6 +35,8 @@ from rtfm_ros.learn.distributed import all_agree, init_distributed, leave_distri
 from rtfm_ros.learn.renderer_data import Example, load_example
 from rtfm_ros.options import add_options, from_options, setting
 from rtfm_ros.render.learned import (
+    COHERENT_PLANES,
+    GEOMETRIC_AT,
     SLOT_PLANES,
     SLOTS,
     LearnedRenderer,
@@ -42,9 +44,12 @@ from rtfm_ros.render.learned import (
     load_weights,
     save_weights,
 )
+from rtfm_ros.render.warp import COHERENT
 from rtfm_ros.runtime import autocast, pick_device
 
-RGB_PLANES = [k * SLOT_PLANES + c for k in range(SLOTS) for c in range(3)] + [SLOTS * SLOT_PLANES + c for c in range(3)]
+RGB_PLANES = ([k * SLOT_PLANES + c for k in range(SLOTS) for c in range(3)]
+              + [SLOTS * SLOT_PLANES + k * COHERENT_PLANES + c for k in range(COHERENT) for c in range(3)]
+              + [GEOMETRIC_AT + c for c in range(3)])
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,14 @@ occluded, and it leaves seams, fragments and smears. A small U-Net sees all of i
 
 - the best-ranked SLOTS context frames warped one by one with a *completed* target depth (holes
   in it filled from around them, so every pixel gets candidates), each with its blend weight and
-  whether its own depth confirms the point (render.warp.warped_slots);
+  whether its own depth confirms the point (render.warp.Rendered.slots);
+- the best-ranked context warped with two coherent depths (smoothed, and one plane: see
+  render.warp), whole where stereo is broken, and whether each lands inside that frame;
 - the geometric render itself (the hand-designed blend + push-pull fill), where it saw the
   place, and where the target had depth, and the target's log depth relative to its median.
 
-It outputs per-pixel weights over the SLOTS warps and the geometric render (a softmax, so
-colours come from real pixels) plus a small colour correction. Its last layer starts at zero
+It outputs per-pixel weights over these CANDIDATES (a softmax, so colours come from real
+pixels) plus a small colour correction. Its last layer starts at zero
 with the geometric render's weight high, so an untrained network renders what the pipeline
 renders; training only moves it where that helps. It is trained at half the view's resolution
 and renders at a quarter (RENDER_SCALE): its per-pixel weights are upsampled and applied to the
@@ -35,10 +37,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rtfm_ros.render import kernels, warp
+from rtfm_ros.render.warp import COHERENT
 
 SLOTS = 4
 SLOT_PLANES = 5                              # colour 3, weight share 1, confirmed 1
-IN_CHANNELS = SLOTS * SLOT_PLANES + 6        # + geometric colour 3, seen 1, has depth 1, log depth 1
+COHERENT_PLANES = 4                          # colour 3, inside 1 (warp.COHERENT of them)
+CANDIDATES = SLOTS + COHERENT + 1            # ... and the geometric render
+GEOMETRIC_AT = SLOTS * SLOT_PLANES + COHERENT * COHERENT_PLANES  # the geometric colour's first plane
+IN_CHANNELS = GEOMETRIC_AT + 6               # + geometric colour 3, seen 1, has depth 1, log depth 1
+FORMAT = "rtfm_ros.learned_renderer/2"       # /1: without the coherent candidates
 LOG_DEPTH_CLAMP = 3.0
 RENDERER_FILE = "renderer.safetensors"     # beside the depth prior in a checkpoint folder
 TRAIN_SCALE = 2                              # the network's grid while training: half the view's resolution
@@ -79,9 +86,9 @@ class LearnedRenderer(nn.Module):
         ch = self.config.widths
         self.down = nn.ModuleList(_block(c_in, c) for c_in, c in zip((IN_CHANNELS, *ch[:-1]), ch))
         self.up = nn.ModuleList(_block(a + b, a) for a, b in zip(reversed(ch[:-1]), reversed(ch[1:])))
-        self.head = nn.Conv2d(ch[0], SLOTS + 1 + 3, 3, padding=1)
-        bias = torch.zeros(SLOTS + 1 + 3)
-        bias[SLOTS] = 8.0  # untrained: the geometric render, as the pipeline without learning
+        self.head = nn.Conv2d(ch[0], CANDIDATES + 3, 3, padding=1)
+        bias = torch.zeros(CANDIDATES + 3)
+        bias[CANDIDATES - 1] = 8.0  # untrained: the geometric render, as the pipeline without learning
         with torch.no_grad():
             self.head.weight.zero_()
             self.head.bias = nn.Parameter(bias)
@@ -92,11 +99,13 @@ class LearnedRenderer(nn.Module):
         # applied to the full-resolution warps, so detail comes from the frames.
         low = self.decide(kernels.pad_pool(planes, 8 * scale, scale))
         out = F.interpolate(low, scale_factor=scale, mode="bilinear", align_corners=False)[..., :H, :W].float()
-        slots = planes[:, : SLOTS * SLOT_PLANES].reshape(planes.shape[0], SLOTS, SLOT_PLANES, H, W)
-        return combine(out, slots, planes[:, SLOTS * SLOT_PLANES: SLOTS * SLOT_PLANES + 3])
+        B = planes.shape[0]
+        slots = planes[:, : SLOTS * SLOT_PLANES].reshape(B, SLOTS, SLOT_PLANES, H, W)
+        coherent = planes[:, SLOTS * SLOT_PLANES: GEOMETRIC_AT].reshape(B, COHERENT, COHERENT_PLANES, H, W)
+        return combine(out, slots, coherent, planes[:, GEOMETRIC_AT: GEOMETRIC_AT + 3])
 
     def decide(self, x: torch.Tensor) -> torch.Tensor:
-        """Planes pooled to 1/scale (sides a multiple of 8) -> B x (SLOTS + 1 + 3) x h x w at that
+        """Planes pooled to 1/scale (sides a multiple of 8) -> B x (CANDIDATES + 3) x h x w at that
         resolution: the candidates' logits and the colour correction."""
         skips = []
         for i, block in enumerate(self.down):
@@ -120,21 +129,27 @@ class ChannelsLastGELU(nn.Module):
         return F.gelu(x)
 
 
-def combine(out: torch.Tensor, slots: torch.Tensor, geometric_rgb: torch.Tensor) -> torch.Tensor:
-    """The finished colour: a softmax over the present slots' colours and the geometric colour,
-    plus the correction (``out`` from LearnedRenderer.decide, ``slots`` B x SLOTS x 5 x H x W).
-    Written as a running sum over the SLOTS + 1 candidates instead of a stacked product and a
-    sum over them (the same values in the same order, without the two B x 5 x 3 x H x W copies)."""
-    present = kernels.greater(slots[:, :, 3] + slots[:, :, 4], 0)  # a weight share or a confirmation (both >= 0)
-    logits = out[:, : SLOTS + 1].clone()
+def combine(out: torch.Tensor, slots: torch.Tensor, coherent: torch.Tensor,
+            geometric_rgb: torch.Tensor) -> torch.Tensor:
+    """The finished colour: a softmax over the present candidates' colours (slots, coherent
+    warps, the geometric colour) plus the correction (``out`` from LearnedRenderer.decide,
+    ``slots`` B x SLOTS x 5 x H x W, ``coherent`` B x COHERENT x 4 x H x W). Written as a
+    running sum over the candidates instead of a stacked product and a sum over them (the same
+    values in the same order, without two B x CANDIDATES x 3 x H x W copies)."""
+    present = torch.cat([kernels.greater(slots[:, :, 3] + slots[:, :, 4], 0),  # a weight share or a confirmation
+                         coherent[:, :, 3]], 1)                                  # inside (0/1)
+    n = SLOTS + COHERENT
+    logits = out[:, :CANDIDATES].clone()
     # masked_fill(~present, -1e4) as x * present + (1 - present) * -1e4 (the logits are finite;
     # masked_fill and bool masks are several times slower here)
-    logits[:, :SLOTS].mul_(present).add_((1 - present).mul_(-1e4))  # present stays: mul_'s gradient
+    logits[:, :n].mul_(present).add_((1 - present).mul_(-1e4))  # present stays: mul_'s gradient
     weights = logits.softmax(1)
     rgb = slots[:, 0, :3] * weights[:, :1]
     for k in range(1, SLOTS):
         rgb = rgb + slots[:, k, :3] * weights[:, k: k + 1]
-    return rgb + geometric_rgb * weights[:, SLOTS:] + out[:, SLOTS + 1:]
+    for k in range(COHERENT):
+        rgb = rgb + coherent[:, k, :3] * weights[:, SLOTS + k: SLOTS + k + 1]
+    return rgb + geometric_rgb * weights[:, n: n + 1] + out[:, CANDIDATES:]
 
 
 def input_planes(geometric: warp.Rendered) -> torch.Tensor:
@@ -144,9 +159,9 @@ def input_planes(geometric: warp.Rendered) -> torch.Tensor:
 
 
 def _input_parts(geometric: warp.Rendered) -> list[torch.Tensor]:
-    """input_planes' channels in three B x c x H x W parts (finish pools them before joining)."""
-    slots = geometric.slots
-    if slots is None or slots.shape[1] != SLOTS:
+    """input_planes' channels in four B x c x H x W parts (finish pools them before joining)."""
+    slots, coherent = geometric.slots, geometric.coherent
+    if slots is None or slots.shape[1] != SLOTS or coherent is None:
         raise ValueError(f"the learned renderer needs a geometric render with slots={SLOTS}")
     inv_depth = geometric.inv_depth
     B, H, W = inv_depth.shape
@@ -158,7 +173,8 @@ def _input_parts(geometric: warp.Rendered) -> list[torch.Tensor]:
     rel = (log_z - _median_log_depth(inv_depth, log_z, has)[:, None, None]).mul_(has_f).add_(0.0)
     extra = torch.stack([kernels.as_float(geometric.seen, inv_depth.dtype), has_f,
                          rel.clamp(-LOG_DEPTH_CLAMP, LOG_DEPTH_CLAMP)], 1)
-    return [slots.reshape(B, SLOTS * SLOT_PLANES, H, W), geometric.rgb, extra]
+    return [slots.reshape(B, SLOTS * SLOT_PLANES, H, W), coherent.reshape(B, COHERENT * COHERENT_PLANES, H, W),
+            geometric.rgb, extra]
 
 
 def _median_log_depth(inv_depth: torch.Tensor, log_z: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
@@ -200,7 +216,7 @@ def save_weights(model: LearnedRenderer, path: str | Path) -> None:
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     write_bytes_atomic(Path(path), save(tensors, metadata={"config": model.config.to_json(), "sha256": _digest(tensors),
-                                                           "format": "rtfm_ros.learned_renderer/1"}))
+                                                           "format": FORMAT}))
 
 
 def load_weights(path: str | Path, device: torch.device | str = "cpu") -> LearnedRenderer:
@@ -212,8 +228,9 @@ def load_weights(path: str | Path, device: torch.device | str = "cpu") -> Learne
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        if meta.get("format") != "rtfm_ros.learned_renderer/1":
-            raise ValueError(f"{path}: not a learned renderer file (format {meta.get('format')!r})")
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a learned renderer file of this version (format {meta.get('format')!r}, "
+                             f"expected {FORMAT!r}): retrain it (rtfm renderer data, rtfm renderer train)")
         model = LearnedRenderer(LearnedRendererConfig.from_json(meta.get("config", "")))
         tensors = load_file(str(path))
         if meta.get("sha256") != _digest(tensors):
@@ -241,11 +258,12 @@ def finish(model: LearnedRenderer, geometric: warp.Rendered) -> torch.Tensor:
                    for p in parts], 1)
     net = inference_copy(model, x.device)
     slots = parts[0].reshape(x.shape[0], SLOTS, SLOT_PLANES, H, W)
+    coherent = parts[1].reshape(x.shape[0], COHERENT, COHERENT_PLANES, H, W)
     with torch.no_grad():
         low = net.decide(x.to(next(net.parameters()).dtype).contiguous(memory_format=torch.channels_last))
         # rounded to the network's dtype, as its own upsampling (forward) rounds its output
         out = kernels.upsample_bilinear(low.float(), RENDER_SCALE, H, W).to(low.dtype).float()
-        rgb = combine(out, slots, geometric.rgb)
+        rgb = combine(out, slots, coherent, geometric.rgb)
     return rgb.clamp(0, 1)
 
 

@@ -15,6 +15,13 @@ and it cannot resample an image finer than it was stored. Here geometry and colo
 3. What no context saw is filled smoothly from around it (push-pull) and its depth is NaN, so
    depth consumers know it is unknown.
 
+For the learned renderer (render.learned) a render can also return its candidates: the best
+contexts warped one by one (``slots``), and the best-ranked context warped with two *coherent*
+depths (``coherent``): the target depth reduced to far-biased blocks and smoothed, and one
+plane at its median. Where stereo is wrong or missing (a wing only one frame saw at a wide
+angle), every slot is warped with the same broken depth and shatters alike; a coherent warp of
+the nearest frame is misaligned in detail but whole, which beats fragments there.
+
 The constants below were chosen on the procedural held-out suite and the fox photo set
 together (BENCHMARKS.md); `rtfm fit` refits the blend's three to one world.
 
@@ -44,6 +51,8 @@ DEPTH_CONTEXTS = 2       # best-ranked contexts whose depth makes the target's (
 DEPTH_MEDIAN = True      # 3x3 median on the target's depth before colour is fetched
 SPLAT_MIN_SIDE = 32      # targets at least twice this size splat their depth at half resolution
 QUARTER_DEPTH_PIXELS = 400 * 300  # ... and larger ones at a quarter
+COHERENT = 2             # coherent warps of the best-ranked context (smoothed depth, median plane)
+COHERENT_BLOCKS = 8      # the smoothed depth's blocks: the view's geometric-mean side / this
 
 
 @dataclass
@@ -80,6 +89,9 @@ class Rendered:
     # B x S x 5 x H x W when asked: the S best-ranked real contexts warped one by one with the
     # completed target depth: colour (3), share of the blend weight (1), own depth confirms (1)
     slots: torch.Tensor | None = None
+    # B x COHERENT x 4 x H x W with the slots: the best-ranked real context warped with the
+    # coherent depths (coherent_depths): colour (3), inside that context's image (1)
+    coherent: torch.Tensor | None = None
 
 
 def _groups(contexts: list[ContextLevel], splat: bool = False) -> dict[tuple[int, int], list[int]]:
@@ -305,6 +317,37 @@ def _slot_planes(parts: list[_Samples], falloff: list[torch.Tensor], contexts: l
     return out.reshape(B, slots, 5, H, W)
 
 
+def coherent_depths(inv: torch.Tensor, view_pixels: int) -> list[torch.Tensor]:
+    """COHERENT B x H x W inverse depths without fragments, from a completed one (no holes:
+    fill.complete_inverse_depth; a view without depth is all 0 and gets no candidate): blocks
+    of about sqrt(view_pixels) / COHERENT_BLOCKS pixels take their farthest value (the far side
+    misplaces less, as in the completion) and are upsampled bilinearly; and one plane at each
+    view's median."""
+    B, H, W = inv.shape
+    side = max(2, round(math.sqrt(view_pixels) / COHERENT_BLOCKS))
+    far = -F.max_pool2d(-inv[:, None], side, ceil_mode=True)
+    smooth = F.interpolate(far, size=(H, W), mode="bilinear", align_corners=False)[:, 0]
+    med = inv.reshape(B, -1).median(1).values
+    return [smooth, med[:, None, None].expand(B, H, W)]
+
+
+def _coherent_planes(primary: list[ContextLevel], inv: torch.Tensor, tgt_K: torch.Tensor, tgt_T: torch.Tensor,
+                     params: BlendParams, view_pixels: int) -> torch.Tensor:
+    """B x COHERENT x 4 x H x W (Rendered.coherent) from the completed target depth ``inv``."""
+    B, H, W = inv.shape
+    out = torch.zeros(B, COHERENT, 4, H * W, device=inv.device)
+    best = [c for c in primary if c.rank == 0]
+    if not best:
+        return out.reshape(B, COHERENT, 4, H, W)
+    for k, depth in enumerate(coherent_depths(inv, view_pixels)):
+        parts, _ = _sample(best, depth, tgt_K, tgt_T, params)
+        for p in parts:
+            b = p.b
+            out[b, k, :3] = p.rgb
+            out[b, k, 3] = greater(p.base, 0)
+    return out.reshape(B, COHERENT, 4, H, W)
+
+
 def _depth(groups: list[list[ContextLevel]], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int, W: int,
            view_pixels: int) -> torch.Tensor:
     """G x B x H x W target inverse depth from each group of contexts alone, all groups splatted,
@@ -339,8 +382,9 @@ def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tenso
     made from views never overrule what real frames show. With ``slots``, the ``slots``
     best-ranked primary contexts are also returned warped one by one with the target depth
     completed where it had holes (what the learned renderer chooses from), from the same
-    samples the blend uses. ``view_pixels``: the size of the whole view these targets are tiles
-    of (default H * W), which picks the resolution of the target depth.
+    samples the blend uses, with the coherent warps beside them (Rendered.coherent).
+    ``view_pixels``: the size of the whole view these targets are tiles of (default H * W),
+    which picks the resolution of the target depth and the coherent depth's blocks.
     """
     primary = [c for c in contexts if c.weight >= 1.0]
     secondary = [c for c in contexts if c.weight < 1.0]
@@ -354,11 +398,13 @@ def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tenso
             inv = layer.mul(at_most(inv, 0)).add_(inv)  # where(inv > 0, inv, layer): both finite, >= 0
     params = params or BlendParams()
     B = tgt_K.shape[0]
-    planes = None
+    planes = coherent = None
     if slots:
-        parts, best = _sample(primary, complete_inverse_depth(inv), tgt_K, tgt_T, params)
+        completed = complete_inverse_depth(inv)
+        parts, best = _sample(primary, completed, tgt_K, tgt_T, params)
         falloff = [_falloff(p, best, params) for p in parts]
         planes = _slot_planes(parts, falloff, primary, B, H, W, slots)
+        coherent = _coherent_planes(primary, completed, tgt_K, tgt_T, params, view_pixels or H * W)
         colour, weight, support = _accumulate(parts, best, B, H, W, params, has=inv > 0, falloff=falloff)
     else:
         colour, weight, support = blend(primary, inv, tgt_K, tgt_T, params)
@@ -371,4 +417,4 @@ def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tenso
     if not bool(seen.all()):
         rgb = push_pull_fill(rgb, seen)
     depth = torch.where(seen & (inv > 0), 1.0 / inv.clamp_min(1e-12), float("nan"))
-    return Rendered(rgb=rgb.clamp(0, 1), depth=depth, seen=seen, inv_depth=inv, slots=planes)
+    return Rendered(rgb=rgb.clamp(0, 1), depth=depth, seen=seen, inv_depth=inv, slots=planes, coherent=coherent)
