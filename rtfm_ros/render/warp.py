@@ -170,6 +170,30 @@ class _Samples:
     index: list[int]       # the contexts' positions in the list given
 
 
+def _project(cs: list[ContextLevel], dirs: torch.Tensor, z_flat: torch.Tensor, T_tw: torch.Tensor, H: int,
+             W: int) -> tuple[torch.Tensor, ...]:
+    """Same-sized contexts' pixels of their targets' points (rays ``dirs`` B x 3 x HW at depths
+    ``z_flat`` B x 1 x HW): (target of each context n, context-to-target transforms n x 4 x 4,
+    grid n x H x W x 2 in grid_sample's [-1, 1], depth in the context n x HW, the same clamped
+    to 1e-9, the targets' depths and rays per context)."""
+    h, w = cs[0].depth.shape[-2:]
+    dev = dirs.device
+    b = torch.tensor([c.target for c in cs], device=dev)
+    T_tc = T_tw.index_select(0, b) @ torch.stack([c.T_world_camera for c in cs]).double()   # context -> target
+    T_ct = torch.linalg.inv(T_tc).float()
+    # The context's pixel of each target point: K (R P + t) with P = z * dirs, as z * (K R dirs) + K t.
+    Kc = torch.stack([c.K for c in cs]).float()
+    dirs_b, zb = dirs.index_select(0, b), z_flat.index_select(0, b)
+    uvw = (Kc @ T_ct[:, :3, :3] @ dirs_b).mul_(zb).add_(Kc @ T_ct[:, :3, 3:])
+    z = uvw[:, 2]
+    zc = z.clamp_min(1e-9)
+    grid = torch.empty(len(cs), H * W, 2, device=dev)  # written in place: no stacked copy
+    gx, gy = grid[..., 0], grid[..., 1]
+    torch.div(uvw[:, 0], zc, out=gx).mul_(2.0 / w).sub_(1)
+    torch.div(uvw[:, 1], zc, out=gy).mul_(2.0 / h).sub_(1)
+    return b, T_tc, grid.reshape(len(cs), H, W, 2), z, zc, zb, dirs_b
+
+
 def _sample(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Tensor, tgt_T: torch.Tensor,
             params: BlendParams) -> tuple[list[_Samples], torch.Tensor]:
     """Every context sampled at the targets' points (from ``inv_depth``), and the best angle cost per
@@ -193,20 +217,8 @@ def _sample(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.
     parts = []
     for (h, w), idx in _groups(contexts).items():
         cs = [contexts[i] for i in idx]
-        b = torch.tensor([c.target for c in cs], device=dev)
-        T_tc = T_tw.index_select(0, b) @ torch.stack([c.T_world_camera for c in cs]).double()   # context -> target
-        T_ct = torch.linalg.inv(T_tc).float()
-        # The context's pixel of each target point: K (R P + t) with P = z * dirs, as z * (K R dirs) + K t.
-        Kc = torch.stack([c.K for c in cs]).float()
-        dirs_b, zb = dirs.index_select(0, b), z_flat.index_select(0, b)
-        uvw = (Kc @ T_ct[:, :3, :3] @ dirs_b).mul_(zb).add_(Kc @ T_ct[:, :3, 3:])
-        z = uvw[:, 2]
-        zc = z.clamp_min(1e-9)
-        grid = torch.empty(len(cs), H * W, 2, device=dev)  # written in place: no stacked copy
-        gx, gy = grid[..., 0], grid[..., 1]
-        torch.div(uvw[:, 0], zc, out=gx).mul_(2.0 / w).sub_(1)
-        torch.div(uvw[:, 1], zc, out=gy).mul_(2.0 / h).sub_(1)
-        grid = grid.reshape(len(cs), H, W, 2)
+        b, T_tc, grid, z, zc, zb, dirs_b = _project(cs, dirs, z_flat, T_tw, H, W)
+        gx, gy = grid[..., 0].reshape(len(cs), -1), grid[..., 1].reshape(len(cs), -1)
         rgb = F.grid_sample(_stacked_rgb(cs), grid, mode="bilinear", padding_mode="border",
                             align_corners=False).reshape(len(cs), 3, -1)
         dctx = torch.stack([c.depth for c in cs])
@@ -332,19 +344,27 @@ def coherent_depths(inv: torch.Tensor, view_pixels: int) -> list[torch.Tensor]:
 
 
 def _coherent_planes(primary: list[ContextLevel], inv: torch.Tensor, tgt_K: torch.Tensor, tgt_T: torch.Tensor,
-                     params: BlendParams, view_pixels: int) -> torch.Tensor:
-    """B x COHERENT x 4 x H x W (Rendered.coherent) from the completed target depth ``inv``."""
+                     view_pixels: int) -> torch.Tensor:
+    """B x COHERENT x 4 x H x W (Rendered.coherent) from the completed target depth ``inv``:
+    colour and whether the point lands in the frame, nothing else (no visibility or angle)."""
     B, H, W = inv.shape
     out = torch.zeros(B, COHERENT, 4, H * W, device=inv.device)
     best = [c for c in primary if c.rank == 0]
     if not best:
         return out.reshape(B, COHERENT, 4, H, W)
+    dirs = shared_directions(tgt_K.float(), H, W).reshape(B, 3, -1)
+    T_tw = torch.linalg.inv(tgt_T.double())
     for k, depth in enumerate(coherent_depths(inv, view_pixels)):
-        parts, _ = _sample(best, depth, tgt_K, tgt_T, params)
-        for p in parts:
-            b = p.b
-            out[b, k, :3] = p.rgb
-            out[b, k, 3] = greater(p.base, 0)
+        has = greater(depth, 0)
+        z_t = (1.0 / depth.clamp_min(1e-12)).mul_(has).add_(1 - has).reshape(B, 1, -1)  # 1 where no depth
+        for cs in _groups(best).values():
+            group = [best[i] for i in cs]
+            b, _, grid, z, _, _, _ = _project(group, dirs, z_t, T_tw, H, W)
+            out[b, k, :3] = F.grid_sample(_stacked_rgb(group), grid, mode="bilinear", padding_mode="border",
+                                          align_corners=False).reshape(len(group), 3, -1)
+            gx, gy = grid[..., 0].reshape(len(group), -1), grid[..., 1].reshape(len(group), -1)
+            out[b, k, 3] = greater(z, 1e-6).mul_(less(gx.abs(), 1)).mul_(less(gy.abs(), 1)).mul_(
+                has.reshape(B, -1).index_select(0, b))
     return out.reshape(B, COHERENT, 4, H, W)
 
 
@@ -404,7 +424,7 @@ def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tenso
         parts, best = _sample(primary, completed, tgt_K, tgt_T, params)
         falloff = [_falloff(p, best, params) for p in parts]
         planes = _slot_planes(parts, falloff, primary, B, H, W, slots)
-        coherent = _coherent_planes(primary, completed, tgt_K, tgt_T, params, view_pixels or H * W)
+        coherent = _coherent_planes(primary, completed, tgt_K, tgt_T, view_pixels or H * W)
         colour, weight, support = _accumulate(parts, best, B, H, W, params, has=inv > 0, falloff=falloff)
     else:
         colour, weight, support = blend(primary, inv, tgt_K, tgt_T, params)
