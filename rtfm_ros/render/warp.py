@@ -215,7 +215,7 @@ def _sample(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.
     has_flat = has_f.reshape(B, -1)
     T_tw = torch.linalg.inv(tgt_T.double())
     parts = []
-    for (h, w), idx in _groups(contexts).items():
+    for idx in _groups(contexts).values():
         cs = [contexts[i] for i in idx]
         b, T_tc, grid, z, zc, zb, dirs_b = _project(cs, dirs, z_flat, T_tw, H, W)
         gx, gy = grid[..., 0].reshape(len(cs), -1), grid[..., 1].reshape(len(cs), -1)
