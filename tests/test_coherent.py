@@ -10,7 +10,7 @@ import torch
 from test_render_kernels import _contexts
 
 from rtfm_ros.geometry import make_transform
-from rtfm_ros.render import warp
+from rtfm_ros.render import context, warp
 
 
 def test_coherent_depths_drop_small_near_fragments() -> None:
@@ -27,10 +27,10 @@ def test_coherent_depths_drop_small_near_fragments() -> None:
     assert not bool(smooth[1].any()) and not bool(plane[1].any())
 
 
-def _wall_context(rank: int, x: float, rgb: torch.Tensor) -> warp.ContextLevel:
+def _wall_context(rank: int, x: float, rgb: torch.Tensor) -> context.ContextLevel:
     h, w = rgb.shape[-2:]
     K = torch.tensor([[w * 0.8, 0, w / 2], [0, w * 0.8, h / 2], [0, 0, 1]], dtype=torch.float32)
-    return warp.ContextLevel(rgb=rgb, depth=torch.full((h, w), 3.0), K=K,
+    return context.ContextLevel(rgb=rgb, depth=torch.full((h, w), 3.0), K=K,
                              T_world_camera=torch.from_numpy(make_transform(None, [x, 0.0, 0.0])), target=0, rank=rank)
 
 

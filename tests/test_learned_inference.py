@@ -142,7 +142,7 @@ def test_relative_depth_plane_equals_the_per_view_median(seed: int) -> None:
     half[2] = 0  # no depth at all
     half[3, :, :] = 0
     half[3, 0, :2] = torch.tensor([0.5, 0.25])  # an even count: the lower median
-    blocky = half.repeat_interleave(2, 1).repeat_interleave(2, 2)  # as warp._depth upsamples
+    blocky = half.repeat_interleave(2, 1).repeat_interleave(2, 2)  # as target_depth.stacked_depth upsamples
     ragged = blocky.clone()
     ragged[0, 5, 7] = 0.77  # one pixel off its block: every pixel counts
     for inv in (blocky, ragged, blocky[:, :19, :27]):

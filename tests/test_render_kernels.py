@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from rtfm_ros.geometry import make_transform
-from rtfm_ros.render import kernels, prepare, warp
+from rtfm_ros.render import context, kernels, prepare, target_depth, warp
 
 
 def _nanmedian3(inv: torch.Tensor) -> torch.Tensor:
@@ -74,7 +74,8 @@ def test_max_box_and_nearest_equal_the_pooling_ops(seed: int) -> None:
         assert _same(kernels.upsample_nearest(x, f), F.interpolate(x[:, None], scale_factor=f, mode="nearest")[:, 0])
 
 
-def _contexts(seed: int, B: int = 3, per_view: int = 4) -> tuple[list[warp.ContextLevel], torch.Tensor, torch.Tensor]:
+def _contexts(seed: int, B: int = 3,
+              per_view: int = 4) -> tuple[list[context.ContextLevel], torch.Tensor, torch.Tensor]:
     """Random contexts of several shapes around B targets (some generated, some depth missing)."""
     rng = np.random.default_rng(seed)
     ctx = []
@@ -86,7 +87,7 @@ def _contexts(seed: int, B: int = 3, per_view: int = 4) -> tuple[list[warp.Conte
             K = torch.tensor([[w * 0.9, 0, w / 2], [0, w * 0.9, h / 2], [0, 0, 1]], dtype=torch.float32)
             K_half = K * torch.tensor([[0.5], [0.5], [1.0]])
             T = torch.from_numpy(make_transform(None, [b * 0.1 + rng.normal(0, 0.1), rng.normal(0, 0.05), 0.0]))
-            ctx.append(warp.ContextLevel(rgb=torch.from_numpy(rng.random((3, h, w)).astype(np.float32)), depth=depth,
+            ctx.append(context.ContextLevel(rgb=torch.from_numpy(rng.random((3, h, w)).astype(np.float32)), depth=depth,
                                          K=K, T_world_camera=T, target=b, rank=rank,
                                          weight=1.0 if rank < 3 else 0.05,
                                          splat_depth=depth[::2, ::2].contiguous(), splat_K=K_half))
@@ -100,16 +101,16 @@ def test_depth_groups_stacked_equal_each_group_alone(size: tuple[int, int]) -> N
     ctx, tgt_K, tgt_T = _contexts(1)
     groups = [[c for c in ctx if c.rank < 2], [c for c in ctx if c.rank == 2], [c for c in ctx if c.rank == 3]]
     H, W = size
-    stacked = warp._depth(groups, tgt_K, tgt_T, H, W, H * W)
+    stacked = target_depth.stacked_depth(groups, tgt_K, tgt_T, H, W, H * W)
     for k, g in enumerate(groups):
-        assert torch.equal(stacked[k], warp._depth([g], tgt_K, tgt_T, H, W, H * W)[0])
+        assert torch.equal(stacked[k], target_depth.stacked_depth([g], tgt_K, tgt_T, H, W, H * W)[0])
     assert bool((stacked > 0).any())
 
 
 def test_slot_planes_equal_per_context_copies() -> None:
     ctx, tgt_K, tgt_T = _contexts(2)
     B, H, W, slots = 3, 32, 32, 3
-    inv = warp.complete_inverse_depth(warp._depth([ctx], tgt_K, tgt_T, H, W, H * W)[0])
+    inv = warp.complete_inverse_depth(target_depth.stacked_depth([ctx], tgt_K, tgt_T, H, W, H * W)[0])
     params = warp.BlendParams()
     parts, best = warp._sample(ctx, inv, tgt_K, tgt_T, params)
     falloff = [warp._falloff(p, best, params) for p in parts]

@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from test_render_kernels import _contexts
 
-from rtfm_ros.render import rays, warp
+from rtfm_ros.render import context, rays, target_depth, warp
 
 
-def _plain_sample(contexts: list[warp.ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Tensor,
+def _plain_sample(contexts: list[context.ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Tensor,
                   tgt_T: torch.Tensor, params: warp.BlendParams) -> tuple[list[warp._Samples], torch.Tensor]:
     """warp._sample as it was written before (where, exp of every exponent, new tensors)."""
     B, H, W = inv_depth.shape
@@ -26,7 +26,7 @@ def _plain_sample(contexts: list[warp.ContextLevel], inv_depth: torch.Tensor, tg
     z_flat = z_t.reshape(B, 1, -1)
     T_tw = torch.linalg.inv(tgt_T.double())
     parts = []
-    for (h, w), idx in warp._groups(contexts).items():
+    for (h, w), idx in target_depth.groups_by_size(contexts).items():
         cs = [contexts[i] for i in idx]
         b = torch.tensor([c.target for c in cs])
         T_tc = T_tw.index_select(0, b) @ torch.stack([c.T_world_camera for c in cs]).double()
@@ -121,14 +121,14 @@ def test_uint8_contexts_render_as_their_float_colour() -> None:
         assert torch.equal(out.slots, ref.slots)
 
 
-def _plain_splat(contexts: list[warp.ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int,
+def _plain_splat(contexts: list[context.ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int,
                  W: int) -> torch.Tensor:
     """target_depth's splat before the gap closing, as written before: the points that land
     compacted with nonzero, then the soft z-buffer over them alone."""
     B = tgt_K.shape[0]
     T_tw = torch.linalg.inv(tgt_T.double())
     keys, zs = [], []
-    for (h, w), idx in warp._groups(contexts).items():
+    for (h, w), idx in target_depth.groups_by_size(contexts).items():
         cs = [contexts[i] for i in idx]
         depth = torch.stack([c.depth for c in cs])
         K = torch.stack([c.K for c in cs]).float()
@@ -148,7 +148,7 @@ def _plain_splat(contexts: list[warp.ContextLevel], tgt_K: torch.Tensor, tgt_T: 
     key, z = torch.cat(keys), torch.cat(zs)
     zmin = torch.full((B * H * W,), float("inf"))
     zmin.scatter_reduce_(0, key, z, reduce="amin")
-    near = z <= zmin[key] * (1 + warp.DEPTH_TOLERANCE)
+    near = z <= zmin[key] * (1 + target_depth.DEPTH_TOLERANCE)
     sel = near.nonzero().squeeze(1)
     key_near, z_near = key.index_select(0, sel), z.index_select(0, sel)
     acc = torch.zeros(B * H * W).index_add_(0, key_near, 1.0 / z_near)
@@ -162,5 +162,5 @@ def test_splat_without_compaction_equals_the_compacted_one(seed: int) -> None:
     ctx[0].depth = ctx[0].depth.clone()
     ctx[0].depth[0, :3] = torch.tensor([-1.0, float("inf"), 1e-8])  # behind, at infinity, at the camera
     for H, W in ((24, 20), (9, 31)):
-        out = warp.target_depth(ctx, tgt_K, tgt_T, H, W, gap_iterations=0)
+        out = target_depth.target_depth(ctx, tgt_K, tgt_T, H, W, gap_iterations=0)
         assert torch.equal(out, _plain_splat(ctx, tgt_K, tgt_T, H, W)) and bool((out > 0).any())

@@ -180,7 +180,7 @@ def _input_parts(geometric: warp.Rendered) -> list[torch.Tensor]:
 def _median_log_depth(inv_depth: torch.Tensor, log_z: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
     """B: each view's (lower) median log depth over its pixels with depth (0 for a view with none).
 
-    The target depth is splatted at half resolution and repeated 2x2 (render.warp._depth), so
+    The target depth is splatted at half resolution and repeated 2x2 (render.target_depth.stacked_depth), so
     when every 2x2 block holds one value the median is taken over one pixel per block: with
     every value present 4 times, the lower median of the 4m values (sorted index 2m - 1) is the
     lower median of the m (index (m - 1) // 2). The same value at a quarter of the cost (the

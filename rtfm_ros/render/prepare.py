@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from rtfm_ros.geometry import PinholeCamera
 from rtfm_ros.learn.depth_prior import DepthPrior
 from rtfm_ros.memory import Frame, FrameMemory
-from rtfm_ros.render import stereo, warp
+from rtfm_ros.render import context, stereo
 from rtfm_ros.render.consistency import PosedDepth, consistent_depth
 from rtfm_ros.render.planar import completed_depth
 
@@ -99,10 +99,10 @@ class PreparedFrame:
         return K
 
     def context(self, level: int, T_world_camera: np.ndarray, target: int, rank: int, weight: float,
-                device: torch.device) -> warp.ContextLevel:
+                device: torch.device) -> context.ContextLevel:
         coarse = min(level + 1, self.levels - 1)
         self.ensure_level(coarse)
-        return warp.ContextLevel(rgb=self.rgb[level].to(device),
+        return context.ContextLevel(rgb=self.rgb[level].to(device),
                                 depth=self.depth[level].to(device), K=self.K_tensor(level, device),
                                 T_world_camera=torch.from_numpy(T_world_camera).to(device), target=target,
                                 rank=rank, weight=weight, splat_depth=self.depth[coarse].to(device),

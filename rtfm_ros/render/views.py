@@ -17,7 +17,7 @@ import torch
 
 from rtfm_ros.geometry import PinholeCamera
 from rtfm_ros.memory import FrameMemory
-from rtfm_ros.render import warp
+from rtfm_ros.render import context, warp
 from rtfm_ros.render.cache import RenderCore
 from rtfm_ros.render.config import RenderConfig
 from rtfm_ros.render.fit_file import WorldFit
@@ -113,10 +113,10 @@ def _context_ids(wm: ViewWorld, T: np.ndarray, cam: PinholeCamera, exclude: froz
 
 def view_contexts(views: Sequence[tuple[ViewWorld, np.ndarray, PinholeCamera]], pick: Sequence[PinholeCamera],
                   dev: torch.device,
-                  exclude: frozenset[int] = frozenset()) -> tuple[list[warp.ContextLevel], list[int]]:
+                  exclude: frozenset[int] = frozenset()) -> tuple[list[context.ContextLevel], list[int]]:
     """Every view's context frames at the pyramid level its pixels need, and the views whose exact
     pose and camera a stored frame holds (a revisit: it gives back what was shown)."""
-    contexts: list[warp.ContextLevel] = []
+    contexts: list[context.ContextLevel] = []
     revisits = []
     for b, ((wm, T, cam), pick_cam) in enumerate(zip(views, pick)):
         mem = wm.memory

@@ -3,10 +3,10 @@
 Why this shape: forward-splatting context pixels leaves holes that any fill turns into mosaics,
 and it cannot resample an image finer than it was stored. Here geometry and colour are split:
 
-1. Target depth: the best-ranked contexts' depth points are splatted into the target (at half
-   resolution) with a soft z-buffer (the nearest surface wins; points within DEPTH_TOLERANCE
-   of it are averaged in inverse depth); lower-ranked contexts only fill what those left
-   empty; small gaps are closed and a 3x3 median removes lone stereo outliers.
+1. Target depth (render.target_depth): the best-ranked contexts' depth points are splatted
+   into the target (at half resolution) with a soft z-buffer (the nearest surface wins);
+   lower-ranked contexts only fill what those left empty; small gaps are closed and a 3x3
+   median removes lone stereo outliers.
 2. Colour by backward warping: each target pixel's 3D point is projected into every context
    frame and sampled bilinearly from the pyramid level that matches the target's pixel size
    (no aliasing, no upsampled splats). Each sample is weighted by visibility (the point must
@@ -36,38 +36,20 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from rtfm_ros.render.context import ContextLevel, groups_by_size
 from rtfm_ros.render.fill import complete_inverse_depth, push_pull_fill
-from rtfm_ros.render.kernels import as_float, at_least, at_most, greater, less, max3x3, median3, upsample_nearest
+from rtfm_ros.render.kernels import as_float, at_most, greater, less
 from rtfm_ros.render.rays import shared_directions
+from rtfm_ros.render.target_depth import stacked_depth
 
-DEPTH_TOLERANCE = 0.08   # relative depth band treated as one surface in the z-buffer
 VISIBILITY_SIGMA = 0.06  # relative depth misfit at which a context sample's weight falls to e^-1
 ANGLE_SIGMA = math.radians(6.0)  # relative to the best-placed context at each pixel
 RANK_DECAY = 0.85        # weight of the n-th ranked context: RANK_DECAY ** n
 MIN_WEIGHT = 1e-3        # total weight below which a pixel counts as unseen
-GAP_FILL_ITERATIONS = 2  # pixel rings of target depth closed from neighbours
 SECONDARY_HANDOVER = 0.02  # primary weight at which secondary contexts' share falls to e^-1
 DEPTH_CONTEXTS = 2       # best-ranked contexts whose depth makes the target's (the rest fill gaps)
-DEPTH_MEDIAN = True      # 3x3 median on the target's depth before colour is fetched
-SPLAT_MIN_SIDE = 32      # targets at least twice this size splat their depth at half resolution
-QUARTER_DEPTH_PIXELS = 400 * 300  # ... and larger ones at a quarter
 COHERENT = 2             # coherent warps of the best-ranked context (smoothed depth, median plane)
 COHERENT_BLOCKS = 8      # the smoothed depth's blocks: the view's geometric-mean side / this
-
-
-@dataclass
-class ContextLevel:
-    """One context frame at the pyramid level chosen for a render."""
-
-    rgb: torch.Tensor     # 3 x h x w float in [0, 1], or uint8 0-255 (converted where sampled)
-    depth: torch.Tensor   # h x w planar z (NaN = unknown)
-    K: torch.Tensor       # 3 x 3 at this level
-    T_world_camera: torch.Tensor  # 4 x 4 float64
-    target: int           # index of the target view this context serves
-    rank: int             # 0 = best
-    weight: float = 1.0   # trust in this frame (generated views count for less than real ones)
-    splat_depth: torch.Tensor | None = None  # a coarser level's depth for the target-depth splat
-    splat_K: torch.Tensor | None = None
 
 
 @dataclass
@@ -92,70 +74,6 @@ class Rendered:
     # B x COHERENT x 4 x H x W with the slots: the best-ranked real context warped with the
     # coherent depths (coherent_depths): colour (3), inside that context's image (1)
     coherent: torch.Tensor | None = None
-
-
-def _groups(contexts: list[ContextLevel], splat: bool = False) -> dict[tuple[int, int], list[int]]:
-    out: dict[tuple[int, int], list[int]] = {}
-    for i, c in enumerate(contexts):
-        d = c.splat_depth if splat and c.splat_depth is not None else c.depth
-        h, w = d.shape[-2:]
-        out.setdefault((h, w), []).append(i)
-    return out
-
-
-def _close_gaps(inv: torch.Tensor, iterations: int) -> torch.Tensor:
-    """Fill zero (empty) pixels of an inverse-depth map with the max of their 3x3 neighbours
-    (the nearest surface), a ring at a time: closes the pinholes of a sparse splat."""
-    for _ in range(iterations):
-        empty = at_most(inv, 0)
-        if not bool(empty.any()):
-            break
-        inv = max3x3(inv).mul_(empty).add_(inv)  # where(empty, grown, inv): inv is 0 there, both finite
-    return inv
-
-
-def target_depth(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int, W: int,
-                 gap_iterations: int = GAP_FILL_ITERATIONS, coarse: bool = False,
-                 targets: list[int] | None = None) -> torch.Tensor:
-    """B x H x W inverse depth of the targets (0 where nothing landed), from the contexts' depth
-    (their coarser splat levels with ``coarse``); ``targets``: each context's target index
-    instead of its own ``target`` (several splats stacked as one batch of targets)."""
-    B = tgt_K.shape[0]
-    dev = tgt_K.device
-    T_tw = torch.linalg.inv(tgt_T.double())
-    keys, zs = [], []
-    for (h, w), idx in _groups(contexts, splat=coarse).items():
-        cs = [contexts[i] for i in idx]
-        levels = [(c.splat_depth, c.splat_K) if coarse and c.splat_depth is not None and c.splat_K is not None
-                  else (c.depth, c.K) for c in cs]
-        depth = torch.stack([d for d, _ in levels])  # n h w
-        K = torch.stack([k for _, k in levels]).float()
-        dirs = shared_directions(K, h, w)  # n 3 h w
-        pts = dirs * depth[:, None]
-        b = torch.tensor([c.target if targets is None else targets[i] for c, i in zip(cs, idx)], device=dev)
-        T_tc = (T_tw.index_select(0, b) @ torch.stack([c.T_world_camera for c in cs]).double()).float()  # n 4 4
-        cam = T_tc[:, :3, :3] @ pts.reshape(len(cs), 3, -1) + T_tc[:, :3, 3:]
-        uvw = tgt_K.index_select(0, b).float() @ cam
-        z = uvw[:, 2]
-        u = torch.floor(uvw[:, 0] / z.clamp_min(1e-9))
-        v = torch.floor(uvw[:, 1] / z.clamp_min(1e-9))
-        ok = greater(z, 1e-6).mul_(less(z, math.inf)).mul_(at_least(u, 0)).mul_(less(u, W))
-        ok = ok.mul_(at_least(v, 0)).mul_(less(v, H)).long()  # 0/1
-        flat = b[:, None] * (H * W) + (v.clamp(0, H - 1) * W + u.clamp(0, W - 1)).long()
-        # Points that miss go to one extra bin past the targets' pixels (no compaction by
-        # nonzero: ~4x the cost of the arithmetic at these sizes); whatever their z, it only
-        # reaches that bin, which is dropped.
-        keys.append(flat.mul_(ok).add_(ok.neg_().add_(1).mul_(B * H * W)).reshape(-1))
-        zs.append(z.reshape(-1))
-    key = torch.cat(keys) if keys else torch.zeros(0, dtype=torch.long, device=dev)
-    z = torch.cat(zs) if zs else torch.zeros(0, device=dev)
-    zmin = torch.full((B * H * W + 1,), math.inf, device=dev)
-    zmin.scatter_reduce_(0, key, z, reduce="amin")
-    near = (z <= zmin.index_select(0, key) * (1 + DEPTH_TOLERANCE)).to(z.dtype)  # the nearest surface's points
-    acc = torch.zeros(B * H * W + 1, device=dev).index_add_(0, key, z.reciprocal().mul_(near))
-    cnt = torch.zeros(B * H * W + 1, device=dev).index_add_(0, key, near)
-    inv = (acc[:-1] / cnt[:-1].clamp_min(1)).reshape(B, H, W)
-    return _close_gaps(inv, gap_iterations)
 
 
 @dataclass
@@ -215,7 +133,7 @@ def _sample(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.
     has_flat = has_f.reshape(B, -1)
     T_tw = torch.linalg.inv(tgt_T.double())
     parts = []
-    for idx in _groups(contexts).values():
+    for idx in groups_by_size(contexts).values():
         cs = [contexts[i] for i in idx]
         b, T_tc, grid, z, zc, zb, dirs_b = _project(cs, dirs, z_flat, T_tw, H, W)
         gx, gy = grid[..., 0].reshape(len(cs), -1), grid[..., 1].reshape(len(cs), -1)
@@ -357,7 +275,7 @@ def _coherent_planes(primary: list[ContextLevel], inv: torch.Tensor, tgt_K: torc
     for k, depth in enumerate(coherent_depths(inv, view_pixels)):
         has = greater(depth, 0)
         z_t = (1.0 / depth.clamp_min(1e-12)).mul_(has).add_(1 - has).reshape(B, 1, -1)  # 1 where no depth
-        for cs in _groups(best).values():
+        for cs in groups_by_size(best).values():
             group = [best[i] for i in cs]
             b, _, grid, z, _, _, _ = _project(group, dirs, z_t, T_tw, H, W)
             out[b, k, :3] = F.grid_sample(_stacked_rgb(group), grid, mode="bilinear", padding_mode="border",
@@ -366,31 +284,6 @@ def _coherent_planes(primary: list[ContextLevel], inv: torch.Tensor, tgt_K: torc
             out[b, k, 3] = greater(z, 1e-6).mul_(less(gx.abs(), 1)).mul_(less(gy.abs(), 1)).mul_(
                 has.reshape(B, -1).index_select(0, b))
     return out.reshape(B, COHERENT, 4, H, W)
-
-
-def _depth(groups: list[list[ContextLevel]], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int, W: int,
-           view_pixels: int) -> torch.Tensor:
-    """G x B x H x W target inverse depth from each group of contexts alone, all groups splatted,
-    filtered and upsampled as one stack of G * B targets (one pass of small ops, not G)."""
-    B = tgt_K.shape[0]
-    contexts = [c for g in groups for c in g]
-    targets = [k * B + c.target for k, g in enumerate(groups) for c in g]
-    K_all, T_all = tgt_K.repeat(len(groups), 1, 1), tgt_T.repeat(len(groups), 1, 1)
-    if min(H, W) >= 2 * SPLAT_MIN_SIDE:
-        # Geometry at half the resolution (colour still at full): a quarter of the splat work;
-        # at a quarter for large views (by the whole view's size, so its tiles match it).
-        f = 4 if view_pixels > QUARTER_DEPTH_PIXELS else 2
-        K_s = K_all.clone()
-        K_s[:, :2] /= f
-        h, w = -(-H // f), -(-W // f)
-        inv = target_depth(contexts, K_s, T_all, h, w, coarse=True, targets=targets)
-        if DEPTH_MEDIAN:
-            inv = median3(inv)
-        inv = upsample_nearest(inv, f)[:, :H, :W]
-    else:
-        inv = target_depth(contexts, K_all, T_all, H, W, targets=targets)
-        inv = median3(inv) if DEPTH_MEDIAN else inv
-    return inv.reshape(len(groups), B, H, W)
 
 
 def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tensor, H: int, W: int,
@@ -414,7 +307,7 @@ def render(contexts: list[ContextLevel], tgt_K: torch.Tensor, tgt_T: torch.Tenso
     groups = [g for g in ([c for c in primary if c.rank < DEPTH_CONTEXTS],
                           [c for c in primary if c.rank >= DEPTH_CONTEXTS], secondary) if g]
     if groups:
-        for layer in _depth(groups, tgt_K, tgt_T, H, W, view_pixels or H * W):
+        for layer in stacked_depth(groups, tgt_K, tgt_T, H, W, view_pixels or H * W):
             inv = layer.mul(at_most(inv, 0)).add_(inv)  # where(inv > 0, inv, layer): both finite, >= 0
     params = params or BlendParams()
     B = tgt_K.shape[0]
