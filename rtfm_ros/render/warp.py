@@ -112,6 +112,13 @@ def _project(cs: list[ContextLevel], dirs: torch.Tensor, z_flat: torch.Tensor, T
     return b, T_tc, grid.reshape(len(cs), H, W, 2), z, zc, zb, dirs_b
 
 
+def _inside(grid: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """n x HW 0/1: the points _project placed in front of the context and inside its image."""
+    n = grid.shape[0]
+    gx, gy = grid[..., 0].reshape(n, -1), grid[..., 1].reshape(n, -1)
+    return greater(z, 1e-6).mul_(less(gx.abs(), 1)).mul_(less(gy.abs(), 1))
+
+
 def _sample(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.Tensor, tgt_T: torch.Tensor,
             params: BlendParams) -> tuple[list[_Samples], torch.Tensor]:
     """Every context sampled at the targets' points (from ``inv_depth``), and the best angle cost per
@@ -136,13 +143,12 @@ def _sample(contexts: list[ContextLevel], inv_depth: torch.Tensor, tgt_K: torch.
     for idx in groups_by_size(contexts).values():
         cs = [contexts[i] for i in idx]
         b, T_tc, grid, z, zc, zb, dirs_b = _project(cs, dirs, z_flat, T_tw, H, W)
-        gx, gy = grid[..., 0].reshape(len(cs), -1), grid[..., 1].reshape(len(cs), -1)
         rgb = F.grid_sample(_stacked_rgb(cs), grid, mode="bilinear", padding_mode="border",
                             align_corners=False).reshape(len(cs), 3, -1)
         dctx = torch.stack([c.depth for c in cs])
         dsamp = F.grid_sample(torch.nan_to_num(dctx, nan=0.0)[:, None], grid, mode="nearest",
                               padding_mode="zeros", align_corners=False).reshape(len(cs), -1)
-        inside = greater(z, 1e-6).mul_(less(gx.abs(), 1)).mul_(less(gy.abs(), 1))  # 0/1
+        inside = _inside(grid, z)
         # Visibility: the target's point must be (about) the surface the context saw at that pixel:
         # vis = exp(-((zc / max(dsamp, 1e-9) - 1) / sigma)^2) where dsamp > 0, else 0.05. Where
         # dsamp <= 0 the exponent is not used: zc is added to dsamp there so it is 0, not -inf.
@@ -280,9 +286,7 @@ def _coherent_planes(primary: list[ContextLevel], inv: torch.Tensor, tgt_K: torc
             b, _, grid, z, _, _, _ = _project(group, dirs, z_t, T_tw, H, W)
             out[b, k, :3] = F.grid_sample(_stacked_rgb(group), grid, mode="bilinear", padding_mode="border",
                                           align_corners=False).reshape(len(group), 3, -1)
-            gx, gy = grid[..., 0].reshape(len(group), -1), grid[..., 1].reshape(len(group), -1)
-            out[b, k, 3] = greater(z, 1e-6).mul_(less(gx.abs(), 1)).mul_(less(gy.abs(), 1)).mul_(
-                has.reshape(B, -1).index_select(0, b))
+            out[b, k, 3] = _inside(grid, z).mul_(has.reshape(B, -1).index_select(0, b))
     return out.reshape(B, COHERENT, 4, H, W)
 
 
