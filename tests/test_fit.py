@@ -32,6 +32,8 @@ def test_fit_lowers_the_leave_one_out_loss_and_round_trips(world_file, tmp_path)
     wm = WorldModel.load(world=world_file)
     fit, report = fit_world(wm, steps=25, renderer_steps=0)
     assert report["last_loss"] < report["first_loss"]
+    # kept only where the render that runs scores at least as well with it as with the defaults
+    assert report["blend_kept"] == (report["blend_loo_psnr_fitted"] >= report["blend_loo_psnr_default"])
     assert fit.frames == len(wm.memory)
     out = save_fit(fit, tmp_path / "f.fit.safetensors")
     back = load_fit(out, len(wm.memory))
@@ -41,6 +43,21 @@ def test_fit_lowers_the_leave_one_out_loss_and_round_trips(world_file, tmp_path)
     out.write_bytes(out.read_bytes()[:40])
     with pytest.raises(FitError, match="not a readable fit file"):
         load_fit(out, len(wm.memory))
+
+
+def test_a_fitted_blend_that_renders_worse_is_not_kept(world_file, monkeypatch):
+    """The fitted blend is checked by the render that runs on the same leave-one-out views: one
+    that scores below the defaults is dropped (said in the report), the defaults are saved."""
+    from rtfm_ros.render import fit as fit_module
+    from rtfm_ros.render.fit_file import WorldFit
+    from rtfm_ros.render.warp import BlendParams
+
+    wm = WorldModel.load(world=world_file)
+    bad = WorldFit(BlendParams(angle_sigma=1e-3, visibility_sigma=1e-3, rank_decay=0.01), len(wm.memory))
+    monkeypatch.setattr(fit_module, "_fit_blend", lambda *args: (bad, {"frames": len(wm.memory)}))
+    fit, report = fit_world(wm, steps=2, renderer_steps=0)
+    assert report["blend_loo_psnr_fitted"] < report["blend_loo_psnr_default"] - 0.5, report
+    assert not report["blend_kept"] and fit.params == BlendParams() and fit.frames == len(wm.memory)
 
 
 def test_cli_fit_is_loaded_with_the_world(world_file):

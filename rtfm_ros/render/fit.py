@@ -8,7 +8,9 @@ renderer (rtfm_ros.render.warp):
 
 - the blend's parameters (angle and visibility widths, rank decay): how much to trust the
   best-placed frame over the others and the frames' depth over their agreement, which differs
-  between a turntable of photos and a robot driving through a room.
+  between a turntable of photos and a robot driving through a room. They are kept only if the
+  render that runs (the learned renderer where it is on) scores at least as well with them as
+  with the defaults on the same leave-one-out views at RENDERER_WIDTH.
 
 - the learned renderer (render.learned), fine-tuned from the render core's weights on the same
   leave-one-out views (at RENDERER_WIDTH, a few hundred steps of the training loss): it learns
@@ -60,6 +62,17 @@ def fit_world(wm: WorldModel, steps: int = FIT_STEPS, batch: int = FIT_BATCH, lr
               renderer_steps: int = RENDERER_STEPS) -> tuple[WorldFit, dict[str, Any]]:
     """Leave-one-out fit over the world's real frames. Returns (fit, report with losses)."""
     fit, report = _fit_blend(wm, steps, batch, lr, side, seed, progress)
+    # The blend is fitted on the pipeline's own render at a small size; the render that runs
+    # (the learned renderer over the blend's candidates, at full size) can lose with it (0.1 dB
+    # on entry-p10's held-out photos, BENCHMARKS.md), so the fitted blend is kept only where it
+    # scores at least as well as the default on the same leave-one-out views.
+    default = WorldFit(warp.BlendParams(), fit.frames)
+    views = {"default": _loo_views(wm, default, progress), "fitted": _loo_views(wm, fit, progress)}
+    scores = {k: _loo_psnr(wm, v) for k, v in views.items()}
+    keep = "fitted" if scores["fitted"] >= scores["default"] else "default"
+    report |= {"blend_kept": keep == "fitted", "blend_loo_psnr_default": scores["default"],
+               "blend_loo_psnr_fitted": scores["fitted"]}
+    fit = fit if keep == "fitted" else default
     real = sum(1 for i in wm.memory if wm.memory.source(i) != "generated")
     adapt = renderer_steps and wm.core.learned_renderer is not None and wm.config.use_learned
     if adapt and real < 2 * HOLD_EVERY:
@@ -68,38 +81,66 @@ def fit_world(wm: WorldModel, steps: int = FIT_STEPS, batch: int = FIT_BATCH, lr
         report["renderer_skipped"] = (f"{real} real frames: fewer than {2 * HOLD_EVERY}, none can be held back "
                                       "to check the adaptation; the core's learned renderer is kept")
     elif adapt:
-        previous, wm.fit = wm.fit, fit
-        try:
-            fit.renderer, more = adapt_renderer(wm, renderer_steps, seed=seed, progress=progress)
-        finally:
-            wm.fit = previous
+        fit.renderer, more = adapt_renderer(wm, renderer_steps, seed=seed, progress=progress, views=views[keep])
         report |= more
     return fit, report
 
 
-def adapt_renderer(wm: WorldModel, steps: int, *, width: int = RENDERER_WIDTH, lr: float = RENDERER_LR,
-                   seed: int = 0, progress: bool = False) -> tuple[LearnedRenderer, dict[str, Any]]:
-    """The core's learned renderer fine-tuned on the world's own real frames, each rendered from
-    the others (never from itself); report: leave-one-out PSNR before and after."""
-    import copy
+Views = list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
+
+def _loo_views(wm: WorldModel, fit: WorldFit, progress: bool, width: int = RENDERER_WIDTH) -> Views:
+    """Each real frame rendered from the others (never from itself) with ``fit``'s blend, at most
+    ``width`` wide: the learned renderer's inputs, the frame and the geometric render."""
     from tqdm import tqdm
 
     from rtfm_ros.images import resize_image
     from rtfm_ros.learn.renderer_data import view_example
-    from rtfm_ros.learn.train_renderer import RendererTrainConfig, example_tensors, loss_fn, sample_batch, validate
+    from rtfm_ros.learn.train_renderer import example_tensors
+
+    mem = wm.memory
+    previous, wm.fit = wm.fit, fit
+    try:
+        out = []
+        for i in tqdm([i for i in mem if mem.source(i) != "generated"], desc="leave-one-out views", unit="view",
+                      disable=not progress):
+            cam = mem.camera(i)
+            cam = cam.scaled(width, max(8, round(cam.height * width / cam.width))) if cam.width > width else cam
+            truth = resize_image(np.asarray(mem.get(i).rgb), cam.width, cam.height)
+            out.append(example_tensors(view_example(wm, mem.pose(i), cam, truth, "fit", exclude=[i])))
+    finally:
+        wm.fit = previous
+    return out
+
+
+def _loo_psnr(wm: WorldModel, views: Views) -> float:
+    """Mean PSNR of the render that runs (the learned renderer where it is on, else the
+    geometric one) on leave-one-out views."""
+    from rtfm_ros.evaluate.metrics import psnr_torch
+    from rtfm_ros.learn.train_renderer import validate
+
+    net = wm.core.learned_renderer if wm.config.use_learned else None
+    if net is not None:
+        return validate(net, views, wm.device)["psnr"]
+    return float(np.mean([float(psnr_torch(g[None], y[None])[0]) for _, y, g in views]))
+
+
+def adapt_renderer(wm: WorldModel, steps: int, *, lr: float = RENDERER_LR, seed: int = 0, progress: bool = False,
+                   views: Views | None = None) -> tuple[LearnedRenderer, dict[str, Any]]:
+    """The core's learned renderer fine-tuned on the world's own real frames, each rendered from
+    the others (never from itself; ``views``: those already made with the world's fit, else made
+    here); report: leave-one-out PSNR before and after."""
+    import copy
+
+    from tqdm import tqdm
+
+    from rtfm_ros.learn.train_renderer import RendererTrainConfig, loss_fn, sample_batch, validate
     from rtfm_ros.runtime import autocast
 
     base = wm.core.learned_renderer
     if base is None:
         raise FitError("the render core has no learned renderer to adapt")
-    mem = wm.memory
-    examples = []
-    for i in [i for i in mem if mem.source(i) != "generated"]:
-        cam = mem.camera(i)
-        cam = cam.scaled(width, max(8, round(cam.height * width / cam.width))) if cam.width > width else cam
-        truth = resize_image(np.asarray(mem.get(i).rgb), cam.width, cam.height)
-        examples.append(example_tensors(view_example(wm, mem.pose(i), cam, truth, "fit", exclude=[i])))
+    examples = views if views is not None else _loo_views(wm, wm.fit or WorldFit(warp.BlendParams(), 0), progress)
     # Every HOLD_EVERY-th frame is held back to choose the step (the adaptation overfits a few
     # views otherwise): the weights kept are the best on those frames, the core's own if no step
     # beats them.
@@ -231,6 +272,9 @@ def _run(args: argparse.Namespace) -> int:
     print(f"fitted {report['frames']} frames in {report['steps']} steps: loss {report['first_loss']:.4f} -> "
           f"{report['last_loss']:.4f}; angle {report['angle_sigma_deg']:.1f} deg, visibility "
           f"{report['visibility_sigma']:.3f}, rank decay {report['rank_decay']:.2f}; saved {out}")
+    verdict = "kept" if report["blend_kept"] else "not kept, the defaults render better"
+    print(f"fitted blend {verdict}: leave-one-out PSNR {report['blend_loo_psnr_fitted']:.2f} dB against "
+          f"{report['blend_loo_psnr_default']:.2f} with the defaults")
     if "renderer_skipped" in report:
         print(f"learned renderer not adapted: {report['renderer_skipped']}")
     if "renderer_steps" in report:
