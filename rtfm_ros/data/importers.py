@@ -1,15 +1,18 @@
 """Real posed images -> clips: ROS 2 bags (rosbags) and nerfstudio / instant-ngp transforms.json.
 
-Bags: images (sensor_msgs Image rgb8/bgr8/mono8/rgba8/bgra8, or CompressedImage jpeg/png),
-intrinsics from CameraInfo (k, width, height; the message closest in time to each image), and
-the pose of the camera frame in a world frame from /tf + /tf_static, looked up at each image's
-stamp with rtfm_ros.tf_buffer (tf2 semantics, interpolating). The camera frame defaults to the
+Bags (data.bag_import): images (sensor_msgs Image rgb8/bgr8/mono8/rgba8/bgra8, or
+CompressedImage jpeg/png), intrinsics from CameraInfo (k, width, height; the message closest in
+time to each image), and the pose of the camera frame in a world frame from /tf + /tf_static,
+looked up at each image's stamp with rtfm_ros.tf_buffer (tf2 semantics, interpolating). The camera frame defaults to the
 images' header.frame_id and must carry REP-103 optical axes (``*_optical_frame``); the world
 frame defaults to the root of the camera's TF tree.
 
 transforms.json: camera-to-world matrices in the OpenGL/NeRF convention (converted with
 geometry.opengl_to_optical), fl_x/fl_y/cx/cy or camera_angle_x[/y], w/h, any of them
 overridable per frame.
+
+Depth that comes with the images (a transforms.json's ``depth_file_path``, a bag's depth topic
+registered to the colour camera) is read into the clip: rtfm_ros.data.depth_maps.
 
 Lens distortion (CameraInfo d, k1/k2/p1/p2) is not undone: it is recorded in the clip's meta.
 ``res`` makes every frame a res x res square: centre-crop to a square (shifting cx/cy), then
@@ -30,115 +33,22 @@ from typing import Any
 import numpy as np
 
 from rtfm_ros.data import data_subparsers
+from rtfm_ros.data.bag_import import import_bag
 from rtfm_ros.data.clips import Clip
+from rtfm_ros.data.depth_maps import DEFAULT_DEPTH_SCALE, DepthMapError, crop_square, load_depth_file, match_image
+from rtfm_ros.data.import_common import ImportDataError, assemble, fit_image
 from rtfm_ros.geometry import POSE_REPAIR_TOL, PinholeCamera, opengl_to_optical, repair_rotation
-from rtfm_ros.images import resize_image
-from rtfm_ros.io.messages import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE
 from rtfm_ros.options import add_options, from_options, setting
 from rtfm_ros.photo import PhotoError, load_photo, read_photo
 
+__all__ = ["ImportDataError", "ImportOptions", "fit_image", "import_any", "import_bag", "import_transforms_json",
+           "parse_transforms", "transforms_frames"]
+
 _log = logging.getLogger(__name__)
 
-IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
-INFO_TYPE = CAMERA_INFO
 MAX_TRANSFORMS_BYTES = 16 << 20  # a transforms.json of 100k frames is ~50 MB; 16 MiB holds ~30k
 
 
-class ImportDataError(ValueError):
-    """Input that cannot be imported (missing topics or frames, unsupported encodings, bad JSON)."""
-
-
-def fit_image(image: np.ndarray, camera: PinholeCamera, res: int | None) -> tuple[np.ndarray, PinholeCamera]:
-    """Centre-crop to a square and resize to res x res (None: unchanged), adjusting intrinsics."""
-    if res is None:
-        return image, camera
-    if isinstance(res, bool) or int(res) != res or not 0 < res <= 4096:
-        raise ImportDataError(f"target resolution must be an integer in 1..4096, got {res}")
-    h, w = image.shape[:2]
-    s = min(h, w)
-    y0, x0 = (h - s) // 2, (w - s) // 2
-    crop = PinholeCamera(s, s, camera.fx, camera.fy, camera.cx - x0, camera.cy - y0)
-    img = resize_image(np.ascontiguousarray(image[y0: y0 + s, x0: x0 + s], dtype=np.uint8), res, res)
-    return img, crop.scaled(res, res)
-
-
-def _assemble(frames: list[tuple[float, np.ndarray, np.ndarray, PinholeCamera]], meta: dict[str, Any]) -> Clip:
-    sizes = {f[1].shape[:2] for f in frames}
-    if len(sizes) != 1:
-        raise ImportDataError(f"images have different sizes {sorted(sizes)}; pass a target resolution (--res)")
-    return Clip(rgb=np.stack([f[1] for f in frames]), T_world_camera=np.stack([f[2] for f in frames]),
-                K=np.stack([f[3].K for f in frames]), stamps=np.array([f[0] for f in frames]), depth=None, meta=meta)
-
-
-# ----------------------------------------------------------------------------- ROS 2 bags
-def _pick_topic(conns: list[Any], types: tuple[str, ...], wanted: str | None, what: str) -> Any:
-    found = [c for c in conns if c.msgtype in types]
-    if wanted is not None:
-        match = [c for c in found if c.topic == wanted]
-        if not match:
-            raise ImportDataError(f"no {what} topic {wanted!r} in the bag; it has: "
-                                  f"{', '.join(sorted({c.topic for c in found})) or 'none'}")
-        return match[0]
-    topics = sorted({c.topic for c in found})
-    if not topics:
-        raise ImportDataError(f"the bag has no {what} topic ({' or '.join(t.rsplit('/', 1)[-1] for t in types)}); "
-                              f"its topics: {', '.join(sorted({c.topic for c in conns})) or 'none'}")
-    if len(topics) != 1:
-        raise ImportDataError(f"the bag has {len(topics)} {what} topics ({', '.join(topics) or 'none'}); choose one")
-    return next(c for c in found if c.topic == topics[0])
-
-
-def import_bag(path: str | Path, *, image_topic: str | None = None, camera_info_topic: str | None = None,
-               camera_frame: str | None = None, world_frame: str | None = None, res: int | None = None,
-               max_frames: int | None = None) -> Clip:
-    """One clip from a ROS 2 bag (folder, .mcap or .db3): every image with a TF pose at its stamp."""
-    from rtfm_ros.io.bag_frames import ImagePlacer, posed_images
-    from rtfm_ros.io.bags import BagError, load_tf, open_bag, read_camera_info_msgs
-    from rtfm_ros.io.messages import ns_to_seconds
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"bag {path} not found")
-    try:
-        reader = open_bag(path)
-    except BagError as exc:
-        raise ImportDataError(str(exc)) from exc
-    try:
-        conns = reader.connections
-        img_conn = _pick_topic(conns, IMAGE_TYPES, image_topic, "image")
-        infos = [c for c in conns if c.msgtype == INFO_TYPE]
-        if camera_info_topic is None and len(infos) > 1:  # prefer the one next to the images
-            ns = img_conn.topic.rsplit("/", 2)[0]
-            near = [c for c in infos if c.topic.startswith(ns + "/")]
-            camera_info_topic = near[0].topic if len(near) == 1 else None
-        info_conn = _pick_topic(conns, (INFO_TYPE,), camera_info_topic, "CameraInfo")
-        frames, skipped, distortion = [], [0], None
-        try:
-            tf, _ = load_tf(reader)  # the whole bag's TF, so lookups do not depend on logging order
-            placer = ImagePlacer(tf, read_camera_info_msgs(reader, info_conn.topic), world_frame,
-                                 camera_frame=camera_frame)
-            for item in posed_images(reader, [img_conn], placer, skipped=skipped):
-                distortion = {"model": item.info.distortion_model, "d": [float(v) for v in item.info.d]}
-                rgb, camera = fit_image(item.rgb, item.camera, res)
-                frames.append((ns_to_seconds(item.stamp_ns), rgb, item.T_world_camera, camera))
-                if max_frames is not None and len(frames) >= max_frames:
-                    break
-        except BagError as exc:
-            raise ImportDataError(str(exc)) from exc
-        world_frame, frame_ids = placer.world_frame, placer.frame_ids
-    finally:
-        reader.close()
-    n_skipped = skipped[0]
-    if not frames:
-        raise ImportDataError(f"no image in {path} on {img_conn.topic} has a TF pose "
-                              f"({world_frame} <- {', '.join(sorted(frame_ids)) or '?'}); {n_skipped} skipped")
-    meta = {"source": "rosbag", "path": str(path), "image_topic": img_conn.topic, "camera_info_topic": info_conn.topic,
-            "camera_frame": sorted(frame_ids)[0], "world_frame": world_frame, "skipped_no_tf": n_skipped,
-            "distortion_ignored": distortion}
-    return _assemble(frames, meta)
-
-
-# ----------------------------------------------------------------------------- transforms.json
 def _number(spec: dict[str, Any], key: str, where: str) -> float:
     """A finite number from a transforms.json field (a bool, string or list is refused, not coerced)."""
     v = spec[key]
@@ -241,23 +151,47 @@ def transforms_frames(spec: Any, load_image: Callable[[str], np.ndarray], where:
     return frames
 
 
-def import_transforms_json(path: str | Path, *, res: int | None = None, max_frames: int | None = None) -> Clip:
-    """One clip from a transforms.json (or the folder holding it), frames in file order."""
+def import_transforms_json(path: str | Path, *, res: int | None = None, max_frames: int | None = None,
+                           no_depth: bool = False) -> Clip:
+    """One clip from a transforms.json (or the folder holding it), frames in file order, with the
+    depth maps its frames name (``depth_file_path``; none with ``no_depth``)."""
     path = Path(path)
     file = path / "transforms.json" if path.is_dir() else path
     try:
         spec = parse_transforms(read_photo(file, MAX_TRANSFORMS_BYTES), str(file))
     except PhotoError as exc:
         raise ImportDataError(str(exc)) from None
+    sizes: list[tuple[int, int]] = []  # each image's size before fit_image
 
     def load_image(file_path: str) -> np.ndarray:
-        return load_photo(image_path(file, file_path))
+        rgb = load_photo(image_path(file, file_path))
+        sizes.append((rgb.shape[1], rgb.shape[0]))
+        return rgb
 
     frames = transforms_frames(spec, load_image, str(file), res=res, max_frames=max_frames)
+    depths = [None if no_depth else _frame_depth(file, spec, fr, size, res, f"{file} frame {i}")
+              for i, (fr, size) in enumerate(zip(spec["frames"], sizes))]
     dist = {k: spec[k] for k in ("k1", "k2", "k3", "k4", "p1", "p2") if k in spec}
     meta = {"source": "transforms.json", "path": str(file), "distortion_ignored": dist or None,
-            "files": [fr["file_path"] for fr in spec["frames"][: len(frames)]]}
-    return _assemble(frames, meta)
+            "files": [fr["file_path"] for fr in spec["frames"][: len(frames)]],
+            "depth_files": sum(d is not None for d in depths)}
+    return assemble(frames, meta, depths)
+
+
+def _frame_depth(file: Path, spec: dict[str, Any], frame: dict[str, Any], size: tuple[int, int], res: int | None,
+                 where: str) -> np.ndarray | None:
+    """A frame's depth map (its ``depth_file_path``, scaled by ``depth_unit_scale_factor``) at its
+    image's size after fit_image, or None when it names none."""
+    if "depth_file_path" not in frame:
+        return None
+    both = {**spec, **frame}
+    key = "depth_unit_scale_factor"
+    scale = _number(both, key, where) if key in both else DEFAULT_DEPTH_SCALE
+    try:
+        depth = load_depth_file(file.parent / str(frame["depth_file_path"]), scale)
+        return crop_square(match_image(depth, size[0], size[1], where), res)
+    except DepthMapError as exc:
+        raise ImportDataError(f"{where}: {exc}") from None
 
 
 def image_path(transforms_file: Path, file_path: str) -> Path:
@@ -277,6 +211,9 @@ class ImportOptions:
     world_frame: str | None = setting(None, "TF world frame; default: root of the camera's TF tree")
     res: int | None = setting(None, "centre-crop to square and resize to RES x RES")
     max_frames: int | None = setting(None, "import at most this many frames")
+    depth_topic: str | None = setting(None, "depth Image topic registered to the images (16UC1 mm or 32FC1 m); "
+                                            "default: the only one in the images' frame, if any")
+    no_depth: bool = setting(False, "ignore depth maps (a bag's depth topic, transforms.json depth_file_path)")
 
     def __post_init__(self) -> None:
         for name in ("res", "max_frames"):
@@ -290,12 +227,13 @@ def import_any(path: str | Path, options: ImportOptions | None = None) -> Clip:
     path = Path(path)
     o = options or ImportOptions()
     if path.suffix == ".json" or (path.is_dir() and (path / "transforms.json").is_file()):
-        bag_only = [k for k in ("image_topic", "camera_frame", "world_frame") if getattr(o, k) is not None]
+        bag_only = [k for k in ("image_topic", "camera_frame", "world_frame", "depth_topic")
+                    if getattr(o, k) is not None]
         if bag_only:
             raise ImportDataError(f"{', '.join(bag_only)} only apply to bags, not to {path}")
-        return import_transforms_json(path, res=o.res, max_frames=o.max_frames)
+        return import_transforms_json(path, res=o.res, max_frames=o.max_frames, no_depth=o.no_depth)
     return import_bag(path, image_topic=o.image_topic, camera_frame=o.camera_frame, world_frame=o.world_frame,
-                      res=o.res, max_frames=o.max_frames)
+                      res=o.res, max_frames=o.max_frames, depth_topic=o.depth_topic, no_depth=o.no_depth)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -315,5 +253,6 @@ def _run(args: argparse.Namespace) -> int:
     out = write_dataset(args.out, [clip], info={"importer": clip.meta["source"], "input": str(args.input)},
                         overwrite=args.overwrite)
     h, w = clip.resolution
-    print(f"imported {len(clip)} frames ({w}x{h}) from {args.input} into {out}")
+    depth = "" if clip.depth is None else f", {int(np.isfinite(clip.depth).any(axis=(1, 2)).sum())} with depth"
+    print(f"imported {len(clip)} frames ({w}x{h}{depth}) from {args.input} into {out}")
     return 0

@@ -1,8 +1,9 @@
 """Leave-k-out scoring of any posed photo set: how good is a world built from these frames?
 
-Every ``every``-th frame is held out; a world is built from the others (no depth given: the
-frames' own geometry, as for a user's photos) and each held-out pose is rendered and compared
-with its photo. Rows, all on the same context in one run:
+Every ``every``-th frame is held out; a world is built from the others (from the depth maps the
+set comes with, where it has them and ``--no-depth`` is not given; else from the frames' own
+geometry, as for a user's photos) and each held-out pose is rendered and compared with its
+photo. Rows, all on the same context in one run:
 
 - ``model``: the world model as users get it (learned parts on);
 - ``fitted`` (with ``--fit``): the same world after `rtfm fit` on the kept frames (leave-one-out
@@ -47,11 +48,22 @@ class HoldoutError(ValueError):
 
 @dataclass
 class PosedSet:
-    """Posed photos: rgb N x H x W x 3 uint8 (or a list of differently sized ones), K N x 3 x 3, T N x 4 x 4."""
+    """Posed photos: rgb N x H x W x 3 uint8 (or a list of differently sized ones), K N x 3 x 3, T N x 4 x 4,
+    and depth maps (planar z, NaN where unknown) where the set has them."""
 
     rgb: list[np.ndarray]
     K: np.ndarray
     T_world_camera: np.ndarray
+    depth: list[np.ndarray | None] | None = None
+
+    def depth_of(self, i: int) -> np.ndarray | None:
+        """Frame i's depth map, None where it has none (no finite pixel)."""
+        d = self.depth[i] if self.depth is not None else None
+        return d if d is not None and bool(np.isfinite(d).any()) else None
+
+    @property
+    def has_depth(self) -> bool:
+        return any(self.depth_of(i) is not None for i in range(len(self)))
 
     def camera(self, i: int) -> PinholeCamera:
         h, w = self.rgb[i].shape[:2]
@@ -96,12 +108,14 @@ def split(n: int, every: int) -> tuple[list[int], list[int]]:
 
 def build_world(data: PosedSet, ids: list[int], *, learned: bool = True, checkpoint: str | None = None,
                 progress: bool = False) -> WorldModel:
-    """A WorldModel seeded with frames ``ids`` of the set (no depth), depth estimated for all."""
+    """A WorldModel seeded with frames ``ids`` of the set, with their depth maps where the set has
+    them, depth estimated for the others."""
     from rtfm_ros.render.config import RenderConfig
     from rtfm_ros.world import WorldModel
 
     wm = WorldModel.load(checkpoint, config=RenderConfig(use_prior=learned, use_learned=learned))
-    wm.add_frames([(data.rgb[i], data.T_world_camera[i], data.camera(i)) for i in ids], progress=progress)
+    wm.add_frames([(data.rgb[i], data.T_world_camera[i], data.camera(i)) for i in ids],
+                  depths=[data.depth_of(i) for i in ids], progress=progress)
     return wm
 
 
@@ -152,8 +166,9 @@ def evaluate_holdout(data: PosedSet, sizes: list[tuple[int, int]], *, every: int
     return results
 
 
-def to_markdown(results: list[HoldoutResult], n_held: int, n_kept: int) -> str:
-    lines = [f"held out {n_held} views, rendered from the other {n_kept}", "",
+def to_markdown(results: list[HoldoutResult], n_held: int, n_kept: int, with_depth: int = 0) -> str:
+    depth = f" ({with_depth} with their depth maps)" if with_depth else ""
+    lines = [f"held out {n_held} views, rendered from the other {n_kept}{depth}", "",
              "| size | " + " | ".join(f"{r} PSNR / SSIM / GMSD" for r in results[0].psnr) + " |",
              "|---|" + "---|" * len(results[0].psnr)]
     for res in results:
@@ -164,12 +179,14 @@ def to_markdown(results: list[HoldoutResult], n_held: int, n_kept: int) -> str:
     return "\n".join(lines)
 
 
-def load_posed_set(path: str | Path) -> PosedSet:
-    """A transforms.json folder or a ROS 2 bag, at full resolution."""
-    from rtfm_ros.data.importers import import_any
+def load_posed_set(path: str | Path, *, depth: bool = True) -> PosedSet:
+    """A transforms.json folder or a ROS 2 bag, at full resolution, with its depth maps (if any,
+    and ``depth``)."""
+    from rtfm_ros.data.importers import ImportOptions, import_any
 
-    clip = import_any(path)
-    return PosedSet(list(clip.rgb), np.asarray(clip.K), np.asarray(clip.T_world_camera))
+    clip = import_any(path, ImportOptions(no_depth=not depth))
+    return PosedSet(list(clip.rgb), np.asarray(clip.K), np.asarray(clip.T_world_camera),
+                    None if clip.depth is None else list(clip.depth))
 
 
 @dataclass(frozen=True)
@@ -184,6 +201,8 @@ class HoldoutOptions:
                                 "aspect (default 320)")
     rows: str | None = setting(None, "comma-separated subset of model,fitted,no_learning,nearest_frame")
     fit: bool = setting(False, "add a 'fitted' row: rtfm fit on the kept frames first")
+    no_depth: bool = setting(False, "ignore the set's depth maps (transforms.json depth_file_path, a bag's depth "
+                                    "topic): every frame's depth from stereo")
     sheet_dir: str = setting("holdout_out", "where contact sheets go (default holdout_out)")
 
     def __post_init__(self) -> None:
@@ -206,12 +225,13 @@ def run(opt: HoldoutOptions, *, checkpoint: str | None = None, write: Callable[[
     """`rtfm eval --holdout DIR`: print the table, write the contact sheets."""
     if opt.holdout is None:
         raise HoldoutError("--holdout needs a folder or bag")
-    data = load_posed_set(opt.holdout)
+    data = load_posed_set(opt.holdout, depth=not opt.no_depth)
     sizes = [parse_size(s) for s in opt.sizes.split(",")]
     rows = opt.row_names()
     results = evaluate_holdout(data, sizes, every=opt.every, rows=rows, checkpoint=checkpoint, progress=True)
     held, kept = split(len(data), opt.every)
-    write(f"{opt.holdout}: " + to_markdown(results, len(held), len(kept)))
+    with_depth = sum(data.depth_of(i) is not None for i in kept)
+    write(f"{opt.holdout}: " + to_markdown(results, len(held), len(kept), with_depth))
     out = Path(opt.sheet_dir)
     out.mkdir(parents=True, exist_ok=True)
     for res in results:

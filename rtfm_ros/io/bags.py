@@ -167,8 +167,10 @@ class BagWriter:
         self.write_message(topic, _built(image_msg, rgb, stamp_ns, frame_id), _log(stamp_ns, timestamp_ns))
 
     def write_depth(self, topic: str, depth: np.ndarray, stamp_ns: int, frame_id: str,
-                    timestamp_ns: int | None = None) -> None:
-        self.write_message(topic, _built(depth_msg, depth, stamp_ns, frame_id), _log(stamp_ns, timestamp_ns))
+                    timestamp_ns: int | None = None, encoding: str = "32FC1") -> None:
+        """Depth in metres as 32FC1, or as 16UC1 millimetres (0 where unknown)."""
+        self.write_message(topic, _built(depth_msg, depth, stamp_ns, frame_id, encoding),
+                           _log(stamp_ns, timestamp_ns))
 
     def write_camera_info(self, topic: str, camera: PinholeCamera, stamp_ns: int, frame_id: str,
                           timestamp_ns: int | None = None) -> None:
