@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rtfm_ros.images import resize_depth
+from rtfm_ros.data.depth_maps import DEPTH_SYNC_S, DepthMapError, match_image
 from rtfm_ros.io.bag_frames import ImagePlacer, PosedImage
 from rtfm_ros.io.bags import BagError, camera_info_topic_for, connections_for, read_camera_info_msgs
 from rtfm_ros.io.messages import COMPRESSED_IMAGE, IMAGE, MessageError, decode_depth, ns_to_seconds, stamp_to_ns
@@ -26,15 +26,16 @@ def seed_sources(reader: AnyReader, opt: ReplayOptions) -> tuple[list[Any], list
     return conns, read_camera_info_msgs(reader, info_topic)
 
 
-DEPTH_PAIRING_NS = 50_000_000  # a depth image within 50 ms of a colour image belongs to it
+DEPTH_PAIRING_NS = round(DEPTH_SYNC_S * 1e9)  # a depth image this close to a colour image belongs to it (as imported)
 
 
 def seed_world(wm: WorldModel, reader: AnyReader, tf: TransformBuffer, opt: ReplayOptions) -> tuple[int, int]:
     """Add the bag's camera images on opt.seed_topic to wm's memory at their TF poses; (added, skipped).
 
     With opt.seed_depth_topic each image takes the depth image nearest in time (within
-    DEPTH_PAIRING_NS, registered to the colour camera: resized to it if needed) as its metric
-    depth; images without one get stereo depth like any photo.
+    DEPTH_PAIRING_NS, registered to the colour camera: resized to it at the nearest pixel if
+    needed, refused at another aspect) as its metric depth; images without one get stereo depth
+    like any photo.
     """
     from tqdm import tqdm
 
@@ -54,8 +55,11 @@ def seed_world(wm: WorldModel, reader: AnyReader, tf: TransformBuffer, opt: Repl
         t, rgb = item.stamp_ns, item.rgb
         near = [d for d in depths if abs(d[0] - t) <= DEPTH_PAIRING_NS]
         depth = min(near, key=lambda d: abs(d[0] - t))[1] if near else None
-        if depth is not None and depth.shape != rgb.shape[:2]:
-            depth = resize_depth(depth, rgb.shape[1], rgb.shape[0])
+        if depth is not None:
+            try:
+                depth = match_image(depth, rgb.shape[1], rgb.shape[0], f"depth image on {opt.seed_depth_topic}")
+            except DepthMapError as e:
+                raise BagError(str(e)) from e
         ids.append(wm.add_frame(rgb, item.T_world_camera, item.camera, depth=depth, stamp=ns_to_seconds(t),
                                 source="seed", defer_depth=True))  # stereo once all neighbours are in
 
