@@ -156,3 +156,20 @@ def test_tiles_of_one_view_blend_the_frames_of_the_whole_view(room):
     assert psnr(tiled[True], whole) > 45.0, psnr(tiled[True], whole)
     assert psnr(tiled[True], whole) > psnr(tiled[False], whole) + 5.0, (psnr(tiled[True], whole),
                                                                          psnr(tiled[False], whole))
+
+
+def test_measured_depth_renders_silhouettes_at_least_as_well_as_stereo():
+    """A handheld walk through a held-out room with the sensor's depth (exact here) renders its
+    held-out views at least as well as the same walk from stereo: measured depth is splatted at
+    the view's resolution, where a half-resolution splat put the wrong surface along every
+    object's silhouette (1.2-3.7 dB below stereo before)."""
+    cam = PinholeCamera.from_fov(160, 120, 80)
+    poses, views = _views(1_000_953, "room", cam, 16, trajectory="handheld")
+    K = np.stack([cam.K] * len(views))
+    scores = {}
+    for name, depth in (("sensor", [v[1] for v in views]), ("stereo", None)):
+        data = PosedSet([v[0] for v in views], K, poses, depth)
+        res = evaluate_holdout(data, [(160, 120)], every=4, rows=("model", "no_learning"))[0]
+        scores[name] = {row: float(np.mean(res.psnr[row])) for row in res.psnr}
+    for row in ("model", "no_learning"):
+        assert scores["sensor"][row] >= scores["stereo"][row], scores

@@ -23,6 +23,7 @@ class ContextLevel:
     weight: float = 1.0   # trust in this frame (generated views count for less than real ones)
     splat_depth: torch.Tensor | None = None  # a coarser level's depth for the target-depth splat
     splat_K: torch.Tensor | None = None
+    measured: bool = False  # depth a sensor measured (not estimated): splatted at a finer resolution
 
 
 def groups_by_size(contexts: list[ContextLevel], splat: bool = False) -> dict[tuple[int, int], list[int]]:

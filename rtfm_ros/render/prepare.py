@@ -99,14 +99,14 @@ class PreparedFrame:
         return K
 
     def context(self, level: int, T_world_camera: np.ndarray, target: int, rank: int, weight: float,
-                device: torch.device) -> context.ContextLevel:
+                device: torch.device, measured: bool = False) -> context.ContextLevel:
         coarse = min(level + 1, self.levels - 1)
         self.ensure_level(coarse)
         return context.ContextLevel(rgb=self.rgb[level].to(device),
                                 depth=self.depth[level].to(device), K=self.K_tensor(level, device),
                                 T_world_camera=torch.from_numpy(T_world_camera).to(device), target=target,
                                 rank=rank, weight=weight, splat_depth=self.depth[coarse].to(device),
-                                splat_K=self.K_tensor(coarse, device))
+                                splat_K=self.K_tensor(coarse, device), measured=measured)
 
 
 def _level_sizes(h: int, w: int) -> list[tuple[int, int]]:

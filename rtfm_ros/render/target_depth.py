@@ -87,10 +87,16 @@ def stacked_depth(groups: list[list[ContextLevel]], tgt_K: torch.Tensor, tgt_T: 
     contexts = [c for g in groups for c in g]
     targets = [k * B + c.target for k, g in enumerate(groups) for c in g]
     K_all, T_all = tgt_K.repeat(len(groups), 1, 1), tgt_T.repeat(len(groups), 1, 1)
-    if min(H, W) >= 2 * SPLAT_MIN_SIDE:
-        # Geometry at half the resolution (colour still at full): a quarter of the splat work;
-        # at a quarter for large views (by the whole view's size, so its tiles match it).
-        f = 4 if view_pixels > QUARTER_DEPTH_PIXELS else 2
+    # Geometry at half the resolution (colour still at full): a quarter of the splat work; at a
+    # quarter for large views (by the whole view's size, so its tiles match it). Depth a sensor
+    # measured is splatted one step finer: its edges are exact, and a coarse splat's blocks put
+    # the wrong surface's colour along every silhouette (up to 1.6 dB on RGB-D rooms, BENCHMARKS.md).
+    # The real frames decide (generated views only fill where none of them landed).
+    f = (4 if view_pixels > QUARTER_DEPTH_PIXELS else 2) if min(H, W) >= 2 * SPLAT_MIN_SIDE else 1
+    real = [c for c in contexts if c.weight >= 1.0]
+    if f > 1 and real and all(c.measured for c in real):
+        f //= 2
+    if f > 1:
         K_s = K_all.clone()
         K_s[:, :2] /= f
         h, w = -(-H // f), -(-W // f)

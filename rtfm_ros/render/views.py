@@ -126,8 +126,10 @@ def view_contexts(views: Sequence[tuple[ViewWorld, np.ndarray, PinholeCamera]], 
             exact = float(np.abs(Tf - T).max()) < 1e-6
             if exact and b not in revisits and mem.camera(fid) == wm.memory_camera(cam):
                 revisits.append(b)
-            weight = GENERATED_WEIGHT if mem.source(fid) == "generated" and not exact else 1.0
-            contexts.append(prep.context(prep.level_for(cam.fx), Tf, b, rank, weight, dev))
+            generated = mem.source(fid) == "generated"
+            weight = GENERATED_WEIGHT if generated and not exact else 1.0
+            contexts.append(prep.context(prep.level_for(cam.fx), Tf, b, rank, weight, dev,
+                                         measured=prep.source == "sensor" and not generated))
     return contexts, revisits
 
 
