@@ -146,3 +146,14 @@ def test_holdout_uses_the_sets_depth_maps(tmp_path):
     scores = {name: evaluate_holdout(data, [(64, 48)], rows=("model",))[0].mean("model")[0]
               for name, data in (("depth", with_depth), ("stereo", without))}
     assert scores["depth"] > scores["stereo"] + 1.0, scores
+
+
+@pytest.mark.parametrize("scale, message", [("mm", "must be a number"), (-0.001, "must be a positive number"),
+                                            (0, "must be a positive number")])
+def test_a_bad_depth_scale_is_refused(tmp_path, scale, message):
+    folder = tmp_path / "set"
+    folder.mkdir()
+    frames = [{"depth_file_path": _png16(folder / "d0.png", _depth(0))}]
+    _transforms(folder, frames, depth_unit_scale_factor=scale)
+    with pytest.raises(ImportDataError, match=f"frame 0: .*{message}"):
+        import_transforms_json(folder)
