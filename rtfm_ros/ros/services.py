@@ -32,11 +32,13 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 
 from rtfm_ros.camera.config import CameraNodeConfig
+from rtfm_ros.camera.depth_pairing import DepthPairing
 from rtfm_ros.camera.lens import Lens
 from rtfm_ros.camera.status import RenderStats
 from rtfm_ros.camera.world_handle import WorldHandle
+from rtfm_ros.data.depth_maps import match_image
 from rtfm_ros.geometry import PinholeCamera
-from rtfm_ros.io.messages import camera_from_info, decode_image, stamp_to_ns
+from rtfm_ros.io.messages import MessageError, camera_from_info, decode_depth, decode_image, stamp_to_ns
 from rtfm_ros.io.tf_messages import pose_to_matrix
 from rtfm_ros.ros.conversions import depth_msg, image_msg
 from rtfm_ros.tf_buffer import TransformLookupError, clean_frame_id
@@ -81,7 +83,8 @@ class Lane:
 
 
 class WorldServices:
-    """Registers ~/reset, ~/save_world, ~/replace_world, ~/load_world, ~/render_view, ~/seed_image, ~/seed_camera_info.
+    """Registers ~/reset, ~/save_world, ~/replace_world, ~/load_world, ~/render_view, ~/seed_image,
+    ~/seed_camera_info and ~/seed_depth (depth registered to the seed images, paired by stamp).
 
     settings() gives the node's config now; locate(frame, stamp_ns) the frame's pose in the world
     frame (waiting up to tf_timeout); seed_camera(width, height) the intrinsics of a seed image
@@ -96,6 +99,7 @@ class WorldServices:
         self.now_ns: Callable[[], int] = lambda: int(node.get_clock().now().nanoseconds)
         self.seed_camera: PinholeCamera | None = None  # from ~/seed_camera_info
         self.seeded = 0
+        self._pairing: DepthPairing[Image] = DepthPairing()
         self._world_lane, self._view_lane = Lane("rtfm_services"), Lane("rtfm_render_view")
         group = MutuallyExclusiveCallbackGroup()
         lane, view = self._world_lane, self._view_lane
@@ -106,6 +110,7 @@ class WorldServices:
         node.create_service(RenderView, "~/render_view", self._off(self.render_view, view),
                             callback_group=MutuallyExclusiveCallbackGroup())
         node.create_subscription(Image, "~/seed_image", self._off(self.on_seed_image, lane), 10, callback_group=group)
+        node.create_subscription(Image, "~/seed_depth", self._off(self.on_seed_depth, lane), 10, callback_group=group)
         node.create_subscription(CameraInfo, "~/seed_camera_info", self._guarded(self.on_seed_camera_info),
                                  LATCHED, callback_group=group)
 
@@ -249,7 +254,24 @@ class WorldServices:
             self.log.error(f"ignoring ~/seed_camera_info: {e}")
 
     def on_seed_image(self, msg: Image) -> None:
-        """Add a real camera image as an 'observed' frame, posed by TF at its stamp."""
+        """Add a real camera image as an 'observed' frame, posed by TF at its stamp, with the depth
+        on ~/seed_depth stamped with it once depth flows there (camera.depth_pairing)."""
+        for image, depth in self._pairing.image(stamp_to_ns(msg.header.stamp), msg):
+            self._add_seed(image, depth)
+
+    def on_seed_depth(self, msg: Image) -> None:
+        """A depth image (16UC1 mm or 32FC1 m) registered to the seed images: the waiting image it
+        belongs to is added with it."""
+        try:
+            depth = decode_depth(msg)
+        except MessageError as e:
+            self.stats.skip("seed depth")
+            self.log.warning(f"seed depth skipped: {e}", throttle_duration_sec=2.0)
+            return
+        for image, paired in self._pairing.depth(stamp_to_ns(msg.header.stamp), depth):
+            self._add_seed(image, paired)
+
+    def _add_seed(self, msg: Image, depth: np.ndarray | None) -> None:
         try:
             rgb = decode_image(msg)
             frame = clean_frame_id(msg.header.frame_id)
@@ -259,8 +281,10 @@ class WorldServices:
             cam = self.seed_camera
             if cam is None or (cam.width, cam.height) != (w, h):
                 cam = self.default_camera(w, h)
-            fid = self.world.add_frame(rgb, T, cam, stamp=stamp / 1e9, source="observed")
-        except (ValueError, TransformLookupError) as e:
+            if depth is not None:
+                depth = match_image(depth, w, h, f"seed depth for the image at {stamp} ns")
+            fid = self.world.add_frame(rgb, T, cam, depth=depth, stamp=stamp / 1e9, source="observed")
+        except (ValueError, TransformLookupError) as e:  # DepthMapError is a ValueError
             self.stats.skip("seed image")
             self.log.warning(f"seed image skipped: {e}", throttle_duration_sec=2.0)
             return
