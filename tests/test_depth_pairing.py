@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from rtfm_ros.camera.depth_pairing import MAX_PENDING, STALE_NS, WINDOW_NS, DepthPairing
+from rtfm_ros.camera.depth_pairing import MAX_PENDING, STALE_NS, DepthPairing
+from rtfm_ros.data.depth_maps import DEPTH_SYNC_NS
 
 MS = 1_000_000
 
@@ -15,7 +16,7 @@ def test_images_go_alone_until_depth_flows_then_wait_for_theirs():
     p: DepthPairing[str] = DepthPairing()
     assert p.image(0, "a") == [("a", None)]  # no depth topic publishing: nothing to wait for
     assert p.depth(100 * MS, _d(1.0)) == []
-    [(item, depth)] = p.image(100 * MS + WINDOW_NS // 2, "b")  # its depth came first
+    [(item, depth)] = p.image(100 * MS + DEPTH_SYNC_NS // 2, "b")  # its depth came first
     assert item == "b" and depth is not None and depth[0, 0] == 1.0
     assert p.image(200 * MS, "c") == [] and p.waiting == 1  # depth flows: it waits for its own
     [(item, depth)] = p.depth(203 * MS, _d(2.0))

@@ -2,7 +2,7 @@
 
 Why a pairing of its own: a robot's RGB-D driver publishes colour and registered depth on two
 topics, in either order, and either may drop a message. An image takes the depth stamped within
-DEPTH_SYNC_S of it (as `rtfm data import` and `rtfm replay` pair them); while no depth has come
+DEPTH_SYNC_NS of it (as `rtfm data import` and `rtfm replay` pair them); while no depth has come
 yet (no depth topic, or not yet), images go on alone; once depth flows, an image waits for its
 depth until the depth stream has passed its stamp, until STALE_NS of later images have come, or
 until MAX_PENDING images wait, and then goes on alone (its depth from stereo, like any photo).
@@ -15,11 +15,10 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from rtfm_ros.data.depth_maps import DEPTH_SYNC_S, nearest_stamp
+from rtfm_ros.data.depth_maps import DEPTH_SYNC_NS, nearest_stamp
 
 T = TypeVar("T")
 
-WINDOW_NS = round(DEPTH_SYNC_S * 1e9)
 STALE_NS = 500_000_000   # an image still unpaired this long after a later image goes on alone
 MAX_PENDING = 8
 KEPT_DEPTHS = 16
@@ -43,7 +42,7 @@ class DepthPairing(Generic[T]):
         out: list[tuple[T, np.ndarray | None]] = [(it, None) for t, it in self._pending if t < stamp_ns - STALE_NS]
         self._pending = [(t, it) for t, it in self._pending if t >= stamp_ns - STALE_NS]
         depth = self._match(stamp_ns)
-        if depth is not None or not self._depths or stamp_ns < self._depths[-1][0] - WINDOW_NS:
+        if depth is not None or not self._depths or stamp_ns < self._depths[-1][0] - DEPTH_SYNC_NS:
             return out + [(item, depth)]  # paired; no depth flowing; or the depth stream is past it
         self._pending.append((stamp_ns, item))
         while len(self._pending) > MAX_PENDING:
@@ -59,7 +58,7 @@ class DepthPairing(Generic[T]):
             d = self._match(t)
             if d is not None:
                 out.append((it, d))
-            elif t < stamp_ns - WINDOW_NS:
+            elif t < stamp_ns - DEPTH_SYNC_NS:
                 out.append((it, None))
             else:
                 keep.append((t, it))

@@ -11,7 +11,7 @@ Conventions:
   0.001, millimetres) of the poses' unit; 0 = unknown.
 - a bag's depth topic: sensor_msgs/Image 16UC1 (mm, 0 = unknown) or 32FC1 (m), registered to
   the colour camera (as RGB-D drivers' ``aligned_depth_to_color`` topics are), matched to each
-  colour image by header stamp within DEPTH_SYNC_S.
+  colour image by header stamp within DEPTH_SYNC_NS.
 A depth map of another size than its image (the same aspect) is resized at the nearest pixel,
 so depths are never averaged across an edge.
 """
@@ -28,7 +28,7 @@ from rtfm_ros.images import resize_depth
 from rtfm_ros.photo import MAX_PHOTO_BYTES, PhotoError, read_photo
 
 DEFAULT_DEPTH_SCALE = 1e-3   # nerfstudio's default: 16-bit millimetres
-DEPTH_SYNC_S = 0.02          # a depth image pairs with a colour image this close in stamp
+DEPTH_SYNC_NS = 20_000_000   # a depth image pairs with a colour image this close in stamp (20 ms)
 ASPECT_TOLERANCE = 0.02
 
 
@@ -118,8 +118,8 @@ def stack_depths(depths: list[np.ndarray | None], height: int, width: int) -> np
 
 
 def nearest_stamp(stamps: np.ndarray, stamp_ns: int) -> int | None:
-    """Index of the stamp within DEPTH_SYNC_S of ``stamp_ns`` (the closest), or None."""
+    """Index of the stamp within DEPTH_SYNC_NS of ``stamp_ns`` (the closest), or None."""
     if not len(stamps):
         return None
     k = int(np.argmin(np.abs(stamps - stamp_ns)))
-    return k if abs(int(stamps[k]) - stamp_ns) <= DEPTH_SYNC_S * 1e9 else None
+    return k if abs(int(stamps[k]) - stamp_ns) <= DEPTH_SYNC_NS else None

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rtfm_ros.data.depth_maps import DEPTH_SYNC_S, DepthMapError, match_image
+from rtfm_ros.data.depth_maps import DepthMapError, match_image, nearest_stamp
 from rtfm_ros.io.bag_frames import ImagePlacer, PosedImage
 from rtfm_ros.io.bags import BagError, camera_info_topic_for, connections_for, read_camera_info_msgs
 from rtfm_ros.io.messages import COMPRESSED_IMAGE, IMAGE, MessageError, decode_depth, ns_to_seconds, stamp_to_ns
@@ -26,16 +26,13 @@ def seed_sources(reader: AnyReader, opt: ReplayOptions) -> tuple[list[Any], list
     return conns, read_camera_info_msgs(reader, info_topic)
 
 
-DEPTH_PAIRING_NS = round(DEPTH_SYNC_S * 1e9)  # a depth image this close to a colour image belongs to it (as imported)
-
-
 def seed_world(wm: WorldModel, reader: AnyReader, tf: TransformBuffer, opt: ReplayOptions) -> tuple[int, int]:
     """Add the bag's camera images on opt.seed_topic to wm's memory at their TF poses; (added, skipped).
 
     With opt.seed_depth_topic each image takes the depth image nearest in time (within
-    DEPTH_PAIRING_NS, registered to the colour camera: resized to it at the nearest pixel if
-    needed, refused at another aspect) as its metric depth; images without one get stereo depth
-    like any photo.
+    depth_maps.DEPTH_SYNC_NS, as imports pair them; registered to the colour camera: resized to it
+    at the nearest pixel if needed, refused at another aspect) as its metric depth; images
+    without one get stereo depth like any photo.
     """
     from tqdm import tqdm
 
@@ -53,8 +50,8 @@ def seed_world(wm: WorldModel, reader: AnyReader, tf: TransformBuffer, opt: Repl
 
     def place(item: PosedImage, depths: list[tuple[int, np.ndarray]]) -> None:
         t, rgb = item.stamp_ns, item.rgb
-        near = [d for d in depths if abs(d[0] - t) <= DEPTH_PAIRING_NS]
-        depth = min(near, key=lambda d: abs(d[0] - t))[1] if near else None
+        k = nearest_stamp(np.array([s for s, _ in depths], dtype=np.int64), t)
+        depth = None if k is None else depths[k][1]
         if depth is not None:
             try:
                 depth = match_image(depth, rgb.shape[1], rgb.shape[0], f"depth image on {opt.seed_depth_topic}")
