@@ -48,6 +48,17 @@ def test_disparity_steps_and_unknown_stays_unknown():
     assert len(np.unique(np.round(far, 4))) < 10
 
 
+def test_at_width_keeps_the_error_in_metres():
+    """The same camera's depth used at a quarter of its width: its pixels are 4x larger, so
+    its disparity noise in pixels is 4x smaller and the error in metres stays the camera's."""
+    noise = DepthNoise("stereo", baseline=B, disparity_stddev=0.1, subpixel=0.0)
+    full = noise.at_width(640).apply(np.full((200, 200), 2.0, np.float32), FX, np.random.default_rng(1))
+    small = noise.at_width(160).apply(np.full((200, 200), 2.0, np.float32), FX / 4, np.random.default_rng(1))
+    assert float(np.std(small)) == pytest.approx(float(np.std(full)), rel=0.05)
+    assert float(np.std(full)) == pytest.approx(4 * 0.1 / (FX * B), rel=0.05)
+    assert noise.at_width(160).subpixel == pytest.approx(noise.subpixel / 4)
+
+
 def test_seeded_noise_repeats():
     noise = DepthNoise("stereo", baseline=B, disparity_stddev=0.2)
     depth = np.full((20, 20), 3.0, np.float32)

@@ -6,7 +6,14 @@ import pytest
 
 from rtfm_ros import PinholeCamera, WorldModel
 from rtfm_ros.evaluate.metrics import psnr
-from rtfm_ros.learn.renderer_data import load_example, photo_examples, round_trip_example, save_example
+from rtfm_ros.learn.renderer_data import (
+    load_example,
+    photo_examples,
+    procedural_examples,
+    round_trip_example,
+    save_example,
+    sensor_noise,
+)
 from rtfm_ros.render.learned import IN_CHANNELS, SLOT_PLANES, SLOTS
 
 SEEN = SLOTS * SLOT_PLANES + 3  # the geometric render's "seen" plane
@@ -76,3 +83,33 @@ def test_example_files_round_trip_and_refuse_what_is_not_one(photos, base, tmp_p
     save_file({"planes": torch.zeros(3, 4, 4)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(ValueError, match="not a renderer example"):
         load_example(tmp_path / "other.safetensors")
+
+
+def test_depth_worlds_are_seeded_with_their_depth_exact_or_measured(base):
+    kinds = {seed: sensor_noise(seed) for seed in range(1000, 1020)}
+    assert sensor_noise(1003) == kinds[1003]  # drawn from the seed: the same on every run
+    assert any(n is None for n in kinds.values()) and any(n is not None for n in kinds.values())
+    seed = next(s for s, n in kinds.items() if n is None)
+    plain = list(procedural_examples(base, seed, size=(64, 48)))
+    exact = list(procedural_examples(base, seed, size=(64, 48), with_depth=True))
+    assert len(plain) == len(exact) and all(e.source.endswith(":exact-depth") for e in exact)
+    assert not any(p.source.endswith("-depth") for p in plain)
+    for p, e in zip(plain, exact):
+        np.testing.assert_array_equal(p.target, e.target)  # the same views of the same world
+    # with its exact depth the geometry renders the views better than from its own stereo
+    assert np.mean([psnr(e.geometric, e.target) for e in exact]) > np.mean([psnr(p.geometric, p.target) for p in plain])
+    seed = next(s for s, n in kinds.items() if n is not None)
+    assert all(e.source.endswith(":sensor-depth") for e in procedural_examples(base, seed, size=(64, 48),
+                                                                                with_depth=True))
+
+
+def test_photo_sets_with_depth_maps_seed_their_worlds_with_them(photos, base):
+    cam, poses, views = photos
+    rgbs, depths = [v[0] for v in views], [v[1] for v in views]
+
+    def loo_psnr(given):
+        exs = photo_examples(base, rgbs, [cam] * len(rgbs), poses, width=96, round_trips=0, depths=given)
+        return np.mean([psnr(e.geometric, e.target) for e in exs if e.source.endswith(":loo")])
+
+    # the depth given is the depth used: the same photos with their depth halved render far worse
+    assert loo_psnr(depths) > loo_psnr([0.5 * d for d in depths]) + 3

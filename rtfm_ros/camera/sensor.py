@@ -7,7 +7,7 @@ against real frames, or as rendered) is the core's one policy: rtfm_ros.render.s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -64,6 +64,13 @@ class DepthNoise:
     @property
     def active(self) -> bool:
         return self.model != "none" or self.edge_jump > 0
+
+    def at_width(self, width: int, native_width: int = 640) -> DepthNoise:
+        """The same camera's noise on an image ``width`` pixels wide, its depth measured at
+        ``native_width``: disparities (and their noise and steps) scale with the pixel size, so
+        the error in metres stays the camera's whatever size the depth is used at."""
+        r = width / native_width
+        return replace(self, disparity_stddev=self.disparity_stddev * r, subpixel=self.subpixel * r)
 
     def apply(self, depth: np.ndarray, fx: float, rng: np.random.Generator | None = None) -> np.ndarray:
         """Measured depth from true depth (HxW metres, NaN = unknown stays unknown); fx in pixels."""

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rtfm_ros.camera.sensor import DepthNoise
 from rtfm_ros.options import add_options, from_options, setting
 from rtfm_ros.sim.targets import (
     CONTEXT_FRAMES,
@@ -271,6 +272,11 @@ def _baseline(name: str) -> Callable[..., Any]:
     return BASELINES[name]
 
 
+# The "sensor_depth" rows: the views' depth as a common active stereo depth camera (5 cm
+# baseline, RealSense-like disparity noise and steps at 640 pixels wide) measures it, with
+# dropouts beside depth edges and in its occlusion shadow.
+SENSOR = DepthNoise("stereo", baseline=0.05, disparity_stddev=0.08, subpixel=0.125, edge_jump=0.05)
+
 # Renderers `rtfm eval` knows: name -> factory(args) -> render(context, T_world_camera, camera).
 # Adding one is one line, e.g. "model": lambda args: <load args.checkpoint as a renderer>.
 RENDERERS: dict[str, Callable[[EvalOptions], Callable[..., Any]]] = {
@@ -279,6 +285,8 @@ RENDERERS: dict[str, Callable[[EvalOptions], Callable[..., Any]]] = {
     "ranked_reprojection": lambda args: _baseline("ranked_reprojection"),
     "model": lambda args: _model(args, use_depth=True),
     "no_learning": lambda args: _model(args, use_depth=True, learned=False),
+    "model_sensor_depth": lambda args: _model(args, use_depth=True, depth_noise=SENSOR),
+    "no_learning_sensor_depth": lambda args: _model(args, use_depth=True, learned=False, depth_noise=SENSOR),
     "model_predicted_depth": lambda args: _model(args, use_depth=False),
     "no_learning_predicted_depth": lambda args: _model(args, use_depth=False, learned=False),
     # the pipeline before stereo's consistency check and the learned renderer
@@ -288,11 +296,11 @@ RENDERERS: dict[str, Callable[[EvalOptions], Callable[..., Any]]] = {
 
 
 def _model(opt: EvalOptions, use_depth: bool, learned: bool = True,
-           check_depth: bool = True) -> Callable[..., Any]:
+           check_depth: bool = True, depth_noise: DepthNoise | None = None) -> Callable[..., Any]:
     from rtfm_ros.evaluate.model_renderer import model_renderer
 
     return model_renderer(opt.checkpoint, device=opt.device, use_depth=use_depth,
-                          learned=learned, check_depth=check_depth)
+                          learned=learned, check_depth=check_depth, depth_noise=depth_noise)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,9 @@ failures and let the network learn to copy):
 - ``procedural``: MuJoCo worlds (training seeds only, below HELDOUT_SEED_BASE) seeded with a
   sparse subset of a loop's frames, without depth; targets of every kind the held-out suite
   has (interpolation, extrapolation with large unseen regions, revisit). Unlimited ground truth.
+  Some worlds (``--depth-worlds``) are seeded with their frames' depth instead, exact or as a
+  stereo depth camera measures it (noise growing with z^2, steps, dropouts at edges): the
+  renderer must also learn what to do with an RGB-D camera's depth, which fails differently.
 - ``photos``: leave-one-out on a real posed set (transforms.json folder or bag): a world of the
   photos given, each rendered with itself (and, for a wider baseline, also its nearest
   neighbour) kept out of its context; the photo is the target.
@@ -28,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rtfm_ros.camera.sensor import DepthNoise
 from rtfm_ros.geometry import PinholeCamera
 from rtfm_ros.render.learned import IN_CHANNELS
 from rtfm_ros.render.views import learned_inputs
@@ -89,8 +93,24 @@ def _world(base: WorldModel) -> WorldModel:
     return base.with_memory(FrameMemory())
 
 
-def procedural_examples(base: WorldModel, seed: int, *, size: tuple[int, int] = (192, 144)) -> Iterator[Example]:
-    """One training world's examples (module docstring)."""
+def sensor_noise(seed: int) -> DepthNoise | None:
+    """How a world seeded with its depth measures it: None (exact, as a simulator's or a rendered
+    view's depth) for half the worlds, else a stereo depth camera drawn at random (baseline
+    5-12 cm, disparity noise 0.05-0.2 px at 640 pixels wide, 1/8 px steps half the time,
+    dropouts beside depth edges and in the occlusion shadow most of the time)."""
+    rng = np.random.default_rng([seed, 22])
+    if rng.random() < 0.5:
+        return None
+    return DepthNoise("stereo", baseline=float(rng.uniform(0.05, 0.12)),
+                      disparity_stddev=float(rng.uniform(0.05, 0.2)),
+                      subpixel=0.125 if rng.random() < 0.5 else 0.0,
+                      edge_jump=float(rng.uniform(0.02, 0.08)) if rng.random() < 0.8 else 0.0)
+
+
+def procedural_examples(base: WorldModel, seed: int, *, size: tuple[int, int] = (192, 144),
+                        with_depth: bool = False) -> Iterator[Example]:
+    """One training world's examples (module docstring). ``with_depth``: its frames are seeded
+    with their depth as an RGB-D camera or a simulator gives it (sensor_noise), not stereo's."""
     from rtfm_ros.sim.renderer import WorldRenderer
     from rtfm_ros.sim.targets import CONTEXT_FRAMES, TAIL_FRAMES, view_targets
     from rtfm_ros.sim.trajectories import make_trajectory
@@ -105,25 +125,35 @@ def procedural_examples(base: WorldModel, seed: int, *, size: tuple[int, int] = 
     cam = PinholeCamera.from_fov(size[0], size[1], float(rng.uniform(55, 85)))
     seeds_T = traj.T_world_camera[:CONTEXT_FRAMES:int(rng.integers(2, 5))]
     with WorldRenderer(world, cam) as r:
-        seeds = [r.render(T)[0] for T in seeds_T]
+        shots = [r.render(T) for T in seeds_T]
         truths = [r.render(T)[0] for T in targets]
+    depths: list[np.ndarray | None] = [None] * len(shots)
+    tag = ""
+    if with_depth:
+        noise = sensor_noise(seed)
+        noise_rng = np.random.default_rng([seed, 23])
+        depths = [d if noise is None else noise.at_width(size[0]).apply(d, float(cam.K[0, 0]), noise_rng)
+                  for _, d in shots]
+        tag = ":exact-depth" if noise is None else ":sensor-depth"
     wm = _world(base)
-    wm.add_frames([(im, T, cam) for im, T in zip(seeds, seeds_T)])
+    wm.add_frames([(im, T, cam) for (im, _), T in zip(shots, seeds_T)], depths=depths)
     for T, truth, kind in zip(targets, truths, kinds):
-        yield view_example(wm, T, cam, truth, f"procedural:{seed}:{kind}")
+        yield view_example(wm, T, cam, truth, f"procedural:{seed}:{kind}{tag}")
 
 
 def photo_examples(base: WorldModel, rgb: Sequence[np.ndarray], cameras: Sequence[PinholeCamera],
                    poses: np.ndarray, *, width: int = 320, name: str = "photos",
-                   round_trips: int = 1, seed: int = 0) -> Iterator[Example]:
+                   round_trips: int = 1, seed: int = 0,
+                   depths: Sequence[np.ndarray | None] | None = None) -> Iterator[Example]:
     """Leave-one-out (and leave-two-out) on posed photos, each at ``width`` and its own aspect,
-    and ``round_trips`` round-trip examples per photo from its stereo depth."""
+    and ``round_trips`` round-trip examples per photo from its depth (``depths``: the set's own
+    depth maps, as a user's world would be seeded with them; stereo for a photo without one)."""
     from rtfm_ros.evaluate.baselines import pose_score
     from rtfm_ros.images import crop_to
 
     rng = np.random.default_rng([seed, 7])
     wm = _world(base)
-    ids = wm.add_frames([(im, T, cam) for im, T, cam in zip(rgb, poses, cameras)])
+    ids = wm.add_frames([(im, T, cam) for im, T, cam in zip(rgb, poses, cameras)], depths=depths)
     for j, fid in enumerate(ids):
         H0, W0 = rgb[j].shape[:2]
         truth, cam = crop_to(rgb[j], cameras[j], width, max(8, round(H0 * width / W0)))

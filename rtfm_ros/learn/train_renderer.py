@@ -283,13 +283,15 @@ class RendererDataOptions:
     out: str = setting(help="example folder (run again to add what is missing)")
     worlds: int = setting(60, "procedural training worlds")
     first_seed: int = setting(1000, "the first training world's seed")
+    depth_worlds: int = setting(0, "further procedural worlds (after those) seeded with their depth, exact or as a "
+                                   "depth camera measures it")
     holdout_every: int = setting(4, "every n-th photo of a set stays out of the examples (0: use all)")
     width: int = setting(320, "width of the photo examples (their own aspect)")
     round_trips: int = setting(3, "round-trip examples per photo")
     photos: tuple[str, ...] = setting((), "posed photo sets", cli=False)
 
     def __post_init__(self) -> None:
-        for name in ("worlds", "first_seed", "holdout_every", "round_trips"):
+        for name in ("worlds", "first_seed", "depth_worlds", "holdout_every", "round_trips"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"renderer data {name} must be an integer >= 0, got {v!r}")
@@ -311,19 +313,22 @@ def _data(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     base = WorldModel.load()
     n = 0
-    for seed in tqdm(range(a.first_seed, a.first_seed + a.worlds), desc="procedural worlds", unit="world"):
+    end = a.first_seed + a.worlds
+    for seed in tqdm(range(a.first_seed, end + a.depth_worlds), desc="procedural worlds", unit="world"):
         if any(out.glob(f"procedural-{seed}-*.safetensors")):
             continue  # resumable: a world's examples are written together
-        for j, ex in enumerate(procedural_examples(base, seed)):
+        for j, ex in enumerate(procedural_examples(base, seed, with_depth=seed >= end)):
             save_example(ex, out / f"procedural-{seed}-{j:02d}.safetensors")
             n += 1
     for folder in a.photos:
         name = Path(folder).name
         clip = import_any(folder)
         keep = [i for i in range(len(clip.rgb)) if not a.holdout_every or i % a.holdout_every]
+        depths = [clip.depth[i] if clip.depth is not None and np.isfinite(clip.depth[i]).any() else None
+                  for i in keep]
         for j, ex in enumerate(tqdm(photo_examples(base, [clip.rgb[i] for i in keep], [clip.camera(i) for i in keep],
                                                    np.asarray(clip.T_world_camera)[keep], width=a.width, name=name,
-                                                   round_trips=a.round_trips),
+                                                   round_trips=a.round_trips, depths=depths),
                                     desc=f"photos {name}", unit="ex")):
             save_example(ex, out / f"photos-{name}-{j:03d}.safetensors")
             n += 1
