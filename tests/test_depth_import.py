@@ -157,3 +157,27 @@ def test_a_bad_depth_scale_is_refused(tmp_path, scale, message):
     _transforms(folder, frames, depth_unit_scale_factor=scale)
     with pytest.raises(ImportDataError, match=f"frame 0: .*{message}"):
         import_transforms_json(folder)
+
+
+def test_rtfm_serve_seeds_with_the_depth_maps_a_transforms_json_names(tmp_path):
+    """Uploaded from the page or on disk (`--seed-images`): the same parser, the same maps."""
+    from rtfm_ros.serve.seeding import SeedError, frames_from_paths, frames_from_photos
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    frames = [{"depth_file_path": _png16(folder / "d0.png", _depth(0))}, {}]
+    _transforms(folder, frames)
+    on_disk = frames_from_paths([str(folder)], 60.0)
+    assert on_disk[0].depth is not None and on_disk[1].depth is None
+    np.testing.assert_allclose(on_disk[0].depth, _depth(0), atol=6e-4)
+    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.suffix != ".json"}
+    spec = (folder / "transforms.json").read_bytes()
+    uploaded = frames_from_photos(files, spec, 60.0)
+    np.testing.assert_array_equal(uploaded[0].depth, on_disk[0].depth)
+    with pytest.raises(SeedError, match="depth map 'd0.png', which is not among the files"):
+        frames_from_photos({k: v for k, v in files.items() if k != "d0.png"}, spec, 60.0)
+    Image.fromarray(np.zeros((12, 16), np.uint8)).save(folder / "d0.png")  # 8 bits: not depth
+    with pytest.raises(SeedError, match="frame 0: .*not a depth map"):
+        frames_from_photos({**files, "d0.png": (folder / "d0.png").read_bytes()}, spec, 60.0)
+    with pytest.raises(SeedError, match="pixels in all"):  # depth counts against the upload's budget
+        frames_from_photos(files, spec, 60.0, max_pixels=2 * 12 * 16 + 10)

@@ -39,12 +39,18 @@ class DepthMapError(ValueError):
 def load_depth_file(path: str | Path, scale: float = DEFAULT_DEPTH_SCALE) -> np.ndarray:
     """HxW float32 planar z (``scale`` x the stored values; NaN where unknown) from a 16-bit PNG
     or a .npy file; 8-bit and colour images are refused (they are not depth)."""
-    if not (np.isfinite(scale) and scale > 0):
-        raise DepthMapError(f"depth scale must be a positive number, got {scale!r}")
     try:
         data = read_photo(path, MAX_PHOTO_BYTES)
     except PhotoError as exc:
         raise DepthMapError(str(exc)) from None
+    return decode_depth(data, path, scale)
+
+
+def decode_depth(data: bytes, path: str | Path, scale: float = DEFAULT_DEPTH_SCALE) -> np.ndarray:
+    """load_depth_file's map from the file's bytes (``path`` names it: its suffix picks .npy or
+    PNG, and errors name it), for depth maps that arrive as bytes (an upload to `rtfm serve`)."""
+    if not (np.isfinite(scale) and scale > 0):
+        raise DepthMapError(f"depth scale must be a positive number, got {scale!r}")
     raw = _decode_npy(data, path) if Path(path).suffix.lower() == ".npy" else _decode_png(data, path)
     if raw.ndim != 2 or min(raw.shape) < 1 or max(raw.shape) > MAX_RESOLUTION:
         raise DepthMapError(f"{path}: a depth map must be a 2-D array of 1..{MAX_RESOLUTION} a side, "

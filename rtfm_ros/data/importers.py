@@ -169,7 +169,10 @@ def import_transforms_json(path: str | Path, *, res: int | None = None, max_fram
         return rgb
 
     frames = transforms_frames(spec, load_image, str(file), res=res, max_frames=max_frames)
-    depths = [None if no_depth else _frame_depth(file, spec, fr, size, res, f"{file} frame {i}")
+    def load_depth(depth_path: str, scale: float) -> np.ndarray:
+        return load_depth_file(file.parent / depth_path, scale)
+
+    depths = [None if no_depth else frame_depth(spec, fr, size, load_depth, f"{file} frame {i}", res=res)
               for i, (fr, size) in enumerate(zip(spec["frames"], sizes))]
     dist = {k: spec[k] for k in ("k1", "k2", "k3", "k4", "p1", "p2") if k in spec}
     meta = {"source": "transforms.json", "path": str(file), "distortion_ignored": dist or None,
@@ -178,17 +181,20 @@ def import_transforms_json(path: str | Path, *, res: int | None = None, max_fram
     return assemble(frames, meta, depths)
 
 
-def _frame_depth(file: Path, spec: dict[str, Any], frame: dict[str, Any], size: tuple[int, int], res: int | None,
-                 where: str) -> np.ndarray | None:
-    """A frame's depth map (its ``depth_file_path``, scaled by ``depth_unit_scale_factor``) at its
-    image's size after fit_image, or None when it names none."""
+def frame_depth(spec: dict[str, Any], frame: dict[str, Any], size: tuple[int, int],
+                load_depth: Callable[[str, float], np.ndarray], where: str, *, res: int | None = None
+                ) -> np.ndarray | None:
+    """A transforms.json frame's depth map (its ``depth_file_path``, scaled by
+    ``depth_unit_scale_factor``) at its image's ``size`` (before fit_image) after fit_image, or
+    None when it names none. ``load_depth(depth_file_path, scale)`` reads it (load_depth_file
+    for a folder on disk, depth_maps.decode_depth for an upload): one parser for both."""
     if "depth_file_path" not in frame:
         return None
     both = {**spec, **frame}
     key = "depth_unit_scale_factor"
     scale = _number(both, key, where) if key in both else DEFAULT_DEPTH_SCALE
     try:
-        depth = load_depth_file(file.parent / str(frame["depth_file_path"]), scale)
+        depth = load_depth(str(frame["depth_file_path"]), scale)
         return crop_square(match_image(depth, size[0], size[1], where), res)
     except DepthMapError as exc:
         raise ImportDataError(f"{where}: {exc}") from None

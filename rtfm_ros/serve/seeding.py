@@ -1,5 +1,9 @@
 """Where a served world starts: the demo room, photos on disk, or photos uploaded from the page.
 
+A transforms.json may name each frame's depth map (``depth_file_path``: 16-bit PNG or .npy,
+``depth_unit_scale_factor``), uploaded or on disk beside the photos, as `rtfm data import`
+reads it: the world is then seeded with that depth (an RGB-D capture) instead of stereo's.
+
 Every photo, from disk or from a browser, is decoded by rtfm_ros.photo (format, size and a
 JPEG's scans checked before a pixel is decoded) through :class:`PhotoBudget`: an upload names
 each photo as often as it likes, but each is decoded once, and the pixels decoded for one
@@ -65,20 +69,34 @@ class PhotoBudget:
         self._decoded[name] = rgb
         return rgb
 
+    def depth(self, name: str, scale: float) -> np.ndarray:
+        """The depth map uploaded as ``name`` (16-bit PNG or .npy, depth_maps.decode_depth), its
+        pixels counted against the same budget."""
+        from rtfm_ros.data.depth_maps import decode_depth
+
+        depth = decode_depth(self.photos[name], name, scale)
+        self._pixels += depth.size
+        if self._pixels > self.max_pixels:
+            raise SeedError(f"the photos and depth maps hold more than {self.max_pixels} pixels in all; seed from "
+                            "fewer or smaller ones")
+        return depth
+
 
 def frames_from_photos(photos: dict[str, bytes], transforms: bytes | None, fov_deg: float,
                        max_pixels: int = MAX_UPLOAD_PIXELS) -> list[SeedFrame]:
     """One photo at the origin (horizontal ``fov_deg``), or several placed by a transforms.json.
 
-    ``photos`` maps a file name (any folders are dropped) to its bytes; at most ``max_pixels``
-    are decoded.
+    ``photos`` maps a file name (any folders are dropped) to its bytes, the depth maps a
+    transforms.json names (``depth_file_path``, as `rtfm data import` reads them) among them;
+    at most ``max_pixels`` are decoded.
     """
-    from rtfm_ros.data.importers import parse_transforms, transforms_frames
+    from rtfm_ros.data.importers import frame_depth, parse_transforms, transforms_frames
 
     if not photos:
         raise SeedError("no photos given")
-    if len(photos) > MAX_PHOTOS:
-        raise SeedError(f"{len(photos)} photos; at most {MAX_PHOTOS}")
+    if len(photos) > 2 * MAX_PHOTOS:
+        raise SeedError(f"{len(photos)} files; at most {2 * MAX_PHOTOS} (a photo and a depth map each for "
+                        f"{MAX_PHOTOS} frames)")
     decode = PhotoBudget({PurePosixPath(n.replace("\\", "/")).name: d for n, d in photos.items()}, max_pixels)
     by_name = decode.photos
     if transforms is None:
@@ -99,16 +117,24 @@ def frames_from_photos(photos: dict[str, bytes], transforms: bytes | None, fov_d
             raise SeedError(f"transforms.json names {file_path!r}, which is not among the photos")
         return decode(name)
 
+    def load_depth(depth_path: str, scale: float) -> np.ndarray:
+        name = PurePosixPath(depth_path.replace("\\", "/")).name
+        if name not in by_name:
+            raise SeedError(f"transforms.json names the depth map {depth_path!r}, which is not among the files")
+        return decode.depth(name, scale)
+
     try:
         spec = parse_transforms(transforms, "transforms.json")
         rows = transforms_frames(spec, load, "transforms.json", max_frames=MAX_PHOTOS)
+        depths = [frame_depth(spec, fr, (rgb.shape[1], rgb.shape[0]), load_depth, f"transforms.json frame {i}")
+                  for i, (fr, (_, rgb, _, _)) in enumerate(zip(spec["frames"], rows))]
     except SeedError:
         raise
     except ValueError as exc:  # the importer's ImportDataError and geometry errors
         raise SeedError(str(exc)) from None
     files = [str(fr.get("file_path")) for fr in spec["frames"]]
-    return [SeedFrame(rgb, T, cam, name=f"transforms.json frame {i} ({files[i]})")
-            for i, (_, rgb, T, cam) in enumerate(rows)]
+    return [SeedFrame(rgb, T, cam, depth, name=f"transforms.json frame {i} ({files[i]})")
+            for i, ((_, rgb, T, cam), depth) in enumerate(zip(rows, depths))]
 
 
 def frames_from_paths(paths: list[str], fov_deg: float) -> list[SeedFrame]:
@@ -125,6 +151,8 @@ def frames_from_paths(paths: list[str], fov_deg: float) -> list[SeedFrame]:
                 frames = spec.get("frames") if isinstance(spec, dict) else None
                 files += [image_path(spec_file, str(fr.get("file_path", ""))) for fr in frames or []
                           if isinstance(fr, dict)]
+                files += [p / str(fr["depth_file_path"]) for fr in frames or []
+                          if isinstance(fr, dict) and "depth_file_path" in fr]
             else:
                 files.append(p)
         jsons = [f for f in files if f.suffix == ".json"]
