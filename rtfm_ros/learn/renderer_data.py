@@ -131,8 +131,9 @@ def procedural_examples(base: WorldModel, seed: int, *, size: tuple[int, int] = 
     tag = ""
     if with_depth:
         noise = sensor_noise(seed)
+        camera_noise = None if noise is None else noise.at_width(size[0])
         noise_rng = np.random.default_rng([seed, 23])
-        depths = [d if noise is None else noise.at_width(size[0]).apply(d, float(cam.K[0, 0]), noise_rng)
+        depths = [d if camera_noise is None else camera_noise.apply(d, float(cam.K[0, 0]), noise_rng)
                   for _, d in shots]
         tag = ":exact-depth" if noise is None else ":sensor-depth"
     wm = _world(base)
