@@ -64,6 +64,26 @@ def test_leave_one_out_never_sees_its_target(photos, base):
         assert psnr(e.geometric, rgbs[j]) < 40
 
 
+def test_sparse_worlds_render_photos_they_do_not_hold(photos, base):
+    cam, poses, views = photos
+    rgbs = [v[0] for v in views]
+    exs = list(photo_examples(base, rgbs, [cam] * len(rgbs), poses, width=96, round_trips=0, sparse_worlds=2))
+    sparse = [e for e in exs if ":sparse" in e.source]
+    assert len(exs) == 2 * len(rgbs) + len(sparse)  # after leave-one-out and leave-two-out
+    # 6 photos: each world holds 2-4 of them (35-60 %) and renders the 2-4 others
+    assert 4 <= len(sparse) <= 8 and {e.source.rsplit(":", 1)[1] for e in sparse} == {"sparse0", "sparse1"}
+    for e in sparse:
+        j = int(e.source.split(":")[1])
+        assert np.array_equal(e.target, rgbs[j])
+        assert psnr(e.geometric, rgbs[j]) < 40  # not in its world: it cannot come back exactly
+    # the same seed gives the same worlds; too few photos give none
+    again = [e.source for e in photo_examples(base, rgbs, [cam] * len(rgbs), poses, width=96, round_trips=0,
+                                               sparse_worlds=2) if ":sparse" in e.source]
+    assert again == [e.source for e in sparse]
+    assert not [e for e in photo_examples(base, rgbs[:2], [cam] * 2, poses[:2], width=96, round_trips=0,
+                                          sparse_worlds=2) if ":sparse" in e.source]
+
+
 def test_example_files_round_trip_and_refuse_what_is_not_one(photos, base, tmp_path):
     cam, poses, views = photos
     ex = round_trip_example(base, views[1][0], cam, poses[1], views[1][1], np.random.default_rng(0), width=96)

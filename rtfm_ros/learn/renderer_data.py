@@ -13,7 +13,11 @@ failures and let the network learn to copy):
   renderer must also learn what to do with an RGB-D camera's depth, which fails differently.
 - ``photos``: leave-one-out on a real posed set (transforms.json folder or bag): a world of the
   photos given, each rendered with itself (and, for a wider baseline, also its nearest
-  neighbour) kept out of its context; the photo is the target.
+  neighbour) kept out of its context; the photo is the target. Sparse worlds too: a random
+  part of the photos (35-60 %), the others their targets. A user's world is often that sparse,
+  and there a place is seen by one or two photos whose stereo fails: leave-one-out alone
+  rarely shows the renderer that case, so it learned to trust shattered warps where a
+  coherent one would hold.
 - ``round trip``: any single posed photo with depth (its stereo in such a world): warped to a
   nearby pose and back through a world that holds only the warped view; the round trip's
   holes, stretches and smears are the input, the photo is the target.
@@ -144,11 +148,12 @@ def procedural_examples(base: WorldModel, seed: int, *, size: tuple[int, int] = 
 
 def photo_examples(base: WorldModel, rgb: Sequence[np.ndarray], cameras: Sequence[PinholeCamera],
                    poses: np.ndarray, *, width: int = 320, name: str = "photos",
-                   round_trips: int = 1, seed: int = 0,
+                   round_trips: int = 1, seed: int = 0, sparse_worlds: int = 0,
                    depths: Sequence[np.ndarray | None] | None = None) -> Iterator[Example]:
     """Leave-one-out (and leave-two-out) on posed photos, each at ``width`` and its own aspect,
-    and ``round_trips`` round-trip examples per photo from its depth (``depths``: the set's own
-    depth maps, as a user's world would be seeded with them; stereo for a photo without one)."""
+    ``round_trips`` round-trip examples per photo from its depth (``depths``: the set's own
+    depth maps, as a user's world would be seeded with them; stereo for a photo without one),
+    then ``sparse_worlds`` worlds of a random part of the photos (sparse_examples)."""
     from rtfm_ros.evaluate.baselines import pose_score
     from rtfm_ros.images import crop_to
 
@@ -170,6 +175,36 @@ def photo_examples(base: WorldModel, rgb: Sequence[np.ndarray], cameras: Sequenc
                                     name=f"{name}:{j}:round-trip")
             if ex is not None:
                 yield ex
+    yield from sparse_examples(base, rgb, cameras, poses, width=width, name=name, worlds=sparse_worlds,
+                               rng=rng, depths=depths)
+
+
+SPARSE_SHARE = (0.35, 0.6)  # share of a set's photos a sparse world holds
+SPARSE_TARGETS = 8          # at most this many of the other photos are a sparse world's targets
+
+
+def sparse_examples(base: WorldModel, rgb: Sequence[np.ndarray], cameras: Sequence[PinholeCamera],
+                    poses: np.ndarray, *, width: int, name: str, worlds: int, rng: np.random.Generator,
+                    depths: Sequence[np.ndarray | None] | None = None) -> Iterator[Example]:
+    """``worlds`` worlds, each of a random SPARSE_SHARE of the photos (at least 2), rendered at
+    up to SPARSE_TARGETS of the others (module docstring). A set of fewer than 3 photos has none."""
+    from rtfm_ros.images import crop_to
+
+    n = len(rgb)
+    if n < 3:
+        return
+    for k in range(worlds):
+        size = min(n - 1, max(2, round(n * float(rng.uniform(*SPARSE_SHARE)))))
+        chosen = sorted(int(i) for i in rng.choice(n, size, replace=False))
+        rest = [i for i in range(n) if i not in chosen]
+        targets = sorted(int(i) for i in rng.choice(rest, min(SPARSE_TARGETS, len(rest)), replace=False))
+        wm = _world(base)
+        wm.add_frames([(rgb[i], poses[i], cameras[i]) for i in chosen],
+                      depths=None if depths is None else [depths[i] for i in chosen])
+        for j in targets:
+            H0, W0 = rgb[j].shape[:2]
+            truth, cam = crop_to(rgb[j], cameras[j], width, max(8, round(H0 * width / W0)))
+            yield view_example(wm, poses[j], cam, truth, f"{name}:{j}:sparse{k}")
 
 
 def round_trip_example(base: WorldModel, rgb: np.ndarray, camera: PinholeCamera, T: np.ndarray,

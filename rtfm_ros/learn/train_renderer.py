@@ -288,10 +288,12 @@ class RendererDataOptions:
     holdout_every: int = setting(4, "every n-th photo of a set stays out of the examples (0: use all)")
     width: int = setting(320, "width of the photo examples (their own aspect)")
     round_trips: int = setting(3, "round-trip examples per photo")
+    sparse_worlds: int = setting(0, "worlds per photo set made of a random part of its photos, the others "
+                                    "their targets")
     photos: tuple[str, ...] = setting((), "posed photo sets", cli=False)
 
     def __post_init__(self) -> None:
-        for name in ("worlds", "first_seed", "depth_worlds", "holdout_every", "round_trips"):
+        for name in ("worlds", "first_seed", "depth_worlds", "holdout_every", "round_trips", "sparse_worlds"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"renderer data {name} must be an integer >= 0, got {v!r}")
@@ -328,7 +330,8 @@ def _data(args: argparse.Namespace) -> int:
                   for i in keep]
         for j, ex in enumerate(tqdm(photo_examples(base, [clip.rgb[i] for i in keep], [clip.camera(i) for i in keep],
                                                    np.asarray(clip.T_world_camera)[keep], width=a.width, name=name,
-                                                   round_trips=a.round_trips, depths=depths),
+                                                   round_trips=a.round_trips, depths=depths,
+                                                   sparse_worlds=a.sparse_worlds),
                                     desc=f"photos {name}", unit="ex")):
             save_example(ex, out / f"photos-{name}-{j:03d}.safetensors")
             n += 1
