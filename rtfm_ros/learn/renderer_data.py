@@ -15,9 +15,9 @@ failures and let the network learn to copy):
   photos given, each rendered with itself (and, for a wider baseline, also its nearest
   neighbour) kept out of its context; the photo is the target. Sparse worlds too: a random
   part of the photos (35-60 %), the others their targets. A user's world is often that sparse,
-  and there a place is seen by one or two photos whose stereo fails: leave-one-out alone
-  rarely shows the renderer that case, so it learned to trust shattered warps where a
-  coherent one would hold.
+  and there a place is seen by one or two photos whose stereo fails, which leave-one-out
+  alone rarely shows the renderer (off by default: the bundled weights did not gain from
+  them, BENCHMARKS.md).
 - ``round trip``: any single posed photo with depth (its stereo in such a world): warped to a
   nearby pose and back through a world that holds only the warped view; the round trip's
   holes, stretches and smears are the input, the photo is the target.
