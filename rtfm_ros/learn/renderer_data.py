@@ -146,6 +146,14 @@ def procedural_examples(base: WorldModel, seed: int, *, size: tuple[int, int] = 
         yield view_example(wm, T, cam, truth, f"procedural:{seed}:{kind}{tag}")
 
 
+def _at_width(rgb: np.ndarray, camera: PinholeCamera, width: int) -> tuple[np.ndarray, PinholeCamera]:
+    """A photo as an example's target: ``width`` wide at its own aspect, with its camera."""
+    from rtfm_ros.images import crop_to
+
+    H0, W0 = rgb.shape[:2]
+    return crop_to(rgb, camera, width, max(8, round(H0 * width / W0)))
+
+
 def photo_examples(base: WorldModel, rgb: Sequence[np.ndarray], cameras: Sequence[PinholeCamera],
                    poses: np.ndarray, *, width: int = 320, name: str = "photos",
                    round_trips: int = 1, seed: int = 0, sparse_worlds: int = 0,
@@ -155,14 +163,12 @@ def photo_examples(base: WorldModel, rgb: Sequence[np.ndarray], cameras: Sequenc
     depth maps, as a user's world would be seeded with them; stereo for a photo without one),
     then ``sparse_worlds`` worlds of a random part of the photos (sparse_examples)."""
     from rtfm_ros.evaluate.baselines import pose_score
-    from rtfm_ros.images import crop_to
 
     rng = np.random.default_rng([seed, 7])
     wm = _world(base)
     ids = wm.add_frames([(im, T, cam) for im, T, cam in zip(rgb, poses, cameras)], depths=depths)
     for j, fid in enumerate(ids):
-        H0, W0 = rgb[j].shape[:2]
-        truth, cam = crop_to(rgb[j], cameras[j], width, max(8, round(H0 * width / W0)))
+        truth, cam = _at_width(rgb[j], cameras[j], width)
         yield view_example(wm, poses[j], cam, truth, f"{name}:{j}:loo", exclude=[fid])
         others = [k for k in range(len(ids)) if k != j]
         if len(others) >= 3:
@@ -188,8 +194,6 @@ def sparse_examples(base: WorldModel, rgb: Sequence[np.ndarray], cameras: Sequen
                     depths: Sequence[np.ndarray | None] | None = None) -> Iterator[Example]:
     """``worlds`` worlds, each of a random SPARSE_SHARE of the photos (at least 2), rendered at
     up to SPARSE_TARGETS of the others (module docstring). A set of fewer than 3 photos has none."""
-    from rtfm_ros.images import crop_to
-
     n = len(rgb)
     if n < 3:
         return
@@ -202,8 +206,7 @@ def sparse_examples(base: WorldModel, rgb: Sequence[np.ndarray], cameras: Sequen
         wm.add_frames([(rgb[i], poses[i], cameras[i]) for i in chosen],
                       depths=None if depths is None else [depths[i] for i in chosen])
         for j in targets:
-            H0, W0 = rgb[j].shape[:2]
-            truth, cam = crop_to(rgb[j], cameras[j], width, max(8, round(H0 * width / W0)))
+            truth, cam = _at_width(rgb[j], cameras[j], width)
             yield view_example(wm, poses[j], cam, truth, f"{name}:{j}:sparse{k}")
 
 
@@ -214,14 +217,11 @@ def round_trip_example(base: WorldModel, rgb: np.ndarray, camera: PinholeCamera,
     the depth is too sparse to move the camera by a meaningful baseline."""
     from scipy.spatial.transform import Rotation
 
-    from rtfm_ros.images import crop_to
-
     finite = depth[np.isfinite(depth) & (depth > 0)]
     if finite.size < 0.2 * depth.size:
         return None
     scene = float(np.median(finite))
-    H0, W0 = rgb.shape[:2]
-    truth, cam = crop_to(rgb, camera, width, max(8, round(H0 * width / W0)))
+    truth, cam = _at_width(rgb, camera, width)
     step = rng.normal(size=3)
     step *= rng.uniform(0.05, 0.2) * scene / max(float(np.linalg.norm(step)), 1e-9)
     turn = Rotation.from_rotvec(np.radians(rng.uniform(-8, 8, 3))).as_matrix()
